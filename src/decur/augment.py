@@ -1,0 +1,185 @@
+"""Per-modality view pipelines, batched, on the training device, for any channel count.
+
+The paper's pipelines (Sec. 4 / Appendix):
+  - optical / RGB: BYOL — random resized crop, horizontal flip, colour jitter (p 0.8), grayscale (p 0.2),
+    Gaussian blur (p 1.0 view 1 / 0.1 view 2), solarisation (p 0 view 1 / 0.2 view 2). On more than 3 bands the
+    jitter is multispectral-safe: brightness and contrast only (hue and saturation are RGB notions), and
+    "grayscale" replaces every band by the band mean.
+  - SAR: random resized crop, grayscale (p 0.2), Gaussian blur (p 0.5), horizontal and vertical flips.
+  - DEM: random resized crop, horizontal and vertical flips.
+  - HHA: random resized crop, horizontal flip.
+Photometric ops expect the modality's values in [0, 1] (optical reflectance /10000 or 8-bit /255); every
+pipeline ends with per-band standardisation ``(x − mean) / std``.
+
+Crops are sampled as boxes in *relative* coordinates (:class:`Geometry`), so two modalities of different pixel
+sizes can share one crop (the ``share_crop`` option) and the crop is taken with ``roi_align`` (bilinear with
+area sampling) for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import kornia.enhance
+import kornia.filters
+import torch
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+
+@dataclass
+class Geometry:
+    """Per-sample crop boxes ``(x0, y0, x1, y1)`` in [0, 1] and flip flags."""
+
+    boxes: Tensor
+    hflip: Tensor
+    vflip: Tensor
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """Probabilities and strengths of one preset's ops; pairs are (view 1, view 2)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    jitter: float = 0.0
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale: float = 0.0
+    blur: tuple[float, float] = (0.0, 0.0)
+    solarize: tuple[float, float] = (0.0, 0.0)
+
+
+PRESETS: dict[str, ViewSpec] = {
+    "optical": ViewSpec(jitter=0.8, grayscale=0.2, blur=(1.0, 0.1), solarize=(0.0, 0.2)),
+    "rgb": ViewSpec(jitter=0.8, grayscale=0.2, blur=(1.0, 0.1), solarize=(0.0, 0.2)),
+    "sar": ViewSpec(vflip=0.5, grayscale=0.2, blur=(0.5, 0.5)),
+    "dem": ViewSpec(vflip=0.5),
+    "hha": ViewSpec(),
+    "none": ViewSpec(hflip=0.0),
+}
+
+
+def sample_geometry(n: int, scale: tuple[float, float], spec: ViewSpec, device: torch.device) -> Geometry:
+    """Random-resized-crop boxes (area ``scale`` of the image, aspect ratio in [3/4, 4/3]) and flip flags."""
+    area = torch.empty(n).uniform_(*scale)
+    log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3))
+    w = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)
+    h = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
+    x0 = torch.rand(n) * (1 - w)
+    y0 = torch.rand(n) * (1 - h)
+    boxes = torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
+    return Geometry(
+        boxes.to(device), (torch.rand(n) < spec.hflip).to(device), (torch.rand(n) < spec.vflip).to(device)
+    )
+
+
+class ViewPipeline(nn.Module):
+    """Augments a batch ``N x C x H x W`` of one modality into one view ``N x C x S x S``.
+
+    Args:
+        preset: One of :data:`PRESETS`.
+        bands: Channel count ``C``.
+        crop_size: Output side ``S``.
+        crop_scale: Area range of the random resized crop.
+        mean: Per-band mean for the final standardisation.
+        std: Per-band standard deviation.
+    """
+
+    def __init__(
+        self,
+        preset: str,
+        bands: int,
+        crop_size: int,
+        crop_scale: tuple[float, float],
+        mean: list[float],
+        std: list[float],
+    ) -> None:
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {list(PRESETS)}")
+        if len(mean) != bands or len(std) != bands:
+            raise ValueError(f"{preset}: need {bands} mean/std values, got {len(mean)} and {len(std)}")
+        self.preset, self.spec, self.bands = preset, PRESETS[preset], bands
+        self.crop_size, self.crop_scale = crop_size, crop_scale
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def sample_geometry(self, n: int, device: torch.device) -> Geometry:
+        """Crop boxes and flips for ``n`` samples with this preset's probabilities."""
+        return sample_geometry(n, self.crop_scale, self.spec, device)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, view: int = 0, geometry: Geometry | None = None) -> Tensor:
+        """One augmented, standardised view; ``view`` (0 or 1) selects the asymmetric probabilities."""
+        if x.ndim != 4 or x.shape[1] != self.bands:
+            raise ValueError(f"{self.preset} pipeline expects N x {self.bands} x H x W, got {tuple(x.shape)}")
+        x = x.float()
+        n = x.shape[0]
+        geometry = geometry if geometry is not None else self.sample_geometry(n, x.device)
+        x = self._crop(x, geometry)
+        spec = self.spec
+        if spec.jitter > 0:
+            x = self._color_jitter(x, _chance(n, spec.jitter, x.device))
+        if spec.grayscale > 0:
+            x = torch.where(_chance(n, spec.grayscale, x.device), self._grayscale(x), x)
+        if spec.blur[view] > 0:
+            sigma = _uniform(n, 0.1, 2.0, x.device) * self.crop_size / 224
+            blurred = _gaussian_blur(x, sigma.clamp_min(0.05), self.crop_size)
+            x = torch.where(_chance(n, spec.blur[view], x.device), blurred, x)
+        if spec.solarize[view] > 0:
+            x = torch.where(_chance(n, spec.solarize[view], x.device), torch.where(x < 0.5, x, 1 - x), x)
+        return (x - self.mean) / self.std
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Standardisation only: how evaluation images are prepared (never augmented)."""
+        return (x.float() - self.mean) / self.std
+
+    def _crop(self, x: Tensor, g: Geometry) -> Tensor:
+        n, _, h, w = x.shape
+        scale = torch.tensor([w, h, w, h], device=x.device, dtype=x.dtype)
+        rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], g.boxes.to(x) * scale], dim=1)
+        out = roi_align(x, rois, (self.crop_size, self.crop_size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        out = torch.where(g.hflip.view(-1, 1, 1, 1), out.flip(-1), out)
+        return torch.where(g.vflip.view(-1, 1, 1, 1), out.flip(-2), out)
+
+    def _color_jitter(self, x: Tensor, apply: Tensor) -> Tensor:
+        n, s = x.shape[0], self.spec
+        bright = _uniform(n, 1 - s.brightness, 1 + s.brightness, x.device).view(-1, 1, 1, 1)
+        contrast = _uniform(n, 1 - s.contrast, 1 + s.contrast, x.device).view(-1, 1, 1, 1)
+        y = (x * bright).clamp(0, 1)
+        mean = self._grayscale(y).mean(dim=(1, 2, 3), keepdim=True)
+        y = ((y - mean) * contrast + mean).clamp(0, 1)
+        if self.bands == 3:  # hue and saturation exist only for RGB
+            sat = _uniform(n, 1 - s.saturation, 1 + s.saturation, x.device)
+            hue = _uniform(n, -s.hue, s.hue, x.device) * 2 * math.pi
+            y = kornia.enhance.adjust_saturation(y, sat)
+            y = kornia.enhance.adjust_hue(y, hue).clamp(0, 1)
+        return torch.where(apply, y, x)
+
+    def _grayscale(self, x: Tensor) -> Tensor:
+        if self.bands == 3:
+            weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+            gray = (x * weights).sum(dim=1, keepdim=True)
+        else:
+            gray = x.mean(dim=1, keepdim=True)
+        return gray.expand_as(x)
+
+
+# Random parameters are drawn from the CPU generator whatever the device, so runs repeat across devices and the
+# checkpointed RNG state covers them.
+def _uniform(n: int, lo: float, hi: float, device: torch.device) -> Tensor:
+    return torch.empty(n).uniform_(lo, hi).to(device)
+
+
+def _chance(n: int, p: float, device: torch.device) -> Tensor:
+    return (torch.rand(n) < p).view(-1, 1, 1, 1).to(device)
+
+
+def _gaussian_blur(x: Tensor, sigma: Tensor, size: int) -> Tensor:
+    k = max(3, (size // 10) | 1)  # BYOL: kernel 23 for 224 px, i.e. about 10 % of the side, odd
+    sigmas = torch.stack([sigma, sigma], dim=1)
+    return kornia.filters.gaussian_blur2d(x, (k, k), sigmas, border_type="reflect")

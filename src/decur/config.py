@@ -1,0 +1,344 @@
+"""Typed, validated run configuration.
+
+A run is described by one :class:`Config`. YAML files and ``key.path=value`` command-line overrides are merged
+onto the defaults, which are the built-in synthetic demo (ResNet-18, small images). Unknown keys and bad values
+fail at start with the dotted name of the field and what to do about it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHOD_NAMES = (
+    "decur",
+    "decur_no_intra",
+    "decur_no_decoupling",
+    "barlow_twins_cross",
+    "barlow_twins_single",
+    "simclr_cross",
+    "clip",
+    "vicreg_cross",
+)
+AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
+DATASETS = ("synthetic", "ssl4eo_s12", "geonrw", "sunrgbd")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names the field."""
+
+
+@dataclass
+class ModalityConfig:
+    """One input modality: its name (used everywhere as the key), band count and view pipeline."""
+
+    name: str
+    bands: int
+    augment: str = "none"
+    """View pipeline preset: optical (BYOL, multispectral-safe), rgb (BYOL), sar, dem, hha, none."""
+    mean: list[float] | None = None
+    """Per-band mean for normalisation after augmentation; ``None`` takes the dataset's statistics."""
+    std: list[float] | None = None
+
+
+def _default_modalities() -> list[ModalityConfig]:
+    return [ModalityConfig("optical", 13, "optical"), ModalityConfig("sar", 2, "sar")]
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they are batched and cropped."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    """Dataset folder; required by every dataset except ``synthetic``."""
+    modalities: list[ModalityConfig] = field(default_factory=_default_modalities)
+    length: int = 4096
+    """Synthetic: number of pretraining samples."""
+    image_size: int = 64
+    """Synthetic: side of the generated images in pixels."""
+    num_classes: int = 8
+    """Synthetic: number of land-cover classes."""
+    crop_size: int = 56
+    """Side of the random resized crops fed to the encoders (224 in the paper)."""
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    share_crop: bool = True
+    """The two modalities' first views share crop geometry (the reference code draws them independently)."""
+    batch_size: int = 128
+    """Global batch size (split over devices)."""
+    num_workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    """Per-modality encoders and projectors."""
+
+    arch: str = "resnet18"
+    """Any timm model with ``in_chans`` and ``num_classes=0`` support (resnet18/34/50 tested)."""
+    projector: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
+    """Projector widths, Linear-BN-ReLU between layers and a final Linear (paper: 8192-8192-8192)."""
+    share_projector: bool = False
+    """Reference-code behaviour: one projector module for all modalities (the paper draws one per modality)."""
+    channels_last: bool = False
+
+
+@dataclass
+class MethodConfig:
+    """The objective: DeCUR, one of its ablations, or a baseline (see :mod:`decur.losses`)."""
+
+    name: str = "decur"
+    common_dim: int | None = None
+    """Number of common dimensions; ``None`` derives it from ``common_share``."""
+    common_share: float = 0.75
+    """Share of common dimensions (paper: 0.875 SAR-optical, 0.75 RGB-DEM / RGB-depth)."""
+    lambda_common: float = 0.0051
+    lambda_unique: float = 0.0051
+    lambda_intra_1: float = 0.0051
+    lambda_intra_2: float = 0.0051
+    reference_weighting: bool = False
+    """Reference-code behaviour: total = (L_M1 + L_M2 + (L_common + L_unique)/2)/3."""
+    cross_both_views: bool = False
+    """Reference-code behaviour: cross-modal terms averaged over both view pairs."""
+    temperature: float = 0.1
+    """SimCLR temperature; CLIP's learnable temperature starts at 0.07."""
+
+
+@dataclass
+class OptimConfig:
+    """LARS as in the paper (learning rates for a batch of 256, scaled linearly with the global batch)."""
+
+    name: str = "lars"
+    lr_weights: float = 0.2
+    lr_biases: float = 0.0048
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    warmup_epochs: float = 0.0
+    scale_lr: bool = True
+    """lr = base_lr x global_batch / 256 (Barlow Twins' rule); off uses the base values as given."""
+    adamw_lr: float = 1e-4
+    adamw_weight_decay: float = 0.01
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings."""
+
+    max_epochs: int = 6
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    """``32-true``, ``bf16-mixed`` or ``16-mixed``."""
+    seed: int = 0
+    log_every_n_steps: int = 5
+    compile: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """Linear-probe evaluation after pretraining (synthetic dataset only)."""
+
+    enabled: bool = True
+    train_samples: int = 1024
+    test_samples: int = 512
+    random_init: bool = True
+
+
+@dataclass
+class Config:
+    """A whole pretraining run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def embed_dim(self) -> int:
+        """Embedding size K (the projector's output width, or the encoder width without projector)."""
+        return self.model.projector[-1] if self.model.projector else _encoder_width(self.model.arch)
+
+    @property
+    def common_dim(self) -> int:
+        """K_c: the explicit ``method.common_dim`` or ``round(common_share x K)``."""
+        if self.method.common_dim is not None:
+            return self.method.common_dim
+        return round(self.method.common_share * self.embed_dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML-serialisable)."""
+        return _plain(dataclasses.asdict(self))
+
+    def validate(self, check_paths: bool = True) -> Config:
+        """Check every field that can be checked before anything is built; returns ``self``."""
+        d, m, t = self.data, self.method, self.trainer
+        _require(d.dataset in DATASETS, "data.dataset", f"{d.dataset!r} is not one of {DATASETS}")
+        if d.dataset != "synthetic":
+            _require(d.root is not None, "data.root", f"dataset {d.dataset!r} needs the folder it lives in")
+            if check_paths:
+                _require(Path(str(d.root)).is_dir(), "data.root", f"{d.root} does not exist or is no folder")
+        names = [mod.name for mod in d.modalities]
+        _require(len(names) >= 1, "data.modalities", "at least one modality is needed")
+        _require(len(set(names)) == len(names), "data.modalities", f"names must be unique, got {names}")
+        for i, mod in enumerate(d.modalities):
+            where = f"data.modalities[{i}]"
+            _require(mod.bands >= 1, f"{where}.bands", f"must be >= 1, got {mod.bands}")
+            _require(mod.augment in AUGMENT_PRESETS, f"{where}.augment", f"{mod.augment!r} not in {AUGMENT_PRESETS}")
+            for key in ("mean", "std"):
+                values = getattr(mod, key)
+                _require(
+                    values is None or len(values) == mod.bands,
+                    f"{where}.{key}",
+                    f"needs one value per band ({mod.bands}), got {values}",
+                )
+        if d.dataset == "synthetic":
+            from decur.data.synthetic import SYNTHETIC_MODALITIES
+
+            for name in names:
+                _require(
+                    name in SYNTHETIC_MODALITIES,
+                    "data.modalities",
+                    f"unknown modality {name!r}: the synthetic dataset has {list(SYNTHETIC_MODALITIES)}",
+                )
+        _require(d.batch_size >= 2, "data.batch_size", f"correlations need >= 2 samples, got {d.batch_size}")
+        _require(d.crop_size >= 8, "data.crop_size", f"must be >= 8 pixels, got {d.crop_size}")
+        lo, hi = d.crop_scale
+        _require(0 < lo <= hi <= 1, "data.crop_scale", f"needs 0 < min <= max <= 1, got {d.crop_scale}")
+        _require(m.name in METHOD_NAMES, "method.name", f"{m.name!r} is not one of {METHOD_NAMES}")
+        from decur.methods import METHODS
+
+        wanted = METHODS[m.name].modalities
+        _require(
+            len(names) == wanted,
+            "data.modalities",
+            f"method {m.name!r} trains {wanted} modalit{'y' if wanted == 1 else 'ies'}, got {names}",
+        )
+        _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
+        _require(0 <= m.common_share <= 1, "method.common_share", f"must lie in [0, 1], got {m.common_share}")
+        _require(
+            0 <= self.common_dim <= self.embed_dim,
+            "method.common_dim",
+            f"must lie in 0..{self.embed_dim} (model.projector[-1]), got {self.common_dim}",
+        )
+        _require(self.optim.name in ("lars", "adamw"), "optim.name", f"{self.optim.name!r} not in (lars, adamw)")
+        _require(t.max_epochs >= 1, "trainer.max_epochs", f"must be >= 1, got {t.max_epochs}")
+        precisions = ("32-true", "32", "bf16-mixed", "16-mixed")
+        _require(t.precision in precisions, "trainer.precision", f"{t.precision!r} not in {precisions}")
+        return self
+
+
+def _encoder_width(arch: str) -> int:
+    from decur.models import encoder_width
+
+    return encoder_width(arch)
+
+
+def _require(ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"config field `{name}`: {why}")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    return x
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Building a Config from YAML and overrides
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file, then ``a.b=value`` overrides (values parsed as YAML).
+
+    Raises:
+        ConfigError: On unknown keys, wrong types, bad override syntax or invalid values.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping of sections")
+        raw = loaded
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected the form section.field=value")
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: `{p}` is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return from_dict(Config, raw, "")
+
+
+def from_dict(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from nested plain data, naming the field of any mismatch."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config field `{where or 'top level'}`: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"config field `{prefix}{unknown[0]}` is unknown; known fields here: {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(hints[name], value, f"{where}.{name}" if where else name) for name, value in raw.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"config section `{where or 'top level'}`: {err}") from None
+    return obj
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)  # type: ignore[arg-type]
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config field `{where}`: expected a list, got {value!r}")
+        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"config field `{where}`: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=True))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    if hint is Any:
+        return value
+    raise ConfigError(f"config field `{where}`: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config as YAML."""
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,273 @@
+"""The DeCUR objective, its ablations and the baselines, as pure functions of projector outputs.
+
+Notation follows the paper (Wang et al., "DeCUR: Decoupling Common & Unique Representations for Multimodal
+Self-supervision", arXiv 2309.05300). Every function takes the raw projector outputs of the augmented views,
+``z1, z1_prime`` (modality 1, views 1 and 2) and ``z2, z2_prime`` (modality 2), each ``N x K``, and returns a
+dict of named loss terms whose ``"total"`` entry is the value to minimise. Functions that do not need a view
+accept ``None`` for it, so every method has the same call shape.
+
+Under DDP all statistics are computed over the *global* batch: each function gathers its inputs once with the
+autograd-aware collective of :mod:`decur.distributed`. Every rank then computes the same loss value.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from decur.distributed import gather_batch
+
+LAMBDA = 0.0051
+"""Weight of the off-diagonal terms in every Barlow-Twins-style term (the paper's λ for all four losses)."""
+
+BN_EPS = 1e-5
+"""Variance epsilon of the batch standardisation (as ``BatchNorm1d(affine=False)`` in Barlow Twins)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Eq. 1 and the two matrix objectives
+
+
+def standardize(z: Tensor, eps: float = BN_EPS) -> Tensor:
+    """Centre each dimension over the batch and scale it to unit (biased) variance.
+
+    With this standardisation ``a.T @ b / N`` is exactly the normalised cross-correlation of Eq. 1.
+    """
+    z = z.float()
+    z = z - z.mean(dim=0)
+    return z / torch.sqrt(z.pow(2).mean(dim=0) + eps)
+
+
+def _correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Eq. 1 on already standardised, already gathered embeddings."""
+    return a.T @ b / a.shape[0]
+
+
+def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
+    """Cross-correlation matrix of Eq. 1 over the global batch.
+
+    ``C_ij = Σ_b z^A_bi z^B_bj / (sqrt(Σ_b (z^A_bi)^2) sqrt(Σ_b (z^B_bj)^2))`` on batch-centred embeddings.
+
+    Args:
+        z_a: ``N x K_a`` embeddings.
+        z_b: ``N x K_b`` embeddings of the same samples.
+
+    Returns:
+        ``K_a x K_b`` matrix with entries in [-1, 1].
+    """
+    _check_pair(z_a, z_b)
+    return _correlation(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)))
+
+
+def invariance_objective(c: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
+    """Barlow Twins objective: ``Σ_i (1 − C_ii)^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 2, 4, 5)."""
+    diag = torch.diagonal(c)
+    return (1 - diag).pow(2).sum() + lambda_offdiag * (c.pow(2).sum() - diag.pow(2).sum())
+
+
+def decorrelation_objective(c: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
+    """Unique-dimension objective: ``Σ_i C_ii^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 3)."""
+    return c.pow(2).sum() - (1 - lambda_offdiag) * torch.diagonal(c).pow(2).sum()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# DeCUR (Eq. 2-6) and its ablations (Table 4)
+
+
+def decur_loss(
+    z1: Tensor,
+    z1_prime: Tensor,
+    z2: Tensor,
+    z2_prime: Tensor,
+    common_dim: int,
+    *,
+    lambda_common: float = LAMBDA,
+    lambda_unique: float = LAMBDA,
+    lambda_intra_1: float = LAMBDA,
+    lambda_intra_2: float = LAMBDA,
+    reference_weighting: bool = False,
+    cross_both_views: bool = False,
+    intra: bool = True,
+    decouple: bool = True,
+) -> dict[str, Tensor]:
+    """DeCUR loss, Eq. 6: ``L = L_common + L_unique + L_M1 + L_M2``.
+
+    The first ``common_dim`` embedding dimensions are common: their cross-modal correlation is pulled to the
+    identity (Eq. 2). The remaining ``K − common_dim`` unique dimensions are decorrelated across modalities
+    (Eq. 3). Within each modality all ``K`` dimensions follow Barlow Twins between the two views (Eq. 4, 5).
+    The cross-modal terms use the first views ``z1`` and ``z2``.
+
+    Args:
+        z1: Modality 1, view 1, ``N x K`` raw projector outputs.
+        z1_prime: Modality 1, view 2.
+        z2: Modality 2, view 1.
+        z2_prime: Modality 2, view 2.
+        common_dim: ``K_c`` in ``0..K``. ``K`` leaves no unique block, ``0`` no common block.
+        lambda_common: λ_c of Eq. 2.
+        lambda_unique: λ_u of Eq. 3.
+        lambda_intra_1: λ_M1 of Eq. 4.
+        lambda_intra_2: λ_M2 of Eq. 5.
+        reference_weighting: Reference-code behaviour, off in the paper: total is
+            ``(L_M1 + L_M2 + (L_common + L_unique) / 2) / 3`` instead of the plain sum of Eq. 6.
+        cross_both_views: Reference-code behaviour, off in the paper: the cross-modal terms are averaged over
+            both view pairs ``(z1, z2)`` and ``(z1', z2')``.
+        intra: Ablation switch (Table 4, "w/o intra"): ``False`` drops ``L_M1`` and ``L_M2``.
+        decouple: Ablation switch (Table 4, "w/o decoupling"): ``False`` treats all ``K`` dimensions as
+            common, whatever ``common_dim`` says.
+
+    Returns:
+        ``{"total", "common", "unique", "intra_1", "intra_2"}``, scalar tensors.
+
+    Raises:
+        ValueError: If the four inputs differ in shape, ``N < 2`` or ``common_dim`` is outside ``0..K``.
+    """
+    for z in (z1_prime, z2, z2_prime):
+        _check_pair(z1, z)
+    dim = z1.shape[1]
+    if not 0 <= common_dim <= dim:
+        raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
+    kc = dim if not decouple else common_dim
+    s1, s1p, s2, s2p = (standardize(gather_batch(z)) for z in (z1, z1_prime, z2, z2_prime))
+
+    pairs = [(s1, s2), (s1p, s2p)] if cross_both_views else [(s1, s2)]
+    zero = s1.new_zeros(())
+    common, unique = zero, zero
+    for a, b in pairs:
+        if kc > 0:  # only the two diagonal blocks of the K x K matrix are needed
+            common = common + invariance_objective(_correlation(a[:, :kc], b[:, :kc]), lambda_common)
+        if kc < dim:
+            unique = unique + decorrelation_objective(_correlation(a[:, kc:], b[:, kc:]), lambda_unique)
+    common, unique = common / len(pairs), unique / len(pairs)
+
+    intra_1 = invariance_objective(_correlation(s1, s1p), lambda_intra_1) if intra else zero
+    intra_2 = invariance_objective(_correlation(s2, s2p), lambda_intra_2) if intra else zero
+    if reference_weighting:
+        total = (intra_1 + intra_2 + (common + unique) / 2) / 3
+    else:
+        total = common + unique + intra_1 + intra_2
+    return {"total": total, "common": common, "unique": unique, "intra_1": intra_1, "intra_2": intra_2}
+
+
+def decur_without_intra(
+    z1: Tensor, z1_prime: Tensor | None, z2: Tensor, z2_prime: Tensor | None, common_dim: int, **kw: float
+) -> dict[str, Tensor]:
+    """Table 4 ablation "w/o intra": ``L_common + L_unique`` only (second views unused)."""
+    return decur_loss(z1, z1, z2, z2, common_dim, intra=False, **kw)  # type: ignore[arg-type]
+
+
+def decur_without_decoupling(
+    z1: Tensor, z1_prime: Tensor, z2: Tensor, z2_prime: Tensor, common_dim: int, **kw: float
+) -> dict[str, Tensor]:
+    """Table 4 ablation "w/o decoupling": cross-modal Barlow Twins on all dims plus both intra terms."""
+    return decur_loss(z1, z1_prime, z2, z2_prime, common_dim, decouple=False, **kw)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Baselines (Tables 1-2). Cross-modal baselines use the first view of each modality.
+
+
+def barlow_twins_cross(
+    z1: Tensor,
+    z1_prime: Tensor | None,
+    z2: Tensor,
+    z2_prime: Tensor | None,
+    common_dim: int = 0,
+    *,
+    lambda_offdiag: float = LAMBDA,
+) -> dict[str, Tensor]:
+    """Cross-modal Barlow Twins: Eq. 2 on all ``K`` dims between ``z1`` and ``z2`` (also Table 4, "BT only")."""
+    c = cross_correlation(z1, z2)
+    loss = invariance_objective(c, lambda_offdiag)
+    return {"total": loss, "cross": loss}
+
+
+def barlow_twins_single(
+    z1: Tensor,
+    z1_prime: Tensor,
+    z2: Tensor | None = None,
+    z2_prime: Tensor | None = None,
+    common_dim: int = 0,
+    *,
+    lambda_offdiag: float = LAMBDA,
+) -> dict[str, Tensor]:
+    """Single-modal Barlow Twins between the two views of modality 1 (modality 2 unused)."""
+    loss = invariance_objective(cross_correlation(z1, z1_prime), lambda_offdiag)
+    return {"total": loss, "intra_1": loss}
+
+
+def simclr_cross(
+    z1: Tensor,
+    z1_prime: Tensor | None,
+    z2: Tensor,
+    z2_prime: Tensor | None,
+    common_dim: int = 0,
+    *,
+    temperature: float = 0.1,
+) -> dict[str, Tensor]:
+    """SimCLR across modalities: NT-Xent with ``(z1_b, z2_b)`` positive, all other 2N − 2 samples negative."""
+    _check_pair(z1, z2)
+    z = F.normalize(torch.cat([gather_batch(z1), gather_batch(z2)]).float(), dim=1)
+    n = z.shape[0] // 2
+    logits = z @ z.T / temperature
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    loss = F.cross_entropy(logits, target)
+    return {"total": loss, "nt_xent": loss}
+
+
+def clip_loss(
+    z1: Tensor,
+    z1_prime: Tensor | None,
+    z2: Tensor,
+    z2_prime: Tensor | None,
+    common_dim: int = 0,
+    *,
+    logit_scale: Tensor,
+) -> dict[str, Tensor]:
+    """CLIP: symmetric InfoNCE between modalities with a learnable temperature ``exp(logit_scale)``."""
+    _check_pair(z1, z2)
+    a = F.normalize(gather_batch(z1).float(), dim=1)
+    b = F.normalize(gather_batch(z2).float(), dim=1)
+    logits = logit_scale.exp() * a @ b.T
+    target = torch.arange(a.shape[0], device=a.device)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    return {"total": loss, "info_nce": loss, "temperature": 1 / logit_scale.detach().exp()}
+
+
+def vicreg_cross(
+    z1: Tensor,
+    z1_prime: Tensor | None,
+    z2: Tensor,
+    z2_prime: Tensor | None,
+    common_dim: int = 0,
+    *,
+    lambda_invariance: float = 25.0,
+    mu_variance: float = 25.0,
+    nu_covariance: float = 1.0,
+    eps: float = 1e-4,
+) -> dict[str, Tensor]:
+    """VICReg (Bardes et al. 2022) between the first views of the two modalities."""
+    _check_pair(z1, z2)
+    a, b = gather_batch(z1).float(), gather_batch(z2).float()
+    invariance = F.mse_loss(a, b)
+    variance, covariance = a.new_zeros(()), a.new_zeros(())
+    for z in (a, b):
+        z = z - z.mean(dim=0)
+        variance = variance + F.relu(1 - torch.sqrt(z.var(dim=0) + eps)).mean() / 2
+        cov = z.T @ z / (z.shape[0] - 1)
+        covariance = covariance + (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / z.shape[1]
+    total = lambda_invariance * invariance + mu_variance * variance + nu_covariance * covariance
+    return {"total": total, "invariance": invariance, "variance": variance, "covariance": covariance}
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _check_pair(a: Tensor, b: Tensor) -> None:
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"embeddings must be N x K matrices of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if a.shape[0] < 2:
+        raise ValueError(f"correlations need a batch of at least 2 samples, got N={a.shape[0]}")

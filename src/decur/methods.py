@@ -1,0 +1,90 @@
+"""Objectives as modules: which views a method needs, and the state it owns (CLIP's temperature).
+
+The training loop asks :class:`Objective` which modalities and how many views per modality to compute, hands it
+the embeddings keyed by modality name, and receives the dict of named loss terms. It never branches on the
+method's name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from decur import losses
+from decur.config import MethodConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a method needs: the loss function, modalities it trains and views per modality."""
+
+    loss: Callable[..., dict[str, Tensor]]
+    modalities: int
+    views: int
+
+
+METHODS: dict[str, Method] = {
+    "decur": Method(losses.decur_loss, modalities=2, views=2),
+    "decur_no_intra": Method(losses.decur_without_intra, modalities=2, views=1),
+    "decur_no_decoupling": Method(losses.decur_without_decoupling, modalities=2, views=2),
+    "barlow_twins_cross": Method(losses.barlow_twins_cross, modalities=2, views=1),
+    "barlow_twins_single": Method(losses.barlow_twins_single, modalities=1, views=2),
+    "simclr_cross": Method(losses.simclr_cross, modalities=2, views=1),
+    "clip": Method(losses.clip_loss, modalities=2, views=1),
+    "vicreg_cross": Method(losses.vicreg_cross, modalities=2, views=1),
+}
+
+
+class Objective(nn.Module):
+    """Maps ``{modality: [view-1 embeddings, view-2 embeddings]}`` to the method's loss terms.
+
+    Args:
+        cfg: The method section of the config.
+        modalities: Modality names in order: the first is "modality 1" of the paper.
+        common_dim: Number of common embedding dimensions K_c.
+    """
+
+    def __init__(self, cfg: MethodConfig, modalities: list[str], common_dim: int) -> None:
+        super().__init__()
+        self.name = cfg.name
+        self.method = METHODS[cfg.name]
+        self.modalities = modalities[: self.method.modalities]
+        self.common_dim = common_dim
+        self.logit_scale: nn.Parameter | None = None
+        if cfg.name == "clip":
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        kwargs: dict[str, object] = {}
+        if cfg.name.startswith("decur"):
+            kwargs = {
+                "lambda_common": cfg.lambda_common,
+                "lambda_unique": cfg.lambda_unique,
+                "lambda_intra_1": cfg.lambda_intra_1,
+                "lambda_intra_2": cfg.lambda_intra_2,
+            }
+            if cfg.name == "decur":
+                kwargs |= {"reference_weighting": cfg.reference_weighting, "cross_both_views": cfg.cross_both_views}
+        elif cfg.name.startswith("barlow_twins"):
+            kwargs = {"lambda_offdiag": cfg.lambda_common}
+        elif cfg.name == "simclr_cross":
+            kwargs = {"temperature": cfg.temperature}
+        self.kwargs = kwargs
+
+    @property
+    def views(self) -> int:
+        """Augmented views needed per modality."""
+        return self.method.views
+
+    def forward(self, z: dict[str, list[Tensor]]) -> dict[str, Tensor]:
+        """Loss terms of the method; ``"total"`` is minimised."""
+        first = z[self.modalities[0]]
+        second = z[self.modalities[-1]] if self.method.modalities == 2 else [None, None]
+        z1, z1p = first[0], first[1] if len(first) > 1 else None
+        z2, z2p = second[0], second[1] if len(second) > 1 else None
+        kwargs = dict(self.kwargs)
+        if self.logit_scale is not None:
+            kwargs["logit_scale"] = self.logit_scale
+        return self.method.loss(z1, z1p, z2, z2p, self.common_dim, **kwargs)

@@ -1,0 +1,112 @@
+"""LARS, the paper's parameter groups and the cosine schedule.
+
+The paper (following Barlow Twins): LARS with momentum 0.9 and weight decay 1e-6; learning rate 0.2 for weights
+and 0.0048 for biases and BatchNorm parameters, which are also excluded from weight decay and from the LARS trust
+ratio; cosine decay without warm-up. Batch-size rule: the base rates are for a global batch of 256 and are scaled
+linearly, ``lr = base_lr x global_batch / 256`` (Barlow Twins' rule); the schedule decays to 0.001 x lr.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from decur.config import OptimConfig
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise adaptive rate scaling (You et al. 2017) with SGD momentum.
+
+    For parameters of a group with ``lars=True``: ``g ← g + wd·w``, then ``g ← g · η‖w‖/‖g‖`` (when both norms are
+    non-zero), then the momentum update ``m ← μ m + g``, ``w ← w − lr·m``. Groups with ``lars=False`` (biases,
+    norms) take the plain momentum update with their own ``weight_decay`` (0 in the paper's groups).
+
+    Args:
+        params: Parameter groups; each may set ``lr``, ``weight_decay`` and ``lars``.
+        lr: Default learning rate.
+        momentum: Momentum μ.
+        weight_decay: Default weight decay.
+        eta: Trust coefficient η.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        eta: float = 0.001,
+    ) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"LARS needs non-negative lr, momentum, weight_decay; got {lr}, {momentum}, {weight_decay}")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars": True})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+        """One update of every parameter with a gradient."""
+        loss = torch.enable_grad()(closure)() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"] != 0:
+                    g = g.add(p, alpha=group["weight_decay"])
+                if group["lars"]:
+                    w_norm, g_norm = torch.norm(p), torch.norm(g)
+                    one = torch.ones_like(w_norm)
+                    trust = torch.where(w_norm > 0, torch.where(g_norm > 0, group["eta"] * w_norm / g_norm, one), one)
+                    g = g.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(g)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size: int) -> list[dict]:
+    """Weights (LARS-adapted, decayed) vs biases and norm parameters (neither), with scaled learning rates.
+
+    A parameter is a "bias or norm parameter" when it has fewer than 2 dimensions: biases, BatchNorm/LayerNorm
+    weights and biases, and scalars such as CLIP's temperature.
+    """
+    seen: set[int] = set()
+    weights, others = [], []
+    for module in modules:
+        for p in module.parameters():
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            (weights if p.ndim >= 2 else others).append(p)
+    scale = batch_size / 256 if cfg.scale_lr else 1.0
+    if cfg.name == "adamw":
+        lr = cfg.adamw_lr * scale
+        return [
+            {"params": weights, "lr": lr, "weight_decay": cfg.adamw_weight_decay},
+            {"params": others, "lr": lr, "weight_decay": 0.0},
+        ]
+    return [
+        {"params": weights, "lr": cfg.lr_weights * scale, "weight_decay": cfg.weight_decay, "lars": True},
+        {"params": others, "lr": cfg.lr_biases * scale, "weight_decay": 0.0, "lars": False},
+    ]
+
+
+def build_optimizer(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size: int) -> torch.optim.Optimizer:
+    """LARS (default, as the paper) or AdamW over :func:`parameter_groups`."""
+    groups = parameter_groups(modules, cfg, batch_size)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=groups[0]["lr"])
+    return LARS(groups, lr=groups[0]["lr"], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, final: float = 0.001) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay from 1 to ``final`` at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,145 @@
+"""Training callbacks: throughput and data-wait, the CSV log, atomic checkpoint files, the loss-curve plot."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to ``<path>.tmp``, syncs it to disk, then renames it over ``<path>``.
+
+    A process killed while saving leaves the previous checkpoint intact.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        """Save atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class Throughput(L.Callback):
+    """Shows samples/s, the share of time spent waiting for data and the ETA of the whole run.
+
+    Data wait is the time between the end of one training step and the start of the next (the loader's
+    ``next()``), measured on rank 0 and smoothed over ``window`` steps.
+    """
+
+    def __init__(self, global_batch: int, window: int = 20) -> None:
+        self.global_batch, self.window = global_batch, window
+        self._last_end: float | None = None
+        self._start = 0.0
+        self._steps: list[tuple[float, float]] = []  # (step time, data wait)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The first batch of an epoch includes worker start-up: do not count it."""
+        self._last_end = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        """Mark the start of compute."""
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        """Update the smoothed rates and log them to the progress bar."""
+        now = time.perf_counter()
+        if self._last_end is not None:
+            self._steps = [*self._steps[-(self.window - 1) :], (now - self._last_end, self._start - self._last_end)]
+            step_time = sum(s for s, _ in self._steps) / len(self._steps)
+            wait = sum(w for _, w in self._steps) / max(1e-9, sum(s for s, _ in self._steps))
+            remaining = max(0, trainer.estimated_stepping_batches - trainer.global_step)
+            pl_module.log("samples_per_s", self.global_batch / step_time, prog_bar=True, rank_zero_only=True)
+            pl_module.log("data_wait", wait, prog_bar=True, rank_zero_only=True)
+            pl_module.log("eta_min", remaining * step_time / 60, prog_bar=True, rank_zero_only=True)
+        self._last_end = now
+
+
+class CSVMetrics(L.Callback):
+    """Appends the logged training metrics to ``metrics.csv`` every ``every`` steps (rank 0).
+
+    On resume, rows after the restored step are dropped first, so the file always describes one history.
+    """
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, max(1, every)
+        self._fields: list[str] | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Trim rows from an interrupted run beyond the checkpoint we resume from."""
+        if trainer.global_rank != 0 or not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= trainer.global_step]
+        if rows:
+            self._fields = list(rows[0].keys())
+            self._write(rows, mode="w")
+        else:
+            self.path.unlink()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        """Append one row of scalars."""
+        step = trainer.global_step
+        if trainer.global_rank != 0 or step % self.every != 0:
+            return
+        row: dict[str, Any] = {"step": step, "epoch": trainer.current_epoch}
+        for k, v in sorted(trainer.callback_metrics.items()):
+            row[k] = float(v)
+        for i, group in enumerate(trainer.optimizers[0].param_groups):
+            row[f"lr_group{i}"] = group["lr"]
+        if self._fields is None:
+            self._fields = list(row.keys())
+        self._write([row], mode="a")
+
+    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        assert self._fields is not None
+        new = mode == "w" or not self.path.exists()
+        with open(self.path, mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def plot_loss_curves(metrics_csv: Path, out_png: Path) -> None:
+    """Plot every ``train/*`` loss term against the step (log scale when positive)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    keys = [k for k in rows[0] if k.startswith("train/") and k != "train/temperature"]
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in keys:
+        values = [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
+        ax.plot(steps, values, label=k.removeprefix("train/"))
+    if all(float(r[k]) > 0 for r in rows for k in keys if r.get(k) not in (None, "")):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)

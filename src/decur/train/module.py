@@ -1,0 +1,125 @@
+"""The pretraining LightningModule: batch → per-modality views → encoder/projector → objective → logs."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from decur.augment import ViewPipeline
+from decur.config import Config, from_dict
+from decur.methods import Objective
+from decur.models import MultimodalModel
+from decur.optim import build_optimizer, lr_factor
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; training stopped before the optimiser step."""
+
+
+BandStats = dict[str, tuple[list[float], list[float]]]
+
+
+class PretrainModule(L.LightningModule):
+    """Self-supervised pretraining of one encoder and one projector per modality.
+
+    Args:
+        config: The run configuration (a :class:`Config` or its dict form, as stored in checkpoints).
+        stats: Per-modality ``(mean, std)`` lists used by the view pipelines where the config gives none.
+    """
+
+    def __init__(self, config: Config | dict[str, Any], stats: BandStats) -> None:
+        super().__init__()
+        cfg = config if isinstance(config, Config) else from_dict(Config, config, "")
+        self.cfg = cfg
+        self.save_hyperparameters({"config": cfg.to_dict(), "stats": stats})
+        mods = cfg.data.modalities
+        self.model = MultimodalModel(
+            {m.name: m.bands for m in mods}, cfg.model.arch, cfg.model.projector, cfg.model.share_projector
+        )
+        self.views = nn.ModuleDict(
+            {
+                m.name: ViewPipeline(
+                    m.augment,
+                    m.bands,
+                    cfg.data.crop_size,
+                    cfg.data.crop_scale,
+                    m.mean if m.mean is not None else stats[m.name][0],
+                    m.std if m.std is not None else stats[m.name][1],
+                )
+                for m in mods
+            }
+        )
+        self.objective = Objective(cfg.method, [m.name for m in mods], cfg.common_dim)
+        if cfg.model.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def setup(self, stage: str) -> None:
+        """Under DDP, projector BatchNorm statistics are synchronised over the global batch."""
+        if self.trainer.world_size > 1:
+            self.model.projectors = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.projectors)
+
+    def make_views(self, batch: dict[str, Tensor]) -> dict[str, list[Tensor]]:
+        """Augmented views per modality; with ``share_crop`` the modalities' first views share geometry."""
+        names = self.objective.modalities
+        n = batch[names[0]].shape[0]
+        shared = None
+        if self.cfg.data.share_crop and len(names) > 1:
+            shared = self.views[names[0]].sample_geometry(n, batch[names[0]].device)
+        views: dict[str, list[Tensor]] = {}
+        for m in names:
+            views[m] = []
+            for v in range(self.objective.views):
+                x = self.views[m](batch[m], view=v, geometry=shared if v == 0 else None)
+                if self.cfg.model.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                views[m].append(x)
+        return views
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """One step of the configured objective; raises :class:`NonFiniteLossError` on NaN/Inf."""
+        views = self.make_views(batch)
+        z = {m: [self.model.embed(m, x) for x in xs] for m, xs in views.items()}
+        terms = self.objective(z)
+        if not torch.isfinite(terms["total"]):
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}. "
+                "Training stopped; the last checkpoint is intact. Lower optim.lr_weights, use "
+                "trainer.precision=32-true, or check the input data for NaN/Inf."
+            )
+        self.log("loss", terms["total"], prog_bar=True, logger=False)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, logger=False)
+        return terms["total"]
+
+    def configure_optimizers(self) -> Any:
+        """LARS (or AdamW) with per-step cosine decay and optional linear warm-up."""
+        opt = build_optimizer([self.model, self.objective], self.cfg.optim, self.cfg.data.batch_size)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(self.cfg.optim.warmup_epochs * total / self.cfg.trainer.max_epochs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store every RNG so a resumed run draws the same views and batches as an uninterrupted one."""
+        checkpoint["rng_states"] = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the RNG states written by :meth:`on_save_checkpoint`."""
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        random.setstate(states["python"])
+        np.random.set_state(states["numpy"])
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
