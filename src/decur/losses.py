@@ -33,8 +33,9 @@ def standardize(z: Tensor, eps: float = BN_EPS) -> Tensor:
     """Centre each dimension over the batch and scale it to unit (biased) variance.
 
     With this standardisation ``a.T @ b / N`` is exactly the normalised cross-correlation of Eq. 1.
+    Half-precision inputs (autocast) are promoted to float32; float64 stays float64.
     """
-    z = z.float()
+    z = _full(z)
     z = z - z.mean(dim=0)
     return z / torch.sqrt(z.pow(2).mean(dim=0) + eps)
 
@@ -68,7 +69,7 @@ def invariance_objective(c: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
 
 def decorrelation_objective(c: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
     """Unique-dimension objective: ``Σ_i C_ii^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 3)."""
-    return c.pow(2).sum() - (1 - lambda_offdiag) * torch.diagonal(c).pow(2).sum()
+    return lambda_offdiag * c.pow(2).sum() + (1 - lambda_offdiag) * torch.diagonal(c).pow(2).sum()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def simclr_cross(
 ) -> dict[str, Tensor]:
     """SimCLR across modalities: NT-Xent with ``(z1_b, z2_b)`` positive, all other 2N − 2 samples negative."""
     _check_pair(z1, z2)
-    z = F.normalize(torch.cat([gather_batch(z1), gather_batch(z2)]).float(), dim=1)
+    z = F.normalize(_full(torch.cat([gather_batch(z1), gather_batch(z2)])), dim=1)
     n = z.shape[0] // 2
     logits = z @ z.T / temperature
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
@@ -227,8 +228,8 @@ def clip_loss(
 ) -> dict[str, Tensor]:
     """CLIP: symmetric InfoNCE between modalities with a learnable temperature ``exp(logit_scale)``."""
     _check_pair(z1, z2)
-    a = F.normalize(gather_batch(z1).float(), dim=1)
-    b = F.normalize(gather_batch(z2).float(), dim=1)
+    a = F.normalize(_full(gather_batch(z1)), dim=1)
+    b = F.normalize(_full(gather_batch(z2)), dim=1)
     logits = logit_scale.exp() * a @ b.T
     target = torch.arange(a.shape[0], device=a.device)
     loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -249,7 +250,7 @@ def vicreg_cross(
 ) -> dict[str, Tensor]:
     """VICReg (Bardes et al. 2022) between the first views of the two modalities."""
     _check_pair(z1, z2)
-    a, b = gather_batch(z1).float(), gather_batch(z2).float()
+    a, b = _full(gather_batch(z1)), _full(gather_batch(z2))
     invariance = F.mse_loss(a, b)
     variance, covariance = a.new_zeros(()), a.new_zeros(())
     for z in (a, b):
@@ -262,6 +263,11 @@ def vicreg_cross(
 
 
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _full(z: Tensor) -> Tensor:
+    """Promote half precision (autocast outputs) to float32; keep float32/float64 as they are."""
+    return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
 
 
 def _check_pair(a: Tensor, b: Tensor) -> None:

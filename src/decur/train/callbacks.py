@@ -94,10 +94,18 @@ class CSVMetrics(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
-        """Append one row of scalars."""
+        """Append one row of scalars every ``every`` steps (and after the first step)."""
         step = trainer.global_step
-        if trainer.global_rank != 0 or step % self.every != 0:
-            return
+        if trainer.global_rank == 0 and (step % self.every == 0 or step == 1):
+            self._append(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Always record the state at the end of an epoch."""
+        if trainer.global_rank == 0 and trainer.global_step % self.every != 0:
+            self._append(trainer)
+
+    def _append(self, trainer: L.Trainer) -> None:
+        step = trainer.global_step
         row: dict[str, Any] = {"step": step, "epoch": trainer.current_epoch}
         for k, v in sorted(trainer.callback_metrics.items()):
             row[k] = float(v)

@@ -1,0 +1,37 @@
+# decur — every target sets up .venv first when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+## DeCUR pretraining on the built-in synthetic dataset, then the evaluation summary
+demo: $(STAMP)
+	$(BIN)/decur pretrain
+
+## the test suite (fast tests; <= 10 min on 2 CPU cores)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## tests marked slow
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+## throughput benchmarks -> benchmarks/results/
+bench: $(STAMP)
+	$(BIN)/python benchmarks/step_overhead.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,255 @@
+"""The loss module against an independent implementation of Eq. 1-6, lightly's losses, and properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from decur import losses
+
+LAM = 0.0051
+
+
+# ---- an independent reference, written from the paper's equations with explicit sums in numpy float64 ----------
+
+
+def ref_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Eq. 1, literally: C_ij = Σ_b a_bi b_bj / (sqrt(Σ_b a_bi²) sqrt(Σ_b b_bj²)) on batch-centred inputs."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    k_a, k_b = a.shape[1], b.shape[1]
+    c = np.zeros((k_a, k_b))
+    for i in range(k_a):
+        for j in range(k_b):
+            c[i, j] = (a[:, i] * b[:, j]).sum() / (math.sqrt((a[:, i] ** 2).sum()) * math.sqrt((b[:, j] ** 2).sum()))
+    return c
+
+
+def ref_bt(c: np.ndarray, lam: float, target_diag: float) -> float:
+    total = 0.0
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            total += (target_diag - c[i, j]) ** 2 if i == j else lam * c[i, j] ** 2
+    return total
+
+
+def ref_decur(z1, z1p, z2, z2p, kc):
+    c = ref_corr(z1, z2)
+    k = c.shape[0]
+    common = ref_bt(c[:kc, :kc], LAM, 1.0) if kc > 0 else 0.0
+    unique = ref_bt(c[kc:, kc:], LAM, 0.0) if kc < k else 0.0
+    intra_1 = ref_bt(ref_corr(z1, z1p), LAM, 1.0)
+    intra_2 = ref_bt(ref_corr(z2, z2p), LAM, 1.0)
+    return {"common": common, "unique": unique, "intra_1": intra_1, "intra_2": intra_2,
+            "total": common + unique + intra_1 + intra_2}
+
+
+def embeddings(n=12, k=10, seed=0, dtype=torch.float64, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, k, generator=g, dtype=dtype)
+    zs = [base + 0.7 * torch.randn(n, k, generator=g, dtype=dtype) * (i + 1) for i in range(4)]
+    return [z.requires_grad_(requires_grad) for z in zs]
+
+
+# ---- values and gradients against the reference ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kc", [0, 3, 7, 10])
+def test_decur_loss_matches_independent_reference(kc):
+    zs = embeddings()
+    ours = losses.decur_loss(*zs, kc)
+    ref = ref_decur(*[z.numpy() for z in zs], kc)
+    for key, value in ref.items():
+        # the only difference is the BatchNorm-style epsilon (1e-5 on a variance of ~1-10)
+        assert float(ours[key]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_cross_correlation_is_eq1():
+    z1, _, z2, _ = embeddings(n=9, k=5)
+    c = losses.cross_correlation(z1, z2)
+    np.testing.assert_allclose(c.numpy(), ref_corr(z1.numpy(), z2.numpy()), rtol=1e-4, atol=1e-6)
+
+
+def test_decur_input_gradients_match_reference_autograd():
+    """Gradient of our loss vs the gradient of a separate float64 torch transcription of Eq. 1-6 (no eps)."""
+
+    def corr(a, b):
+        a = a - a.mean(0)
+        b = b - b.mean(0)
+        return (a.T @ b) / torch.outer(a.norm(dim=0), b.norm(dim=0))
+
+    def bt(c, target):
+        eye = torch.eye(c.shape[0], dtype=c.dtype)
+        return ((target * eye - c) ** 2 * (eye + LAM * (1 - eye))).sum()
+
+    kc = 6
+    zs = embeddings(requires_grad=True)
+    losses.decur_loss(*zs, kc)["total"].backward()
+    ours = [z.grad.clone() for z in zs]
+    zs_ref = [z.detach().clone().requires_grad_(True) for z in zs]
+    z1, z1p, z2, z2p = zs_ref
+    c = corr(z1, z2)
+    total = bt(c[:kc, :kc], 1.0) + bt(c[kc:, kc:], 0.0) + bt(corr(z1, z1p), 1.0) + bt(corr(z2, z2p), 1.0)
+    total.backward()
+    for g_ours, z in zip(ours, zs_ref, strict=True):
+        torch.testing.assert_close(g_ours, z.grad, rtol=1e-3, atol=1e-6)
+
+
+# ---- properties ---------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    kc=st.integers(0, 8),
+    log_scale=st.lists(st.floats(-1.0, 2.0), min_size=8, max_size=8),
+    shift=st.floats(-50, 50),
+)
+def test_per_dimension_affine_rescaling_leaves_loss_unchanged(seed, kc, log_scale, shift):
+    zs = embeddings(n=16, k=8, seed=seed)
+    scale = torch.tensor(log_scale, dtype=torch.float64).exp()
+    base = losses.decur_loss(*zs, kc)
+    moved = losses.decur_loss(*[z * scale + shift for z in zs], kc)
+    for key in base:
+        assert float(moved[key]) == pytest.approx(float(base[key]), rel=2e-3, abs=1e-6), key
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_all_common_equals_cross_modal_bt_plus_intra(seed):
+    zs = embeddings(n=10, k=6, seed=seed)
+    full = losses.decur_loss(*zs, 6)
+    bt_cross = losses.barlow_twins_cross(*zs)["total"]
+    intra = losses.barlow_twins_single(zs[0], zs[1])["total"] + losses.barlow_twins_single(zs[2], zs[3])["total"]
+    assert float(full["unique"]) == 0.0
+    torch.testing.assert_close(full["total"], bt_cross + intra)
+    torch.testing.assert_close(losses.decur_without_decoupling(*zs, 2)["total"], full["total"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), kc=st.integers(0, 6))
+def test_swapping_modalities_swaps_intra_terms(seed, kc):
+    z1, z1p, z2, z2p = embeddings(n=10, k=6, seed=seed)
+    a = losses.decur_loss(z1, z1p, z2, z2p, kc)
+    b = losses.decur_loss(z2, z2p, z1, z1p, kc)
+    torch.testing.assert_close(a["intra_1"], b["intra_2"])
+    torch.testing.assert_close(a["intra_2"], b["intra_1"])
+    torch.testing.assert_close(a["common"], b["common"])
+    torch.testing.assert_close(a["unique"], b["unique"])
+
+
+def test_no_common_block_and_no_unique_block():
+    zs = embeddings()
+    assert float(losses.decur_loss(*zs, 0)["common"]) == 0.0
+    assert float(losses.decur_loss(*zs, 10)["unique"]) == 0.0
+
+
+def test_perfectly_aligned_common_and_independent_unique_give_low_loss():
+    g = torch.Generator().manual_seed(0)
+    n = 4096
+    shared = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    z1 = torch.cat([shared, torch.randn(n, 4, generator=g, dtype=torch.float64)], 1)
+    z2 = torch.cat([shared, torch.randn(n, 4, generator=g, dtype=torch.float64)], 1)
+    out = losses.decur_loss(z1, z1, z2, z2, 4)
+    assert float(out["common"]) < 0.01 and float(out["unique"]) < 0.01
+    assert float(out["intra_1"]) < 0.01  # identical views
+    # with the blocks swapped (common dims declared unique) the loss is large
+    assert float(losses.decur_loss(z1, z1, z2, z2, 0)["unique"]) > 3.9
+
+
+# ---- reference-code switches and ablations ---------------------------------------------------------------------
+
+
+def test_reference_weighting_and_both_view_pairs():
+    zs = embeddings()
+    plain = losses.decur_loss(*zs, 5)
+    weighted = losses.decur_loss(*zs, 5, reference_weighting=True)
+    expected = (plain["intra_1"] + plain["intra_2"] + (plain["common"] + plain["unique"]) / 2) / 3
+    torch.testing.assert_close(weighted["total"], expected)
+    both = losses.decur_loss(*zs, 5, cross_both_views=True)
+    second = losses.decur_loss(zs[1], zs[0], zs[3], zs[2], 5)
+    torch.testing.assert_close(both["common"], (plain["common"] + second["common"]) / 2)
+    torch.testing.assert_close(both["unique"], (plain["unique"] + second["unique"]) / 2)
+
+
+def test_ablation_without_intra():
+    zs = embeddings()
+    full = losses.decur_loss(*zs, 5)
+    out = losses.decur_without_intra(zs[0], None, zs[2], None, 5)
+    torch.testing.assert_close(out["total"], full["common"] + full["unique"])
+    assert float(out["intra_1"]) == 0.0
+
+
+def test_lambdas_are_separate():
+    zs = embeddings()
+    a = losses.decur_loss(*zs, 5)
+    b = losses.decur_loss(*zs, 5, lambda_intra_2=0.5)
+    torch.testing.assert_close(a["intra_1"], b["intra_1"])
+    assert float(b["intra_2"]) > float(a["intra_2"])
+
+
+# ---- baselines against lightly's implementations -----------------------------------------------------------------
+
+
+def test_barlow_twins_matches_lightly():
+    from lightly.loss import BarlowTwinsLoss
+
+    z1, _, z2, _ = embeddings(n=32, k=16, dtype=torch.float32)
+    expected = BarlowTwinsLoss(lambda_param=LAM)(z1, z2)
+    torch.testing.assert_close(losses.barlow_twins_cross(z1, None, z2, None)["total"], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_simclr_cross_matches_lightly_ntxent():
+    from lightly.loss import NTXentLoss
+
+    z1, _, z2, _ = embeddings(n=16, k=8, dtype=torch.float32)
+    expected = NTXentLoss(temperature=0.2)(z1, z2)
+    torch.testing.assert_close(losses.simclr_cross(z1, None, z2, None, temperature=0.2)["total"], expected)
+
+
+def test_vicreg_matches_lightly():
+    from lightly.loss import VICRegLoss
+
+    z1, _, z2, _ = embeddings(n=16, k=8, dtype=torch.float32)
+    expected = VICRegLoss()(z1, z2)
+    torch.testing.assert_close(losses.vicreg_cross(z1, None, z2, None)["total"], expected)
+
+
+def test_clip_loss_against_hand_written_infonce():
+    z1, _, z2, _ = embeddings(n=6, k=4)
+    scale = torch.tensor(math.log(1 / 0.07), dtype=torch.float64, requires_grad=True)
+    out = losses.clip_loss(z1, None, z2, None, logit_scale=scale)
+    a = z1 / z1.norm(dim=1, keepdim=True)
+    b = z2 / z2.norm(dim=1, keepdim=True)
+    sim = (a @ b.T / 0.07).numpy()
+    rows = np.mean([-sim[i, i] + np.log(np.exp(sim[i]).sum()) for i in range(6)])
+    cols = np.mean([-sim[i, i] + np.log(np.exp(sim[:, i]).sum()) for i in range(6)])
+    assert float(out["total"].detach()) == pytest.approx((rows + cols) / 2, rel=1e-6)
+    out["total"].backward()
+    assert scale.grad is not None and torch.isfinite(scale.grad)
+
+
+# ---- errors -----------------------------------------------------------------------------------------------------
+
+
+def test_clear_errors():
+    zs = embeddings(n=8, k=6)
+    with pytest.raises(ValueError, match="equal shape"):
+        losses.decur_loss(zs[0], zs[1], zs[2][:, :5], zs[3], 3)
+    with pytest.raises(ValueError, match="at least 2"):
+        losses.decur_loss(*[z[:1] for z in zs], 3)
+    with pytest.raises(ValueError, match=r"common_dim must lie in 0\.\.6"):
+        losses.decur_loss(*zs, 7)
+    with pytest.raises(ValueError, match="common_dim"):
+        losses.decur_loss(*zs, -1)
+
+
+def test_half_precision_inputs_are_promoted():
+    zs = [z.to(torch.bfloat16) for z in embeddings(dtype=torch.float32)]
+    out = losses.decur_loss(*zs, 4)
+    assert out["total"].dtype == torch.float32 and torch.isfinite(out["total"])
