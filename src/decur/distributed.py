@@ -32,6 +32,11 @@ def gather_batch(z: Tensor) -> Tensor:
     """
     if world_size() == 1:
         return z
-    from torch.distributed.nn.functional import all_gather
+    try:  # torch >= 2.10: functional collectives carry autograd
+        from torch.distributed._functional_collectives import all_gather_single
 
-    return torch.cat(all_gather(z), dim=0)
+        return all_gather_single(z.contiguous(), 0, dist.group.WORLD)  # type: ignore[arg-type]
+    except ImportError:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(z), dim=0)

@@ -1,0 +1,99 @@
+"""2-process DDP on CPU (gloo): global-batch losses and gradients equal the 1-process run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from decur import losses
+
+WORLD = 2
+N, D, K = 8, 6, 5
+
+METHODS = {
+    "decur": lambda z: losses.decur_loss(*z, 3),
+    "barlow_twins_cross": lambda z: losses.barlow_twins_cross(*z),
+    "simclr_cross": lambda z: losses.simclr_cross(*z),
+    "vicreg_cross": lambda z: losses.vicreg_cross(*z),
+    "clip": lambda z: losses.clip_loss(*z, logit_scale=torch.tensor(2.0)),
+}
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(0)
+    x = [torch.randn(N, D, generator=g) for _ in range(4)]
+    return x
+
+
+class Heads(nn.Module):
+    """One head per modality; views 1 and 2 of modality m go through head m. (BatchNorm is left out: CPU has no
+    SyncBatchNorm, and per-process BatchNorm statistics legitimately differ from the 1-process run.)"""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.heads = nn.ModuleList([nn.Sequential(nn.Linear(D, 7), nn.ReLU(), nn.Linear(7, K)) for _ in range(2)])
+
+    def forward(self, x):
+        return [self.heads[0](x[0]), self.heads[0](x[1]), self.heads[1](x[2]), self.heads[1](x[3])]
+
+
+def _single_process(name):
+    heads = Heads()
+    x = [t.clone().requires_grad_(True) for t in _inputs()]
+    z = heads(x)
+    loss = METHODS[name](z)["total"]
+    loss.backward()
+    return float(loss.detach()), [_grad(t) for t in x], [p.grad.clone() for p in heads.parameters()]
+
+
+def _grad(t):
+    return t.grad if t.grad is not None else torch.zeros_like(t)  # unused views (one-view methods)
+
+
+def _worker(rank, init_file, name, queue):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:  # any failure is reported to the parent instead of leaving it waiting
+        model = nn.parallel.DistributedDataParallel(Heads())  # averages parameter gradients over ranks
+        shard = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
+        x = [t[shard].clone().requires_grad_(True) for t in _inputs()]
+        loss = METHODS[name](model(x))["total"]
+        loss.backward()
+        grads = [_grad(t).numpy() for t in x], [p.grad.numpy() for p in model.parameters()]
+        queue.put((rank, float(loss.detach()), *grads))
+    except Exception:
+        queue.put((rank, traceback.format_exc(), None, None))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_two_process_loss_and_gradients_equal_single_process(name):
+    loss1, input_grads1, param_grads1 = _single_process(name)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "init")
+        procs = [ctx.Process(target=_worker, args=(r, init_file, name, queue)) for r in range(WORLD)]
+        for p in procs:
+            p.start()
+        results = sorted(queue.get(timeout=120) for _ in range(WORLD))
+        for p in procs:
+            p.join(timeout=60)
+    for rank, loss, input_grads, param_grads in results:
+        assert not isinstance(loss, str), f"rank {rank} failed:\n{loss}"
+        assert loss == pytest.approx(loss1, rel=1e-5), f"rank {rank}: global-batch loss differs"
+        shard = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
+        for g, g1 in zip(input_grads, input_grads1, strict=True):
+            # every rank back-propagates the same global loss, so its rows receive WORLD x the gradient;
+            # DDP's gradient averaging divides that out again (checked on the parameters below)
+            torch.testing.assert_close(torch.from_numpy(g) / WORLD, g1[shard], rtol=1e-4, atol=1e-6)
+        for g, g1 in zip(param_grads, param_grads1, strict=True):
+            torch.testing.assert_close(torch.from_numpy(g), g1, rtol=1e-4, atol=1e-6)
