@@ -12,8 +12,8 @@ Photometric ops expect the modality's values in [0, 1] (optical reflectance /100
 pipeline ends with per-band standardisation ``(x − mean) / std``.
 
 Crops are sampled as boxes in *relative* coordinates (:class:`Geometry`), so two modalities of different pixel
-sizes can share one crop (the ``share_crop`` option) and the crop is taken with ``roi_align`` (bilinear with
-area sampling) for the whole batch at once.
+sizes can share one crop (the ``share_crop`` option) and the crop is taken with ``roi_align`` for the whole batch at once (bilinear; adaptive sampling averages several
+points per output pixel when a crop is shrunk, which acts as anti-aliasing).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class ViewPipeline(nn.Module):
         n, _, h, w = x.shape
         scale = torch.tensor([w, h, w, h], device=x.device, dtype=x.dtype)
         rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], g.boxes.to(x) * scale], dim=1)
-        out = roi_align(x, rois, (self.crop_size, self.crop_size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        out = roi_align(x, rois, (self.crop_size, self.crop_size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
         out = torch.where(g.hflip.view(-1, 1, 1, 1), out.flip(-1), out)
         return torch.where(g.vflip.view(-1, 1, 1, 1), out.flip(-2), out)
 

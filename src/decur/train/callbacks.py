@@ -113,6 +113,11 @@ class CSVMetrics(L.Callback):
             row[f"lr_group{i}"] = group["lr"]
         if self._fields is None:
             self._fields = list(row.keys())
+        elif set(row) - set(self._fields):  # a metric appeared later (e.g. samples/s): widen the header
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self._fields += [k for k in row if k not in self._fields]
+            self._write(rows, mode="w")
         self._write([row], mode="a")
 
     def _write(self, rows: list[dict[str, Any]], mode: str) -> None:

@@ -1,0 +1,59 @@
+"""View pipelines: any channel count, shared geometry, multispectral-safe ops, standardisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from decur.augment import PRESETS, ViewPipeline, sample_geometry
+
+
+def _pipe(preset, bands, crop=16, scale=(0.08, 1.0)):
+    return ViewPipeline(preset, bands, crop, scale, [0.5] * bands, [0.25] * bands)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("bands", [1, 2, 3, 13])
+def test_any_channel_count(preset, bands):
+    torch.manual_seed(0)
+    x = torch.rand(5, bands, 24, 20)
+    for view in (0, 1):
+        out = _pipe(preset, bands)(x, view=view)
+        assert out.shape == (5, bands, 16, 16) and torch.isfinite(out).all()
+
+
+def test_shared_geometry_gives_the_same_crop_in_both_modalities():
+    torch.manual_seed(0)
+    base = torch.rand(4, 1, 32, 32)
+    dem, sar = _pipe("dem", 1), _pipe("none", 2)
+    g = sample_geometry(4, (0.2, 0.6), PRESETS["dem"], torch.device("cpu"))
+    a = dem(base, geometry=g)
+    b = sar(torch.cat([base, base], 1), geometry=g)
+    torch.testing.assert_close(a[:, 0], b[:, 0])
+    torch.testing.assert_close(a[:, 0], b[:, 1])
+    c = dem(base)  # independent geometry differs
+    assert not torch.allclose(a, c)
+
+
+def test_full_box_without_flip_is_identity_at_same_size():
+    x = torch.rand(2, 3, 16, 16)
+    pipe = _pipe("none", 3)
+    g = sample_geometry(2, (1.0, 1.0), PRESETS["none"], torch.device("cpu"))
+    g.boxes[:] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    torch.testing.assert_close(pipe(x, geometry=g), pipe.normalize(x), rtol=1e-5, atol=1e-5)
+
+
+def test_multispectral_grayscale_and_jitter_keep_values_in_range():
+    pipe = ViewPipeline("optical", 13, 16, (0.5, 1.0), [0.0] * 13, [1.0] * 13)
+    x = torch.rand(64, 13, 16, 16)
+    gray = pipe._grayscale(x)
+    torch.testing.assert_close(gray[:, 0], x.mean(1))
+    out = pipe(x, view=1)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1  # jitter clamps, solarize stays in [0, 1]
+
+
+def test_mismatched_input_is_rejected():
+    with pytest.raises(ValueError, match="expects N x 13"):
+        _pipe("optical", 13)(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        _pipe("colour", 3)

@@ -1,0 +1,61 @@
+"""Bad configs fail fast, naming the field; shipped configs validate."""
+
+from __future__ import annotations
+
+import pytest
+
+from decur.cli import main
+from decur.config import ConfigError, load_config
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["data.modalities=[{name: lidar, bands: 1}, {name: sar, bands: 2}]"], "data.modalities"),
+        (["method.common_dim=2000"], "method.common_dim"),
+        (["data.batch_size=1"], "data.batch_size"),
+        (["data.dataset=ssl4eo_s12", "data.root=/nonexistent/ssl4eo"], "data.root"),
+        (["data.dataset=geonrw"], "data.root"),
+        (["method.name=mae"], "method.name"),
+        (["method.name=barlow_twins_single"], "data.modalities"),
+        (["data.modalities=[{name: optical, bands: 13, augment: fancy}, {name: sar, bands: 2}]"], "augment"),
+        (["data.modalities=[{name: optical, bands: 13, mean: [0.1]}, {name: sar, bands: 2}]"], "mean"),
+        (["trainer.precision=8-bit"], "trainer.precision"),
+        (["data.crop_scale=[0.5, 0.2]"], "data.crop_scale"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("[", r"\[")):
+        load_config(None, overrides).validate()
+
+
+def test_unknown_and_mistyped_fields():
+    with pytest.raises(ConfigError, match=r"`trainer\.epochs` is unknown"):
+        load_config(None, ["trainer.epochs=3"])
+    with pytest.raises(ConfigError, match=r"`data\.batch_size`: expected int"):
+        load_config(None, ["data.batch_size=many"])
+    with pytest.raises(ConfigError, match="section.field=value"):
+        load_config(None, ["batch_size"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("no/such/config.yaml")
+
+
+def test_common_dim_from_share_and_explicit():
+    cfg = load_config(None, ["model.projector=[64, 64]", "method.common_share=0.875"]).validate()
+    assert cfg.common_dim == 56
+    cfg = load_config(None, ["method.common_dim=0"]).validate()
+    assert cfg.common_dim == 0
+
+
+def test_shipped_configs_validate():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        load_config(path).validate(check_paths=False)
+
+
+def test_cli_reports_bad_config_with_exit_code_2(capsys, tmp_path):
+    code = main(["pretrain", "--output", str(tmp_path), "method.common_dim=99999"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "method.common_dim" in err and "0..1024" in err
