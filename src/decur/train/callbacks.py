@@ -32,6 +32,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
+class EpochCheckpoint(L.Callback):
+    """Saves the full training state to ``last.ckpt`` at the end of every epoch (atomically, via the trainer's
+    checkpoint IO). Resuming from an epoch boundary reproduces the uninterrupted run exactly."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write ``last.ckpt``."""
+        trainer.save_checkpoint(self.path)
+
+
 class Throughput(L.Callback):
     """Shows samples/s, the share of time spent waiting for data and the ETA of the whole run.
 

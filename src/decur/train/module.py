@@ -106,9 +106,10 @@ class PretrainModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store every RNG so a resumed run draws the same views and batches as an uninterrupted one."""
-        checkpoint["rng_states"] = {
+        _, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+        checkpoint["rng_states"] = {  # plain types and tensors only: loadable with weights_only=True
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": [torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -119,7 +120,8 @@ class PretrainModule(L.LightningModule):
         if states is None:
             return
         random.setstate(states["python"])
-        np.random.set_state(states["numpy"])
+        keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         torch.set_rng_state(states["torch"])
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from decur.config import Config, ConfigError, save_config
 from decur.data.build import band_stats, build_dataset
-from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, Throughput, plot_loss_curves
+from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, EpochCheckpoint, Throughput, plot_loss_curves
 from decur.train.module import PretrainModule
 
 # Fields that may change between an interrupted run and its resumption.
@@ -112,9 +112,6 @@ def _trainer(cfg: Config, output: Path) -> L.Trainer:
         loggers.append(TensorBoardLogger(output, name="tensorboard", version=""))
     except ImportError:
         pass
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=output / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1, save_on_train_epoch_end=True
-    )
     return L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -125,7 +122,7 @@ def _trainer(cfg: Config, output: Path) -> L.Trainer:
         logger=loggers or False,
         log_every_n_steps=t.log_every_n_steps,
         callbacks=[
-            checkpoint,
+            EpochCheckpoint(output / "checkpoints" / "last.ckpt"),
             Throughput(cfg.data.batch_size),
             CSVMetrics(output / "metrics.csv", t.log_every_n_steps),
         ],

@@ -1,0 +1,99 @@
+"""End-to-end pretraining: the CLI on configs/smoke.yaml, exact resume after a kill, NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from decur.cli import main
+from decur.config import load_config
+from decur.train.module import NonFiniteLossError
+from decur.train.run import pretrain
+
+from .conftest import REPO
+
+SMOKE = REPO / "configs" / "smoke.yaml"
+
+
+def test_cli_smoke_run_writes_everything(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "multi-label mAP" in printed and "R² of factors" in printed
+    for name in ("config.yaml", "metrics.csv", "loss.png", "summary.json", "checkpoints/last.ckpt"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    for run in ("pretrained", "random_init"):
+        maps = summary[run]["map"]
+        assert set(maps) == {"optical+sar", "optical", "sar"}
+        assert all(0 <= v["map_micro"] <= 1 for v in maps.values())
+        assert {"features/optical+sar", "common/optical", "unique/sar"} <= set(summary[run]["r2"])
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch") and len(rows) >= 3
+    # the same command again finds the finished run and does not train further
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(out)]) == 0
+    again = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert again["global_step"] == ckpt["global_step"]
+    # a different config in the same folder is refused instead of mixing two runs
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(out), "method.common_share=0.5"]) == 2
+    assert "holds a run with a different config" in capsys.readouterr().err
+
+
+def _cli(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "decur", "pretrain", "--config", str(SMOKE), "--output", str(out),
+            "trainer.max_epochs=4", "eval.enabled=false", *extra]
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+def test_resume_after_kill_gives_identical_weights(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_cli(full), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(last, weights_only=False)["global_step"]
+    assert interrupted_at < 4 * 4, "the run finished before it could be killed"
+    subprocess.run(_cli(killed), check=True, env=env, capture_output=True)
+    a, b = _weights(full), _weights(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    from decur import methods
+
+    cfg = load_config(SMOKE, ["trainer.max_epochs=3", "eval.enabled=false"])
+    original = methods.Objective.forward
+    calls = {"n": 0}
+
+    def poisoned(self, z):
+        calls["n"] += 1
+        terms = original(self, z)
+        if calls["n"] > 6:  # after the first epoch (4 steps) has been checkpointed
+            terms["total"] = terms["total"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(methods.Objective, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 6"):
+        pretrain(cfg, tmp_path)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
