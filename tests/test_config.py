@@ -36,7 +36,7 @@ def test_unknown_and_mistyped_fields():
         load_config(None, ["trainer.epochs=3"])
     with pytest.raises(ConfigError, match=r"`data\.batch_size`: expected int"):
         load_config(None, ["data.batch_size=many"])
-    with pytest.raises(ConfigError, match="section.field=value"):
+    with pytest.raises(ConfigError, match=r"section\.field=value"):
         load_config(None, ["batch_size"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("no/such/config.yaml")

@@ -45,8 +45,13 @@ def ref_decur(z1, z1p, z2, z2p, kc):
     unique = ref_bt(c[kc:, kc:], LAM, 0.0) if kc < k else 0.0
     intra_1 = ref_bt(ref_corr(z1, z1p), LAM, 1.0)
     intra_2 = ref_bt(ref_corr(z2, z2p), LAM, 1.0)
-    return {"common": common, "unique": unique, "intra_1": intra_1, "intra_2": intra_2,
-            "total": common + unique + intra_1 + intra_2}
+    return {
+        "common": common,
+        "unique": unique,
+        "intra_1": intra_1,
+        "intra_2": intra_2,
+        "total": common + unique + intra_1 + intra_2,
+    }
 
 
 def embeddings(n=12, k=10, seed=0, dtype=torch.float64, requires_grad=False):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -63,4 +65,4 @@ def test_cosine_schedule_without_and_with_warmup():
     assert lr_factor(0, 100, warmup_steps=10) == pytest.approx(0.1)
     assert lr_factor(9, 100, warmup_steps=10) == pytest.approx(1.0)
     values = [lr_factor(s, 100, 10) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))

@@ -49,8 +49,19 @@ def test_cli_smoke_run_writes_everything(tmp_path, capsys):
 
 
 def _cli(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "decur", "pretrain", "--config", str(SMOKE), "--output", str(out),
-            "trainer.max_epochs=4", "eval.enabled=false", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "decur",
+        "pretrain",
+        "--config",
+        str(SMOKE),
+        "--output",
+        str(out),
+        "trainer.max_epochs=4",
+        "eval.enabled=false",
+        *extra,
+    ]
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:

@@ -12,8 +12,9 @@ Photometric ops expect the modality's values in [0, 1] (optical reflectance /100
 pipeline ends with per-band standardisation ``(x − mean) / std``.
 
 Crops are sampled as boxes in *relative* coordinates (:class:`Geometry`), so two modalities of different pixel
-sizes can share one crop (the ``share_crop`` option) and the crop is taken with ``roi_align`` for the whole batch at once (bilinear; adaptive sampling averages several
-points per output pixel when a crop is shrunk, which acts as anti-aliasing).
+sizes can share one crop (the ``share_crop`` option). The crop is taken with ``roi_align`` for the whole batch at
+once: bilinear, with adaptive sampling that averages several points per output pixel when a crop is shrunk
+(anti-aliasing).
 """
 
 from __future__ import annotations
@@ -72,9 +73,7 @@ def sample_geometry(n: int, scale: tuple[float, float], spec: ViewSpec, device: 
     x0 = torch.rand(n) * (1 - w)
     y0 = torch.rand(n) * (1 - h)
     boxes = torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
-    return Geometry(
-        boxes.to(device), (torch.rand(n) < spec.hflip).to(device), (torch.rand(n) < spec.vflip).to(device)
-    )
+    return Geometry(boxes.to(device), (torch.rand(n) < spec.hflip).to(device), (torch.rand(n) < spec.vflip).to(device))
 
 
 class ViewPipeline(nn.Module):
@@ -87,7 +86,11 @@ class ViewPipeline(nn.Module):
         crop_scale: Area range of the random resized crop.
         mean: Per-band mean for the final standardisation.
         std: Per-band standard deviation.
+
     """
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(
         self,

@@ -192,7 +192,11 @@ class Config:
         for i, mod in enumerate(d.modalities):
             where = f"data.modalities[{i}]"
             _require(mod.bands >= 1, f"{where}.bands", f"must be >= 1, got {mod.bands}")
-            _require(mod.augment in AUGMENT_PRESETS, f"{where}.augment", f"{mod.augment!r} not in {AUGMENT_PRESETS}")
+            _require(
+                mod.augment in AUGMENT_PRESETS,
+                f"{where}.augment",
+                f"{mod.augment!r} not in {AUGMENT_PRESETS}",
+            )
             for key in ("mean", "std"):
                 values = getattr(mod, key)
                 _require(
@@ -264,6 +268,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     Raises:
         ConfigError: On unknown keys, wrong types, bad override syntax or invalid values.
+
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -296,9 +301,7 @@ def from_dict(cls: type, raw: Any, where: str) -> Any:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"config field `{prefix}{unknown[0]}` is unknown; known fields here: {sorted(fields)}"
-        )
+        raise ConfigError(f"config field `{prefix}{unknown[0]}` is unknown; known fields here: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}" if where else name) for name, value in raw.items()}
     try:

@@ -29,6 +29,7 @@ def gather_batch(z: Tensor) -> Tensor:
 
     Returns:
         ``(world_size * N_local) x K`` embeddings, ordered by rank; ``z`` itself when not distributed.
+
     """
     if world_size() == 1:
         return z

@@ -56,6 +56,7 @@ def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
 
     Returns:
         ``K_a x K_b`` matrix with entries in [-1, 1].
+
     """
     _check_pair(z_a, z_b)
     return _correlation(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)))
@@ -122,6 +123,7 @@ def decur_loss(
 
     Raises:
         ValueError: If the four inputs differ in shape, ``N < 2`` or ``common_dim`` is outside ``0..K``.
+
     """
     for z in (z1_prime, z2, z2_prime):
         _check_pair(z1, z)
@@ -272,8 +274,6 @@ def _full(z: Tensor) -> Tensor:
 
 def _check_pair(a: Tensor, b: Tensor) -> None:
     if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(
-            f"embeddings must be N x K matrices of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ValueError(f"embeddings must be N x K matrices of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] < 2:
         raise ValueError(f"correlations need a batch of at least 2 samples, got N={a.shape[0]}")

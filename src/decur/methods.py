@@ -46,6 +46,7 @@ class Objective(nn.Module):
         cfg: The method section of the config.
         modalities: Modality names in order: the first is "modality 1" of the paper.
         common_dim: Number of common embedding dimensions K_c.
+
     """
 
     def __init__(self, cfg: MethodConfig, modalities: list[str], common_dim: int) -> None:
@@ -66,7 +67,10 @@ class Objective(nn.Module):
                 "lambda_intra_2": cfg.lambda_intra_2,
             }
             if cfg.name == "decur":
-                kwargs |= {"reference_weighting": cfg.reference_weighting, "cross_both_views": cfg.cross_both_views}
+                kwargs |= {
+                    "reference_weighting": cfg.reference_weighting,
+                    "cross_both_views": cfg.cross_both_views,
+                }
         elif cfg.name.startswith("barlow_twins"):
             kwargs = {"lambda_offdiag": cfg.lambda_common}
         elif cfg.name == "simclr_cross":

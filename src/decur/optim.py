@@ -30,6 +30,7 @@ class LARS(torch.optim.Optimizer):
         momentum: Momentum μ.
         weight_decay: Default weight decay.
         eta: Trust coefficient η.
+
     """
 
     def __init__(
@@ -41,11 +42,15 @@ class LARS(torch.optim.Optimizer):
         eta: float = 0.001,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"LARS needs non-negative lr, momentum, weight_decay; got {lr}, {momentum}, {weight_decay}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars": True})
+            raise ValueError(
+                f"LARS needs non-negative lr, momentum, weight_decay; got {lr}, {momentum}, {weight_decay}"
+            )
+        super().__init__(
+            params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars": True}
+        )
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+    def step(self, closure=None):  # type: ignore[no-untyped-def]
         """One update of every parameter with a gradient."""
         loss = torch.enable_grad()(closure)() if closure is not None else None
         for group in self.param_groups:
@@ -76,7 +81,8 @@ def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size:
     weights and biases, and scalars such as CLIP's temperature.
     """
     seen: set[int] = set()
-    weights, others = [], []
+    weights: list[nn.Parameter] = []
+    others: list[nn.Parameter] = []
     for module in modules:
         for p in module.parameters():
             if id(p) in seen or not p.requires_grad:

@@ -20,6 +20,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
 
     Raises:
         ConfigError: For datasets whose readers are not part of this release yet.
+
     """
     d = cfg.data
     if d.dataset == "synthetic":
@@ -38,9 +39,9 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
     )
 
 
-def band_stats(dataset: Dataset[dict[str, Tensor]], modalities: list[str], samples: int = 256) -> dict[
-    str, tuple[list[float], list[float]]
-]:
+def band_stats(
+    dataset: Dataset[dict[str, Tensor]], modalities: list[str], samples: int = 256
+) -> dict[str, tuple[list[float], list[float]]]:
     """Per-band mean and standard deviation of each modality over the first ``samples`` samples."""
     items = [dataset[i] for i in range(min(samples, len(dataset)))]  # type: ignore[arg-type]
     stats = {}

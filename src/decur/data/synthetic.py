@@ -53,6 +53,7 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
     Returns (per sample):
         ``{"optical": C_o x H x W float, "sar": C_s x H x W float (dB), "label": num_classes float multi-hot,
         "mask": H x W int64, "factors": F float}``.
+
     """
 
     def __init__(
@@ -146,9 +147,13 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
 
     def _optical(self, onehot: Tensor, haze: float, phenology: float, g: torch.Generator) -> Tensor:
         green = torch.einsum("chw,c->hw", onehot, self.greenness)
-        pheno = 1 + (phenology - 0.5) * green * (0.8 * self._veg_bands[:, None, None] - 0.6 * self._red_band[:, None, None])
+        pheno = 1 + (phenology - 0.5) * green * (
+            0.8 * self._veg_bands[:, None, None] - 0.6 * self._red_band[:, None, None]
+        )
         surface = torch.einsum("chw,cb->bhw", onehot, self.spectra) * pheno
-        texture = 1 + 0.06 * _smooth_noise(1, self.size, 8, g) + 0.02 * torch.randn(1, self.size, self.size, generator=g)
+        texture = (
+            1 + 0.06 * _smooth_noise(1, self.size, 8, g) + 0.02 * torch.randn(1, self.size, self.size, generator=g)
+        )
         surface = surface * texture
         image = surface * (1 - 0.35 * haze) + 0.3 * haze * self._haze_bands[:, None, None]
         return image.clamp(0, 1)

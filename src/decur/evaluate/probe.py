@@ -10,6 +10,8 @@ The same probes on randomly initialised encoders give the paper's "Rand. Init." 
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -67,7 +69,9 @@ def probe_map(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor) 
 def probe_r2(train_x: Tensor, train_f: Tensor, test_x: Tensor, test_f: Tensor) -> np.ndarray:
     """Ridge regression of every factor; R² per factor on the test set."""
     scaler = StandardScaler().fit(train_x.numpy())
-    reg = RidgeCV(alphas=np.logspace(-2, 4, 7), alpha_per_target=True).fit(scaler.transform(train_x.numpy()), train_f.numpy())
+    reg = RidgeCV(alphas=np.logspace(-2, 4, 7), alpha_per_target=True).fit(
+        scaler.transform(train_x.numpy()), train_f.numpy()
+    )
     pred = reg.predict(scaler.transform(test_x.numpy()))
     return np.asarray(r2_score(test_f.numpy(), pred, multioutput="raw_values"))
 
@@ -87,19 +91,20 @@ def evaluate_encoders(
     train: SyntheticMultimodal,
     test: SyntheticMultimodal,
     common_dim: int,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """All probes for one model: mAP per input combination, R² per factor per representation."""
     tr, te = extract(model, views, train), extract(model, views, test)
     mods = model.modalities
     combos = {m: [m] for m in mods}
     if len(mods) > 1:
         combos = {"+".join(mods): mods, **combos}
-    result: dict[str, object] = {"map": {}, "r2": {}}
+    maps: dict[str, dict[str, float]] = {}
+    r2s: dict[str, dict[str, float]] = {}
     for name, members in combos.items():
         xtr = torch.cat([tr[f"feat/{m}"] for m in members], dim=1)
         xte = torch.cat([te[f"feat/{m}"] for m in members], dim=1)
-        result["map"][name] = probe_map(xtr, tr["label"], xte, te["label"])  # type: ignore[index]
-        result["r2"][f"features/{name}"] = _grouped(probe_r2(xtr, tr["factors"], xte, te["factors"]), test)  # type: ignore[index]
+        maps[name] = probe_map(xtr, tr["label"], xte, te["label"])
+        r2s[f"features/{name}"] = _grouped(probe_r2(xtr, tr["factors"], xte, te["factors"]), test)
     k = tr[f"emb/{mods[0]}"].shape[1]
     slices = {"common": slice(0, common_dim), "unique": slice(common_dim, k)}
     for m in mods:
@@ -107,26 +112,26 @@ def evaluate_encoders(
             if sl.stop - sl.start < 1:
                 continue
             r2 = probe_r2(tr[f"emb/{m}"][:, sl], tr["factors"], te[f"emb/{m}"][:, sl], te["factors"])
-            result["r2"][f"{part}/{m}"] = _grouped(r2, test)  # type: ignore[index]
-    return result
+            r2s[f"{part}/{m}"] = _grouped(r2, test)
+    return {"map": maps, "r2": r2s}
 
 
-def format_summary(summary: dict[str, object]) -> str:
+def format_summary(summary: dict[str, Any]) -> str:
     """A readable table of the evaluation numbers (pretrained vs random init)."""
-    lines = []
     runs = {k: v for k, v in summary.items() if k in ("pretrained", "random_init")}
     first = next(iter(runs.values()))
-    assert isinstance(first, dict)
-    lines.append(f"{'multi-label mAP (micro / macro)':<34}" + "".join(f"{k:>22}" for k in runs))
+    lines = [f"{'multi-label mAP (micro / macro)':<34}" + "".join(f"{k:>22}" for k in runs)]
     for combo in first["map"]:
-        cells = "".join(f"{r['map'][combo]['map_micro']:>13.3f} / {r['map'][combo]['map_macro']:.3f}" for r in runs.values())  # type: ignore[index]
+        cells = "".join(
+            f"{r['map'][combo]['map_micro']:>13.3f} / {r['map'][combo]['map_macro']:.3f}" for r in runs.values()
+        )
         lines.append(f"  {combo:<32}{cells}")
     lines.append("")
     factor_cols = list(next(iter(first["r2"].values())).keys())
     for run_name, r in runs.items():
         lines.append(f"R² of factors — {run_name}")
         lines.append(f"  {'representation':<26}" + "".join(f"{c:>15}" for c in factor_cols))
-        for rep, vals in r["r2"].items():  # type: ignore[index]
+        for rep, vals in r["r2"].items():
             lines.append(f"  {rep:<26}" + "".join(f"{vals[c]:>15.3f}" for c in factor_cols))
         lines.append("")
     return "\n".join(lines)
@@ -136,7 +141,8 @@ def random_init_like(model: MultimodalModel, seed: int) -> MultimodalModel:
     """A model of the same shape with fresh random weights."""
     torch.manual_seed(seed)
     bands = {m: _in_chans(enc) for m, enc in model.encoders.items()}
-    widths = [layer.out_features for layer in model.projectors[model.modalities[0]] if isinstance(layer, nn.Linear)]
+    head = cast(nn.Sequential, model.projectors[model.modalities[0]])
+    widths = [layer.out_features for layer in head if isinstance(layer, nn.Linear)]
     return MultimodalModel(bands, model.arch, widths)
 
 

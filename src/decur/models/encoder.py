@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import cast
 
 import timm
 import torch
@@ -17,6 +18,7 @@ def create_encoder(arch: str, in_chans: int) -> nn.Module:
 
     Raises:
         ValueError: If timm does not know ``arch``.
+
     """
     if arch not in timm.list_models():
         raise ValueError(f"unknown encoder architecture {arch!r}; any timm model name works, e.g. resnet50")
@@ -27,4 +29,4 @@ def create_encoder(arch: str, in_chans: int) -> nn.Module:
 def encoder_width(arch: str) -> int:
     """Width of the pooled features of ``arch`` (512 for resnet18/34, 2048 for resnet50)."""
     with torch.device("meta"):
-        return int(create_encoder(arch, 3).num_features)
+        return int(cast(int, create_encoder(arch, 3).num_features))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import cast
+
 from torch import Tensor, nn
 
 from decur.models.encoder import create_encoder
@@ -14,7 +17,7 @@ def projector(in_dim: int, widths: list[int]) -> nn.Sequential:
     """
     layers: list[nn.Module] = []
     dims = [in_dim, *widths]
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(d_in, d_out, bias=False))
         if i < len(widths) - 1:
             layers += [nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
@@ -29,6 +32,7 @@ class MultimodalModel(nn.Module):
         arch: timm architecture of every encoder.
         projector_widths: Projector layer widths (paper: ``[8192, 8192, 8192]``).
         share_projector: Reference-code behaviour: all modalities use one projector module.
+
     """
 
     def __init__(
@@ -36,7 +40,7 @@ class MultimodalModel(nn.Module):
     ) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict({m: create_encoder(arch, c) for m, c in bands.items()})
-        width = next(iter(self.encoders.values())).num_features
+        width = int(cast(int, next(iter(self.encoders.values())).num_features))
         shared = projector(width, projector_widths) if share_projector else None
         self.projectors = nn.ModuleDict(
             {m: shared if shared is not None else projector(width, projector_widths) for m in bands}

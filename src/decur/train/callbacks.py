@@ -33,8 +33,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class EpochCheckpoint(L.Callback):
-    """Saves the full training state to ``last.ckpt`` at the end of every epoch (atomically, via the trainer's
-    checkpoint IO). Resuming from an epoch boundary reproduces the uninterrupted run exactly."""
+    """Saves the full training state to ``last.ckpt`` at the end of every epoch.
+
+    The write is atomic (through the trainer's checkpoint IO). Resuming from an epoch boundary reproduces the
+    uninterrupted run exactly.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,7 +74,10 @@ class Throughput(L.Callback):
         """Update the smoothed rates and log them to the progress bar."""
         now = time.perf_counter()
         if self._last_end is not None:
-            self._steps = [*self._steps[-(self.window - 1) :], (now - self._last_end, self._start - self._last_end)]
+            self._steps = [
+                *self._steps[-(self.window - 1) :],
+                (now - self._last_end, self._start - self._last_end),
+            ]
             step_time = sum(s for s, _ in self._steps) / len(self._steps)
             wait = sum(w for _, w in self._steps) / max(1e-9, sum(s for s, _ in self._steps))
             remaining = max(0, trainer.estimated_stepping_batches - trainer.global_step)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -30,6 +30,7 @@ class PretrainModule(L.LightningModule):
     Args:
         config: The run configuration (a :class:`Config` or its dict form, as stored in checkpoints).
         stats: Per-modality ``(mean, std)`` lists used by the view pipelines where the config gives none.
+
     """
 
     def __init__(self, config: Config | dict[str, Any], stats: BandStats) -> None:
@@ -56,7 +57,7 @@ class PretrainModule(L.LightningModule):
         )
         self.objective = Objective(cfg.method, [m.name for m in mods], cfg.common_dim)
         if cfg.model.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     def setup(self, stage: str) -> None:
         """Under DDP, projector BatchNorm statistics are synchronised over the global batch."""
@@ -69,7 +70,8 @@ class PretrainModule(L.LightningModule):
         n = batch[names[0]].shape[0]
         shared = None
         if self.cfg.data.share_crop and len(names) > 1:
-            shared = self.views[names[0]].sample_geometry(n, batch[names[0]].device)
+            first = cast(ViewPipeline, self.views[names[0]])
+            shared = first.sample_geometry(n, batch[names[0]].device)
         views: dict[str, list[Tensor]] = {}
         for m in names:
             views[m] = []
@@ -106,10 +108,15 @@ class PretrainModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store every RNG so a resumed run draws the same views and batches as an uninterrupted one."""
-        _, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+        _, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
         checkpoint["rng_states"] = {  # plain types and tensors only: loadable with weights_only=True
             "python": random.getstate(),
-            "numpy": [torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "numpy": [
+                torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                int(pos),
+                int(has_gauss),
+                float(gauss),
+            ],
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -121,7 +128,7 @@ class PretrainModule(L.LightningModule):
             return
         random.setstate(states["python"])
         keys, pos, has_gauss, gauss = states["numpy"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
         torch.set_rng_state(states["torch"])
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])

@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from decur.augment import ViewPipeline
 from decur.config import Config, ConfigError, save_config
 from decur.data.build import band_stats, build_dataset
-from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, EpochCheckpoint, Throughput, plot_loss_curves
+from decur.data.synthetic import SyntheticMultimodal
+from decur.train.callbacks import (
+    AtomicCheckpointIO,
+    CSVMetrics,
+    EpochCheckpoint,
+    Throughput,
+    plot_loss_curves,
+)
 from decur.train.module import PretrainModule
 
 # Fields that may change between an interrupted run and its resumption.
@@ -37,6 +45,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
 
     Raises:
         ConfigError: Invalid config, or ``output`` holds a run with a different config.
+
     """
     cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
@@ -72,7 +81,11 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
     trainer.fit(module, loader, ckpt_path=last if last.exists() else None)
     wall = time.perf_counter() - started
 
-    summary: dict[str, Any] = {"output": str(output), "method": cfg.method.name, "fit_seconds": round(wall, 1)}
+    summary: dict[str, Any] = {
+        "output": str(output),
+        "method": cfg.method.name,
+        "fit_seconds": round(wall, 1),
+    }
     if not trainer.is_global_zero:
         return summary
     if (output / "metrics.csv").exists():
@@ -90,12 +103,13 @@ def _evaluate(module: PretrainModule, cfg: Config) -> dict[str, Any]:
     started = time.perf_counter()
     train = build_dataset(cfg, seed_offset=1_000, length=cfg.eval.train_samples)
     test = build_dataset(cfg, seed_offset=2_000, length=cfg.eval.test_samples)
+    assert isinstance(train, SyntheticMultimodal) and isinstance(test, SyntheticMultimodal)
     model = module.model.cpu().float()
-    views = {k: v.cpu() for k, v in module.views.items()}
-    out: dict[str, Any] = {"pretrained": evaluate_encoders(model, views, train, test, cfg.common_dim)}  # type: ignore[arg-type]
+    views = {k: cast(ViewPipeline, v.cpu()) for k, v in module.views.items()}
+    out: dict[str, Any] = {"pretrained": evaluate_encoders(model, views, train, test, cfg.common_dim)}
     if cfg.eval.random_init:
         rand = random_init_like(model, cfg.trainer.seed)
-        out["random_init"] = evaluate_encoders(rand, views, train, test, cfg.common_dim)  # type: ignore[arg-type]
+        out["random_init"] = evaluate_encoders(rand, views, train, test, cfg.common_dim)
     out["eval_seconds"] = round(time.perf_counter() - started, 1)
     out["common_dim"] = cfg.common_dim
     return out
@@ -105,9 +119,8 @@ def _trainer(cfg: Config, output: Path) -> L.Trainer:
     t = cfg.trainer
     loggers: list[Any] = []
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(output, name="tensorboard", version=""))
     except ImportError:
