@@ -6,8 +6,9 @@
 
 "Backbone" = forward + backward of the two encoders on the two views of each modality (4 passes), with views
 already made. "Full step" = what training does: make the views on the device, encoders, projectors, the DeCUR
-loss, backward, LARS step. Ratio = full-step samples/s ÷ backbone samples/s. Every number is the median of
-``--repeats`` timed iterations after ``--warmup`` untimed ones, with device synchronisation around each phase.
+loss, backward, LARS step. Ratio = full-step samples/s ÷ backbone samples/s. Every number is the median over
+``--rounds`` alternating rounds of ``--repeats`` timed iterations (after ``--warmup`` untimed ones), with device
+synchronisation around each phase.
 Results go to ``benchmarks/results/step_overhead-<device>.{json,md}``.
 """
 
@@ -26,12 +27,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from decur import __version__
+from decur.augment import ViewPipeline
 from decur.config import MethodConfig, OptimConfig
-from decur.data.synthetic import SyntheticMultimodal
 from decur.data.build import band_stats
+from decur.data.synthetic import SyntheticMultimodal
 from decur.methods import Objective
 from decur.models import MultimodalModel
-from decur.augment import ViewPipeline
 from decur.optim import build_optimizer
 
 RESULTS = Path(__file__).parent / "results"
@@ -68,6 +69,7 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of backbone-only and full-step timing")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (H100 SXM bf16: 989)")
     p.add_argument("--tag", default="")
     args = p.parse_args()
@@ -128,9 +130,16 @@ def main() -> None:
         for key, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             phases[key].append(dt)
 
-    backbone = statistics.median(_timed(backbone_only, device, args.warmup, args.repeats))
-    full = statistics.median(_timed(full_step, device, args.warmup, args.repeats))
-    split = {key: statistics.median(vals[args.warmup :]) for key, vals in phases.items()}
+    # interleave rounds of both measurements so that drift in machine load affects both alike
+    backbone_times, full_times = [], []
+    for _ in range(args.rounds):
+        backbone_times += _timed(backbone_only, device, args.warmup, args.repeats)
+        for vals in phases.values():
+            vals.clear()
+        full_times += _timed(full_step, device, args.warmup, args.repeats)
+        split_runs = {key: vals[args.warmup :] for key, vals in phases.items()}
+    backbone, full = statistics.median(backbone_times), statistics.median(full_times)
+    split = {key: statistics.median(vals) for key, vals in split_runs.items()}
 
     with FlopCounterMode(display=False) as counter:
         full_step()

@@ -20,6 +20,7 @@ once: bilinear, with adaptive sampling that averages several points per output p
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import kornia.enhance
@@ -31,7 +32,7 @@ from torchvision.ops import roi_align
 
 @dataclass
 class Geometry:
-    """Per-sample crop boxes ``(x0, y0, x1, y1)`` in [0, 1] and flip flags."""
+    """Per-sample crop boxes ``(x0, y0, x1, y1)`` in [0, 1] (on the device) and flip flags (on the CPU)."""
 
     boxes: Tensor
     hflip: Tensor
@@ -73,7 +74,7 @@ def sample_geometry(n: int, scale: tuple[float, float], spec: ViewSpec, device: 
     x0 = torch.rand(n) * (1 - w)
     y0 = torch.rand(n) * (1 - h)
     boxes = torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
-    return Geometry(boxes.to(device), (torch.rand(n) < spec.hflip).to(device), (torch.rand(n) < spec.vflip).to(device))
+    return Geometry(boxes.to(device), torch.rand(n) < spec.hflip, torch.rand(n) < spec.vflip)
 
 
 class ViewPipeline(nn.Module):
@@ -123,18 +124,14 @@ class ViewPipeline(nn.Module):
         x = x.float()
         n = x.shape[0]
         geometry = geometry if geometry is not None else self.sample_geometry(n, x.device)
-        x = self._crop(x, geometry)
+        x = self._crop(x, geometry)  # a new tensor: the ops below may write into it
+        x = _on_subset(x, geometry.hflip, lambda v: v.flip(-1))
+        x = _on_subset(x, geometry.vflip, lambda v: v.flip(-2))
         spec = self.spec
-        if spec.jitter > 0:
-            x = self._color_jitter(x, _chance(n, spec.jitter, x.device))
-        if spec.grayscale > 0:
-            x = torch.where(_chance(n, spec.grayscale, x.device), self._grayscale(x), x)
-        if spec.blur[view] > 0:
-            sigma = _uniform(n, 0.1, 2.0, x.device) * self.crop_size / 224
-            blurred = _gaussian_blur(x, sigma.clamp_min(0.05), self.crop_size)
-            x = torch.where(_chance(n, spec.blur[view], x.device), blurred, x)
-        if spec.solarize[view] > 0:
-            x = torch.where(_chance(n, spec.solarize[view], x.device), torch.where(x < 0.5, x, 1 - x), x)
+        x = _on_subset(x, _chance(n, spec.jitter), self._color_jitter)
+        x = _on_subset(x, _chance(n, spec.grayscale), self._grayscale)
+        x = _on_subset(x, _chance(n, spec.blur[view]), self._blur)
+        x = _on_subset(x, _chance(n, spec.solarize[view]), lambda v: torch.where(v < 0.5, v, 1 - v))
         return (x - self.mean) / self.std
 
     def normalize(self, x: Tensor) -> Tensor:
@@ -145,11 +142,9 @@ class ViewPipeline(nn.Module):
         n, _, h, w = x.shape
         scale = torch.tensor([w, h, w, h], device=x.device, dtype=x.dtype)
         rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], g.boxes.to(x) * scale], dim=1)
-        out = roi_align(x, rois, (self.crop_size, self.crop_size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
-        out = torch.where(g.hflip.view(-1, 1, 1, 1), out.flip(-1), out)
-        return torch.where(g.vflip.view(-1, 1, 1, 1), out.flip(-2), out)
+        return roi_align(x, rois, (self.crop_size, self.crop_size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
 
-    def _color_jitter(self, x: Tensor, apply: Tensor) -> Tensor:
+    def _color_jitter(self, x: Tensor) -> Tensor:
         n, s = x.shape[0], self.spec
         bright = _uniform(n, 1 - s.brightness, 1 + s.brightness, x.device).view(-1, 1, 1, 1)
         contrast = _uniform(n, 1 - s.contrast, 1 + s.contrast, x.device).view(-1, 1, 1, 1)
@@ -161,7 +156,11 @@ class ViewPipeline(nn.Module):
             hue = _uniform(n, -s.hue, s.hue, x.device) * 2 * math.pi
             y = kornia.enhance.adjust_saturation(y, sat)
             y = kornia.enhance.adjust_hue(y, hue).clamp(0, 1)
-        return torch.where(apply, y, x)
+        return y
+
+    def _blur(self, x: Tensor) -> Tensor:
+        sigma = _uniform(x.shape[0], 0.1, 2.0, x.device) * self.crop_size / 224
+        return _gaussian_blur(x, sigma.clamp_min(0.05), self.crop_size)
 
     def _grayscale(self, x: Tensor) -> Tensor:
         if self.bands == 3:
@@ -178,8 +177,20 @@ def _uniform(n: int, lo: float, hi: float, device: torch.device) -> Tensor:
     return torch.empty(n).uniform_(lo, hi).to(device)
 
 
-def _chance(n: int, p: float, device: torch.device) -> Tensor:
-    return (torch.rand(n) < p).view(-1, 1, 1, 1).to(device)
+def _chance(n: int, p: float) -> Tensor:
+    return torch.rand(n) < p if p > 0 else torch.zeros(n, dtype=torch.bool)
+
+
+def _on_subset(x: Tensor, chosen: Tensor, op: Callable[[Tensor], Tensor]) -> Tensor:
+    """Apply ``op`` to the samples flagged in ``chosen`` (a CPU bool vector), computing nothing for the others."""
+    index = chosen.nonzero().flatten()
+    if index.numel() == 0:
+        return x
+    if index.numel() == x.shape[0]:
+        return op(x)
+    index = index.to(x.device)
+    x[index] = op(x[index])
+    return x
 
 
 def _gaussian_blur(x: Tensor, sigma: Tensor, size: int) -> Tensor:
