@@ -108,3 +108,16 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_lightning_ddp_two_cpu_processes(tmp_path):
+    """The real training path under DDP: 2 gloo processes launched by Lightning, global-batch objective."""
+    out = tmp_path / "ddp"
+    cmd = _cli(out, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    # 64 samples, global batch 16 split over 2 processes: 4 steps per epoch, as with one process
+    assert ckpt["global_step"] == 8
+    assert (out / "metrics.csv").exists() and (out / "summary.json").exists()

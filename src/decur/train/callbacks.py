@@ -44,7 +44,7 @@ class EpochCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``last.ckpt``."""
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state, not only weights
 
 
 class Throughput(L.Callback):

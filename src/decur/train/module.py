@@ -60,8 +60,11 @@ class PretrainModule(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def setup(self, stage: str) -> None:
-        """Under DDP, projector BatchNorm statistics are synchronised over the global batch."""
-        if self.trainer.world_size > 1:
+        """Under multi-GPU DDP, projector BatchNorm statistics are synchronised over the global batch.
+
+        (PyTorch has no CPU SyncBatchNorm: CPU processes keep per-process projector statistics.)
+        """
+        if self.trainer.world_size > 1 and self.trainer.strategy.root_device.type == "cuda":
             self.model.projectors = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.projectors)
 
     def make_views(self, batch: dict[str, Tensor]) -> dict[str, list[Tensor]]:
@@ -105,6 +108,14 @@ class PretrainModule(L.LightningModule):
         warmup = int(self.cfg.optim.warmup_epochs * total / self.cfg.trainer.max_epochs)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        """Reseed every RNG from (seed, epoch, rank): each process draws its own views, and any epoch replays the
+        same way whether the run was interrupted before it or not."""
+        seed = (self.cfg.trainer.seed + 1_000_003 * (self.current_epoch + 1) + 7_919 * self.global_rank) % 2**32
+        random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002
+        torch.manual_seed(seed)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store every RNG so a resumed run draws the same views and batches as an uninterrupted one."""

@@ -10,7 +10,7 @@ from typing import Any, cast
 import lightning as L
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from decur.augment import ViewPipeline
 from decur.config import Config, ConfigError, save_config
@@ -65,14 +65,26 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
             f"config field `data.batch_size`: {cfg.data.batch_size} does not split evenly over "
             f"{trainer.world_size} processes"
         )
+    # The shuffle order is a function of (seed, epoch) only: Lightning calls set_epoch on this sampler, so a resumed
+    # run replays the same batches. With one process it is a plain seeded shuffle. The loader's own generator keeps
+    # its per-epoch base-seed draw off the global RNG, whose per-epoch reseed then alone decides the views.
+    sampler = DistributedSampler(
+        dataset,  # type: ignore[arg-type]
+        num_replicas=trainer.world_size,
+        rank=trainer.global_rank,
+        shuffle=True,
+        seed=cfg.trainer.seed,
+        drop_last=True,
+    )
     loader = DataLoader(
         dataset,
         batch_size=per_device,
-        shuffle=True,
+        sampler=sampler,
         drop_last=True,
         num_workers=cfg.data.num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=cfg.data.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.trainer.seed),
     )
     if len(loader) < 1:
         raise ConfigError(f"config field `data.batch_size`: {cfg.data.batch_size} exceeds the dataset size")
@@ -143,6 +155,7 @@ def _trainer(cfg: Config, output: Path) -> L.Trainer:
         default_root_dir=output,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # ours is already sharded and seeded
         deterministic=False,
     )
 
