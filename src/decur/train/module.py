@@ -110,8 +110,11 @@ class PretrainModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_train_epoch_start(self) -> None:
-        """Reseed every RNG from (seed, epoch, rank): each process draws its own views, and any epoch replays the
-        same way whether the run was interrupted before it or not."""
+        """Reseed every RNG from (seed, epoch, rank).
+
+        Each process draws its own views, and any epoch replays the same way whether the run was interrupted
+        before it or not.
+        """
         seed = (self.cfg.trainer.seed + 1_000_003 * (self.current_epoch + 1) + 7_919 * self.global_rank) % 2**32
         random.seed(seed)
         np.random.seed(seed)  # noqa: NPY002
