@@ -68,8 +68,8 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
     # The shuffle order is a function of (seed, epoch) only: Lightning calls set_epoch on this sampler, so a resumed
     # run replays the same batches. With one process it is a plain seeded shuffle. The loader's own generator keeps
     # its per-epoch base-seed draw off the global RNG, whose per-epoch reseed then alone decides the views.
-    sampler = DistributedSampler(
-        dataset,  # type: ignore[arg-type]
+    sampler: DistributedSampler[dict[str, torch.Tensor]] = DistributedSampler(
+        dataset,
         num_replicas=trainer.world_size,
         rank=trainer.global_rank,
         shuffle=True,
