@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -121,3 +122,25 @@ def test_lightning_ddp_two_cpu_processes(tmp_path):
     # 64 samples, global batch 16 split over 2 processes: 4 steps per epoch, as with one process
     assert ckpt["global_step"] == 8
     assert (out / "metrics.csv").exists() and (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("decur", ["trainer.precision=bf16-mixed", "model.channels_last=true", "model.share_projector=true"]),
+        ("decur", ["method.reference_weighting=true", "method.cross_both_views=true", "data.share_crop=false"]),
+        ("decur_no_intra", []),
+        ("decur_no_decoupling", ["optim.name=adamw", "optim.warmup_epochs=0.5"]),
+        ("barlow_twins_cross", []),
+        ("barlow_twins_single", ["data.modalities=[{name: sar, bands: 2, augment: sar}]"]),
+        ("simclr_cross", []),
+        ("clip", []),
+        ("vicreg_cross", []),
+    ],
+)
+def test_every_method_and_option_trains(tmp_path, method, extra):
+    overrides = ["data.length=32", "trainer.max_epochs=1", "eval.enabled=false", f"method.name={method}", *extra]
+    summary = pretrain(load_config(SMOKE, overrides), tmp_path)
+    assert summary["method"] == method
+    assert all(math.isfinite(v) for v in summary["final_loss"].values())
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -87,7 +87,8 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """One step of the configured objective; raises :class:`NonFiniteLossError` on NaN/Inf."""
-        views = self.make_views(batch)
+        with torch.autocast(self.device.type, enabled=False):  # views in full precision, encoders under autocast
+            views = self.make_views(batch)
         z = {m: [self.model.embed(m, x) for x in xs] for m, xs in views.items()}
         terms = self.objective(z)
         if not torch.isfinite(terms["total"]):
