@@ -62,7 +62,11 @@ class DataConfig:
     length: int = 4096
     """Synthetic: number of pretraining samples."""
     image_size: int = 64
-    """Synthetic: side of the generated images in pixels."""
+    """Tile side in pixels: generated size (synthetic), 10 m grid of a tile (SSL4EO-S12: 264)."""
+    pair_seasons: bool = True
+    """SSL4EO-S12: the modalities of one view share the season (the paper); false draws them independently."""
+    void_ids: str | None = None
+    """SSL4EO-S12: text file of location ids to leave out (one per line), e.g. the release's void-ids list."""
     num_classes: int = 8
     """Synthetic: number of land-cover classes."""
     crop_size: int = 56
@@ -204,6 +208,13 @@ class Config:
                     f"{where}.{key}",
                     f"needs one value per band ({mod.bands}), got {values}",
                 )
+        if d.dataset == "ssl4eo_s12":
+            bands = {mod.name: mod.bands for mod in d.modalities}
+            _require(set(bands) <= {"s1", "s2"}, "data.modalities", f"SSL4EO-S12 has s1 and s2, got {names}")
+            _require(bands.get("s1", 2) == 2, "data.modalities", "s1 has 2 bands (VV, VH)")
+            _require(bands.get("s2", 13) in (12, 13), "data.modalities", "s2 has 13 (L1C) or 12 (L2A) bands")
+            if d.void_ids is not None and check_paths:
+                _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
         if d.dataset == "synthetic":
             from decur.data.synthetic import SYNTHETIC_MODALITIES
 

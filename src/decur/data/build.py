@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -33,10 +35,33 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             sar_bands=bands.get("sar", 2),
             seed=cfg.trainer.seed + seed_offset,
         )
+    if d.dataset == "ssl4eo_s12":
+        from decur.data.ssl4eo_s12 import SSL4EOS12
+
+        bands = {m.name: m.bands for m in d.modalities}
+        void = Path(d.void_ids).read_text().split() if d.void_ids else []
+        return SSL4EOS12(
+            str(d.root),
+            s2_product="s2c" if bands.get("s2", 13) == 13 else "s2a",
+            size=d.image_size,
+            views=2,
+            pair_seasons=d.pair_seasons,
+            void_ids=void,
+        )
     raise ConfigError(
         f"config field `data.dataset`: the {d.dataset!r} reader is not available in this version of decur yet; "
         "the config validates, and it will run once the reader lands. Use data.dataset=synthetic meanwhile."
     )
+
+
+def dataset_stats(
+    dataset: Dataset[dict[str, Tensor]], modalities: list[str]
+) -> dict[str, tuple[list[float], list[float]]]:
+    """The dataset's published band statistics where it has them, else :func:`band_stats` of its first samples."""
+    published = getattr(dataset, "stats", None)
+    if published is not None:
+        return {m: published[m] for m in modalities}
+    return band_stats(dataset, modalities)
 
 
 def band_stats(
@@ -46,8 +71,9 @@ def band_stats(
     items = [dataset[i] for i in range(min(samples, len(dataset)))]  # type: ignore[arg-type]
     stats = {}
     for m in modalities:
-        x = torch.stack([item[m].float() for item in items])  # N x C x H x W
-        mean = x.mean(dim=(0, 2, 3))
-        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        x = torch.stack([item[m].float() for item in items])  # N x C x H x W (or N x V x C x H x W)
+        x = x.transpose(0, -3).flatten(1)  # C x everything else
+        mean = x.mean(dim=1)
+        std = x.std(dim=1).clamp_min(1e-6)
         stats[m] = (mean.tolist(), std.tolist())
     return stats

@@ -79,7 +79,8 @@ class PretrainModule(L.LightningModule):
         for m in names:
             views[m] = []
             for v in range(self.objective.views):
-                x = self.views[m](batch[m], view=v, geometry=shared if v == 0 else None)
+                source = batch[m][:, v] if batch[m].ndim == 5 else batch[m]  # N x V x C x H x W: one season per view
+                x = self.views[m](source, view=v, geometry=shared if v == 0 else None)
                 if self.cfg.model.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 views[m].append(x)

@@ -10,11 +10,12 @@ from typing import Any, cast
 import lightning as L
 import torch
 import yaml
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from decur.augment import ViewPipeline
 from decur.config import Config, ConfigError, save_config
-from decur.data.build import band_stats, build_dataset
+from decur.data.build import build_dataset, dataset_stats
+from decur.data.sampling import SeededDataset, SeededSampler
 from decur.data.synthetic import SyntheticMultimodal
 from decur.train.callbacks import (
     AtomicCheckpointIO,
@@ -54,7 +55,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
 
     dataset = build_dataset(cfg)
     names = [m.name for m in cfg.data.modalities]
-    stats = band_stats(dataset, names)
+    stats = dataset_stats(dataset, names)
     module = PretrainModule(cfg, stats)
     trainer = _trainer(cfg, output)
     if trainer.is_global_zero:
@@ -65,10 +66,10 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
             f"config field `data.batch_size`: {cfg.data.batch_size} does not split evenly over "
             f"{trainer.world_size} processes"
         )
-    # The shuffle order is a function of (seed, epoch) only: Lightning calls set_epoch on this sampler, so a resumed
-    # run replays the same batches. With one process it is a plain seeded shuffle. The loader's own generator keeps
-    # its per-epoch base-seed draw off the global RNG, whose per-epoch reseed then alone decides the views.
-    sampler: DistributedSampler[dict[str, torch.Tensor]] = DistributedSampler(
+    # Shuffle and per-sample randomness are functions of (seed, epoch, index) only, so a resumed run replays the
+    # same batches; the loader's own generator keeps its base-seed draw off the global RNG, whose per-epoch reseed
+    # (PretrainModule.on_train_epoch_start) then alone decides the views.
+    sampler = SeededSampler(
         dataset,
         num_replicas=trainer.world_size,
         rank=trainer.global_rank,
@@ -77,7 +78,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
         drop_last=True,
     )
     loader = DataLoader(
-        dataset,
+        SeededDataset(dataset),
         batch_size=per_device,
         sampler=sampler,
         drop_last=True,

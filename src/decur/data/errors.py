@@ -1,0 +1,49 @@
+"""Clear errors for bad input files, and the one checked raster reader every dataset uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder is missing or wrong; the message names the path, the problem and the fix."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
+        self.path, self.problem, self.fix = Path(path), problem, fix
+        super().__init__(f"{path}: {problem} (fix: {fix})")
+
+
+def read_band(path: Path, shape: tuple[int, int], dtype: type[np.generic]) -> np.ndarray:
+    """Read the single band of a GeoTIFF and check its size, type and values.
+
+    Args:
+        path: The file.
+        shape: Expected ``(height, width)``.
+        dtype: Expected numpy dtype.
+
+    Raises:
+        DatasetError: Missing, unreadable or truncated file, more than one band, wrong size or type, NaN/Inf.
+
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    if not path.is_file():
+        raise DatasetError(path, "file is missing", "restore it from the dataset release")
+    try:
+        with rasterio.open(path) as src:
+            if src.count != 1:
+                raise DatasetError(path, f"has {src.count} bands, expected 1", "use the release's single-band files")
+            data = src.read(1)
+    except RasterioError as err:
+        raise DatasetError(path, f"cannot be read as GeoTIFF ({err})", "re-download the file") from None
+    if data.shape != shape:
+        raise DatasetError(path, f"is {data.shape[0]}x{data.shape[1]} px, expected {shape[0]}x{shape[1]}", "check size")
+    if data.dtype != np.dtype(dtype):
+        raise DatasetError(path, f"has dtype {data.dtype}, expected {np.dtype(dtype)}", "use the release's files")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise DatasetError(path, f"holds {bad} NaN/Inf pixel(s)", "exclude this location (void_ids) or repair it")
+    return data

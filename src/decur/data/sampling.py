@@ -1,0 +1,47 @@
+"""Sample-level randomness that does not depend on workers, hook order or interruptions.
+
+The sampler shuffles as a function of (seed, epoch) and shards over processes (a ``DistributedSampler``; with one
+process a seeded shuffle), and hands each index out together with a seed derived from (seed, epoch, index). The
+dataset wrapper runs the dataset's ``__getitem__`` under that seed, in a forked RNG, so random choices made while
+loading (e.g. SSL4EO-S12's season draw) repeat exactly after a resume, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, DistributedSampler
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed mixing the run seed, the epoch and the sample index."""
+    return ((seed * 1_000_003 + epoch) * 2_654_435_761 + index) % (2**63 - 1)
+
+
+class SeededSampler(DistributedSampler):
+    """Yields ``(index, seed)``; Lightning calls :meth:`set_epoch` before every epoch."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in super().__iter__():
+            yield index, sample_seed(self.seed, self.epoch, index)
+
+
+class SeededDataset(Dataset[dict[str, Tensor]]):
+    """Wraps a dataset so that ``dataset[(index, seed)]`` loads under ``torch.manual_seed(seed)``."""
+
+    def __init__(self, dataset: Dataset[dict[str, Tensor]]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> dict[str, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is None:
+            return self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]

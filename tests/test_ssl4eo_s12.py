@@ -1,0 +1,224 @@
+"""SSL4EO-S12: the real release sample, generated fixtures, season pairing, bad input, end-to-end pretraining."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from decur.config import load_config
+from decur.data.errors import DatasetError
+from decur.data.ssl4eo_s12 import S2A_BANDS, S2C_BANDS, SSL4EOS12
+from decur.train.run import pretrain
+
+from .conftest import REAL_DATA, REPO
+from .data.ssl4eo_s12.data import generate, write_tif
+
+REAL = REAL_DATA / "ssl4eo-s12"
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real SSL4EO-S12 sample not found at {REAL}")
+
+
+@pytest.fixture(scope="module")
+def fixture_root(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("ssl4eo"))
+
+
+@pytest.fixture
+def broken(fixture_root, tmp_path) -> Path:
+    root = tmp_path / "broken"
+    shutil.copytree(fixture_root, root)
+    return root
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+# ---- the real sample --------------------------------------------------------------------------------------------
+
+
+@needs_real
+@pytest.mark.parametrize(("product", "bands"), [("s2c", S2C_BANDS), ("s2a", S2A_BANDS)])
+def test_real_sample_shapes_values_and_band_order(product, bands):
+    ds = SSL4EOS12(REAL, s2_product=product)
+    assert len(ds) == 1 and ds.ids == ["0000200"]
+    torch.manual_seed(0)
+    s = ds[0]
+    assert s["s1"].shape == (2, 2, 264, 264) and s["s1"].dtype == torch.float32
+    assert s["s2"].shape == (2, len(bands), 264, 264)
+    assert 0 <= float(s["s2"].min()) and float(s["s2"].max()) <= 1
+    seasons = ds.seasons(0)
+    assert [len(v) for v in seasons.values()] == [2, 2]
+    # identify the season of view 0 and check B4 (10 m, index 3) against the file: 8-bit compression
+    for folder in seasons[product]:
+        raw = _read(folder / "B4.tif").astype(np.float32)
+        expected = np.clip(np.round(raw / 10000 * 255), 0, 255) / 255
+        if np.allclose(s["s2"][0, 3].numpy(), expected):
+            break
+    else:
+        pytest.fail("view 0 of s2 matches no season's B4")
+    vv = s["s1"][0, 0]
+    assert -60 < float(vv.min()) < float(vv.max()) < 30  # dB, outliers cut
+
+
+@needs_real
+def test_real_sample_sar_outlier_cut():
+    ds = SSL4EOS12(REAL)
+    folder = ds.seasons(0)["s1"][0]
+    raw = torch.from_numpy(_read(folder / "VV.tif"))
+    out = ds._read_s1(folder)[0]
+    assert float(out.max()) == pytest.approx(float(torch.quantile(raw.flatten(), 0.98)), rel=1e-5)
+    assert float(out.min()) == pytest.approx(float(torch.quantile(raw.flatten(), 0.02)), rel=1e-5)
+
+
+# ---- fixtures ---------------------------------------------------------------------------------------------------
+
+
+def _season_of(ds: SSL4EOS12, index: int, tensor: torch.Tensor, modality: str) -> int:
+    folders = ds.seasons(index)["s1" if modality == "s1" else ds.s2_product]
+    for k, folder in enumerate(folders):
+        ref = ds._read_s1(folder) if modality == "s1" else ds._read_s2(folder)
+        if torch.allclose(ref, tensor):
+            return k
+    raise AssertionError("no season matches")
+
+
+def test_seasons_are_paired_by_order_or_drawn_independently(fixture_root):
+    paired = SSL4EOS12(fixture_root, size=36)
+    independent = SSL4EOS12(fixture_root, size=36, pair_seasons=False)
+    mismatches = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        s = paired[1]
+        for v in range(2):
+            assert _season_of(paired, 1, s["s1"][v], "s1") == _season_of(paired, 1, s["s2"][v], "s2")
+        torch.manual_seed(seed)
+        t = independent[1]
+        mismatches += sum(
+            _season_of(independent, 1, t["s1"][v], "s1") != _season_of(independent, 1, t["s2"][v], "s2")
+            for v in range(2)
+        )
+    assert mismatches > 0
+
+
+def test_s2_compression_clips_instead_of_wrapping(fixture_root):
+    ds = SSL4EOS12(fixture_root, size=36)
+    folder = ds.seasons(0)["s2c"][0]
+    raw = _read(folder / "B2.tif")
+    out = ds._read_s2(folder)[1]
+    assert (raw > 10000).any()
+    assert torch.all(out[torch.from_numpy(raw > 10000)] == 1.0)
+
+
+def test_void_ids_and_l2a(fixture_root):
+    ds = SSL4EOS12(fixture_root, size=36, void_ids=["1", "0000002"])
+    assert ds.ids == ["0000000", "0000003"]
+    assert SSL4EOS12(fixture_root, s2_product="s2a", size=36)[0]["s2"].shape == (2, 12, 36, 36)
+
+
+# ---- bad input --------------------------------------------------------------------------------------------------
+
+
+def _first_s2_season(root: Path) -> Path:
+    return sorted((root / "s2c" / "0000000").iterdir())[0]
+
+
+def _all_seasons_load(root: Path) -> None:
+    ds = SSL4EOS12(root, size=36)
+    for i in range(len(ds)):
+        for folder in ds.seasons(i)["s2c"]:
+            ds._read_s2(folder)
+        for folder in ds.seasons(i)["s1"]:
+            ds._read_s1(folder)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: shutil.rmtree(r / "s2c"), "s2c/ folder of SSL4EO-S12 is missing"),
+        (lambda r: shutil.rmtree(r / "s1" / "0000002"), "exist in only one modality"),
+        (lambda r: (_first_s2_season(r) / "B8.tif").unlink(), "B8.tif: file is missing"),
+        (lambda r: (_first_s2_season(r) / "B8.tif").write_bytes(b"II*\x00garbage"), "cannot be read as GeoTIFF"),
+        (
+            lambda r: (_first_s2_season(r) / "B8.tif").write_bytes((_first_s2_season(r) / "B8.tif").read_bytes()[:300]),
+            "cannot be read as GeoTIFF",
+        ),
+        (lambda r: write_tif(_first_s2_season(r) / "B8.tif", np.zeros((20, 20), np.uint16), "EPSG:32643", 10),
+         "is 20x20 px, expected 36x36"),
+        (lambda r: write_tif(_first_s2_season(r) / "B8.tif", np.zeros((36, 36), np.float32), "EPSG:32643", 10),
+         "has dtype float32, expected uint16"),
+        (
+            lambda r: write_tif(
+                sorted((r / "s1" / "0000000").iterdir())[0] / "VV.tif",
+                np.full((36, 36), np.nan, np.float32), "EPSG:4326", 1e-4,
+            ),
+            "NaN/Inf",
+        ),
+        (lambda r: ([p.unlink() for p in _first_s2_season(r).iterdir()] and _first_s2_season(r).rmdir())
+         or [shutil.rmtree(p) for p in (r / "s2c" / "0000000").iterdir()], "holds no season folders"),
+    ],
+)  # fmt: skip
+def test_bad_input_names_file_and_problem(broken, damage, message):
+    damage(broken)
+    with pytest.raises(DatasetError, match=message):
+        _all_seasons_load(broken)
+
+
+def test_multiband_file_is_rejected(broken):
+    path = _first_s2_season(broken) / "B8.tif"
+    profile = {"driver": "GTiff", "height": 36, "width": 36, "count": 2, "dtype": "uint16"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.zeros((2, 36, 36), np.uint16))
+    with pytest.raises(DatasetError, match="has 2 bands, expected 1"):
+        _all_seasons_load(broken)
+
+
+def test_unpaired_locations_can_be_skipped_and_are_reported(broken):
+    shutil.rmtree(broken / "s1" / "0000002")
+    ds = SSL4EOS12(broken, size=36, skip_bad=True)
+    assert "0000002" not in ds.ids and ds.skipped == ["0000002: unpaired"]
+
+
+def test_empty_root(tmp_path):
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s2c").mkdir()
+    with pytest.raises(DatasetError, match="no paired locations"):
+        SSL4EOS12(tmp_path)
+
+
+# ---- end to end -------------------------------------------------------------------------------------------------
+
+
+def _ssl4eo_overrides(root: Path, size: int) -> list[str]:
+    return [
+        "data.dataset=ssl4eo_s12",
+        f"data.root={root}",
+        "data.modalities=[{name: s1, bands: 2, augment: sar}, {name: s2, bands: 13, augment: optical}]",
+        f"data.image_size={size}",
+        "data.crop_size=32",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "eval.enabled=false",
+    ]
+
+
+def test_pretrain_runs_on_fixture(fixture_root, tmp_path):
+    summary = pretrain(load_config(REPO / "configs" / "smoke.yaml", _ssl4eo_overrides(fixture_root, 36)), tmp_path)
+    assert np.isfinite(summary["final_loss"]["train/total"])
+
+
+@needs_real
+def test_pretrain_runs_on_real_pixels(tmp_path):
+    root = tmp_path / "real"
+    for product in ("s1", "s2c"):
+        for i in range(4):  # the one real location, linked under 4 ids to fill a batch
+            (root / product).mkdir(parents=True, exist_ok=True)
+            (root / product / f"{i:07d}").symlink_to(REAL / product / "0000200")
+    summary = pretrain(load_config(REPO / "configs" / "smoke.yaml", _ssl4eo_overrides(root, 264)), tmp_path / "run")
+    assert np.isfinite(summary["final_loss"]["train/total"])
