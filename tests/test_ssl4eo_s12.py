@@ -222,3 +222,17 @@ def test_pretrain_runs_on_real_pixels(tmp_path):
             (root / product / f"{i:07d}").symlink_to(REAL / product / "0000200")
     summary = pretrain(load_config(REPO / "configs" / "smoke.yaml", _ssl4eo_overrides(root, 264)), tmp_path / "run")
     assert np.isfinite(summary["final_loss"]["train/total"])
+
+
+def test_data_check_cli_summarises_and_names_bad_files(fixture_root, broken, capsys):
+    from decur.cli import main
+
+    assert main(["data", "check", str(fixture_root), "--dataset", "ssl4eo_s12", "--size", "36"]) == 0
+    out = capsys.readouterr().out
+    assert "4 sample(s)" in out and "no problems found" in out and "2x36x36" in out
+    shutil.rmtree(broken / "s1" / "0000003")
+    bad_file = _first_s2_season(broken) / "B4.tif"
+    bad_file.write_bytes(bad_file.read_bytes()[:200])
+    assert main(["data", "check", str(broken), "--dataset", "ssl4eo_s12", "--size", "36"]) == 1
+    out = capsys.readouterr().out
+    assert "2 problem(s)" in out and "0000003: unpaired" in out and str(bad_file) in out

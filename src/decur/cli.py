@@ -33,6 +33,19 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from decur.data.check import check_ssl4eo_s12
+    from decur.data.errors import DatasetError
+
+    try:
+        report = check_ssl4eo_s12(Path(args.root), args.s2_product, args.size)
+    except DatasetError as err:
+        print(f"decur: error: {err}", file=sys.stderr)
+        return 1
+    print(report.format())
+    return 1 if report.problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -49,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check config files without running them (paths not checked)")
     v.add_argument("configs", nargs="+")
     v.set_defaults(func=_validate)
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    c = data.add_parser("check", help="read every file of a dataset, summarise it, name every bad file")
+    c.add_argument("root")
+    c.add_argument("--dataset", required=True, choices=["ssl4eo_s12"])
+    c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
+    c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
+    c.set_defaults(func=_data_check)
     return parser
 
 

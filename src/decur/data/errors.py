@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,13 @@ def read_band(path: Path, shape: tuple[int, int], dtype: type[np.generic]) -> np
 
     """
     import rasterio
-    from rasterio.errors import RasterioError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     if not path.is_file():
         raise DatasetError(path, "file is missing", "restore it from the dataset release")
     try:
-        with rasterio.open(path) as src:
+        with warnings.catch_warnings(), rasterio.open(path) as src:
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # damage shows up as a read error below
             if src.count != 1:
                 raise DatasetError(path, f"has {src.count} bands, expected 1", "use the release's single-band files")
             data = src.read(1)

@@ -1,0 +1,79 @@
+"""``decur data check``: walk a dataset, read every file, summarise it and name every bad file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from decur.data.errors import DatasetError
+
+
+@dataclass
+class CheckReport:
+    """What a dataset walk found."""
+
+    dataset: str
+    root: Path
+    items: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, set[tuple[int, ...]]] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def see(self, modality: str, x: torch.Tensor) -> None:
+        """Record one loaded tensor: shape and value range per modality."""
+        self.counts[modality] = self.counts.get(modality, 0) + 1
+        self.shapes.setdefault(modality, set()).add(tuple(x.shape))
+        lo, hi = float(x.min()), float(x.max())
+        old = self.ranges.get(modality, (lo, hi))
+        self.ranges[modality] = (min(lo, old[0]), max(hi, old[1]))
+
+    def format(self) -> str:
+        """Readable summary, then one line per problem."""
+        lines = [f"{self.dataset} at {self.root}: {self.items} sample(s)"]
+        for m in sorted(self.counts):
+            shapes = ", ".join("x".join(map(str, s)) for s in sorted(self.shapes[m]))
+            lo, hi = self.ranges[m]
+            lines.append(
+                f"  {m:<5} {self.counts[m]:>7} images (float32 after preprocessing)  shape {shapes}  "
+                f"values [{lo:.4g}, {hi:.4g}]"
+            )
+        if self.problems:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines += [f"  {p}" for p in self.problems]
+        else:
+            lines.append("no problems found")
+        return "\n".join(lines)
+
+
+def check_ssl4eo_s12(root: Path, s2_product: str = "s2c", size: int = 264) -> CheckReport:
+    """Read every season of every location (both modalities) of an SSL4EO-S12 folder."""
+    from decur.data.ssl4eo_s12 import SSL4EOS12
+
+    report = CheckReport("ssl4eo_s12", root)
+    ds = SSL4EOS12(root, s2_product=s2_product, size=size, skip_bad=True)
+    report.problems += [f"{root}/s1|{s2_product}/{s}" for s in ds.skipped]
+    readers = {"s1": ds._read_s1, "s2": ds._read_s2}
+    for index in range(len(ds)):
+        try:
+            seasons = ds.seasons(index)
+        except DatasetError as err:
+            report.problems.append(str(err))
+            continue
+        counts = {m: len(v) for m, v in seasons.items()}
+        if len(set(counts.values())) > 1:
+            report.problems.append(f"{root}/*/{ds.ids[index]}: season counts differ {counts}; extra seasons unused")
+        for product, folders in seasons.items():
+            modality = "s1" if product == "s1" else "s2"
+            for folder in folders:
+                try:
+                    report.see(modality, readers[modality](folder))
+                except DatasetError as err:
+                    report.problems.append(str(err))
+    report.items = len(ds)
+    return report
+
+
+CHECKS = {"ssl4eo_s12": check_ssl4eo_s12}
