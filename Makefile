@@ -31,6 +31,7 @@ lint: $(STAMP)
 ## throughput benchmarks -> benchmarks/results/
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
+	PYTHONPATH=. $(BIN)/python benchmarks/loader_throughput.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

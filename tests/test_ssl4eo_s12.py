@@ -236,3 +236,37 @@ def test_data_check_cli_summarises_and_names_bad_files(fixture_root, broken, cap
     assert main(["data", "check", str(broken), "--dataset", "ssl4eo_s12", "--size", "36"]) == 1
     out = capsys.readouterr().out
     assert "2 problem(s)" in out and "0000003: unpaired" in out and str(bad_file) in out
+
+
+# ---- the packed store --------------------------------------------------------------------------------------------
+
+
+def test_pack_reproduces_raw_samples_and_reads_only_drawn_seasons(fixture_root, tmp_path, capsys):
+    from decur.cli import main
+    from decur.data.pack import PackedSSL4EOS12
+
+    assert main(["data", "pack", str(fixture_root), str(tmp_path / "pack"), "--size", "36", "--workers", "1"]) == 0
+    packed, raw = PackedSSL4EOS12(tmp_path / "pack"), SSL4EOS12(fixture_root, size=36)
+    assert packed.ids == raw.ids and packed.counts == [4] * 4
+    for index in range(4):
+        torch.manual_seed(index)
+        a = raw[index]
+        torch.manual_seed(index)
+        b = packed[index]
+        assert torch.equal(a["s2"], b["s2"])  # 8-bit S2 is stored exactly
+        torch.testing.assert_close(a["s1"], b["s1"], atol=0.02, rtol=0)  # float16 dB
+    # the training config picks the packed store when root holds one
+    summary = pretrain(
+        load_config(REPO / "configs" / "smoke.yaml", _ssl4eo_overrides(tmp_path / "pack", 36)), tmp_path / "run"
+    )
+    assert np.isfinite(summary["final_loss"]["train/total"])
+
+
+def test_packed_store_errors(tmp_path):
+    from decur.data.pack import PackedSSL4EOS12
+
+    with pytest.raises(DatasetError, match="not a packed store"):
+        PackedSSL4EOS12(tmp_path)
+    (tmp_path / "index.json").write_text('{"format": "something-else"}')
+    with pytest.raises(DatasetError, match="re-pack"):
+        PackedSSL4EOS12(tmp_path)

@@ -46,6 +46,20 @@ def _data_check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _data_pack(args: argparse.Namespace) -> int:
+    from decur.data.errors import DatasetError
+    from decur.data.pack import pack_ssl4eo_s12
+
+    void = Path(args.void_ids).read_text().split() if args.void_ids else None
+    try:
+        out = pack_ssl4eo_s12(args.root, args.out, args.s2_product, args.size, args.workers, void)
+    except DatasetError as err:
+        print(f"decur: error: {err}", file=sys.stderr)
+        return 1
+    print(f"packed store: {out}  (use it as data.root with data.dataset=ssl4eo_s12)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -69,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
     c.set_defaults(func=_data_check)
+    k = data.add_parser("pack", help="convert raw SSL4EO-S12 into the packed store (memory-mapped arrays)")
+    k.add_argument("root")
+    k.add_argument("out")
+    k.add_argument("--dataset", default="ssl4eo_s12", choices=["ssl4eo_s12"])
+    k.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
+    k.add_argument("--size", type=int, default=264)
+    k.add_argument("--workers", type=int, default=2)
+    k.add_argument("--void-ids", help="file of location ids to leave out")
+    k.set_defaults(func=_data_pack)
     return parser
 
 

@@ -35,6 +35,10 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             sar_bands=bands.get("sar", 2),
             seed=cfg.trainer.seed + seed_offset,
         )
+    if d.dataset == "ssl4eo_s12" and (Path(str(d.root)) / "index.json").is_file():
+        from decur.data.pack import PackedSSL4EOS12
+
+        return PackedSSL4EOS12(str(d.root), views=2, pair_seasons=d.pair_seasons)
     if d.dataset == "ssl4eo_s12":
         from decur.data.ssl4eo_s12 import SSL4EOS12
 
