@@ -60,6 +60,26 @@ def _data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_stats(args: argparse.Namespace) -> int:
+    from decur.data.build import build_dataset
+    from decur.data.errors import DatasetError
+    from decur.data.paired import PairedFolders, compute_stats
+
+    cfg = load_config(args.config, args.overrides).validate()
+    try:
+        dataset = build_dataset(cfg)
+    except DatasetError as err:
+        print(f"decur: error: {err}", file=sys.stderr)
+        return 1
+    if not isinstance(dataset, PairedFolders):
+        raise ConfigError("config field `data.dataset`: `decur data stats` is for paired_folders datasets")
+    stats = compute_stats(dataset)
+    for m, s in stats.items():
+        print(f"{m}: mean {[round(v, 4) for v in s['mean']]}  std {[round(v, 4) for v in s['std']]}")
+    print(f"cached in {dataset.root / '.decur-stats.json'} ({len(dataset)} samples)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -92,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--workers", type=int, default=2)
     k.add_argument("--void-ids", help="file of location ids to leave out")
     k.set_defaults(func=_data_pack)
+    st = data.add_parser("stats", help="per-band mean/std of a paired_folders dataset, cached next to the data")
+    st.add_argument("--config", required=True)
+    st.add_argument("overrides", nargs="*")
+    st.set_defaults(func=_data_stats)
     return parser
 
 

@@ -27,7 +27,7 @@ METHOD_NAMES = (
     "vicreg_cross",
 )
 AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
-DATASETS = ("synthetic", "ssl4eo_s12", "geonrw", "sunrgbd")
+DATASETS = ("synthetic", "ssl4eo_s12", "paired_folders", "geonrw", "sunrgbd")
 
 
 class ConfigError(ValueError):
@@ -45,6 +45,10 @@ class ModalityConfig:
     mean: list[float] | None = None
     """Per-band mean for normalisation after augmentation; ``None`` takes the dataset's statistics."""
     std: list[float] | None = None
+    folder: str | None = None
+    """paired_folders: sub-folder of ``data.root`` holding this modality's files (default: the name)."""
+    scale: float = 1.0
+    """paired_folders: factor applied to raw values so photometric augmentations see [0, 1] (1/255, 1e-4...)."""
 
 
 def _default_modalities() -> list[ModalityConfig]:

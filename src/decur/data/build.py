@@ -35,6 +35,14 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             sar_bands=bands.get("sar", 2),
             seed=cfg.trainer.seed + seed_offset,
         )
+    if d.dataset == "paired_folders":
+        from decur.data.paired import PairedFolders
+
+        return PairedFolders(
+            str(d.root),
+            {m.name: m.folder or m.name for m in d.modalities},
+            {m.name: m.scale for m in d.modalities},
+        )
     if d.dataset == "ssl4eo_s12" and (Path(str(d.root)) / "index.json").is_file():
         from decur.data.pack import PackedSSL4EOS12
 
