@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from torchvision.io import write_png
+from PIL import Image
 
 from decur.cli import main
 from decur.config import load_config
@@ -35,10 +35,7 @@ def pairs(tmp_path) -> Path:
     for i in range(8):
         _tif(tmp_path / "sar" / f"tile_{i:03d}.tif", rng.normal(-12, 4, (2, 32, 32)).astype(np.float32))
         (tmp_path / "rgb").mkdir(exist_ok=True)
-        write_png(
-            torch.from_numpy(rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)),
-            str(tmp_path / "rgb" / f"tile_{i:03d}.png"),
-        )
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "rgb" / f"tile_{i:03d}.png")
     _tif(tmp_path / "sar" / "extra.tif", np.zeros((2, 32, 32), np.float32))
     return tmp_path
 
