@@ -66,7 +66,7 @@ class DataConfig:
     length: int = 4096
     """Synthetic: number of pretraining samples."""
     image_size: int = 64
-    """Tile side in pixels: generated size (synthetic), 10 m grid of a tile (SSL4EO-S12: 264)."""
+    """Tile side in pixels: generated size (synthetic), 10 m grid of a tile (SSL4EO-S12: 264), patch (GeoNRW: 250)."""
     pair_seasons: bool = True
     """SSL4EO-S12: the modalities of one view share the season (the paper); false draws them independently."""
     void_ids: str | None = None
@@ -219,6 +219,11 @@ class Config:
             _require(bands.get("s2", 13) in (12, 13), "data.modalities", "s2 has 13 (L1C) or 12 (L2A) bands")
             if d.void_ids is not None and check_paths:
                 _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
+        if d.dataset == "geonrw":
+            bands = {mod.name: mod.bands for mod in d.modalities}
+            _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
+            _require(bands.get("rgb", 3) == 3, "data.modalities", "rgb has 3 bands")
+            _require(bands.get("dem", 3) in (1, 3), "data.modalities", "dem has 1 band, or 3 when duplicated")
         if d.dataset == "synthetic":
             from decur.data.synthetic import SYNTHETIC_MODALITIES
 

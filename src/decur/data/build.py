@@ -35,6 +35,11 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             sar_bands=bands.get("sar", 2),
             seed=cfg.trainer.seed + seed_offset,
         )
+    if d.dataset == "geonrw":
+        from decur.data.geonrw import GeoNRW
+
+        dem = next((m.bands for m in d.modalities if m.name == "dem"), 3)
+        return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem)
     if d.dataset == "paired_folders":
         from decur.data.paired import PairedFolders
 
