@@ -51,7 +51,7 @@ def test_errors(root, tmp_path):
     with pytest.raises(DatasetError, match=r"city folder\(s\) of the test split are missing \(herne\)"):
         GeoNRW(broken, "test")
     next((broken / "neuss").glob("*_seg.tif")).unlink()
-    with pytest.raises(DatasetError, match="_seg.tif: is missing"):
+    with pytest.raises(DatasetError, match=r"_seg\.tif: is missing"):
         GeoNRW(broken, "test", cities=("neuss",))
     dem = next((broken / "duesseldorf").glob("*_dem.tif"))
     with rasterio.open(dem, "w", driver="GTiff", height=30, width=30, count=1, dtype="float32") as dst:

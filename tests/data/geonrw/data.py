@@ -21,8 +21,9 @@ TILE = 40
 
 
 def _write(path: Path, data: np.ndarray, driver: str) -> None:
-    profile = {"driver": driver, "height": data.shape[1], "width": data.shape[2], "count": data.shape[0],
-               "dtype": data.dtype.name, "crs": "EPSG:25832", "transform": from_origin(300000, 5700000, 1, 1)}  # fmt: skip
+    c, h, w = data.shape
+    profile = {"driver": driver, "height": h, "width": w, "count": c, "dtype": data.dtype.name,
+               "crs": "EPSG:25832", "transform": from_origin(300000, 5700000, 1, 1)}  # fmt: skip
     if driver == "JP2OpenJPEG":
         profile |= {"REVERSIBLE": "YES", "QUALITY": "100"}  # lossless, so tests can compare pixel values
     with rasterio.open(path, "w", **profile) as dst:
