@@ -80,6 +80,25 @@ def _data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_hha(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from decur.data.errors import DatasetError
+    from decur.data.rgbd import convert_folder_to_hha
+
+    camera = None
+    if args.camera:
+        fx, fy, cx, cy = args.camera
+        camera = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+    try:
+        written = convert_folder_to_hha(args.src, args.dst, args.encoding, camera)
+    except DatasetError as err:
+        print(f"decur: error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} HHA image(s) to {args.dst}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -116,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", required=True)
     st.add_argument("overrides", nargs="*")
     st.set_defaults(func=_data_stats)
+    hh = data.add_parser("hha", help="convert a folder of depth images to HHA PNGs (Gupta et al. 2014)")
+    hh.add_argument("src")
+    hh.add_argument("dst")
+    hh.add_argument("--encoding", required=True, choices=["nyu_raw", "sun", "mm", "0.1mm", "m"])
+    hh.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="default: NYU v2")
+    hh.set_defaults(func=_data_hha)
     return parser
 
 

@@ -224,6 +224,12 @@ class Config:
             _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
             _require(bands.get("rgb", 3) == 3, "data.modalities", "rgb has 3 bands")
             _require(bands.get("dem", 3) in (1, 3), "data.modalities", "dem has 1 band, or 3 when duplicated")
+        if d.dataset == "sunrgbd":
+            bands = {mod.name: mod.bands for mod in d.modalities}
+            _require(
+                set(bands) <= {"rgb", "hha"}, "data.modalities", f"SUN-RGBD pretraining uses rgb and hha, got {names}"
+            )
+            _require(all(b == 3 for b in bands.values()), "data.modalities", "rgb and hha have 3 bands")
         if d.dataset == "synthetic":
             from decur.data.synthetic import SYNTHETIC_MODALITIES
 

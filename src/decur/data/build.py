@@ -40,6 +40,10 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
 
         dem = next((m.bands for m in d.modalities if m.name == "dem"), 3)
         return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem)
+    if d.dataset == "sunrgbd":
+        from decur.data.rgbd import RGBDSegmentation
+
+        return RGBDSegmentation(str(d.root), "train", num_classes=37)
     if d.dataset == "paired_folders":
         from decur.data.paired import PairedFolders
 

@@ -1,0 +1,169 @@
+"""RGB-D: raw NYU / SUN RGB-D depth readers, folder conversion to HHA, and the segmentation datasets.
+
+The datasets follow the layout CMX-style RGB-D code uses (SUN-RGBD, NYUv2).
+
+Dataset layout::
+
+    root/RGB/<name>.jpg|png      colour image
+    root/HHA/<name>.png|jpg      HHA encoding (``decur data hha``), or root/Depth/<name>.png with depth_folder
+    root/Label/<name>.png        classes 1..C, 0 = ignore (SUN-RGBD: 37 classes, NYUv2: 40)
+    root/train.txt, test.txt     one sample per line; the first token's stem is the name
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from decur.data.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
+NUM_CLASSES = {"sunrgbd": 37, "nyuv2": 40}
+
+
+def read_depth(path: str | Path, encoding: str) -> np.ndarray:
+    """Depth in metres (0 = missing) from one of the common encodings.
+
+    Args:
+        path: The depth file.
+        encoding: ``nyu_raw`` (raw Kinect v1 disparity, 16-bit PGM stored little-endian; 2047 = invalid;
+            ``351.3 / (1092.5 − d)`` m as the NYU toolbox), ``sun`` (SUN RGB-D PNG, 16-bit rotated right by
+            3 bits, mm), ``mm`` (16-bit PNG in millimetres), ``0.1mm`` (16-bit PNG in tenths of a millimetre,
+            e.g. NYU's filled depth in Depth2HHA), ``m`` (float image in metres).
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "depth file is missing", "check the path")
+    if encoding == "nyu_raw":
+        raw = _read_pgm_little_endian(path).astype(np.float64)
+        depth = np.where(raw >= 2047, 0.0, 351.3 / np.maximum(1092.5 - raw, 1e-6))
+        return np.where(depth > 0, depth, 0.0)
+    try:
+        with Image.open(path) as img:
+            d = np.asarray(img)
+    except OSError as err:
+        raise DatasetError(path, f"cannot be read as an image ({err})", "re-export the file") from None
+    if encoding == "sun":
+        d = d.astype(np.uint16)
+        return ((d >> 3) | (d << 13)).astype(np.float64) / 1000
+    scale = {"mm": 1e-3, "0.1mm": 1e-4, "m": 1.0}.get(encoding)
+    if scale is None:
+        raise ValueError(f"unknown depth encoding {encoding!r}: nyu_raw, sun, mm, 0.1mm or m")
+    return d.astype(np.float64) * scale
+
+
+def _read_pgm_little_endian(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    tokens: list[bytes] = []
+    pos = 0
+    while len(tokens) < 4:  # magic, width, height, maxval (comments skipped)
+        while data[pos : pos + 1].isspace():
+            pos += 1
+        if data[pos : pos + 1] == b"#":
+            pos = data.index(b"\n", pos) + 1
+            continue
+        end = pos
+        while not data[end : end + 1].isspace():
+            end += 1
+        tokens.append(data[pos:end])
+        pos = end
+    if tokens[0] != b"P5":
+        raise DatasetError(path, f"is not a binary PGM (magic {tokens[0]!r})", "give the raw NYU .pgm")
+    width, height = int(tokens[1]), int(tokens[2])
+    pixels = np.frombuffer(data, dtype="<u2", count=width * height, offset=pos + 1)
+    return pixels.reshape(height, width)
+
+
+def convert_folder_to_hha(
+    src: str | Path, dst: str | Path, encoding: str, camera: np.ndarray | None = None
+) -> list[Path]:
+    """Write ``dst/<stem>.png`` HHA images for every depth image in ``src``; returns the written paths."""
+    from decur.data.hha import NYU_CAMERA, depth_to_hha
+
+    src, dst = Path(src), Path(dst)
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(src, "holds no depth images", "check the folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in files:
+        hha = depth_to_hha(read_depth(path, encoding), NYU_CAMERA if camera is None else camera)
+        out = dst / f"{path.stem}.png"
+        Image.fromarray(hha).save(out)
+        written.append(out)
+    return written
+
+
+class RGBDSegmentation(Dataset[dict[str, Tensor]]):
+    """SUN-RGBD / NYUv2 samples: ``rgb`` and ``hha`` (3 x H x W in [0, 1]) or ``depth`` (1 x H x W, m), ``mask``.
+
+    Args:
+        root: Dataset folder (layout in the module docstring).
+        split: ``train`` or ``test`` (reads ``<split>.txt``).
+        num_classes: 37 (SUN-RGBD) or 40 (NYUv2); labels above it are an error.
+        depth_folder: ``None`` reads ``HHA/``; a name (e.g. ``"Depth"``) reads depth images instead.
+        depth_encoding: Encoding of those depth images (see :func:`read_depth`).
+
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_classes: int = 37,
+        depth_folder: str | None = None,
+        depth_encoding: str = "mm",
+    ) -> None:
+        self.root = Path(root)
+        self.num_classes, self.depth_folder, self.depth_encoding = num_classes, depth_folder, depth_encoding
+        listing = self.root / f"{split}.txt"
+        if not listing.is_file():
+            raise DatasetError(listing, "split list is missing", f"add {split}.txt with one sample name per line")
+        self.names = [Path(line.split()[0]).stem for line in listing.read_text().splitlines() if line.strip()]
+        if not self.names:
+            raise DatasetError(listing, "lists no samples", "fill the split list")
+        self.folders = {"rgb": "RGB", "x": depth_folder or "HHA", "mask": "Label"}
+        for key, folder in self.folders.items():
+            if not (self.root / folder).is_dir():
+                raise DatasetError(self.root / folder, f"folder for {key} is missing", "check the dataset layout")
+        self.x_name = "depth" if depth_folder else "hha"
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _find(self, folder: str, name: str) -> Path:
+        for ext in IMAGE_EXTENSIONS:
+            path = self.root / folder / f"{name}{ext}"
+            if path.is_file():
+                return path
+        raise DatasetError(self.root / folder / name, "no image with this name", "check the split list")
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        name = self.names[index]
+        rgb_path = self._find(self.folders["rgb"], name)
+        with Image.open(rgb_path) as img:
+            rgb = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+        x_path = self._find(self.folders["x"], name)
+        if self.depth_folder:
+            x = torch.from_numpy(read_depth(x_path, self.depth_encoding).astype(np.float32))[None]
+        else:
+            with Image.open(x_path) as img:
+                x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+        mask_path = self._find(self.folders["mask"], name)
+        with Image.open(mask_path) as img:
+            mask = torch.from_numpy(np.asarray(img).astype(np.int64))
+        if mask.ndim != 2:
+            raise DatasetError(mask_path, f"label image has shape {tuple(mask.shape)}, expected H x W", "use indices")
+        if int(mask.max()) > self.num_classes:
+            raise DatasetError(mask_path, f"holds class {int(mask.max())} > {self.num_classes}", "check num_classes")
+        for key, t, path in ((self.x_name, x, x_path), ("mask", mask, mask_path)):
+            if t.shape[-2:] != rgb.shape[-2:]:
+                size, expected = tuple(t.shape[-2:]), tuple(rgb.shape[-2:])
+                raise DatasetError(path, f"{key} size {size} differs from the RGB image's {expected}", "align them")
+        return {"rgb": rgb, self.x_name: x, "mask": mask}
