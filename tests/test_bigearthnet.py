@@ -102,3 +102,35 @@ def test_bad_inputs(root, tmp_path):
     meta.write_text(json.dumps({"labels": ["Pastures"]}))
     with pytest.raises(DatasetError, match=r"B05\.tif: file is missing"):
         ds[ds.patches.index(PATCH)]
+
+
+V2 = REAL_DATA / "bigearthnet-v2-format"
+
+
+def test_v2_release_layout(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from decur.data.bigearthnet import BigEarthNetV2
+
+    root = tmp_path / "reben"
+    shutil.copytree(V2, root, ignore=shutil.ignore_patterns("*.md", "*.txt"))
+    s2 = next((root / "BigEarthNet-S2").glob("*/*")).name
+    s1 = next((root / "BigEarthNet-S1").glob("*/*")).name
+    rows = [  # the shared S1 and S2 patches are different places: a format test, not a real pair
+        {"patch_id": s2, "labels": ["Arable land", "Pastures"], "split": "train", "s1_name": s1,
+         "contains_seasonal_snow": False, "contains_cloud_or_shadow": False},
+        {"patch_id": s2, "labels": ["Pastures"], "split": "train", "s1_name": s1,
+         "contains_seasonal_snow": True, "contains_cloud_or_shadow": False},
+    ]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), root / "metadata.parquet")
+    ds = BigEarthNetV2(root, "train")
+    assert len(ds) == 1 and len(BigEarthNetV2(root, "train", exclude_snow=False)) == 2
+    s = ds[0]
+    assert s["s1"].shape == (2, 120, 120) and s["s2"].shape == (13, 120, 120)
+    assert s["label"].sum() == 2 and s["label"][list(LABELS_19).index("Pastures")] == 1
+    with pytest.raises(DatasetError, match="holds no test patches"):
+        BigEarthNetV2(root, "test")
+    (root / "metadata.parquet").unlink()
+    with pytest.raises(DatasetError, match=r"metadata\.parquet: is missing"):
+        BigEarthNetV2(root)

@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from decur.data.errors import DatasetError, read_band
+from decur.data.preprocess import cut_outliers, s2_to_unit
 from decur.data.ssl4eo_s12 import STATS
 
 LABELS_43 = (
@@ -97,6 +98,36 @@ def read_list(path: Path) -> list[str]:
     return [line.split(",")[0].strip() for line in raw.splitlines() if line.strip()]
 
 
+def read_s1_patch(folder: Path) -> Tensor:
+    """``2 x 120 x 120`` dB, VV then VH, outliers cut, from a patch folder ``<name>/<name>_{VV,VH}.tif``."""
+    bands = [read_band(folder / f"{folder.name}_{b}.tif", (120, 120), np.float32) for b in ("VV", "VH")]
+    return cut_outliers(torch.from_numpy(np.stack(bands)))
+
+
+def read_s2_patch(folder: Path, insert_b10: bool) -> Tensor:
+    """``12 (13) x 120 x 120`` in [0, 1] from ``<name>/<name>_B*.tif``, 20/60 m bands resampled bilinearly."""
+    bands = []
+    for b in S2_BANDS:
+        side = S2_SIDE.get(b, 120)
+        band = torch.from_numpy(
+            read_band(folder / f"{folder.name}_{b}.tif", (side, side), np.uint16).astype(np.float32)
+        )
+        if side != 120:
+            band = F.interpolate(band[None, None], size=(120, 120), mode="bilinear")[0, 0]
+        bands.append(band)
+        if b == "B09" and insert_b10:
+            bands.append(torch.zeros(120, 120))
+    return s2_to_unit(torch.stack(bands))
+
+
+def sentinel_stats(insert_b10: bool) -> dict[str, tuple[list[float], list[float]]]:
+    """Band statistics of the pretraining data (SSL4EO-S12), which transferred encoders were normalised with."""
+    mean, std = STATS["s2c"]
+    if not insert_b10:
+        mean, std = mean[:10] + mean[11:], std[:10] + std[11:]
+    return {"s1": STATS["s1"], "s2": (mean, std)}
+
+
 class BigEarthNetMM(Dataset[dict[str, Tensor]]):
     """BigEarthNet-MM v1.0 patches: ``s1``, ``s2`` and the 19-class ``label``.
 
@@ -156,10 +187,7 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
     @property
     def stats(self) -> dict[str, tuple[list[float], list[float]]]:
         """Band statistics of the pretraining data (SSL4EO-S12), which the encoders were normalised with."""
-        mean, std = STATS["s2c"]
-        if not self.insert_b10:
-            mean, std = mean[:10] + mean[11:], std[:10] + std[11:]
-        return {"s1": STATS["s1"], "s2": (mean, std)}
+        return sentinel_stats(self.insert_b10)
 
     @property
     def classes(self) -> list[str]:
@@ -180,34 +208,10 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         except (json.JSONDecodeError, KeyError) as err:
             raise DatasetError(meta_path, f"is not a valid labels file ({err})", "restore it") from None
         return {
-            "s1": self._read_s1(s1_folder),
-            "s2": self._read_s2(s2_folder),
+            "s1": read_s1_patch(s1_folder),
+            "s2": read_s2_patch(s2_folder, self.insert_b10),
             "label": labels_to_19(labels, meta_path),
         }
-
-    def _read_s1(self, folder: Path) -> Tensor:
-        x = torch.from_numpy(
-            np.stack([read_band(folder / f"{folder.name}_{b}.tif", (120, 120), np.float32) for b in ("VV", "VH")])
-        )
-        flat = x.flatten(1)
-        lo = torch.quantile(flat, 0.02, dim=1).view(-1, 1, 1)
-        hi = torch.quantile(flat, 0.98, dim=1).view(-1, 1, 1)
-        return torch.maximum(torch.minimum(x, hi), lo)
-
-    def _read_s2(self, folder: Path) -> Tensor:
-        bands = []
-        for b in S2_BANDS:
-            side = S2_SIDE.get(b, 120)
-            band = torch.from_numpy(
-                read_band(folder / f"{folder.name}_{b}.tif", (side, side), np.uint16).astype(np.float32)
-            )
-            if side != 120:
-                band = F.interpolate(band[None, None], size=(120, 120), mode="bilinear")[0, 0]
-            bands.append(band)
-            if b == "B09" and self.insert_b10:
-                bands.append(torch.zeros(120, 120))
-        x = torch.stack(bands)
-        return (x / 10000 * 255).round().clamp(0, 255) / 255
 
     def _split(self, split: str) -> tuple[list[str], dict[str, str] | None]:
         torchgeo_list = self.lists / f"bigearthnet-{split}.csv"
@@ -241,3 +245,75 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         except OSError:
             pass  # a read-only dataset folder: scan again next time
         return pairs
+
+
+class BigEarthNetV2(Dataset[dict[str, Tensor]]):
+    """BigEarthNet v2.0 (reBEN, Clasen et al. 2024) in its release layout, same samples as :class:`BigEarthNetMM`.
+
+    Layout::
+
+        root/BigEarthNet-S2/<S2 product>/<patch>/<patch>_B01.tif ...     (product = patch without its _row_col)
+        root/BigEarthNet-S1/<S1 product>/<s1 patch>/<s1 patch>_VV.tif ... (product = first 5 name parts)
+        root/metadata.parquet   patch_id, labels (19-class names), split, s1_name, contains_seasonal_snow,
+                                contains_cloud_or_shadow, ...
+
+    Args:
+        root: Release folder.
+        split: ``train``, ``validation`` (or ``val``) or ``test``.
+        insert_b10: Insert an all-zero B10 (13 bands, the paper's choice).
+        exclude_snow: Leave out patches flagged ``contains_seasonal_snow``.
+        exclude_clouds: Leave out patches flagged ``contains_cloud_or_shadow``.
+
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        insert_b10: bool = True,
+        exclude_snow: bool = True,
+        exclude_clouds: bool = True,
+    ) -> None:
+        import pyarrow.parquet as pq
+
+        self.root = Path(root)
+        split = "validation" if split == "val" else split
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"split must be train, validation or test, got {split!r}")
+        meta_path = self.root / "metadata.parquet"
+        if not meta_path.is_file():
+            raise DatasetError(meta_path, "is missing", "download metadata.parquet of the v2.0 release into root")
+        rows = pq.read_table(meta_path).to_pylist()
+        required = {"patch_id", "labels", "split", "s1_name"}
+        if rows and not required <= set(rows[0]):
+            raise DatasetError(meta_path, f"lacks columns {sorted(required - set(rows[0]))}", "use the release file")
+        self.rows = [
+            r
+            for r in rows
+            if r["split"] == split
+            and not (exclude_snow and r.get("contains_seasonal_snow"))
+            and not (exclude_clouds and r.get("contains_cloud_or_shadow"))
+        ]
+        if not self.rows:
+            raise DatasetError(meta_path, f"holds no {split} patches after exclusions", "check the split name")
+        self.insert_b10 = insert_b10
+
+    @property
+    def stats(self) -> dict[str, tuple[list[float], list[float]]]:
+        """Band statistics of the pretraining data (SSL4EO-S12)."""
+        return sentinel_stats(self.insert_b10)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        row = self.rows[index]
+        s2, s1 = row["patch_id"], row["s1_name"]
+        s2_folder = self.root / "BigEarthNet-S2" / s2.rsplit("_", 2)[0] / s2
+        s1_folder = self.root / "BigEarthNet-S1" / "_".join(s1.split("_")[:5]) / s1
+        target = torch.zeros(len(LABELS_19))
+        for name in row["labels"]:
+            if name not in LABELS_19:
+                raise DatasetError(self.root / "metadata.parquet", f"unknown 19-class label {name!r} ({s2})", "fix it")
+            target[list(LABELS_19).index(name)] = 1
+        return {"s1": read_s1_patch(s1_folder), "s2": read_s2_patch(s2_folder, self.insert_b10), "label": target}

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from decur.data.errors import DatasetError, read_band
+from decur.data.preprocess import cut_outliers, s2_to_unit
 
 S1_BANDS = ("VV", "VH")
 S2C_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
@@ -145,11 +146,7 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
 
     def _read_s1(self, folder: Path) -> Tensor:
         bands = [read_band(folder / f"{b}.tif", (self.size, self.size), np.float32) for b in S1_BANDS]
-        x = torch.from_numpy(np.stack(bands))
-        flat = x.flatten(1)
-        lo = torch.quantile(flat, 0.02, dim=1).view(-1, 1, 1)
-        hi = torch.quantile(flat, 0.98, dim=1).view(-1, 1, 1)
-        return torch.maximum(torch.minimum(x, hi), lo)
+        return cut_outliers(torch.from_numpy(np.stack(bands)))
 
     def _read_s2(self, folder: Path) -> Tensor:
         out = []
@@ -159,5 +156,4 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
             if side != self.size:
                 band = F.interpolate(band[None, None], size=(self.size, self.size), mode="bilinear")[0, 0]
             out.append(band)
-        x = torch.stack(out)
-        return (x / 10000 * 255).round().clamp(0, 255) / 255
+        return s2_to_unit(torch.stack(out))
