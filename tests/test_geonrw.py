@@ -76,3 +76,17 @@ def test_pretrain_runs_on_fixture(root, tmp_path):
     ]
     summary = pretrain(load_config(REPO / "configs" / "smoke.yaml", overrides), tmp_path)
     assert np.isfinite(summary["final_loss"]["train/total"])
+
+
+def test_data_check_walks_every_patch(root, tmp_path, capsys):
+    from decur.cli import main
+
+    assert main(["data", "check", str(root), "--dataset", "geonrw", "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "3 sample(s)" in out and "no problems found" in out and "mask" in out
+    broken = tmp_path / "g"
+    shutil.copytree(root, broken)
+    bad = next((broken / "herne").glob("*_dem.tif"))
+    bad.write_bytes(b"garbage")
+    assert main(["data", "check", str(broken), "--dataset", "geonrw", "--split", "test"]) == 1
+    assert str(bad) in capsys.readouterr().out

@@ -270,3 +270,18 @@ def test_packed_store_errors(tmp_path):
     (tmp_path / "index.json").write_text('{"format": "something-else"}')
     with pytest.raises(DatasetError, match="re-pack"):
         PackedSSL4EOS12(tmp_path)
+
+
+def test_skip_bad_replaces_and_reports_broken_samples(broken, tmp_path, capsys):
+    (_first_s2_season(broken) / "B8.tif").write_bytes(b"not a tiff")
+    overrides = [*_ssl4eo_overrides(broken, 36), "data.pair_seasons=true"]
+    with pytest.raises(DatasetError, match=r"B8\.tif"):
+        pretrain(load_config(REPO / "configs" / "smoke.yaml", overrides), tmp_path / "strict")
+    # all 4 seasons of location 0 hold the broken file only in season 0: make every season bad to be certain
+    for season in sorted((broken / "s2c" / "0000000").iterdir()):
+        (season / "B8.tif").write_bytes(b"not a tiff")
+    summary = pretrain(
+        load_config(REPO / "configs" / "smoke.yaml", [*overrides, "data.skip_bad=true"]), tmp_path / "lenient"
+    )
+    assert summary["skipped_samples"] and all("B8.tif" in s for s in summary["skipped_samples"])
+    assert "bad sample(s) were skipped" in capsys.readouterr().out

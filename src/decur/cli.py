@@ -34,11 +34,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from decur.data.check import check_ssl4eo_s12
+    from decur.data.check import check
     from decur.data.errors import DatasetError
 
     try:
-        report = check_ssl4eo_s12(Path(args.root), args.s2_product, args.size)
+        report = check(args.dataset, Path(args.root), args.split, args.s2_product, args.size)
     except DatasetError as err:
         print(f"decur: error: {err}", file=sys.stderr)
         return 1
@@ -118,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     c = data.add_parser("check", help="read every file of a dataset, summarise it, name every bad file")
     c.add_argument("root")
-    c.add_argument("--dataset", required=True, choices=["ssl4eo_s12"])
+    c.add_argument(
+        "--dataset",
+        required=True,
+        choices=["ssl4eo_s12", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
+    )
+    c.add_argument("--split", default="train", help="split to walk (not SSL4EO-S12)")
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
     c.set_defaults(func=_data_check)

@@ -80,6 +80,8 @@ class DataConfig:
     """The two modalities' first views share crop geometry (the reference code draws them independently)."""
     batch_size: int = 128
     """Global batch size (split over devices)."""
+    skip_bad: bool = False
+    """Replace samples with bad files by the next good one; each is listed in <output>/skipped.txt and reported."""
     num_workers: int = 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,4 +77,34 @@ def check_ssl4eo_s12(root: Path, s2_product: str = "s2c", size: int = 264) -> Ch
     return report
 
 
-CHECKS = {"ssl4eo_s12": check_ssl4eo_s12}
+def check_samples(dataset: Any, name: str, root: Path) -> CheckReport:
+    """Load every sample of any decur dataset; bad samples become problems naming their file."""
+    report = CheckReport(name, root, items=len(dataset))
+    for index in range(len(dataset)):
+        try:
+            sample = dataset[index]
+        except DatasetError as err:
+            report.problems.append(str(err))
+            continue
+        for key, value in sample.items():
+            report.see(key, value.float())
+    return report
+
+
+def check(name: str, root: Path, split: str = "train", s2_product: str = "s2c", size: int = 264) -> CheckReport:
+    """Walk dataset ``name`` at ``root`` (see :data:`DATASETS`) and report what was found."""
+    if name == "ssl4eo_s12":
+        return check_ssl4eo_s12(root, s2_product, size)
+    from decur.data import BigEarthNetMM, BigEarthNetV2, GeoNRW, RGBDSegmentation
+
+    builders = {
+        "bigearthnet": lambda: BigEarthNetMM(root, split),
+        "bigearthnet_v2": lambda: BigEarthNetV2(root, split),
+        "geonrw": lambda: GeoNRW(root, split, patch_size=None),  # whole tiles: every pixel read once
+        "sunrgbd": lambda: RGBDSegmentation(root, split, num_classes=37),
+        "nyuv2": lambda: RGBDSegmentation(root, split, num_classes=40),
+    }
+    return check_samples(builders[name](), name, root)
+
+
+DATASETS = ("ssl4eo_s12", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2")

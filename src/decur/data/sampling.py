@@ -9,11 +9,14 @@ loading (e.g. SSL4EO-S12's season draw) repeat exactly after a resume, whatever 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
+
+from decur.data.errors import DatasetError
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -30,18 +33,32 @@ class SeededSampler(DistributedSampler):
 
 
 class SeededDataset(Dataset[dict[str, Tensor]]):
-    """Wraps a dataset so that ``dataset[(index, seed)]`` loads under ``torch.manual_seed(seed)``."""
+    """Wraps a dataset so that ``dataset[(index, seed)]`` loads under ``torch.manual_seed(seed)``.
 
-    def __init__(self, dataset: Dataset[dict[str, Tensor]]) -> None:
+    With ``skip_log``, a sample whose files are bad (:class:`DatasetError`) is replaced by the next good one and
+    the error is appended to that file (from any worker process), to be reported when the run ends.
+    """
+
+    def __init__(self, dataset: Dataset[dict[str, Tensor]], skip_log: Path | None = None) -> None:
         self.dataset = dataset
+        self.skip_log = skip_log
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: Any) -> dict[str, Tensor]:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        if seed is None:
-            return self.dataset[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.dataset[index]
+        for attempt in range(len(self)):
+            position = (index + attempt) % len(self)
+            try:
+                if seed is None:
+                    return self.dataset[position]
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    return self.dataset[position]
+            except DatasetError as err:
+                if self.skip_log is None:
+                    raise
+                with open(self.skip_log, "a") as log:
+                    log.write(f"sample {position}: {err}\n")
+        raise DatasetError(getattr(self.dataset, "root", "dataset"), "every sample is bad", "run decur data check")

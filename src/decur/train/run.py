@@ -78,7 +78,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
         drop_last=True,
     )
     loader = DataLoader(
-        SeededDataset(dataset),
+        SeededDataset(dataset, skip_log=output / "skipped.txt" if cfg.data.skip_bad else None),
         batch_size=per_device,
         sampler=sampler,
         drop_last=True,
@@ -101,6 +101,12 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
     }
     if not trainer.is_global_zero:
         return summary
+    skipped = output / "skipped.txt"
+    if skipped.exists():
+        lines = sorted(set(skipped.read_text().splitlines()))
+        summary["skipped_samples"] = lines
+        print(f"{len(lines)} bad sample(s) were skipped (data.skip_bad), listed in {skipped}:")
+        print("\n".join(f"  {line}" for line in lines[:20]))
     if (output / "metrics.csv").exists():
         plot_loss_curves(output / "metrics.csv", output / "loss.png")
     summary["final_loss"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
