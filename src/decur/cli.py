@@ -99,6 +99,18 @@ def _data_hha(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from decur.export import export_backbone
+
+    try:
+        weights, card = export_backbone(args.run, args.modality, args.out)
+    except (FileNotFoundError, KeyError) as err:
+        print(f"decur: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {weights} and {card}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -112,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run folder (default: runs/<method>-<dataset>)")
     p.add_argument("overrides", nargs="*", help="section.field=value, e.g. trainer.max_epochs=2")
     p.set_defaults(func=_pretrain)
+    e = sub.add_parser("export", help="one modality's backbone as a plain timm state dict (.safetensors + .json)")
+    e.add_argument("run", help="run folder or checkpoint")
+    e.add_argument("--modality", required=True)
+    e.add_argument("--out", required=True, help="FILE.safetensors")
+    e.set_defaults(func=_export)
     v = sub.add_parser("validate", help="check config files without running them (paths not checked)")
     v.add_argument("configs", nargs="+")
     v.set_defaults(func=_validate)
