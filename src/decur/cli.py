@@ -111,6 +111,31 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from decur.config import from_dict
+    from decur.evaluate.transfer import TransferRun, run_transfer
+
+    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        raw[key] = yaml.safe_load(value)
+    run = from_dict(TransferRun, raw or {}, "")
+    summary = run_transfer(run)
+    output = Path(args.output) if args.output else Path("runs") / "transfer"
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(summary, indent=2))
+    mods = run.modalities or "all modalities"
+    print(f"{run.protocol} transfer, {run.label_fraction:.0%} labels, {mods}, {len(summary['runs'])} seed(s):")
+    for key in ("map_micro", "map_macro", "f1_micro"):
+        print(f"  {key:<10} {summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}")
+    print(f"results: {output / 'results.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -124,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run folder (default: runs/<method>-<dataset>)")
     p.add_argument("overrides", nargs="*", help="section.field=value, e.g. trainer.max_epochs=2")
     p.set_defaults(func=_pretrain)
+    t = sub.add_parser("transfer", help="late-fusion multi-label classification on frozen or fine-tuned encoders")
+    t.add_argument("--config", help="YAML with the fields of decur.evaluate.transfer.TransferRun")
+    t.add_argument("--output", help="folder for results.json (default runs/transfer)")
+    t.add_argument("overrides", nargs="*", help="field=value, e.g. protocol=finetune label_fraction=0.01")
+    t.set_defaults(func=_transfer)
     e = sub.add_parser("export", help="one modality's backbone as a plain timm state dict (.safetensors + .json)")
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", required=True)
