@@ -95,3 +95,30 @@ def test_transfer_cli_on_a_pretrained_run(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 2 and 0 <= results["map_micro"]["mean"] <= 1
     assert "map_micro" in capsys.readouterr().out
+
+
+def test_fcn_shapes_ignore_index_and_miou(tmp_path):
+    from decur.evaluate.segmentation import FCN, SegmentationConfig, feature_encoder, train_segmentation
+
+    train, test, encoders, views = _setup()
+    fcn = FCN(
+        {m: feature_encoder("resnet18", c, encoders[m].state_dict()) for m, c in (("optical", 13), ("sar", 2))}, 8
+    )
+    x = {"optical": torch.randn(2, 13, 32, 32), "sar": torch.randn(2, 2, 32, 32)}
+    assert fcn(x).shape == (2, 8, 32, 32)
+    # the pretrained encoder's weights arrive in the feature extractor
+    torch.testing.assert_close(fcn.encoders["sar"].conv1.weight, encoders["sar"].conv1.weight)
+    cfg = SegmentationConfig(epochs=1, batch_size=8, ignore_index=0)
+    out = train_segmentation(fcn, views, train, test, 8, cfg, progress=False)
+    assert 0 <= out["test"]["miou"] <= 1 and len(out["test"]["iou_per_class"]) == 8
+    # ignore index: a loss over only-ignored pixels contributes nothing
+    loss = torch.nn.CrossEntropyLoss(ignore_index=0)(torch.randn(1, 8, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+    assert torch.isnan(loss) or float(loss) == 0.0
+
+
+def test_transfer_cli_segmentation_random_init(tmp_path, capsys):
+    out = tmp_path / "seg"
+    args = ["task=segmentation", "epochs=1", "train_samples=16", "test_samples=8", "batch_size=8", "image_size=32"]
+    assert main(["transfer", "--output", str(out), *args]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1

@@ -129,9 +129,12 @@ def _transfer(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(summary, indent=2))
     mods = run.modalities or "all modalities"
-    print(f"{run.protocol} transfer, {run.label_fraction:.0%} labels, {mods}, {len(summary['runs'])} seed(s):")
-    for key in ("map_micro", "map_macro", "f1_micro"):
-        print(f"  {key:<10} {summary[key]['mean']:.3f} ± {summary[key]['std']:.3f}")
+    print(
+        f"{run.task}, {summary['protocol']}, {run.label_fraction:.0%} labels, {mods}, {len(summary['runs'])} seed(s):"
+    )
+    for key, value in summary.items():
+        if isinstance(value, dict) and "mean" in value:
+            print(f"  {key:<15} {value['mean']:.3f} ± {value['std']:.3f}")
     print(f"results: {output / 'results.json'}")
     return 0
 

@@ -139,10 +139,13 @@ def train_classifier(
 
 @dataclass
 class TransferRun:
-    """A ``decur transfer`` config: which encoders, which data, which protocol (YAML keys = field names)."""
+    """A ``decur transfer`` config: which encoders, which data, which task and protocol (YAML keys = fields)."""
 
+    task: str = "classification"
+    """``classification`` (late fusion, mAP) or ``segmentation`` (FCN, mIoU)."""
     dataset: str = "synthetic"
-    """``synthetic`` (the built-in default) or ``bigearthnet`` (BigEarthNet-MM v1.0 at ``root``)."""
+    """``synthetic`` (labels and masks of the built-in data), ``bigearthnet`` (classification),
+    ``geonrw``, ``sunrgbd`` or ``nyuv2`` (segmentation), at ``root``."""
     root: str | None = None
     train_split: str = "train"
     test_split: str = "test"
@@ -152,7 +155,8 @@ class TransferRun:
     """Encoder architecture when ``pretrained`` is ``None``."""
     modalities: list[str] | None = None
     """Subset of modalities to use (missing-modality evaluation); default all."""
-    protocol: str = "linear"
+    protocol: str | None = None
+    """``linear`` (frozen encoders) or ``finetune``; default linear for classification, finetune for segmentation."""
     label_fraction: float = 1.0
     epochs: int = 30
     batch_size: int = 128
@@ -161,29 +165,49 @@ class TransferRun:
     train_samples: int = 2048
     """Synthetic only: scenes in the training and test sets."""
     test_samples: int = 1024
+    image_size: int = 64
+    """Synthetic only: scene size."""
+
+
+def _data(run: TransferRun) -> tuple[Dataset, Dataset, dict[str, int], dict, int | None]:
+    """Train and test sets, band counts, band statistics and the ignore index of the task."""
+    from decur.data import BigEarthNetMM, GeoNRW, RGBDSegmentation
+    from decur.data.build import band_stats
+    from decur.data.synthetic import SyntheticMultimodal
+
+    if run.dataset == "synthetic":
+        train: Dataset = SyntheticMultimodal(run.train_samples, run.image_size, seed=10_000)
+        test: Dataset = SyntheticMultimodal(run.test_samples, run.image_size, seed=20_000)
+        bands = {"optical": 13, "sar": 2}
+        return train, test, bands, band_stats(train, list(bands)), None
+    if run.root is None:
+        raise ValueError(f"transfer config field `root`: dataset {run.dataset!r} needs its folder")
+    if run.dataset == "bigearthnet":
+        tr, te = BigEarthNetMM(run.root, run.train_split), BigEarthNetMM(run.root, run.test_split)
+        return tr, te, {"s1": 2, "s2": 13}, tr.stats, None
+    if run.dataset == "geonrw":
+        g_tr, g_te = GeoNRW(run.root, "train"), GeoNRW(run.root, "test")
+        bands = {"rgb": 3, "dem": 3}
+        return g_tr, g_te, bands, band_stats(g_tr, list(bands)), 0
+    if run.dataset in ("sunrgbd", "nyuv2"):
+        classes = 37 if run.dataset == "sunrgbd" else 40
+        r_tr = RGBDSegmentation(run.root, run.train_split, classes)
+        r_te = RGBDSegmentation(run.root, run.test_split, classes)
+        bands = {"rgb": 3, "hha": 3}
+        return r_tr, r_te, bands, band_stats(r_tr, list(bands)), 0
+    raise ValueError(f"transfer config field `dataset`: unknown dataset {run.dataset!r}")
 
 
 def run_transfer(run: TransferRun, progress: bool = True) -> dict:
     """Build encoders and data as ``run`` says, train and evaluate once per seed; mean and std over seeds."""
-    from decur.data import BigEarthNetMM
-    from decur.data.build import band_stats
-    from decur.data.synthetic import SyntheticMultimodal
+    from decur.evaluate.segmentation import FCN, SegmentationConfig, feature_encoder, train_segmentation
     from decur.models import create_encoder, encoder_width
     from decur.train.module import PretrainModule
 
-    if run.dataset == "synthetic":
-        train: Dataset = SyntheticMultimodal(run.train_samples, seed=10_000)
-        test: Dataset = SyntheticMultimodal(run.test_samples, seed=20_000)
-        bands = {"optical": 13, "sar": 2}
-        stats = band_stats(train, list(bands))
-    elif run.dataset == "bigearthnet":
-        if run.root is None:
-            raise ValueError("transfer config field `root`: BigEarthNet needs the dataset folder")
-        train = BigEarthNetMM(run.root, run.train_split)
-        test = BigEarthNetMM(run.root, run.test_split)
-        bands, stats = {"s1": 2, "s2": 13}, train.stats
-    else:
-        raise ValueError(f"transfer config field `dataset`: {run.dataset!r} is not synthetic or bigearthnet")
+    if run.task not in ("classification", "segmentation"):
+        raise ValueError(f"transfer config field `task`: {run.task!r} is not classification or segmentation")
+    train, test, bands, stats, ignore = _data(run)
+    protocol = run.protocol or ("linear" if run.task == "classification" else "finetune")
     results = []
     for seed in run.seeds or [0]:
         torch.manual_seed(seed)
@@ -191,22 +215,32 @@ def run_transfer(run: TransferRun, progress: bool = True) -> dict:
             module = PretrainModule.load_from_checkpoint(_ckpt(run.pretrained), map_location="cpu", weights_only=True)
             encoders = dict(module.model.encoders.items())
             views = {m: v for m, v in module.views.items()}
-            width = module.model.feature_dim
+            arch = module.model.arch
         else:
-            encoders = {m: create_encoder(run.arch, c) for m, c in bands.items()}
+            arch = run.arch
+            encoders = {m: create_encoder(arch, c) for m, c in bands.items()}
             views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), *stats[m]) for m, c in bands.items()}
-            width = encoder_width(run.arch)
         use = run.modalities or list(encoders)
         unknown = sorted(set(use) - set(encoders))
         if unknown:
             raise ValueError(f"transfer config field `modalities`: {unknown} not among the encoders {list(encoders)}")
-        model = LateFusionClassifier({m: encoders[m] for m in use}, width, _num_labels(test))
-        cfg = TransferConfig(run.protocol, run.epochs, run.batch_size, run.lr, run.label_fraction, seed)
-        results.append(train_classifier(model, {m: views[m] for m in use}, train, test, cfg, progress))  # type: ignore[misc]
-    summary: dict = {"config": vars(run), "runs": results}
-    for key in results[0]["test"]:
-        values = torch.tensor([r["test"][key] for r in results])
-        summary[key] = {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else 0.0}
+        used_views = {m: views[m] for m in use}
+        if run.task == "classification":
+            model = LateFusionClassifier({m: encoders[m] for m in use}, encoder_width(arch), _num_labels(test))
+            cfg = TransferConfig(protocol, run.epochs, run.batch_size, run.lr, run.label_fraction, seed)
+            results.append(train_classifier(model, used_views, train, test, cfg, progress))  # type: ignore[arg-type]
+        else:
+            classes = int(max(int(test[i]["mask"].max()) for i in range(min(len(test), 64)))) + 1  # type: ignore[arg-type]
+            classes = {"geonrw": 11, "sunrgbd": 38, "nyuv2": 41}.get(run.dataset, max(classes, 2))
+            fcn = FCN({m: feature_encoder(arch, bands[m], encoders[m].state_dict()) for m in use}, classes)
+            seg = SegmentationConfig(protocol, run.epochs, run.batch_size, run.lr or 1e-4, 0.01,
+                                     run.label_fraction, ignore, seed)  # fmt: skip
+            results.append(train_segmentation(fcn, used_views, train, test, classes, seg, progress))  # type: ignore[arg-type]
+    summary: dict = {"config": vars(run), "protocol": protocol, "runs": results}
+    for key, value in results[0]["test"].items():
+        if isinstance(value, float):
+            values = torch.tensor([r["test"][key] for r in results])
+            summary[key] = {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else 0.0}
     return summary
 
 
