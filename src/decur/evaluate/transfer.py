@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from decur.augment import ViewPipeline
@@ -62,13 +61,8 @@ def label_subset(n: int, fraction: float, seed: int) -> list[int]:
     return sorted(torch.randperm(n, generator=g)[:k].tolist())
 
 
-def _batches(
-    model: LateFusionClassifier, views: dict[str, ViewPipeline], loader: DataLoader
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """(logits, target) per batch, computed lazily: each step sees the parameters of the previous one."""
-    for batch in loader:
-        inputs = {m: views[m].normalize(batch[m]) for m in model.encoders}
-        yield model(inputs), batch["label"]
+def _features(model: LateFusionClassifier, views: dict[str, ViewPipeline], batch: dict[str, Tensor]) -> Tensor:
+    return torch.cat([enc(views[m].normalize(batch[m])) for m, enc in model.encoders.items()], dim=1)
 
 
 @torch.no_grad()
@@ -77,7 +71,7 @@ def evaluate(model: LateFusionClassifier, views: dict[str, ViewPipeline], datase
     was = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    pairs = list(_batches(model, views, loader))
+    pairs = [(model.head(_features(model, views, b)), b["label"]) for b in loader]
     model.train(was)
     scores = torch.cat([s for s, _ in pairs]).float()
     target = torch.cat([t for _, t in pairs]).long()
@@ -113,14 +107,25 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     loss_fn = nn.MultiLabelSoftMarginLoss()
     g = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.num_workers)
+    data: Dataset = subset
+    if linear:  # frozen encoders in eval mode and un-augmented inputs: their features are computed once
+        model.encoders.eval()
+        with torch.no_grad():
+            batches = DataLoader(subset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+            feats, targets = zip(*((_features(model, views, b), b["label"]) for b in batches), strict=True)
+        data = TensorDataset(torch.cat(feats), torch.cat(targets))
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.num_workers)
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
         if linear:
             model.encoders.eval()  # frozen encoders keep their BatchNorm statistics
         total = 0.0
-        for logits, target in _batches(model, views, loader):
+        for batch in loader:
+            if linear:
+                logits, target = model.head(batch[0]), batch[1]
+            else:
+                logits, target = model({m: views[m].normalize(batch[m]) for m in model.encoders}), batch["label"]
             loss = loss_fn(logits, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
