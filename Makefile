@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench experiment clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
 	PYTHONPATH=. $(BIN)/python benchmarks/loader_throughput.py
+
+## the miniature of the paper's tables on the synthetic data (about an hour on 2 CPU cores)
+experiment: $(STAMP)
+	$(BIN)/decur experiment --config configs/experiment.yaml --output docs/results/experiment
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -122,3 +122,27 @@ def test_transfer_cli_segmentation_random_init(tmp_path, capsys):
     assert main(["transfer", "--output", str(out), *args]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1
+
+
+def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
+    args = [
+        "methods=[decur, 'barlow_twins_single:sar', random]",
+        "pretrain_overrides=[data.length=32, data.crop_size=24, data.batch_size=16, 'model.projector=[64, 64]', "
+        "trainer.max_epochs=1, eval.train_samples=32, eval.test_samples=16]",
+        "protocols=[linear]",
+        "label_fractions=[1.0]",
+        "modalities=[[optical, sar], [sar]]",
+        "seeds=[0, 1]",
+        "linear_epochs=2",
+        "train_samples=32",
+        "test_samples=16",
+        "image_size=32",
+        "batch_size=16",
+    ]
+    out = tmp_path / "grid"
+    assert main(["experiment", "--output", str(out), *args]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 1 + 2  # decur x 2 combos, BT single (sar only) x 1, random x 2
+    md = (out / "results.md").read_text()
+    assert "| decur |" in md and "| barlow_twins_single:sar |" in md and "Factor R²" in md and "±" in md
+    assert (out / "results.png").stat().st_size > 1000

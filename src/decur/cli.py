@@ -139,6 +139,23 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    import yaml
+
+    from decur.config import from_dict
+    from decur.evaluate.experiment import ExperimentConfig, run_experiment
+
+    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        raw[key] = yaml.safe_load(value)
+    cfg = from_dict(ExperimentConfig, raw or {}, "")
+    output = Path(args.output)
+    run_experiment(cfg, output)
+    print((output / "results.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -157,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="folder for results.json (default runs/transfer)")
     t.add_argument("overrides", nargs="*", help="field=value, e.g. protocol=finetune label_fraction=0.01")
     t.set_defaults(func=_transfer)
+    x = sub.add_parser("experiment", help="the miniature of the paper's tables on the synthetic data")
+    x.add_argument("--config", help="YAML with the fields of decur.evaluate.experiment.ExperimentConfig")
+    x.add_argument("--output", required=True)
+    x.add_argument("overrides", nargs="*", help="field=value, e.g. seeds=[0]")
+    x.set_defaults(func=_experiment)
     e = sub.add_parser("export", help="one modality's backbone as a plain timm state dict (.safetensors + .json)")
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", required=True)
