@@ -122,3 +122,17 @@ def test_dataset_errors(tmp_path):
     (root / "Label" / "nyu.png").unlink()
     with pytest.raises(DatasetError, match="no image with this name"):
         RGBDSegmentation(root, depth_folder="Depth", depth_encoding="nyu_raw")[0]
+
+
+@needs_real
+def test_kinect_v2_frames_of_esanet_and_emsanet():
+    depth = read_depth(RGBD / "emsanet" / "samples" / "sample_depth.png", "mm")
+    valid = depth[depth > 0]
+    assert 0.03 < valid.min() and valid.max() < 15 and 1 < np.median(valid) < 6  # an indoor scene in metres
+    rgb = np.asarray(Image.open(RGBD / "emsanet" / "samples" / "sample_rgb.png"))
+    assert rgb.shape[:2] == depth.shape and rgb.shape[2] == 3
+    hha = depth_to_hha(depth, np.array([[1050.0, 0, 720], [0, 1050.0, 540], [0, 0, 1]]))
+    assert hha.shape == (*depth.shape, 3) and 30 < np.median(hha[..., 2]) < 230
+    # ESANet's depth PNG is scaled, not metric: read it raw and check it is a 16-bit Kinect v2 frame
+    raw = read_depth(RGBD / "esanet" / "samples" / "sample_depth.png", "m")
+    assert raw.shape == (424, 512) and raw.max() > 255 and (raw == 0).mean() < 0.2
