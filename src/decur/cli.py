@@ -156,6 +156,18 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from decur.explain import explain
+
+    numbers = explain(args.run, args.out, args.compare, args.samples)
+    a = numbers["alignment"]
+    print(f"mean misalignment (1 - C_ii)^2: common {a['common_mean']}, unique {a['unique_mean']}")
+    for note in numbers["notes"]:
+        print(f"note: {note}")
+    print(f"report: {Path(args.out) / 'report.md'} ({numbers['seconds']} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -179,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--output", required=True)
     x.add_argument("overrides", nargs="*", help="field=value, e.g. seeds=[0]")
     x.set_defaults(func=_experiment)
+    ex = sub.add_parser("explain", help="alignment, t-SNE of dimensions, GradCAM, saliency statistics, IG")
+    ex.add_argument("run", help="run folder or checkpoint (two modalities)")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--compare", help="another run to overlay on the alignment histogram")
+    ex.add_argument("--samples", type=int, default=256)
+    ex.set_defaults(func=_explain)
     e = sub.add_parser("export", help="one modality's backbone as a plain timm state dict (.safetensors + .json)")
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", required=True)
