@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from decur.config import ConfigError, load_config
 
@@ -111,19 +112,27 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transfer(args: argparse.Namespace) -> int:
-    import json
-
+def _flat_config(cls: type, path: str | None, overrides: list[str]) -> Any:
+    """A flat config dataclass from an optional YAML file and ``field=value`` overrides (values parsed as YAML)."""
     import yaml
 
     from decur.config import from_dict
+
+    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected the form field=value")
+        raw[key] = yaml.safe_load(value)
+    return from_dict(cls, raw or {}, "")
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    import json
+
     from decur.evaluate.transfer import TransferRun, run_transfer
 
-    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        raw[key] = yaml.safe_load(value)
-    run = from_dict(TransferRun, raw or {}, "")
+    run = _flat_config(TransferRun, args.config, args.overrides)
     summary = run_transfer(run)
     output = Path(args.output) if args.output else Path("runs") / "transfer"
     output.mkdir(parents=True, exist_ok=True)
@@ -140,16 +149,9 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    import yaml
-
-    from decur.config import from_dict
     from decur.evaluate.experiment import ExperimentConfig, run_experiment
 
-    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        raw[key] = yaml.safe_load(value)
-    cfg = from_dict(ExperimentConfig, raw or {}, "")
+    cfg = _flat_config(ExperimentConfig, args.config, args.overrides)
     output = Path(args.output)
     run_experiment(cfg, output)
     print((output / "results.md").read_text())
