@@ -53,6 +53,9 @@ def test_explain_writes_every_plot_and_consistent_numbers(runs, tmp_path, capsys
     spectral = numbers["spectral_saliency"]["unique"]["optical"]
     assert list(spectral) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
     assert len(numbers["compare"]["per_dimension"]) == 64
+    truth = numbers["ground_truth"]
+    assert truth["alignment_ratio"] > 0 and 0 < truth["optical_unique_band_share_unique"] <= 1
+    assert "known factors" in report
 
 
 def test_run_without_unique_dims_says_so(runs, tmp_path, capsys):

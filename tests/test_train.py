@@ -32,7 +32,7 @@ def test_cli_smoke_run_writes_everything(tmp_path, capsys):
     for name in ("config.yaml", "metrics.csv", "loss.png", "summary.json", "checkpoints/last.ckpt"):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
-    for run in ("pretrained", "random_init"):
+    for run in ("pretrained", "random_init", "random_init_bn"):
         maps = summary[run]["map"]
         assert set(maps) == {"optical+sar", "optical", "sar"}
         assert all(0 <= v["map_micro"] <= 1 for v in maps.values())

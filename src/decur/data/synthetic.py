@@ -105,6 +105,12 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         return {"shared": list(range(c)), "optical": [c, c + 1], "sar": [c + 2, c + 3]}
 
     @property
+    def unique_factor_bands(self) -> Tensor:
+        """Per optical band, how strongly the optical-only factors act there (haze + phenology), in [0, 1]."""
+        weight = self._haze_bands / self._haze_bands.max() + (0.8 * self._veg_bands + 0.6 * self._red_band)
+        return weight / weight.max()
+
+    @property
     def bands(self) -> dict[str, int]:
         """Band count per modality."""
         return {"optical": self.optical_bands, "sar": self.sar_bands}

@@ -163,7 +163,7 @@ def _plot(rows: list[dict[str, Any]], columns: list[tuple], methods: list[str], 
     import matplotlib.pyplot as plt
 
     cell = {(r["method"], r["protocol"], r["label_fraction"], r["modalities"]): r for r in rows}
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns) * len(methods) / 3), 4))
+    fig, ax = plt.subplots(figsize=(min(18, max(6, 0.3 * len(columns) * len(methods))), 5))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
         means = [cell[(method, *c)]["map_micro_mean"] if (method, *c) in cell else np.nan for c in columns]

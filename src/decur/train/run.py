@@ -117,7 +117,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
 
 
 def _evaluate(module: PretrainModule, cfg: Config) -> dict[str, Any]:
-    from decur.evaluate.probe import evaluate_encoders, random_init_like
+    from decur.evaluate.probe import adapt_batchnorm, evaluate_encoders, random_init_like
 
     started = time.perf_counter()
     train = build_dataset(cfg, seed_offset=1_000, length=cfg.eval.train_samples)
@@ -129,6 +129,8 @@ def _evaluate(module: PretrainModule, cfg: Config) -> dict[str, Any]:
     if cfg.eval.random_init:
         rand = random_init_like(model, cfg.trainer.seed)
         out["random_init"] = evaluate_encoders(rand, views, train, test, cfg.common_dim)
+        adapt_batchnorm(rand, views, train)
+        out["random_init_bn"] = evaluate_encoders(rand, views, train, test, cfg.common_dim)
     out["eval_seconds"] = round(time.perf_counter() - started, 1)
     out["common_dim"] = cfg.common_dim
     return out
