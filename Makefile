@@ -36,6 +36,8 @@ bench: $(STAMP)
 ## the miniature of the paper's tables on the synthetic data (about an hour on 2 CPU cores)
 experiment: $(STAMP)
 	$(BIN)/decur experiment --config configs/experiment.yaml --output docs/results/experiment
+	$(BIN)/decur sweep --config configs/sweep_common_share.yaml --output docs/results/sweep-common-share
+	$(BIN)/decur sweep --config configs/sweep_projector.yaml --output docs/results/sweep-projector
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -53,7 +53,7 @@ def test_shipped_configs_validate():
     import yaml
 
     from decur.config import from_dict
-    from decur.evaluate.experiment import ExperimentConfig
+    from decur.evaluate.experiment import ExperimentConfig, SweepConfig
     from decur.evaluate.transfer import TransferRun
 
     for path in sorted((REPO / "configs").glob("*.yaml")):
@@ -62,6 +62,10 @@ def test_shipped_configs_validate():
             from_dict(TransferRun, raw, "")
         elif path.name == "experiment.yaml":
             from_dict(ExperimentConfig, raw, "")
+        elif path.name.startswith("sweep_"):
+            from_dict(SweepConfig, raw, "")
+            for value in raw["values"]:  # every swept value gives a valid pretraining config
+                load_config(None, [*raw["pretrain_overrides"], f"{raw['parameter']}={value}"]).validate()
         else:
             load_config(path).validate(check_paths=False)
 

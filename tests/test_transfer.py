@@ -146,3 +146,23 @@ def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "| decur |" in md and "| barlow_twins_single:sar |" in md and "Factor R²" in md and "±" in md
     assert (out / "results.png").stat().st_size > 1000
+
+
+def test_tiny_sweep_of_the_projector(tmp_path):
+    args = [
+        "parameter=model.projector",
+        "values=[[], [32, 32]]",
+        "pretrain_overrides=[data.length=32, data.crop_size=24, data.batch_size=16, trainer.max_epochs=1]",
+        "modalities=[[optical, sar]]",
+        "seeds=[0]",
+        "linear_epochs=2",
+        "train_samples=32",
+        "test_samples=16",
+        "image_size=32",
+        "batch_size=16",
+    ]
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--output", str(out), *args]) == 0
+    md = (out / "sweep.md").read_text()
+    assert "| [] |" in md and "| [32, 32] |" in md
+    assert (out / "sweep.png").stat().st_size > 1000 and len((out / "sweep.csv").read_text().splitlines()) == 3

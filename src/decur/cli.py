@@ -158,6 +158,15 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from decur.evaluate.experiment import SweepConfig, run_sweep
+
+    cfg = _flat_config(SweepConfig, args.config, args.overrides)
+    run_sweep(cfg, Path(args.output))
+    print((Path(args.output) / "sweep.md").read_text())
+    return 0
+
+
 def _explain(args: argparse.Namespace) -> int:
     from decur.explain import explain
 
@@ -193,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--output", required=True)
     x.add_argument("overrides", nargs="*", help="field=value, e.g. seeds=[0]")
     x.set_defaults(func=_experiment)
+    sw = sub.add_parser("sweep", help="vary one pretraining parameter (common share, projector dims): probe mAP")
+    sw.add_argument("--config", help="YAML with the fields of decur.evaluate.experiment.SweepConfig")
+    sw.add_argument("--output", required=True)
+    sw.add_argument("overrides", nargs="*", help="field=value, e.g. parameter=model.projector")
+    sw.set_defaults(func=_sweep)
     ex = sub.add_parser("explain", help="alignment, t-SNE of dimensions, GradCAM, saliency statistics, IG")
     ex.add_argument("run", help="run folder or checkpoint (two modalities)")
     ex.add_argument("--out", required=True)
