@@ -134,13 +134,12 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     from sklearn.manifold import TSNE
 
     from decur.data.build import build_dataset
-    from decur.export import _checkpoint_path
     from decur.train.module import PretrainModule
 
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    module = PretrainModule.load_from_checkpoint(_checkpoint_path(run), map_location="cpu", weights_only=True)
+    module = PretrainModule.from_run(run)
     cfg = module.cfg
     mods = module.model.modalities
     if len(mods) != 2:
@@ -170,7 +169,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     if has_unique:
         ax.hist(np.clip(align[unique], 0, 1), bins, alpha=0.7, label=f"unique ({k - kc})")
     if compare is not None:
-        other = PretrainModule.load_from_checkpoint(_checkpoint_path(compare), map_location="cpu", weights_only=True)
+        other = PretrainModule.from_run(compare)
         other_align = alignment(embeddings(other, dataset, samples))
         numbers["compare"] = {"run": str(compare), "per_dimension": other_align.tolist()}
         ax.hist(np.clip(other_align, 0, 1), bins, histtype="step", lw=2, color="k", label=f"{other.cfg.method.name}")

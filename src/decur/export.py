@@ -11,17 +11,9 @@ import torch
 from torch import nn
 
 from decur.models import create_encoder
+from decur.train.module import checkpoint_path
 
 ENCODER_PREFIX = "model.encoders."
-
-
-def _checkpoint_path(run_or_ckpt: str | Path) -> Path:
-    path = Path(run_or_ckpt)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint here (give a run folder or a .ckpt file)")
-    return path
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -41,7 +33,7 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     """
     from safetensors.torch import save_file
 
-    ckpt = _load_checkpoint(_checkpoint_path(run_or_ckpt))
+    ckpt = _load_checkpoint(checkpoint_path(run_or_ckpt))
     config, stats = ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["stats"]
     prefix = f"{ENCODER_PREFIX}{modality}."
     weights = {k.removeprefix(prefix): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
@@ -88,7 +80,7 @@ def load_backbone(source: str | Path, arch: str, in_chans: int, modality: str | 
     if path.is_dir() or path.suffix == ".ckpt":
         if modality is None:
             raise ValueError("loading from a decur checkpoint needs the modality name")
-        ckpt = _load_checkpoint(_checkpoint_path(path))
+        ckpt = _load_checkpoint(checkpoint_path(path))
         prefix = f"{ENCODER_PREFIX}{modality}."
         state = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     elif path.suffix == ".safetensors":

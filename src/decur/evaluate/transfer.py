@@ -217,7 +217,7 @@ def run_transfer(run: TransferRun, progress: bool = True) -> dict:
     for seed in run.seeds or [0]:
         torch.manual_seed(seed)
         if run.pretrained:
-            module = PretrainModule.load_from_checkpoint(_ckpt(run.pretrained), map_location="cpu", weights_only=True)
+            module = PretrainModule.from_run(run.pretrained)
             encoders = dict(module.model.encoders.items())
             views = {m: v for m, v in module.views.items()}
             arch = module.model.arch
@@ -247,13 +247,6 @@ def run_transfer(run: TransferRun, progress: bool = True) -> dict:
             values = torch.tensor([r["test"][key] for r in results])
             summary[key] = {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else 0.0}
     return summary
-
-
-def _ckpt(path: str) -> str:
-    from pathlib import Path
-
-    p = Path(path)
-    return str(p / "checkpoints" / "last.ckpt") if p.is_dir() else str(p)
 
 
 def _num_labels(dataset: Dataset) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
@@ -15,6 +16,16 @@ from decur.config import Config, from_dict
 from decur.methods import Objective
 from decur.models import MultimodalModel
 from decur.optim import build_optimizer, lr_factor
+
+
+def checkpoint_path(run_or_ckpt: str | Path) -> Path:
+    """``<run>/checkpoints/last.ckpt`` for a run folder, the path itself for a checkpoint file."""
+    path = Path(run_or_ckpt)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here (give a run folder or a .ckpt file)")
+    return path
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -58,6 +69,12 @@ class PretrainModule(L.LightningModule):
         self.objective = Objective(cfg.method, [m.name for m in mods], cfg.common_dim)
         if cfg.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_run(cls, run_or_ckpt: str | Path) -> PretrainModule:
+        """The module of a run folder (its ``checkpoints/last.ckpt``) or of a checkpoint file, on the CPU."""
+        path = checkpoint_path(run_or_ckpt)
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
     def setup(self, stage: str) -> None:
         """Under multi-GPU DDP, projector BatchNorm statistics are synchronised over the global batch.
