@@ -36,42 +36,27 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _data_check(args: argparse.Namespace) -> int:
     from decur.data.check import check
-    from decur.data.errors import DatasetError
 
-    try:
-        report = check(args.dataset, Path(args.root), args.split, args.s2_product, args.size)
-    except DatasetError as err:
-        print(f"decur: error: {err}", file=sys.stderr)
-        return 1
+    report = check(args.dataset, Path(args.root), args.split, args.s2_product, args.size)
     print(report.format())
     return 1 if report.problems else 0
 
 
 def _data_pack(args: argparse.Namespace) -> int:
-    from decur.data.errors import DatasetError
     from decur.data.pack import pack_ssl4eo_s12
 
     void = Path(args.void_ids).read_text().split() if args.void_ids else None
-    try:
-        out = pack_ssl4eo_s12(args.root, args.out, args.s2_product, args.size, args.workers, void)
-    except DatasetError as err:
-        print(f"decur: error: {err}", file=sys.stderr)
-        return 1
+    out = pack_ssl4eo_s12(args.root, args.out, args.s2_product, args.size, args.workers, void)
     print(f"packed store: {out}  (use it as data.root with data.dataset=ssl4eo_s12)")
     return 0
 
 
 def _data_stats(args: argparse.Namespace) -> int:
     from decur.data.build import build_dataset
-    from decur.data.errors import DatasetError
     from decur.data.paired import PairedFolders, compute_stats
 
     cfg = load_config(args.config, args.overrides).validate()
-    try:
-        dataset = build_dataset(cfg)
-    except DatasetError as err:
-        print(f"decur: error: {err}", file=sys.stderr)
-        return 1
+    dataset = build_dataset(cfg)
     if not isinstance(dataset, PairedFolders):
         raise ConfigError("config field `data.dataset`: `decur data stats` is for paired_folders datasets")
     stats = compute_stats(dataset)
@@ -84,18 +69,13 @@ def _data_stats(args: argparse.Namespace) -> int:
 def _data_hha(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from decur.data.errors import DatasetError
     from decur.data.rgbd import convert_folder_to_hha
 
     camera = None
     if args.camera:
         fx, fy, cx, cy = args.camera
         camera = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
-    try:
-        written = convert_folder_to_hha(args.src, args.dst, args.encoding, camera)
-    except DatasetError as err:
-        print(f"decur: error: {err}", file=sys.stderr)
-        return 1
+    written = convert_folder_to_hha(args.src, args.dst, args.encoding, camera)
     print(f"wrote {len(written)} HHA image(s) to {args.dst}")
     return 0
 
@@ -257,12 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``decur`` console script."""
+    from decur.data.errors import DatasetError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as err:
         print(f"decur: error: {err}", file=sys.stderr)
         return 2
+    except DatasetError as err:  # a dataset file or folder: the message names it and the fix
+        print(f"decur: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
