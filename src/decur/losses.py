@@ -131,7 +131,9 @@ def decur_loss(
     if not 0 <= common_dim <= dim:
         raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
     kc = dim if not decouple else common_dim
-    s1, s1p, s2, s2p = (standardize(gather_batch(z)) for z in (z1, z1_prime, z2, z2_prime))
+    s1, s2 = standardize(gather_batch(z1)), standardize(gather_batch(z2))
+    if intra or cross_both_views:  # the second views enter only these terms
+        s1p, s2p = standardize(gather_batch(z1_prime)), standardize(gather_batch(z2_prime))
 
     pairs = [(s1, s2), (s1p, s2p)] if cross_both_views else [(s1, s2)]
     zero = s1.new_zeros(())
