@@ -57,3 +57,21 @@ def test_mismatched_input_is_rejected():
         _pipe("optical", 13)(torch.rand(2, 3, 16, 16))
     with pytest.raises(ValueError, match="unknown augmentation preset"):
         _pipe("colour", 3)
+
+
+def test_solarize_and_contrast_match_their_definitions():
+    from decur.augment import _solarize
+
+    x = torch.rand(1000)
+    torch.testing.assert_close(_solarize(x.clone()), torch.where(x < 0.5, x, 1 - x))
+    pipe = ViewPipeline("optical", 13, 16, (0.5, 1.0), [0.0] * 13, [1.0] * 13)
+    pipe.spec = PRESETS["optical"].__class__(brightness=0.0, contrast=0.5)  # contrast only
+    torch.manual_seed(3)
+    x = torch.rand(4, 13, 8, 8) * 0.5 + 0.25
+    torch.manual_seed(3)
+    torch.empty(4).uniform_(1.0, 1.0)  # the brightness draw comes first (a factor of 1 here), then contrast
+    factor = torch.empty(4).uniform_(0.5, 1.5).view(-1, 1, 1, 1)
+    torch.manual_seed(3)
+    out = pipe._color_jitter(x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(out, ((x - mean) * factor + mean).clamp(0, 1))

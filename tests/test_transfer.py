@@ -126,7 +126,7 @@ def test_transfer_cli_segmentation_random_init(tmp_path, capsys):
 
 def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     args = [
-        "methods=[decur, 'barlow_twins_single:sar', random]",
+        "methods=[decur, 'barlow_twins_single:sar', random, random_bn]",
         "pretrain_overrides=[data.length=32, data.crop_size=24, data.batch_size=16, 'model.projector=[64, 64]', "
         "trainer.max_epochs=1, eval.train_samples=32, eval.test_samples=16]",
         "protocols=[linear]",
@@ -142,7 +142,7 @@ def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     out = tmp_path / "grid"
     assert main(["experiment", "--output", str(out), *args]) == 0
     rows = (out / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 + 1 + 2  # decur x 2 combos, BT single (sar only) x 1, random x 2
+    assert len(rows) == 1 + 2 + 1 + 2 + 2  # decur x 2 combos, BT single (sar only) x 1, random (both kinds) x 2
     md = (out / "results.md").read_text()
     assert "| decur |" in md and "| barlow_twins_single:sar |" in md and "Factor R²" in md and "±" in md
     assert (out / "results.png").stat().st_size > 1000
@@ -166,3 +166,24 @@ def test_tiny_sweep_of_the_projector(tmp_path):
     md = (out / "sweep.md").read_text()
     assert "| [] |" in md and "| [32, 32] |" in md
     assert (out / "sweep.png").stat().st_size > 1000 and len((out / "sweep.csv").read_text().splitlines()) == 3
+
+
+def test_adapt_batchnorm_sets_statistics_from_data_and_keeps_weights():
+    from decur.evaluate.probe import adapt_batchnorm
+
+    torch.manual_seed(0)
+    data = SyntheticMultimodal(32, 32, seed=5)
+    encoders = {"sar": create_encoder("resnet18", 2)}
+    state = encoders["sar"].state_dict()
+    weights = {k: v.clone() for k, v in state.items() if "running" not in k and "num_batches" not in k}
+    views = {"sar": ViewPipeline("none", 2, 8, (1.0, 1.0), [0.0, 0.0], [1.0, 1.0])}
+    adapt_batchnorm(encoders, views, data, batches=1)
+    bn1 = encoders["sar"].bn1
+    with torch.no_grad():  # the first BatchNorm sees conv1 of the (identity-standardised) SAR images
+        x = torch.stack([data[i]["sar"] for i in range(32)])
+        expected = encoders["sar"].conv1(x).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bn1.running_mean, expected, rtol=1e-4, atol=1e-5)
+    assert not encoders["sar"].training
+    for k, v in encoders["sar"].state_dict().items():
+        if k in weights:
+            torch.testing.assert_close(v, weights[k])

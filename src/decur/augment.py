@@ -131,7 +131,7 @@ class ViewPipeline(nn.Module):
         x = _on_subset(x, _chance(n, spec.jitter), self._color_jitter)
         x = _on_subset(x, _chance(n, spec.grayscale), self._grayscale)
         x = _on_subset(x, _chance(n, spec.blur[view]), self._blur)
-        x = _on_subset(x, _chance(n, spec.solarize[view]), lambda v: torch.where(v < 0.5, v, 1 - v))
+        x = _on_subset(x, _chance(n, spec.solarize[view]), _solarize)
         return (x - self.mean) / self.std
 
     def normalize(self, x: Tensor) -> Tensor:
@@ -148,9 +148,9 @@ class ViewPipeline(nn.Module):
         n, s = x.shape[0], self.spec
         bright = _uniform(n, 1 - s.brightness, 1 + s.brightness, x.device).view(-1, 1, 1, 1)
         contrast = _uniform(n, 1 - s.contrast, 1 + s.contrast, x.device).view(-1, 1, 1, 1)
-        y = (x * bright).clamp(0, 1)
-        mean = self._grayscale(y).mean(dim=(1, 2, 3), keepdim=True)
-        y = ((y - mean) * contrast + mean).clamp(0, 1)
+        y = (x * bright).clamp_(0, 1)
+        mean = self._gray(y).mean(dim=(1, 2, 3), keepdim=True)  # torchvision: contrast around the gray mean
+        y = y.sub_(mean).mul_(contrast).add_(mean).clamp_(0, 1)
         if self.bands == 3:  # hue and saturation exist only for RGB
             sat = _uniform(n, 1 - s.saturation, 1 + s.saturation, x.device)
             hue = _uniform(n, -s.hue, s.hue, x.device) * 2 * math.pi
@@ -162,13 +162,15 @@ class ViewPipeline(nn.Module):
         sigma = _uniform(x.shape[0], 0.1, 2.0, x.device) * self.crop_size / 224
         return _gaussian_blur(x, sigma.clamp_min(0.05), self.crop_size)
 
-    def _grayscale(self, x: Tensor) -> Tensor:
+    def _gray(self, x: Tensor) -> Tensor:
+        """``N x 1 x H x W`` luminance (RGB weights) or band mean (any other band count)."""
         if self.bands == 3:
             weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
-            gray = (x * weights).sum(dim=1, keepdim=True)
-        else:
-            gray = x.mean(dim=1, keepdim=True)
-        return gray.expand_as(x)
+            return (x * weights).sum(dim=1, keepdim=True)
+        return x.mean(dim=1, keepdim=True)
+
+    def _grayscale(self, x: Tensor) -> Tensor:
+        return self._gray(x).expand_as(x).contiguous()  # writable: later ops may work in place
 
 
 # Random parameters are drawn from the CPU generator whatever the device, so runs repeat across devices and the
@@ -191,6 +193,11 @@ def _on_subset(x: Tensor, chosen: Tensor, op: Callable[[Tensor], Tensor]) -> Ten
     index = index.to(x.device)
     x[index] = op(x[index])
     return x
+
+
+def _solarize(x: Tensor) -> Tensor:
+    """Invert values at or above 0.5 (``x if x < 0.5 else 1 - x``, i.e. ``0.5 - |x - 0.5|``), in place."""
+    return x.sub_(0.5).abs_().neg_().add_(0.5)
 
 
 def _gaussian_blur(x: Tensor, sigma: Tensor, size: int) -> Tensor:

@@ -31,7 +31,10 @@ ALL_METHODS = [
     "clip",
     "vicreg_cross",
     "random",
+    "random_bn",
 ]
+"""``random``: random weights with BatchNorm's default statistics; ``random_bn``: random weights with BatchNorm
+statistics re-estimated on the training images (the fair floor, see :func:`decur.evaluate.probe.adapt_batchnorm`)."""
 
 
 @dataclass
@@ -64,7 +67,7 @@ def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) 
     for entry in cfg.methods:
         name, _, single = entry.partition(":")
         run_dir: Path | None = None
-        if name != "random":
+        if name not in ("random", "random_bn"):
             overrides = [*cfg.pretrain_overrides, f"method.name={name}", f"data.image_size={cfg.image_size}"]
             if single:
                 bands = {"optical": 13, "sar": 2}[single]
@@ -89,6 +92,7 @@ def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) 
                         train_samples=cfg.train_samples,
                         test_samples=cfg.test_samples,
                         image_size=cfg.image_size,
+                        adapt_bn=name == "random_bn",
                     )
                     result = run_transfer(run, progress=progress)
                     rows.append(

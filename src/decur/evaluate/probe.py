@@ -12,6 +12,7 @@ normalisation, not features).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -149,22 +150,44 @@ def random_init_like(model: MultimodalModel, seed: int) -> MultimodalModel:
 
 
 @torch.no_grad()
-def adapt_batchnorm(model: MultimodalModel, views: dict[str, ViewPipeline], dataset: Dataset, batches: int = 8) -> None:
+def adapt_batchnorm(
+    encoders: MultimodalModel | Mapping[str, nn.Module],
+    views: Mapping[str, ViewPipeline],
+    dataset: Dataset,
+    batches: int = 8,
+) -> None:
     """Re-estimate every BatchNorm's running statistics on ``dataset`` (cumulative average), weights unchanged.
 
     A randomly initialised network keeps BatchNorm's default statistics (mean 0, variance 1), which says more
     about normalisation than about the features; with statistics from the data, "random init" is a fair floor.
+
+    Args:
+        encoders: A :class:`MultimodalModel` (encoders and projectors) or one module per modality.
+        views: Per-modality pipelines; only their standardisation is used (images are never augmented).
+        dataset: Samples with one tensor per modality.
+        batches: Batches of 64 to average over.
+
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modules: dict[str, nn.Module]
+    if isinstance(encoders, MultimodalModel):
+        modules = {m: nn.Sequential(encoders.encoders[m], encoders.projectors[m]) for m in encoders.modalities}
+    else:
+        modules = dict(encoders)
+    norms = [
+        n for module in modules.values() for n in module.modules() if isinstance(n, nn.modules.batchnorm._BatchNorm)
+    ]
     for bn in norms:
         bn.reset_running_stats()
         bn.momentum = None
-    model.train()
+    for module in modules.values():
+        module.train()
     for i, batch in enumerate(DataLoader(dataset, batch_size=64, shuffle=False)):
         if i == batches:
             break
-        model({m: views[m].normalize(batch[m]) for m in model.modalities})
-    model.eval()
+        for m, module in modules.items():
+            module(views[m].normalize(batch[m]))
+    for module in modules.values():
+        module.eval()
 
 
 def _in_chans(encoder: nn.Module) -> int:

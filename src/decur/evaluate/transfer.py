@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -158,6 +159,9 @@ class TransferRun:
     """A decur run folder or checkpoint; ``None`` = randomly initialised encoders (the "Rand. Init." row)."""
     arch: str = "resnet18"
     """Encoder architecture when ``pretrained`` is ``None``."""
+    adapt_bn: bool = False
+    """With ``pretrained: null``: re-estimate the random encoders' BatchNorm statistics on the training images
+    before training (the fair random floor; otherwise BatchNorm keeps its default mean 0 / variance 1)."""
     modalities: list[str] | None = None
     """Subset of modalities to use (missing-modality evaluation); default all."""
     protocol: str | None = None
@@ -205,6 +209,7 @@ def _data(run: TransferRun) -> tuple[Dataset, Dataset, dict[str, int], dict, int
 
 def run_transfer(run: TransferRun, progress: bool = True) -> dict:
     """Build encoders and data as ``run`` says, train and evaluate once per seed; mean and std over seeds."""
+    from decur.evaluate.probe import adapt_batchnorm
     from decur.evaluate.segmentation import FCN, SegmentationConfig, feature_encoder, train_segmentation
     from decur.models import create_encoder, encoder_width
     from decur.train.module import PretrainModule
@@ -219,12 +224,14 @@ def run_transfer(run: TransferRun, progress: bool = True) -> dict:
         if run.pretrained:
             module = PretrainModule.from_run(run.pretrained)
             encoders = dict(module.model.encoders.items())
-            views = {m: v for m, v in module.views.items()}
+            views = {m: cast(ViewPipeline, v) for m, v in module.views.items()}
             arch = module.model.arch
         else:
             arch = run.arch
             encoders = {m: create_encoder(arch, c) for m, c in bands.items()}
             views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), *stats[m]) for m, c in bands.items()}
+            if run.adapt_bn:
+                adapt_batchnorm(encoders, views, train)
         use = run.modalities or list(encoders)
         unknown = sorted(set(use) - set(encoders))
         if unknown:
@@ -233,14 +240,14 @@ def run_transfer(run: TransferRun, progress: bool = True) -> dict:
         if run.task == "classification":
             model = LateFusionClassifier({m: encoders[m] for m in use}, encoder_width(arch), _num_labels(test))
             cfg = TransferConfig(protocol, run.epochs, run.batch_size, run.lr, run.label_fraction, seed)
-            results.append(train_classifier(model, used_views, train, test, cfg, progress))  # type: ignore[arg-type]
+            results.append(train_classifier(model, used_views, train, test, cfg, progress))
         else:
             classes = int(max(int(test[i]["mask"].max()) for i in range(min(len(test), 64)))) + 1  # type: ignore[arg-type]
             classes = {"geonrw": 11, "sunrgbd": 38, "nyuv2": 41}.get(run.dataset, max(classes, 2))
             fcn = FCN({m: feature_encoder(arch, bands[m], encoders[m].state_dict()) for m in use}, classes)
             seg = SegmentationConfig(protocol, run.epochs, run.batch_size, run.lr or 1e-4, 0.01,
                                      run.label_fraction, ignore, seed)  # fmt: skip
-            results.append(train_segmentation(fcn, used_views, train, test, classes, seg, progress))  # type: ignore[arg-type]
+            results.append(train_segmentation(fcn, used_views, train, test, classes, seg, progress))
     summary: dict = {"config": vars(run), "protocol": protocol, "runs": results}
     for key, value in results[0]["test"].items():
         if isinstance(value, float):
