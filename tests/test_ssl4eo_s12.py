@@ -242,6 +242,7 @@ def test_data_check_cli_summarises_and_names_bad_files(fixture_root, broken, cap
 
 
 def test_pack_reproduces_raw_samples_and_reads_only_drawn_seasons(fixture_root, tmp_path, capsys):
+    from decur.augment import as_float
     from decur.cli import main
     from decur.data.pack import PackedSSL4EOS12
 
@@ -253,8 +254,9 @@ def test_pack_reproduces_raw_samples_and_reads_only_drawn_seasons(fixture_root, 
         a = raw[index]
         torch.manual_seed(index)
         b = packed[index]
-        assert torch.equal(a["s2"], b["s2"])  # 8-bit S2 is stored exactly
-        torch.testing.assert_close(a["s1"], b["s1"], atol=0.02, rtol=0)  # float16 dB
+        assert b["s2"].dtype == torch.uint8 and b["s1"].dtype == torch.float16  # compact between processes
+        assert torch.equal(a["s2"], as_float(b["s2"]))  # 8-bit S2 is stored exactly
+        torch.testing.assert_close(a["s1"], as_float(b["s1"]), atol=0.02, rtol=0)  # float16 dB
     # the training config picks the packed store when root holds one
     summary = pretrain(
         load_config(REPO / "configs" / "smoke.yaml", _ssl4eo_overrides(tmp_path / "pack", 36)), tmp_path / "run"

@@ -121,7 +121,7 @@ class ViewPipeline(nn.Module):
         """One augmented, standardised view; ``view`` (0 or 1) selects the asymmetric probabilities."""
         if x.ndim != 4 or x.shape[1] != self.bands:
             raise ValueError(f"{self.preset} pipeline expects N x {self.bands} x H x W, got {tuple(x.shape)}")
-        x = x.float()
+        x = as_float(x)
         n = x.shape[0]
         geometry = geometry if geometry is not None else self.sample_geometry(n, x.device)
         x = self._crop(x, geometry)  # a new tensor: the ops below may write into it
@@ -136,7 +136,7 @@ class ViewPipeline(nn.Module):
 
     def normalize(self, x: Tensor) -> Tensor:
         """Standardisation only: how evaluation images are prepared (never augmented)."""
-        return (x.float() - self.mean) / self.std
+        return (as_float(x) - self.mean) / self.std
 
     def _crop(self, x: Tensor, g: Geometry) -> Tensor:
         n, _, h, w = x.shape
@@ -171,6 +171,15 @@ class ViewPipeline(nn.Module):
 
     def _grayscale(self, x: Tensor) -> Tensor:
         return self._gray(x).expand_as(x).contiguous()  # writable: later ops may work in place
+
+
+def as_float(x: Tensor) -> Tensor:
+    """float32 of a sample batch; ``uint8`` input is an 8-bit image and is scaled to [0, 1] (``x / 255``).
+
+    Loaders may ship 8-bit bands as ``uint8`` (a quarter of float32's bytes between worker processes and to the
+    device); the conversion happens here, on the training device.
+    """
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
 # Random parameters are drawn from the CPU generator whatever the device, so runs repeat across devices and the

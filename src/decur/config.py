@@ -149,6 +149,7 @@ class TrainerConfig:
     seed: int = 0
     log_every_n_steps: int = 5
     compile: bool = False
+    """``torch.compile`` the encoders and projectors (in place; checkpoints keep plain keys)."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from decur.augment import as_float
 from decur.config import Config, ConfigError
 from decur.data.synthetic import SyntheticMultimodal
 
@@ -92,7 +93,7 @@ def band_stats(
     items = [dataset[i] for i in range(min(samples, len(dataset)))]  # type: ignore[arg-type]
     stats = {}
     for m in modalities:
-        x = torch.stack([item[m].float() for item in items])  # N x C x H x W (or N x V x C x H x W)
+        x = torch.stack([as_float(item[m]) for item in items])  # N x C x H x W (or N x V x C x H x W)
         x = x.transpose(0, -3).flatten(1)  # C x everything else
         mean = x.mean(dim=1)
         std = x.std(dim=1).clamp_min(1e-6)

@@ -93,7 +93,10 @@ def _read_location(index: int) -> tuple[int, np.ndarray, np.ndarray]:
 
 
 class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
-    """SSL4EO-S12 from a :func:`pack_ssl4eo_s12` store; samples identical to :class:`SSL4EOS12`'s.
+    """SSL4EO-S12 from a :func:`pack_ssl4eo_s12` store; samples equal :class:`SSL4EOS12`'s after ``as_float``.
+
+    S2 comes as ``uint8`` and S1 as ``float16`` (:func:`decur.augment.as_float` converts them on the training
+    device), to keep the traffic between loader workers and the training process small.
 
     Reads only the seasons a sample draws. Args as :class:`SSL4EOS12` (``views``, ``pair_seasons``).
     """
@@ -129,6 +132,7 @@ class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
         count = self.counts[index]
         pick_s1 = torch.randint(0, count, (self.views,)).tolist()
         pick_s2 = pick_s1 if self.pair_seasons else torch.randint(0, count, (self.views,)).tolist()
-        s1 = torch.from_numpy(np.stack([self._arrays["s1"][index, k] for k in pick_s1]).astype(np.float32))
-        s2 = torch.from_numpy(np.stack([self._arrays["s2"][index, k] for k in pick_s2])).float() / 255
+        # S1 stays float16 and S2 uint8 (x / 255 on the device): 3.6x fewer bytes through worker queues than float32
+        s1 = torch.from_numpy(np.stack([self._arrays["s1"][index, k] for k in pick_s1]))
+        s2 = torch.from_numpy(np.stack([self._arrays["s2"][index, k] for k in pick_s2]))
         return {"s1": s1, "s2": s2}

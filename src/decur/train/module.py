@@ -80,9 +80,19 @@ class PretrainModule(L.LightningModule):
         """Under multi-GPU DDP, projector BatchNorm statistics are synchronised over the global batch.
 
         (PyTorch has no CPU SyncBatchNorm: CPU processes keep per-process projector statistics.)
+
+        With ``trainer.compile`` every encoder and projector is compiled in place (``nn.Module.compile``: the
+        state-dict keys stay those of the plain modules, so checkpoints and exports do not change).
         """
         if self.trainer.world_size > 1 and self.trainer.strategy.root_device.type == "cuda":
             self.model.projectors = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.projectors)
+        if self.cfg.trainer.compile:
+            self.compile_networks()
+
+    def compile_networks(self) -> None:
+        """``torch.compile`` each encoder and projector (graphs are built on the first batch)."""
+        for module in [*self.model.encoders.values(), *self.model.projectors.values()]:
+            module.compile()
 
     def make_views(self, batch: dict[str, Tensor]) -> dict[str, list[Tensor]]:
         """Augmented views per modality; with ``share_crop`` the modalities' first views share geometry."""

@@ -53,6 +53,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
     _check_same_run(cfg, output / "config.yaml")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
+    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     dataset = build_dataset(cfg)
     names = [m.name for m in cfg.data.modalities]
     stats = dataset_stats(dataset, names)
