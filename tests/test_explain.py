@@ -10,7 +10,7 @@ import torch
 
 from decur.cli import main
 from decur.config import load_config
-from decur.explain import gradcam_maps, spectral_saliency
+from decur.explain import cam_layer, gradcam_maps, spectral_saliency
 from decur.train.module import PretrainModule
 from decur.train.run import pretrain
 
@@ -56,6 +56,9 @@ def test_explain_writes_every_plot_and_consistent_numbers(runs, tmp_path, capsys
     truth = numbers["ground_truth"]
     assert truth["alignment_ratio"] > 0 and 0 < truth["optical_unique_band_share_unique"] <= 1
     assert "known factors" in report
+    assert set(truth["factor_r2"]) == {"common/optical", "unique/optical", "common/sar", "unique/sar"}
+    assert list(truth["factor_r2"]["unique/sar"]) == ["shared", "haze", "phenology", "soil_moisture", "roughness"]
+    assert numbers["gradcam_layer"] == {"optical": "layer1", "sar": "layer1"}  # 32 px input: layer1 is 8 px wide
 
 
 def test_run_without_unique_dims_says_so(runs, tmp_path, capsys):
@@ -72,3 +75,13 @@ def test_gradcam_and_ig_shapes_and_finiteness(runs):
     assert cams["optical"].shape == (3, 32, 32) and torch.isfinite(cams["sar"]).all() and (cams["sar"] >= 0).all()
     ig = spectral_saliency(module, x, slice(48, 64))
     assert ig["optical"].shape == (13,) and np.isfinite(ig["sar"]).all()
+
+
+def test_cam_layer_is_the_deepest_stage_at_least_7_pixels_wide():
+    from decur.models import create_encoder
+
+    encoder = create_encoder("resnet18", 2)
+    assert cam_layer(encoder, torch.rand(1, 2, 224, 224))[0] == "layer4"  # 7 x 7: the paper's last conv stage
+    assert cam_layer(encoder, torch.rand(1, 2, 64, 64))[0] == "layer2"  # 8 x 8 (layer3 would be 4 x 4)
+    name, module = cam_layer(encoder, torch.rand(1, 2, 8, 8))  # nothing is 7 wide: the first stage
+    assert name == "conv1" and module is encoder.conv1

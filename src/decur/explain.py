@@ -77,16 +77,48 @@ def alignment(z: dict[str, Tensor]) -> np.ndarray:
 
 
 def gradcam_maps(module: Any, x: dict[str, Tensor], dims: slice) -> dict[str, Tensor]:
-    """GradCAM per modality for the mean of ``dims``, upsampled to the input, ``N x H x W`` (ReLU'd)."""
+    """GradCAM per modality for the mean of ``dims``, upsampled to the input, ``N x H x W`` (ReLU'd).
+
+    The layer is the deepest encoder stage whose feature map is at least 7 pixels wide (:func:`cam_layer`): the
+    last stage at the paper's 224 px (7 x 7), an earlier one for small inputs, whose last maps are too coarse.
+    """
     from captum.attr import LayerAttribution, LayerGradCam
 
     maps = {}
     for m, inp in x.items():
         net = _Slice(module.model.encoders[m], module.model.projectors[m], dims).eval()
-        layer = _last_conv_stage(module.model.encoders[m])
+        _, layer = cam_layer(module.model.encoders[m], inp)
         cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=True)
         maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach()
     return maps
+
+
+@torch.no_grad()
+def cam_layer(encoder: nn.Module, x: Tensor, min_side: int = 7) -> tuple[str, nn.Module]:
+    """``(name, module)`` of the deepest stage whose output is at least ``min_side`` pixels wide for input ``x``.
+
+    Stages are the encoder's top-level children that output 4-D feature maps (``layer1`` ... ``layer4`` of a
+    ResNet). Falls back to the first such stage when none is that wide.
+    """
+    sides: dict[str, int] = {}
+    hooks = [
+        child.register_forward_hook(lambda _m, _i, out, name=name: sides.__setitem__(name, out.shape[-1]))
+        for name, child in encoder.named_children()
+        if any(isinstance(c, nn.Conv2d) for c in child.modules())
+    ]
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        encoder(x[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        encoder.train(was_training)
+    stages = [name for name in sides if isinstance(sides[name], int)]
+    wide = [name for name in stages if sides[name] >= min_side]
+    name = wide[-1] if wide else stages[0]
+    stage = getattr(encoder, name)
+    return name, stage[-1] if isinstance(stage, nn.Sequential) and len(stage) else stage
 
 
 def spectral_saliency(module: Any, x: dict[str, Tensor], dims: slice) -> dict[str, np.ndarray]:
@@ -99,15 +131,6 @@ def spectral_saliency(module: Any, x: dict[str, Tensor], dims: slice) -> dict[st
         attr = IntegratedGradients(net).attribute(inp, baselines=torch.zeros_like(inp), target=0, n_steps=16)
         out[m] = attr.abs().mean(dim=(0, 2, 3)).detach().numpy()
     return out
-
-
-def _last_conv_stage(encoder: nn.Module) -> nn.Module:
-    for name in ("layer4", "stages", "features"):
-        if hasattr(encoder, name):
-            stage = getattr(encoder, name)
-            return stage[-1] if isinstance(stage, nn.Sequential) else stage
-    convs = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1]
 
 
 def _render(modality: str, x: Tensor) -> np.ndarray:
@@ -213,7 +236,10 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     for a in axes.flat:
         a.axis("off")
     _save(fig, out / "gradcam.png")
-    plots.append(("gradcam.png", "GradCAM of the mean common / unique output at the last conv stage."))
+    numbers["gradcam_layer"] = {m: cam_layer(module.model.encoders[m], x[m])[0] for m in mods}
+    plots.append(
+        ("gradcam.png", f"GradCAM of the mean common / unique output at stage {numbers['gradcam_layer']}.")
+    )
 
     stats: dict[str, list[float]] = {}
     for n, _ in parts:
@@ -253,7 +279,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     plots.append(("spectral_saliency.png", "Share of attribution per input band for the common / unique output."))
 
     if isinstance(dataset, SyntheticMultimodal) and has_common and has_unique:
-        numbers["ground_truth"] = ground_truth_check(dataset, numbers)
+        numbers["ground_truth"] = ground_truth_check(dataset, numbers, z, kc)
     numbers["notes"] = notes
     numbers["seconds"] = round(time.perf_counter() - started, 1)
     (out / "explain.json").write_text(json.dumps(numbers, indent=1))
@@ -275,29 +301,53 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
             f"{g['optical_unique_band_share_unique']:.3f} of their band attribution (weighted by where haze and "
             f"phenology act) on those bands, the common dims {g['optical_unique_band_share_common']:.3f}.",
             "",
+            "R² of the known factors decoded from each slice (ridge probe; 'shared' = mean over class fractions):",
+            "",
         ]
+        columns = list(next(iter(g["factor_r2"].values())))
+        lines += ["| slice | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [
+            f"| {name} | " + " | ".join(f"{v:.3f}" for v in row.values()) + " |" for name, row in g["factor_r2"].items()
+        ]
+        lines.append("")
     for name, caption in plots:
         lines += [f"![{name}]({name})", "", caption, ""]
     (out / "report.md").write_text("\n".join(lines))
     return numbers
 
 
-def ground_truth_check(dataset: SyntheticMultimodal, numbers: dict[str, Any]) -> dict[str, float]:
+def ground_truth_check(
+    dataset: SyntheticMultimodal, numbers: dict[str, Any], z: dict[str, Tensor], common_dim: int
+) -> dict[str, Any]:
     """What the explanations recover where the generator's truth is known (the built-in synthetic data).
 
     - ``alignment_ratio``: mean misalignment of the unique dims over that of the common dims (≫ 1 expected
       after DeCUR: common dims aligned across modalities, unique ones not);
     - ``optical_unique_band_share_{common,unique}``: share of the optical Integrated-Gradients attribution that
       falls on the bands where the optical-only factors (haze, phenology) act, weighted by how strongly they act
-      there; the unique dims are expected to put more weight there than the common dims.
+      there; the unique dims are expected to put more weight there than the common dims;
+    - ``factor_r2``: R² of ridge probes (first half of the samples to fit, second half to test) decoding each
+      factor from each slice of each modality's embedding: shared factors should be decodable from the common
+      dims, a modality's own factors from its unique dims.
     """
+    from decur.evaluate.probe import _grouped, probe_r2
+
     weight = dataset.unique_factor_bands.numpy()
-    out = {}
+    out: dict[str, Any] = {}
     a = numbers["alignment"]
     out["alignment_ratio"] = float(a["unique_mean"] / max(a["common_mean"], 1e-12))
     for part in ("common", "unique"):
         ig = np.array(list(numbers["spectral_saliency"][part]["optical"].values()))
         out[f"optical_unique_band_share_{part}"] = float((ig / ig.sum() * weight).sum())
+    n = len(next(iter(z.values())))
+    factors = torch.stack([dataset[i]["factors"] for i in range(n)])
+    half = n // 2
+    r2: dict[str, dict[str, float]] = {}
+    for m, emb in z.items():
+        for part, sl in (("common", slice(0, common_dim)), ("unique", slice(common_dim, emb.shape[1]))):
+            e = emb[:, sl]
+            r2[f"{part}/{m}"] = _grouped(probe_r2(e[:half], factors[:half], e[half:], factors[half:]), dataset)
+    out["factor_r2"] = r2
     return out
 
 
@@ -309,4 +359,4 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["alignment", "explain", "gradcam_maps", "spectral_saliency"]
+__all__ = ["alignment", "cam_layer", "explain", "gradcam_maps", "spectral_saliency"]
