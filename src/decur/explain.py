@@ -237,9 +237,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
         a.axis("off")
     _save(fig, out / "gradcam.png")
     numbers["gradcam_layer"] = {m: cam_layer(module.model.encoders[m], x[m])[0] for m in mods}
-    plots.append(
-        ("gradcam.png", f"GradCAM of the mean common / unique output at stage {numbers['gradcam_layer']}.")
-    )
+    plots.append(("gradcam.png", f"GradCAM of the mean common / unique output at stage {numbers['gradcam_layer']}."))
 
     stats: dict[str, list[float]] = {}
     for n, _ in parts:
