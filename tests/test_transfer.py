@@ -124,6 +124,18 @@ def test_transfer_cli_segmentation_random_init(tmp_path, capsys):
     assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1
 
 
+def test_segmentation_sgd_poly_schedule_runs_the_given_iterations(tmp_path, capsys):
+    out = tmp_path / "seg"
+    args = ["task=segmentation", "train_samples=16", "test_samples=8", "batch_size=8", "image_size=32",
+            "optimizer=sgd", "schedule=poly", "iterations=5"]  # fmt: skip
+    assert main(["transfer", "--output", str(out), *args]) == 0
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["steps"] == 5  # 2 batches per pass: the data is cycled
+    assert run["final_lr"] == pytest.approx(0.0)  # poly decays to zero at the last step
+    with pytest.raises(ValueError, match="`optimizer`"):
+        main(["transfer", "--output", str(out), *args[:5], "optimizer=adam"])
+
+
 def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     args = [
         "methods=[decur, 'barlow_twins_single:sar', random, random_bn]",

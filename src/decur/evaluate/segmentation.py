@@ -9,6 +9,7 @@ for RGB-D.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -75,6 +76,12 @@ class SegmentationConfig:
     label_fraction: float = 1.0
     ignore_index: int | None = 0
     seed: int = 0
+    optimizer: str = "adamw"
+    """``adamw`` (the paper's GeoNRW setting) or ``sgd`` (momentum 0.9; the paper's RGB-D FCN setting)."""
+    schedule: str = "constant"
+    """``constant`` or ``poly`` (``lr · (1 − step / total)^0.9``, the RGB-D FCN schedule)."""
+    iterations: int | None = None
+    """Train for this many optimiser steps (cycling the data; the RGB-D FCN uses 40k) instead of ``epochs``."""
 
 
 @torch.no_grad()
@@ -116,12 +123,22 @@ def train_segmentation(
     for p in model.encoders.parameters():
         p.requires_grad_(not linear)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"transfer config field `optimizer`: adamw or sgd, got {cfg.optimizer!r}")
+    if cfg.schedule not in ("constant", "poly"):
+        raise ValueError(f"transfer config field `schedule`: constant or poly, got {cfg.schedule!r}")
     loss_fn = nn.CrossEntropyLoss(ignore_index=cfg.ignore_index if cfg.ignore_index is not None else -100)
     g = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(Subset(train, indices), batch_size=cfg.batch_size, shuffle=True, generator=g)
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    total_steps = cfg.iterations if cfg.iterations is not None else cfg.epochs * len(loader)
+    poly = cfg.schedule == "poly"
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (1 - k / total_steps) ** 0.9 if poly else 1.0)
+    start, step, passes = time.perf_counter(), 0, math.ceil(total_steps / max(1, len(loader)))
+    for epoch in range(passes):
         model.train()
         if linear:
             model.encoders.eval()
@@ -132,13 +149,19 @@ def train_segmentation(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss)
+            step += 1
+            if step == total_steps:
+                break
         if progress:
-            rate = (epoch + 1) * len(indices) / (time.perf_counter() - start)
+            rate = step * cfg.batch_size / (time.perf_counter() - start)
             print(
-                f"\repoch {epoch + 1}/{cfg.epochs} loss {total / max(1, len(loader)):.4f} {rate:.0f} samples/s", end=""
+                f"\rpass {epoch + 1}/{passes} step {step}/{total_steps} loss {total / max(1, len(loader)):.4f} "
+                f"{rate:.0f} samples/s",
+                end="",
             )
     if progress:
         print()
     test_metrics = evaluate_segmentation(model, views, test, num_classes, cfg.ignore_index, cfg.batch_size)
-    return {"test": test_metrics, "train_indices": indices}
+    return {"test": test_metrics, "train_indices": indices, "steps": step, "final_lr": sched.get_last_lr()[0]}

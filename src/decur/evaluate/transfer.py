@@ -171,6 +171,14 @@ class TransferRun:
     batch_size: int = 128
     lr: float | None = None
     seeds: list[int] | None = None
+    weight_decay: float | None = None
+    """Segmentation: default 0.01 with AdamW (the paper's GeoNRW setting), 5e-4 with SGD."""
+    optimizer: str = "adamw"
+    """Segmentation: ``adamw`` or ``sgd`` (the paper's RGB-D FCN: SGD lr 0.01, poly schedule, 40k iterations)."""
+    schedule: str = "constant"
+    """Segmentation: ``constant`` or ``poly``."""
+    iterations: int | None = None
+    """Segmentation: optimiser steps instead of ``epochs``."""
     train_samples: int = 2048
     """Synthetic only: scenes in the training and test sets."""
     test_samples: int = 1024
@@ -245,8 +253,12 @@ def run_transfer(run: TransferRun, progress: bool = True) -> dict:
             classes = int(max(int(test[i]["mask"].max()) for i in range(min(len(test), 64)))) + 1  # type: ignore[arg-type]
             classes = {"geonrw": 11, "sunrgbd": 38, "nyuv2": 41}.get(run.dataset, max(classes, 2))
             fcn = FCN({m: feature_encoder(arch, bands[m], encoders[m].state_dict()) for m in use}, classes)
-            seg = SegmentationConfig(protocol, run.epochs, run.batch_size, run.lr or 1e-4, 0.01,
-                                     run.label_fraction, ignore, seed)  # fmt: skip
+            sgd = run.optimizer == "sgd"
+            seg = SegmentationConfig(
+                protocol, run.epochs, run.batch_size, run.lr or (0.01 if sgd else 1e-4),
+                run.weight_decay if run.weight_decay is not None else (5e-4 if sgd else 0.01),
+                run.label_fraction, ignore, seed, run.optimizer, run.schedule, run.iterations,
+            )  # fmt: skip
             results.append(train_segmentation(fcn, used_views, train, test, classes, seg, progress))
     summary: dict = {"config": vars(run), "protocol": protocol, "runs": results}
     for key, value in results[0]["test"].items():
