@@ -144,3 +144,17 @@ def test_every_method_and_option_trains(tmp_path, method, extra):
     assert summary["method"] == method
     assert all(math.isfinite(v) for v in summary["final_loss"].values())
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_compiled_run_trains_and_keeps_plain_checkpoint_keys(tmp_path):
+    """trainer.compile=true: torch.compile in place; the checkpoint is loadable into an uncompiled module."""
+    overrides = ["trainer.max_epochs=1", "eval.enabled=false", "data.length=32"]
+    summary = pretrain(load_config(SMOKE, [*overrides, "trainer.compile=true"]), tmp_path / "compiled")
+    assert math.isfinite(summary["final_loss"]["train/total"])
+    state = torch.load(tmp_path / "compiled" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in key for key in state)
+    from decur.train.module import PretrainModule
+
+    module = PretrainModule.from_run(tmp_path / "compiled")  # strict load into plain modules
+    assert module.model.encoders["optical"].conv1.weight.shape[1] == 13

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The GPU measurements of the performance issue, as one script for a lent GPU machine (about 8 minutes on one
+# H100): the step overhead of ResNet-50 DeCUR at the paper's SSL4EO-S12 shape (bf16, channels_last, with and
+# without torch.compile), then end-to-end pretraining from the packed format with 12 loader workers.
+# Results: benchmarks/results/step_overhead-cuda-*.{json,md} and e2e_packed-cuda.{json,md}.
+#   bash benchmarks/gpu.sh [PEAK_TFLOPS]      # default 989 (H100 SXM dense bf16); H200 has the same peak
+set -euo pipefail
+PEAK=${1:-989}
+PY=${PYTHON:-.venv/bin/python}
+SHAPE=(model.arch=resnet50 data.image_size=264 data.crop_size=224 data.batch_size=256
+       'model.projector=[8192, 8192, 8192]' model.channels_last=true)
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
+$PY benchmarks/step_overhead.py --device cuda --precision bf16 --set "${SHAPE[@]}" --peak-tflops "$PEAK" \
+    --repeats 10 --tag resnet50-bf16
+$PY benchmarks/step_overhead.py --device cuda --precision bf16 --compile --set "${SHAPE[@]}" \
+    --peak-tflops "$PEAK" --repeats 10 --tag resnet50-bf16-compile
+$PY benchmarks/e2e_packed.py --locations 2048 --epochs 3 --workers 12 --peak-tflops "$PEAK"
