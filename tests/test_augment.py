@@ -75,3 +75,17 @@ def test_solarize_and_contrast_match_their_definitions():
     out = pipe._color_jitter(x)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     torch.testing.assert_close(out, ((x - mean) * factor + mean).clamp(0, 1))
+
+
+@pytest.mark.parametrize("size", [24, 56, 224])
+def test_separable_blur_matches_kornia(size):
+    import kornia.filters
+
+    from decur.augment import _gaussian_blur
+
+    torch.manual_seed(2)
+    x = torch.rand(6, 3, size, size)
+    sigma = torch.rand(6) * 2 + 0.05
+    k = max(3, (size // 10) | 1)
+    ref = kornia.filters.gaussian_blur2d(x, (k, k), torch.stack([sigma, sigma], 1), border_type="reflect")
+    torch.testing.assert_close(_gaussian_blur(x, sigma, size), ref, rtol=1e-5, atol=1e-6)

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import kornia.enhance
-import kornia.filters
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
@@ -132,7 +132,7 @@ class ViewPipeline(nn.Module):
         x = _on_subset(x, _chance(n, spec.grayscale), self._grayscale)
         x = _on_subset(x, _chance(n, spec.blur[view]), self._blur)
         x = _on_subset(x, _chance(n, spec.solarize[view]), _solarize)
-        return (x - self.mean) / self.std
+        return x.sub_(self.mean).div_(self.std)
 
     def normalize(self, x: Tensor) -> Tensor:
         """Standardisation only: how evaluation images are prepared (never augmented)."""
@@ -210,6 +210,13 @@ def _solarize(x: Tensor) -> Tensor:
 
 
 def _gaussian_blur(x: Tensor, sigma: Tensor, size: int) -> Tensor:
+    """Per-sample Gaussian blur, separable: one depthwise pass along each axis, reflected borders."""
     k = max(3, (size // 10) | 1)  # BYOL: kernel 23 for 224 px, i.e. about 10 % of the side, odd
-    sigmas = torch.stack([sigma, sigma], dim=1)
-    return kornia.filters.gaussian_blur2d(x, (k, k), sigmas, border_type="reflect")
+    n, c, h, w = x.shape
+    offsets = torch.arange(k, dtype=x.dtype, device=x.device) - k // 2
+    kernel = torch.exp(-(offsets**2) / (2 * sigma.to(x.dtype)[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N C) x k
+    y = F.pad(x.reshape(1, n * c, h, w), (k // 2,) * 4, mode="reflect")
+    y = F.conv2d(y, kernel.view(n * c, 1, 1, k), groups=n * c)
+    y = F.conv2d(y, kernel.view(n * c, 1, k, 1), groups=n * c)
+    return y.view(n, c, h, w)
