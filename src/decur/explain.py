@@ -180,7 +180,11 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
         notes.append("this run has no common dimensions (common_dim = 0): common-dimension outputs are skipped")
     plots: list[tuple[str, str]] = []
 
+    def stage(text: str) -> None:
+        print(f"[{time.perf_counter() - started:5.1f} s] {text}", flush=True)
+
     # 1. alignment --------------------------------------------------------------------------------------------
+    stage(f"embeddings of {min(samples, len(dataset))} samples, alignment")  # type: ignore[arg-type]
     z = embeddings(module, dataset, samples)
     align = alignment(z)
     numbers["alignment"] = {"per_dimension": align.tolist(), "common_mean": float(align[common].mean()) if has_common
@@ -202,6 +206,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     _save(fig, out / "alignment.png")
     plots.append(("alignment.png", "Per-dimension cross-modal misalignment; common dims should sit near 0."))
 
+    stage("t-SNE of the embedding dimensions")
     # 2. t-SNE of dimensions ----------------------------------------------------------------------------------
     points = torch.cat([(v - v.mean(0)) / (v.std(0) + 1e-6) for v in z.values()], dim=1).T.numpy()
     xy = TSNE(2, perplexity=min(30, max(5, len(points) // 10)), init="pca", random_state=0).fit_transform(points)
@@ -223,6 +228,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     x_raw = {m: torch.stack([r[m][0] if r[m].ndim == 4 else r[m] for r in raw]) for m in mods}
     x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m]) for m in mods}
     parts = [(n, sl) for n, sl, ok in (("common", common, has_common), ("unique", unique, has_unique)) if ok]
+    stage(f"GradCAM on {few} samples")
     cams = {n: gradcam_maps(module, x, sl) for n, sl in parts}
     fig, axes = plt.subplots(len(mods), 1 + len(parts), figsize=(3 * (1 + len(parts)), 3 * len(mods)), squeeze=False)
     for r, m in enumerate(mods):
@@ -257,6 +263,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     _save(fig, out / "saliency_statistics.png")
     plots.append(("saliency_statistics.png", "Where both modalities' saliency coincides: common vs unique."))
 
+    stage(f"Integrated Gradients per band on {few} samples")
     spectral = {n: spectral_saliency(module, x, sl) for n, sl in parts}
     numbers["spectral_saliency"] = {
         n: {m: dict(zip(band_names(m, len(v)), map(float, v), strict=True)) for m, v in s.items()}
@@ -277,6 +284,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     plots.append(("spectral_saliency.png", "Share of attribution per input band for the common / unique output."))
 
     if isinstance(dataset, SyntheticMultimodal) and has_common and has_unique:
+        stage("ground-truth check against the synthetic factors")
         numbers["ground_truth"] = ground_truth_check(dataset, numbers, z, kc)
     numbers["notes"] = notes
     numbers["seconds"] = round(time.perf_counter() - started, 1)
