@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def test_dataset_hha_conversion_and_pretraining_on_real_frames(tmp_path):
                  "model.arch=resnet18", "model.projector=[64, 64]"]  # fmt: skip
     summary = pretrain(load_config(REPO / "configs" / "sunrgbd_decur.yaml", overrides), tmp_path / "run")
     assert np.isfinite(summary["final_loss"]["train/total"])
+    # ... and the RGB FCN transfer with the paper's SGD + poly schedule, from that run, on the same frames
+    (root / "test.txt").write_text("nyu\nsun\n")
+    out = tmp_path / "seg"
+    args = [f"root={root}", f"pretrained={tmp_path / 'run'}", "iterations=2", "batch_size=2", "label_fraction=1.0"]
+    assert (
+        main(["transfer", "--config", str(REPO / "configs" / "transfer_sunrgbd.yaml"), "--output", str(out), *args])
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["runs"][0]["steps"] == 2 and 0 <= results["miou"]["mean"] <= 1 and "pixel_accuracy" in results
 
 
 @needs_real
