@@ -26,7 +26,7 @@ def test_shared_geometry_gives_the_same_crop_in_both_modalities():
     torch.manual_seed(0)
     base = torch.rand(4, 1, 32, 32)
     dem, sar = _pipe("dem", 1), _pipe("none", 2)
-    g = sample_geometry(4, (0.2, 0.6), PRESETS["dem"], torch.device("cpu"))
+    g = sample_geometry(4, (0.2, 0.6), PRESETS["dem"])
     a = dem(base, geometry=g)
     b = sar(torch.cat([base, base], 1), geometry=g)
     torch.testing.assert_close(a[:, 0], b[:, 0])
@@ -38,7 +38,7 @@ def test_shared_geometry_gives_the_same_crop_in_both_modalities():
 def test_full_box_without_flip_is_identity_at_same_size():
     x = torch.rand(2, 3, 16, 16)
     pipe = _pipe("none", 3)
-    g = sample_geometry(2, (1.0, 1.0), PRESETS["none"], torch.device("cpu"))
+    g = sample_geometry(2, (1.0, 1.0), PRESETS["none"])
     g.boxes[:] = torch.tensor([0.0, 0.0, 1.0, 1.0])
     torch.testing.assert_close(pipe(x, geometry=g), pipe.normalize(x), rtol=1e-5, atol=1e-5)
 
@@ -89,3 +89,23 @@ def test_separable_blur_matches_kornia(size):
     k = max(3, (size // 10) | 1)
     ref = kornia.filters.gaussian_blur2d(x, (k, k), torch.stack([sigma, sigma], 1), border_type="reflect")
     torch.testing.assert_close(_gaussian_blur(x, sigma, size), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("size", "crop"), [(64, 56), (264, 224), (40, 56), (120, 24)])
+def test_crop_is_bilinear_and_antialiased_where_shrunk_twice(size, crop):
+    """Against torchvision's roi_align: one sample per pixel below a 2x shrink, adaptive averaging from 2x."""
+    from torchvision.ops import roi_align
+
+    torch.manual_seed(1)
+    x = torch.rand(32, 3, size, size + 4)
+    pipe = _pipe("none", 3, crop=crop)
+    g = pipe.sample_geometry(32)
+    px = g.boxes * torch.tensor([size + 4, size, size + 4, size])
+    rois = torch.cat([torch.arange(32.0)[:, None], px], 1)
+    single = roi_align(x, rois, (crop, crop), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    adaptive = roi_align(x, rois, (crop, crop), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+    shrunk = (px[:, 2] - px[:, 0] >= 2 * crop) | (px[:, 3] - px[:, 1] >= 2 * crop)
+    expected = torch.where(shrunk.view(-1, 1, 1, 1), adaptive, single)
+    torch.testing.assert_close(pipe._crop(x, g), expected, rtol=0, atol=1e-4)  # float32 coordinates
+    if size == 120:
+        assert shrunk.any() and not shrunk.all()

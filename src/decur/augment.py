@@ -12,9 +12,8 @@ Photometric ops expect the modality's values in [0, 1] (optical reflectance /100
 pipeline ends with per-band standardisation ``(x − mean) / std``.
 
 Crops are sampled as boxes in *relative* coordinates (:class:`Geometry`), so two modalities of different pixel
-sizes can share one crop (the ``share_crop`` option). The crop is taken with ``roi_align`` for the whole batch at
-once: bilinear, with adaptive sampling that averages several points per output pixel when a crop is shrunk
-(anti-aliasing).
+sizes can share one crop (the ``share_crop`` option). Crops are bilinear for the whole batch at once; where a crop
+is shrunk 2x or more, several points are averaged per output pixel (anti-aliasing, ``roi_align``).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from torchvision.ops import roi_align
 
 @dataclass
 class Geometry:
-    """Per-sample crop boxes ``(x0, y0, x1, y1)`` in [0, 1] (on the device) and flip flags (on the CPU)."""
+    """Per-sample crop boxes ``(x0, y0, x1, y1)`` in [0, 1] and flip flags, on the CPU (tiny; moved when used)."""
 
     boxes: Tensor
     hflip: Tensor
@@ -65,7 +64,7 @@ PRESETS: dict[str, ViewSpec] = {
 }
 
 
-def sample_geometry(n: int, scale: tuple[float, float], spec: ViewSpec, device: torch.device) -> Geometry:
+def sample_geometry(n: int, scale: tuple[float, float], spec: ViewSpec) -> Geometry:
     """Random-resized-crop boxes (area ``scale`` of the image, aspect ratio in [3/4, 4/3]) and flip flags."""
     area = torch.empty(n).uniform_(*scale)
     log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3))
@@ -74,7 +73,7 @@ def sample_geometry(n: int, scale: tuple[float, float], spec: ViewSpec, device: 
     x0 = torch.rand(n) * (1 - w)
     y0 = torch.rand(n) * (1 - h)
     boxes = torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
-    return Geometry(boxes.to(device), torch.rand(n) < spec.hflip, torch.rand(n) < spec.vflip)
+    return Geometry(boxes, torch.rand(n) < spec.hflip, torch.rand(n) < spec.vflip)
 
 
 class ViewPipeline(nn.Module):
@@ -112,9 +111,9 @@ class ViewPipeline(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
-    def sample_geometry(self, n: int, device: torch.device) -> Geometry:
+    def sample_geometry(self, n: int) -> Geometry:
         """Crop boxes and flips for ``n`` samples with this preset's probabilities."""
-        return sample_geometry(n, self.crop_scale, self.spec, device)
+        return sample_geometry(n, self.crop_scale, self.spec)
 
     @torch.no_grad()
     def forward(self, x: Tensor, view: int = 0, geometry: Geometry | None = None) -> Tensor:
@@ -123,7 +122,7 @@ class ViewPipeline(nn.Module):
             raise ValueError(f"{self.preset} pipeline expects N x {self.bands} x H x W, got {tuple(x.shape)}")
         x = as_float(x)
         n = x.shape[0]
-        geometry = geometry if geometry is not None else self.sample_geometry(n, x.device)
+        geometry = geometry if geometry is not None else self.sample_geometry(n)
         x = self._crop(x, geometry)  # a new tensor: the ops below may write into it
         x = _on_subset(x, geometry.hflip, lambda v: v.flip(-1))
         x = _on_subset(x, geometry.vflip, lambda v: v.flip(-2))
@@ -139,10 +138,27 @@ class ViewPipeline(nn.Module):
         return (as_float(x) - self.mean) / self.std
 
     def _crop(self, x: Tensor, g: Geometry) -> Tensor:
+        """Bilinear resized crops; where a crop side shrinks 2x or more, several points are averaged per pixel.
+
+        Crops shrunk less than 2x (all of them for 264 -> 224 px or 64 -> 56 px) take one bilinear sample per
+        output pixel with ``grid_sample`` (parallel on every device); the others go through ``roi_align``, whose
+        adaptive sampling averages ``ceil(crop side / output side)`` points per axis (anti-aliasing).
+        """
         n, _, h, w = x.shape
-        scale = torch.tensor([w, h, w, h], device=x.device, dtype=x.dtype)
-        rois = torch.cat([torch.arange(n, device=x.device, dtype=x.dtype)[:, None], g.boxes.to(x) * scale], dim=1)
-        return roi_align(x, rois, (self.crop_size, self.crop_size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+        s = self.crop_size
+        boxes = g.boxes.to(torch.float64) * torch.tensor([w, h, w, h], dtype=torch.float64)  # pixels, on the CPU
+        shrunk = ((boxes[:, 2] - boxes[:, 0] >= 2 * s) | (boxes[:, 3] - boxes[:, 1] >= 2 * s)).nonzero().flatten()
+        rel = g.boxes.to(x.device, x.dtype)
+        steps = (torch.arange(s, device=x.device, dtype=x.dtype) + 0.5) / s  # cell centres
+        gx = (rel[:, 0:1] + (rel[:, 2:3] - rel[:, 0:1]) * steps) * 2 - 1  # grid_sample coordinates, align_corners=False
+        gy = (rel[:, 1:2] + (rel[:, 3:4] - rel[:, 1:2]) * steps) * 2 - 1
+        grid = torch.stack([gx[:, None, :].expand(n, s, s), gy[:, :, None].expand(n, s, s)], dim=-1)
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if shrunk.numel():
+            rois = torch.cat([shrunk[:, None].to(boxes), boxes[shrunk]], dim=1).to(x.device, x.dtype)
+            index = shrunk.to(x.device)
+            out[index] = roi_align(x, rois, (s, s), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+        return out
 
     def _color_jitter(self, x: Tensor) -> Tensor:
         n, s = x.shape[0], self.spec

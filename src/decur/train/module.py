@@ -101,7 +101,7 @@ class PretrainModule(L.LightningModule):
         shared = None
         if self.cfg.data.share_crop and len(names) > 1:
             first = cast(ViewPipeline, self.views[names[0]])
-            shared = first.sample_geometry(n, batch[names[0]].device)
+            shared = first.sample_geometry(n)
         views: dict[str, list[Tensor]] = {}
         for m in names:
             views[m] = []
