@@ -152,7 +152,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     numbers = explain(args.run, args.out, args.compare, args.samples)
     a = numbers["alignment"]
-    print(f"mean misalignment (1 - C_ii)^2: common {a['common_mean']}, unique {a['unique_mean']}")
+    means = {k: "-" if a[f"{k}_mean"] is None else f"{a[f'{k}_mean']:.3f}" for k in ("common", "unique")}
+    print(f"mean misalignment (1 - C_ii)^2: common {means['common']}, unique {means['unique']}")
     for note in numbers["notes"]:
         print(f"note: {note}")
     print(f"report: {Path(args.out) / 'report.md'} ({numbers['seconds']} s)")

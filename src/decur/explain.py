@@ -296,7 +296,8 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
         f"Modalities {mods}, K = {k}, common dims K_c = {kc}, {min(samples, len(dataset))} samples, "  # type: ignore[arg-type]
         f"{numbers['seconds']} s.",
         "",
-        f"Mean misalignment (1 − C_ii)²: common {align_numbers['common_mean']}, unique {align_numbers['unique_mean']}.",
+        f"Mean misalignment (1 − C_ii)²: common {_fmt(align_numbers['common_mean'])}, "
+        f"unique {_fmt(align_numbers['unique_mean'])}.",
         "",
     ]
     if "ground_truth" in numbers:
@@ -355,6 +356,10 @@ def ground_truth_check(
             r2[f"{part}/{m}"] = _grouped(probe_r2(e[:half], factors[:half], e[half:], factors[half:]), dataset)
     out["factor_r2"] = r2
     return out
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _save(fig: Any, path: Path) -> None:
