@@ -109,3 +109,16 @@ def test_crop_is_bilinear_and_antialiased_where_shrunk_twice(size, crop):
     torch.testing.assert_close(pipe._crop(x, g), expected, rtol=0, atol=1e-4)  # float32 coordinates
     if size == 120:
         assert shrunk.any() and not shrunk.all()
+
+
+@pytest.mark.parametrize("size", [64, 120])
+def test_flips_folded_into_the_crop_equal_flipping_the_crop(size):
+    torch.manual_seed(3)
+    x = torch.rand(32, 2, size, size)
+    pipe = _pipe("none", 2, crop=24)
+    g = sample_geometry(32, (0.08, 1.0), PRESETS["dem"])  # hflip and vflip with p 0.5
+    plain = pipe._crop(x, type(g)(g.boxes, torch.zeros(32, dtype=torch.bool), torch.zeros(32, dtype=torch.bool)))
+    expected = torch.where(g.hflip.view(-1, 1, 1, 1), plain.flip(-1), plain)
+    expected = torch.where(g.vflip.view(-1, 1, 1, 1), expected.flip(-2), expected)
+    assert g.hflip.any() and g.vflip.any()
+    torch.testing.assert_close(pipe._crop(x, g), expected, rtol=0, atol=1e-5)

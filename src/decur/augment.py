@@ -123,9 +123,7 @@ class ViewPipeline(nn.Module):
         x = as_float(x)
         n = x.shape[0]
         geometry = geometry if geometry is not None else self.sample_geometry(n)
-        x = self._crop(x, geometry)  # a new tensor: the ops below may write into it
-        x = _on_subset(x, geometry.hflip, lambda v: v.flip(-1))
-        x = _on_subset(x, geometry.vflip, lambda v: v.flip(-2))
+        x = self._crop(x, geometry)  # a new tensor, already flipped: the ops below may write into it
         spec = self.spec
         x = _on_subset(x, _chance(n, spec.jitter), self._color_jitter)
         x = _on_subset(x, _chance(n, spec.grayscale), self._grayscale)
@@ -138,11 +136,12 @@ class ViewPipeline(nn.Module):
         return (as_float(x) - self.mean) / self.std
 
     def _crop(self, x: Tensor, g: Geometry) -> Tensor:
-        """Bilinear resized crops; where a crop side shrinks 2x or more, several points are averaged per pixel.
+        """Bilinear resized crops, flipped as ``g`` says; where a crop shrinks 2x or more, points are averaged.
 
         Crops shrunk less than 2x (all of them for 264 -> 224 px or 64 -> 56 px) take one bilinear sample per
-        output pixel with ``grid_sample`` (parallel on every device); the others go through ``roi_align``, whose
-        adaptive sampling averages ``ceil(crop side / output side)`` points per axis (anti-aliasing).
+        output pixel with ``grid_sample`` (parallel on every device), and a flip is just the sampling grid read
+        backwards; the others go through ``roi_align``, whose adaptive sampling averages ``ceil(crop side /
+        output side)`` points per axis (anti-aliasing), and are flipped afterwards.
         """
         n, _, h, w = x.shape
         s = self.crop_size
@@ -152,12 +151,16 @@ class ViewPipeline(nn.Module):
         steps = (torch.arange(s, device=x.device, dtype=x.dtype) + 0.5) / s  # cell centres
         gx = (rel[:, 0:1] + (rel[:, 2:3] - rel[:, 0:1]) * steps) * 2 - 1  # grid_sample coordinates, align_corners=False
         gy = (rel[:, 1:2] + (rel[:, 3:4] - rel[:, 1:2]) * steps) * 2 - 1
+        gx = torch.where(g.hflip.to(x.device)[:, None], gx.flip(1), gx)
+        gy = torch.where(g.vflip.to(x.device)[:, None], gy.flip(1), gy)
         grid = torch.stack([gx[:, None, :].expand(n, s, s), gy[:, :, None].expand(n, s, s)], dim=-1)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if shrunk.numel():
             rois = torch.cat([shrunk[:, None].to(boxes), boxes[shrunk]], dim=1).to(x.device, x.dtype)
-            index = shrunk.to(x.device)
-            out[index] = roi_align(x, rois, (s, s), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+            crops = roi_align(x, rois, (s, s), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+            crops = _on_subset(crops, g.hflip[shrunk], lambda v: v.flip(-1))
+            crops = _on_subset(crops, g.vflip[shrunk], lambda v: v.flip(-2))
+            out[shrunk.to(x.device)] = crops
         return out
 
     def _color_jitter(self, x: Tensor) -> Tensor:
