@@ -31,6 +31,7 @@ def test_cli_smoke_run_writes_everything(tmp_path, capsys):
     assert "multi-label mAP" in printed and "R² of factors" in printed
     for name in ("config.yaml", "metrics.csv", "loss.png", "summary.json", "checkpoints/last.ckpt"):
         assert (out / name).stat().st_size > 0, name
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]  # one copy of the state, not two
     summary = json.loads((out / "summary.json").read_text())
     for run in ("pretrained", "random_init", "random_init_bn"):
         maps = summary[run]["map"]

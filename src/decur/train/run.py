@@ -162,6 +162,7 @@ def _trainer(cfg: Config, output: Path) -> L.Trainer:
             CSVMetrics(output / "metrics.csv", t.log_every_n_steps),
         ],
         plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt; Lightning's default would add a second copy
         default_root_dir=output,
         enable_model_summary=False,
         num_sanity_val_steps=0,
