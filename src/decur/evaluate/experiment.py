@@ -38,22 +38,28 @@ statistics re-estimated on the training images (the fair floor, see :func:`decur
 
 
 @dataclass
-class ExperimentConfig:
-    """The grid. ``methods`` entries are method names; ``barlow_twins_single:<modality>`` trains one modality."""
+class ProbeSettings:
+    """Settings shared by the experiment grid and the sweeps: pretraining overrides, inputs, seeds, transfer data."""
 
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
     pretrain_overrides: list[str] = field(default_factory=list)
-    """Overrides of the built-in default pretraining config shared by every method (e.g. trainer.max_epochs=4)."""
-    protocols: list[str] = field(default_factory=lambda: ["linear", "finetune"])
-    label_fractions: list[float] = field(default_factory=lambda: [0.01, 1.0])
+    """Overrides of the built-in default pretraining config shared by every run (e.g. trainer.max_epochs=4)."""
     modalities: list[list[str]] = field(default_factory=lambda: [["optical", "sar"], ["optical"], ["sar"]])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     linear_epochs: int = 30
-    finetune_epochs: int = 5
     train_samples: int = 1024
     test_samples: int = 512
     image_size: int = 64
     batch_size: int = 64
+
+
+@dataclass
+class ExperimentConfig(ProbeSettings):
+    """The grid. ``methods`` entries are method names; ``barlow_twins_single:<modality>`` trains one modality."""
+
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    protocols: list[str] = field(default_factory=lambda: ["linear", "finetune"])
+    label_fractions: list[float] = field(default_factory=lambda: [0.01, 1.0])
+    finetune_epochs: int = 5
 
 
 def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) -> list[dict[str, Any]]:
@@ -188,7 +194,7 @@ def _plot(rows: list[dict[str, Any]], columns: list[tuple], methods: list[str], 
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(ProbeSettings):
     """One pretraining parameter varied, everything else fixed; linear-probe mAP per value (Figures 3, 6, 7).
 
     ``parameter`` is a dotted config field, e.g. ``method.common_share`` (the common-dimension share sweep) or
@@ -197,14 +203,6 @@ class SweepConfig:
 
     parameter: str = "method.common_share"
     values: list[Any] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.875, 1.0])
-    pretrain_overrides: list[str] = field(default_factory=list)
-    modalities: list[list[str]] = field(default_factory=lambda: [["optical", "sar"], ["optical"], ["sar"]])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    linear_epochs: int = 30
-    train_samples: int = 1024
-    test_samples: int = 512
-    image_size: int = 64
-    batch_size: int = 64
 
 
 def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
