@@ -105,11 +105,9 @@ def main() -> None:
         wall = time.perf_counter() - started
         steps_per_epoch = args.locations // cfg.data.batch_size
         with open(work / "run" / "metrics.csv") as f:
-            rates = [float(r["samples_per_s"]) for r in csv.DictReader(f)
-                     if r.get("samples_per_s") and int(r["step"]) > steps_per_epoch]  # fmt: skip
-            f.seek(0)
-            waits = [float(r["data_wait"]) for r in csv.DictReader(f)
-                     if r.get("data_wait") and int(r["step"]) > steps_per_epoch]  # fmt: skip
+            rows = [r for r in csv.DictReader(f) if r.get("samples_per_s") and int(r["step"]) > steps_per_epoch]
+    rates = [float(r["samples_per_s"]) for r in rows]
+    waits = [float(r["data_wait"]) for r in rows if r.get("data_wait")]
     sps = statistics.median(rates)
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

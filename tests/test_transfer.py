@@ -136,6 +136,9 @@ def test_segmentation_sgd_poly_schedule_runs_the_given_iterations(tmp_path, caps
         main(["transfer", "--output", str(out), *args[:5], "optimizer=adam"])
 
 
+TINY_PROBES = ["linear_epochs=2", "train_samples=32", "test_samples=16", "image_size=32", "batch_size=16"]
+
+
 def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     args = [
         "methods=[decur, 'barlow_twins_single:sar', random, random_bn]",
@@ -145,11 +148,7 @@ def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
         "label_fractions=[1.0]",
         "modalities=[[optical, sar], [sar]]",
         "seeds=[0, 1]",
-        "linear_epochs=2",
-        "train_samples=32",
-        "test_samples=16",
-        "image_size=32",
-        "batch_size=16",
+        *TINY_PROBES,
     ]
     out = tmp_path / "grid"
     assert main(["experiment", "--output", str(out), *args]) == 0
@@ -167,11 +166,7 @@ def test_tiny_sweep_of_the_projector(tmp_path):
         "pretrain_overrides=[data.length=32, data.crop_size=24, data.batch_size=16, trainer.max_epochs=1]",
         "modalities=[[optical, sar]]",
         "seeds=[0]",
-        "linear_epochs=2",
-        "train_samples=32",
-        "test_samples=16",
-        "image_size=32",
-        "batch_size=16",
+        *TINY_PROBES,
     ]
     out = tmp_path / "sweep"
     assert main(["sweep", "--output", str(out), *args]) == 0

@@ -76,18 +76,21 @@ def alignment(z: dict[str, Tensor]) -> np.ndarray:
     return ((1 - c_ii) ** 2).numpy()
 
 
-def gradcam_maps(module: Any, x: dict[str, Tensor], dims: slice) -> dict[str, Tensor]:
+def gradcam_maps(
+    module: Any, x: dict[str, Tensor], dims: slice, layers: dict[str, nn.Module] | None = None
+) -> dict[str, Tensor]:
     """GradCAM per modality for the mean of ``dims``, upsampled to the input, ``N x H x W`` (ReLU'd).
 
     The layer is the deepest encoder stage whose feature map is at least 7 pixels wide (:func:`cam_layer`): the
     last stage at the paper's 224 px (7 x 7), an earlier one for small inputs, whose last maps are too coarse.
+    ``layers`` (per modality) skips that search when the caller already made it.
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
     maps = {}
     for m, inp in x.items():
         net = _Slice(module.model.encoders[m], module.model.projectors[m], dims).eval()
-        _, layer = cam_layer(module.model.encoders[m], inp)
+        layer = layers[m] if layers is not None else cam_layer(module.model.encoders[m], inp)[1]
         cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=True)
         maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach()
     return maps
@@ -114,9 +117,8 @@ def cam_layer(encoder: nn.Module, x: Tensor, min_side: int = 7) -> tuple[str, nn
         for hook in hooks:
             hook.remove()
         encoder.train(was_training)
-    stages = [name for name in sides if isinstance(sides[name], int)]
-    wide = [name for name in stages if sides[name] >= min_side]
-    name = wide[-1] if wide else stages[0]
+    wide = [name for name, side in sides.items() if side >= min_side]
+    name = wide[-1] if wide else next(iter(sides))
     stage = getattr(encoder, name)
     return name, stage[-1] if isinstance(stage, nn.Sequential) and len(stage) else stage
 
@@ -229,7 +231,9 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m]) for m in mods}
     parts = [(n, sl) for n, sl, ok in (("common", common, has_common), ("unique", unique, has_unique)) if ok]
     stage(f"GradCAM on {few} samples")
-    cams = {n: gradcam_maps(module, x, sl) for n, sl in parts}
+    layers = {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}
+    numbers["gradcam_layer"] = {m: name for m, (name, _) in layers.items()}
+    cams = {n: gradcam_maps(module, x, sl, {m: layer for m, (_, layer) in layers.items()}) for n, sl in parts}
     fig, axes = plt.subplots(len(mods), 1 + len(parts), figsize=(3 * (1 + len(parts)), 3 * len(mods)), squeeze=False)
     for r, m in enumerate(mods):
         image = _render(m, x_raw[m][0])
@@ -242,7 +246,6 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     for a in axes.flat:
         a.axis("off")
     _save(fig, out / "gradcam.png")
-    numbers["gradcam_layer"] = {m: cam_layer(module.model.encoders[m], x[m])[0] for m in mods}
     plots.append(("gradcam.png", f"GradCAM of the mean common / unique output at stage {numbers['gradcam_layer']}."))
 
     stats: dict[str, list[float]] = {}
@@ -337,7 +340,7 @@ def ground_truth_check(
       factor from each slice of each modality's embedding: shared factors should be decodable from the common
       dims, a modality's own factors from its unique dims.
     """
-    from decur.evaluate.probe import _grouped, probe_r2
+    from decur.evaluate.probe import grouped_r2, probe_r2
 
     weight = dataset.unique_factor_bands.numpy()
     out: dict[str, Any] = {}
@@ -353,7 +356,7 @@ def ground_truth_check(
     for m, emb in z.items():
         for part, sl in (("common", slice(0, common_dim)), ("unique", slice(common_dim, emb.shape[1]))):
             e = emb[:, sl]
-            r2[f"{part}/{m}"] = _grouped(probe_r2(e[:half], factors[:half], e[half:], factors[half:]), dataset)
+            r2[f"{part}/{m}"] = grouped_r2(probe_r2(e[:half], factors[:half], e[half:], factors[half:]), dataset)
     out["factor_r2"] = r2
     return out
 

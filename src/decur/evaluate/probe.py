@@ -79,7 +79,8 @@ def probe_r2(train_x: Tensor, train_f: Tensor, test_x: Tensor, test_f: Tensor) -
     return np.asarray(r2_score(test_f.numpy(), pred, multioutput="raw_values"))
 
 
-def _grouped(r2: np.ndarray, dataset: SyntheticMultimodal) -> dict[str, float]:
+def grouped_r2(r2: np.ndarray, dataset: SyntheticMultimodal) -> dict[str, float]:
+    """Per-factor R² as ``{"shared": mean over the class fractions, <unique factor>: R², ...}``."""
     names = dataset.factor_names
     out = {"shared": float(np.mean(r2[dataset.factor_groups["shared"]]))}
     for group in ("optical", "sar"):
@@ -107,7 +108,7 @@ def evaluate_encoders(
         xtr = torch.cat([tr[f"feat/{m}"] for m in members], dim=1)
         xte = torch.cat([te[f"feat/{m}"] for m in members], dim=1)
         maps[name] = probe_map(xtr, tr["label"], xte, te["label"])
-        r2s[f"features/{name}"] = _grouped(probe_r2(xtr, tr["factors"], xte, te["factors"]), test)
+        r2s[f"features/{name}"] = grouped_r2(probe_r2(xtr, tr["factors"], xte, te["factors"]), test)
     k = tr[f"emb/{mods[0]}"].shape[1]
     slices = {"common": slice(0, common_dim), "unique": slice(common_dim, k)}
     for m in mods:
@@ -115,7 +116,7 @@ def evaluate_encoders(
             if sl.stop - sl.start < 1:
                 continue
             r2 = probe_r2(tr[f"emb/{m}"][:, sl], tr["factors"], te[f"emb/{m}"][:, sl], te["factors"])
-            r2s[f"{part}/{m}"] = _grouped(r2, test)
+            r2s[f"{part}/{m}"] = grouped_r2(r2, test)
     return {"map": maps, "r2": r2s}
 
 
