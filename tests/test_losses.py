@@ -80,7 +80,42 @@ def test_cross_correlation_is_eq1():
     np.testing.assert_allclose(c.numpy(), ref_corr(z1.numpy(), z2.numpy()), rtol=1e-4, atol=1e-6)
 
 
-def test_decur_input_gradients_match_reference_autograd():
+@pytest.mark.parametrize("kc", [0, 9, 24])
+def test_decur_loss_matches_reference_when_the_batch_is_smaller_than_k(kc):
+    """N < K: the norms go through the N x N Gram matrices (as in every real run), still Eq. 1-6."""
+    zs = embeddings(n=6, k=24, seed=3)
+    ours = losses.decur_loss(*zs, kc)
+    ref = ref_decur(*[z.numpy() for z in zs], kc)
+    for key, value in ref.items():
+        assert float(ours[key]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 20), k_a=st.integers(1, 20), k_b=st.integers(1, 20))
+def test_correlation_moments_gram_and_matrix_forms_agree_with_the_matrix(seed, n, k_a, k_b):
+    g = torch.Generator().manual_seed(seed)
+    a = losses.standardize(torch.randn(n, k_a, generator=g, dtype=torch.float64))
+    b = losses.standardize(torch.randn(n, k_b, generator=g, dtype=torch.float64))
+    c = a.T @ b / n
+    k = min(k_a, k_b)
+    for gram in (True, False, None):
+        diag, sum_sq = losses.correlation_moments(a, b, gram=gram)
+        torch.testing.assert_close(diag, torch.diagonal(c)[:k])
+        torch.testing.assert_close(sum_sq, c.pow(2).sum())
+
+
+def test_loss_stays_float32_under_autocast():
+    """A bf16 K x K product would move the loss by ~1e-3 relative; the objectives switch autocast off."""
+    zs = embeddings(n=32, k=64, dtype=torch.float32)
+    plain = losses.decur_loss(*zs, 48)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.decur_loss(*zs, 48)
+    for key in plain:
+        assert float(mixed[key]) == pytest.approx(float(plain[key]), rel=1e-5), key
+
+
+@pytest.mark.parametrize(("n", "k", "kc"), [(12, 10, 6), (6, 24, 16)])  # matrix and Gram forms
+def test_decur_input_gradients_match_reference_autograd(n, k, kc):
     """Gradient of our loss vs the gradient of a separate float64 torch transcription of Eq. 1-6 (no eps)."""
 
     def corr(a, b):
@@ -92,8 +127,7 @@ def test_decur_input_gradients_match_reference_autograd():
         eye = torch.eye(c.shape[0], dtype=c.dtype)
         return ((target * eye - c) ** 2 * (eye + LAM * (1 - eye))).sum()
 
-    kc = 6
-    zs = embeddings(requires_grad=True)
+    zs = embeddings(n=n, k=k, requires_grad=True)
     losses.decur_loss(*zs, kc)["total"].backward()
     ours = [z.grad.clone() for z in zs]
     zs_ref = [z.detach().clone().requires_grad_(True) for z in zs]

@@ -45,10 +45,43 @@ def _correlation(a: Tensor, b: Tensor) -> Tensor:
     return a.T @ b / a.shape[0]
 
 
+def correlation_moments(a: Tensor, b: Tensor, *, gram: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Diagonal ``C_ii`` and squared Frobenius norm ``Σ_ij C_ij²`` of Eq. 1's matrix, all the objectives need.
+
+    ``a`` and ``b`` are standardised ``N x K_a`` and ``N x K_b`` embeddings, so ``C = aᵀb / N``. The diagonal is
+    ``Σ_b a_bi b_bi / N``. The norm is taken on whichever side is cheaper: ``‖aᵀb‖² / N²`` forms the
+    ``K_a x K_b`` matrix (``N K_a K_b`` multiply-adds), while the identity ``‖aᵀb‖² = ⟨a aᵀ, b bᵀ⟩`` needs only the
+    two ``N x N`` Gram matrices (``N² (K_a + K_b)``) — 8x fewer for the default batch of 128 and K = 1024, 16x for
+    the paper's 256 and 8192, and no ``K x K`` matrix in memory. Both are exact; the result is float32 (or
+    float64) even under autocast, where a half-precision ``K x K`` product would lose the small off-diagonal sums.
+
+    Args:
+        a: ``N x K_a`` standardised embeddings.
+        b: ``N x K_b`` standardised embeddings of the same samples.
+        gram: Force the Gram (``True``) or the matrix (``False``) form; ``None`` takes the cheaper.
+
+    Returns:
+        ``(diag, sum_sq)``: the ``min(K_a, K_b)`` diagonal entries and the scalar ``Σ_ij C_ij²``.
+
+    """
+    n, k_a, k_b = a.shape[0], a.shape[1], b.shape[1]
+    if gram is None:
+        gram = n * (k_a + k_b) < k_a * k_b
+    k = min(k_a, k_b)
+    with torch.autocast(a.device.type, enabled=False):
+        diag = (a[:, :k] * b[:, :k]).sum(dim=0) / n
+        if gram:
+            sum_sq = ((a @ a.T) * (b @ b.T)).sum() / n**2
+        else:
+            sum_sq = _correlation(a, b).pow(2).sum()
+    return diag, sum_sq
+
+
 def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
     """Cross-correlation matrix of Eq. 1 over the global batch.
 
     ``C_ij = Σ_b z^A_bi z^B_bj / (sqrt(Σ_b (z^A_bi)^2) sqrt(Σ_b (z^B_bj)^2))`` on batch-centred embeddings.
+    The objectives never form this matrix (see :func:`correlation_moments`); it is here to look at.
 
     Args:
         z_a: ``N x K_a`` embeddings.
@@ -62,15 +95,19 @@ def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
     return _correlation(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)))
 
 
-def invariance_objective(c: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
-    """Barlow Twins objective: ``Σ_i (1 − C_ii)^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 2, 4, 5)."""
-    diag = torch.diagonal(c)
-    return (1 - diag).pow(2).sum() + lambda_offdiag * (c.pow(2).sum() - diag.pow(2).sum())
+def invariance_objective(a: Tensor, b: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
+    """Barlow Twins objective ``Σ_i (1 − C_ii)^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 2, 4, 5).
+
+    ``C`` is the cross-correlation of the standardised embeddings ``a`` and ``b`` (see :func:`correlation_moments`).
+    """
+    diag, sum_sq = correlation_moments(a, b)
+    return (1 - diag).pow(2).sum() + lambda_offdiag * (sum_sq - diag.pow(2).sum())
 
 
-def decorrelation_objective(c: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
-    """Unique-dimension objective: ``Σ_i C_ii^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 3)."""
-    return lambda_offdiag * c.pow(2).sum() + (1 - lambda_offdiag) * torch.diagonal(c).pow(2).sum()
+def decorrelation_objective(a: Tensor, b: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
+    """Unique-dimension objective ``Σ_i C_ii^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 3), ``C`` as in the invariance one."""
+    diag, sum_sq = correlation_moments(a, b)
+    return lambda_offdiag * sum_sq + (1 - lambda_offdiag) * diag.pow(2).sum()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,13 +177,13 @@ def decur_loss(
     common, unique = zero, zero
     for a, b in pairs:
         if kc > 0:  # only the two diagonal blocks of the K x K matrix are needed
-            common = common + invariance_objective(_correlation(a[:, :kc], b[:, :kc]), lambda_common)
+            common = common + invariance_objective(a[:, :kc], b[:, :kc], lambda_common)
         if kc < dim:
-            unique = unique + decorrelation_objective(_correlation(a[:, kc:], b[:, kc:]), lambda_unique)
+            unique = unique + decorrelation_objective(a[:, kc:], b[:, kc:], lambda_unique)
     common, unique = common / len(pairs), unique / len(pairs)
 
-    intra_1 = invariance_objective(_correlation(s1, s1p), lambda_intra_1) if intra else zero
-    intra_2 = invariance_objective(_correlation(s2, s2p), lambda_intra_2) if intra else zero
+    intra_1 = invariance_objective(s1, s1p, lambda_intra_1) if intra else zero
+    intra_2 = invariance_objective(s2, s2p, lambda_intra_2) if intra else zero
     if reference_weighting:
         total = (intra_1 + intra_2 + (common + unique) / 2) / 3
     else:
@@ -182,8 +219,8 @@ def barlow_twins_cross(
     lambda_offdiag: float = LAMBDA,
 ) -> dict[str, Tensor]:
     """Cross-modal Barlow Twins: Eq. 2 on all ``K`` dims between ``z1`` and ``z2`` (also Table 4, "BT only")."""
-    c = cross_correlation(z1, z2)
-    loss = invariance_objective(c, lambda_offdiag)
+    _check_pair(z1, z2)
+    loss = invariance_objective(standardize(gather_batch(z1)), standardize(gather_batch(z2)), lambda_offdiag)
     return {"total": loss, "cross": loss}
 
 
@@ -197,7 +234,8 @@ def barlow_twins_single(
     lambda_offdiag: float = LAMBDA,
 ) -> dict[str, Tensor]:
     """Single-modal Barlow Twins between the two views of modality 1 (modality 2 unused)."""
-    loss = invariance_objective(cross_correlation(z1, z1_prime), lambda_offdiag)
+    _check_pair(z1, z1_prime)
+    loss = invariance_objective(standardize(gather_batch(z1)), standardize(gather_batch(z1_prime)), lambda_offdiag)
     return {"total": loss, "intra_1": loss}
 
 
