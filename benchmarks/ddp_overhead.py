@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from decur import __version__
 from decur.config import load_config
 from decur.optim import build_optimizer
+from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,6 +53,7 @@ class _Step(nn.Module):
 
 def _run(rank: int, world: int, threads: int, args: argparse.Namespace, port: int, out: dict) -> None:
     torch.set_num_threads(threads)
+    tune_host()  # as a training run does
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)

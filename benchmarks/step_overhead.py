@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from decur import __version__
 from decur.config import load_config
 from decur.optim import build_optimizer
+from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,7 +81,7 @@ def measure(args: argparse.Namespace) -> dict:
     """Time the backbone-only and the full step; returns the result dict written as JSON."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    torch.backends.cudnn.benchmark = True
+    tune_host()  # as a training run does
     cfg = load_config(args.config, args.set).validate()
     n, size = cfg.data.batch_size, cfg.data.image_size
     bands = {m.name: m.bands for m in cfg.data.modalities}

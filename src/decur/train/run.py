@@ -24,6 +24,7 @@ from decur.train.callbacks import (
     Throughput,
     plot_loss_curves,
 )
+from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
 # Fields that may change between an interrupted run and its resumption.
@@ -53,7 +54,7 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
     _check_same_run(cfg, output / "config.yaml")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
-    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
+    tune_host()
     dataset = build_dataset(cfg)
     names = [m.name for m in cfg.data.modalities]
     stats = dataset_stats(dataset, names)
