@@ -60,16 +60,17 @@ class LARS(torch.optim.Optimizer):
                 g = p.grad
                 if group["weight_decay"] != 0:
                     g = g.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"].mul_(group["momentum"])
                 if group["lars"]:
                     w_norm, g_norm = torch.norm(p), torch.norm(g)
                     one = torch.ones_like(w_norm)
                     trust = torch.where(w_norm > 0, torch.where(g_norm > 0, group["eta"] * w_norm / g_norm, one), one)
-                    g = g.mul(trust)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(g)
+                    buf.addcmul_(g, trust)  # m ← μ m + trust·g without a scaled copy of g (memory-bound step)
+                else:
+                    buf.add_(g)
                 p.add_(buf, alpha=-group["lr"])
         return loss
 
