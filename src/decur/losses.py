@@ -219,8 +219,7 @@ def barlow_twins_cross(
     lambda_offdiag: float = LAMBDA,
 ) -> dict[str, Tensor]:
     """Cross-modal Barlow Twins: Eq. 2 on all ``K`` dims between ``z1`` and ``z2`` (also Table 4, "BT only")."""
-    _check_pair(z1, z2)
-    loss = invariance_objective(standardize(gather_batch(z1)), standardize(gather_batch(z2)), lambda_offdiag)
+    loss = _barlow_twins(z1, z2, lambda_offdiag)
     return {"total": loss, "cross": loss}
 
 
@@ -234,8 +233,7 @@ def barlow_twins_single(
     lambda_offdiag: float = LAMBDA,
 ) -> dict[str, Tensor]:
     """Single-modal Barlow Twins between the two views of modality 1 (modality 2 unused)."""
-    _check_pair(z1, z1_prime)
-    loss = invariance_objective(standardize(gather_batch(z1)), standardize(gather_batch(z1_prime)), lambda_offdiag)
+    loss = _barlow_twins(z1, z1_prime, lambda_offdiag)
     return {"total": loss, "intra_1": loss}
 
 
@@ -305,6 +303,12 @@ def vicreg_cross(
 
 
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _barlow_twins(z_a: Tensor, z_b: Tensor, lambda_offdiag: float) -> Tensor:
+    """Eq. 2 on all dimensions of two raw embeddings, over the global batch."""
+    _check_pair(z_a, z_b)
+    return invariance_objective(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)), lambda_offdiag)
 
 
 def _full(z: Tensor) -> Tensor:
