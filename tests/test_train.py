@@ -176,3 +176,24 @@ def test_freed_tensor_memory_is_reused_without_page_faults():
         torch.ones(5_000_000)  # 20 MB, below the 32 MiB mmap ceiling
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 1000, f"{faults} minor page faults for 10 reused 20 MB blocks (mmap would take ~50,000)"
+
+
+def test_seeded_dataset_draws_under_the_sample_seed_and_leaves_the_global_rng_alone():
+    from torch.utils.data import Dataset
+
+    from decur.data.sampling import SeededDataset
+
+    class Draws(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, index):
+            return {"x": torch.rand(3)}
+
+    data = SeededDataset(Draws())
+    state = torch.get_rng_state()
+    drawn = data[(2, 77)]["x"]
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(77)
+    assert torch.equal(drawn, torch.rand(3))  # the same draws as under torch.manual_seed(77)
+    assert not torch.equal(drawn, data[(2, 78)]["x"])

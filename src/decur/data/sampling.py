@@ -33,7 +33,11 @@ class SeededSampler(DistributedSampler):
 
 
 class SeededDataset(Dataset[dict[str, Tensor]]):
-    """Wraps a dataset so that ``dataset[(index, seed)]`` loads under ``torch.manual_seed(seed)``.
+    """Wraps a dataset so that ``dataset[(index, seed)]`` loads with the CPU generator seeded by ``seed``.
+
+    Only the CPU generator is reseeded (loading draws nothing on accelerators): ``torch.manual_seed`` would also
+    queue a lazy seeding of every accelerator backend, recording a stack trace each time — 1.2 ms per sample,
+    more than generating a synthetic sample.
 
     With ``skip_log``, a sample whose files are bad (:class:`DatasetError`) is replaced by the next good one and
     the error is appended to that file (from any worker process), to be reported when the run ends.
@@ -54,7 +58,7 @@ class SeededDataset(Dataset[dict[str, Tensor]]):
                 if seed is None:
                     return self.dataset[position]
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
+                    torch.default_generator.manual_seed(seed)
                     return self.dataset[position]
             except DatasetError as err:
                 if self.skip_log is None:
