@@ -6,7 +6,8 @@
 Measures samples/s (one sample = 2 seasons of S1 + S2, the paper's two views) for
   1. reading only, in one process (= the rate of one loader worker);
   2. reading + the paper's augmentations of both views on the CPU, per batch of ``--batch`` (224 px crops);
-  3. a DataLoader with ``--workers`` workers, reading only (inter-process transfer included).
+  3. the pretraining DataLoader (``decur.data.sampling.seeded_loader``: per-sample seeds, shuffling) with
+     ``--workers`` workers, reading only (inter-process transfer included).
 From 3 it extrapolates to ``--target-workers`` workers (the measured rate per worker x that count, which assumes
 one free core per worker and data in the page cache) and compares with 1.5 x ``--step-rate``, the training
 step rate the loader must outrun (default: the GPU target of 800 samples/s for ResNet-50 at 224 px). Views are
@@ -28,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from decur.augment import ViewPipeline
 from decur.data.pack import PackedSSL4EOS12, pack_ssl4eo_s12
+from decur.data.sampling import seeded_loader
 from decur.data.ssl4eo_s12 import SSL4EOS12, STATS
 
 RESULTS = Path(__file__).parent / "results"
@@ -94,7 +96,7 @@ def _rate_augmented(ds: Dataset, n: int, batch: int, crop: int) -> float:
 
 
 def _rate_loader(ds: Dataset, n: int, workers: int, batch: int) -> float:
-    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=True)
+    loader = seeded_loader(ds, batch_size=batch, num_workers=workers, seed=0)  # as `decur pretrain` loads
     it = iter(loader)
     next(it)  # start-up
     start, done = time.perf_counter(), 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from decur.data.errors import DatasetError
 
@@ -66,3 +66,32 @@ class SeededDataset(Dataset[dict[str, Tensor]]):
                 with open(self.skip_log, "a") as log:
                     log.write(f"sample {position}: {err}\n")
         raise DatasetError(getattr(self.dataset, "root", "dataset"), "every sample is bad", "run decur data check")
+
+
+def seeded_loader(
+    dataset: Dataset[dict[str, Tensor]],
+    *,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    num_replicas: int = 1,
+    rank: int = 0,
+    skip_log: Path | None = None,
+) -> DataLoader[dict[str, Tensor]]:
+    """The pretraining loader: :class:`SeededSampler` over :class:`SeededDataset`, full batches only.
+
+    Shuffle and per-sample randomness are functions of (seed, epoch, index) only, so a resumed run replays the same
+    batches. The loader's own generator keeps its base-seed draw off the global RNG, whose per-epoch reseed (in the
+    training module) then alone decides the views. Workers persist across epochs; memory is pinned where a GPU is.
+    """
+    sampler = SeededSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    return DataLoader(
+        SeededDataset(dataset, skip_log=skip_log),
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
-import torch
 import yaml
-from torch.utils.data import DataLoader
 
 from decur.augment import ViewPipeline
 from decur.config import Config, ConfigError, save_config
 from decur.data.build import build_dataset, dataset_stats
-from decur.data.sampling import SeededDataset, SeededSampler
+from decur.data.sampling import seeded_loader
 from decur.data.synthetic import SyntheticMultimodal
 from decur.train.callbacks import (
     AtomicCheckpointIO,
@@ -68,26 +66,14 @@ def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict
             f"config field `data.batch_size`: {cfg.data.batch_size} does not split evenly over "
             f"{trainer.world_size} processes"
         )
-    # Shuffle and per-sample randomness are functions of (seed, epoch, index) only, so a resumed run replays the
-    # same batches; the loader's own generator keeps its base-seed draw off the global RNG, whose per-epoch reseed
-    # (PretrainModule.on_train_epoch_start) then alone decides the views.
-    sampler = SeededSampler(
+    loader = seeded_loader(
         dataset,
+        batch_size=per_device,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.trainer.seed,
         num_replicas=trainer.world_size,
         rank=trainer.global_rank,
-        shuffle=True,
-        seed=cfg.trainer.seed,
-        drop_last=True,
-    )
-    loader = DataLoader(
-        SeededDataset(dataset, skip_log=output / "skipped.txt" if cfg.data.skip_bad else None),
-        batch_size=per_device,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=cfg.data.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=cfg.data.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.trainer.seed),
+        skip_log=output / "skipped.txt" if cfg.data.skip_bad else None,
     )
     if len(loader) < 1:
         raise ConfigError(f"config field `data.batch_size`: {cfg.data.batch_size} exceeds the dataset size")
