@@ -51,7 +51,7 @@ def correlation_moments(a: Tensor, b: Tensor, *, gram: bool | None = None) -> tu
     ``a`` and ``b`` are standardised ``N x K_a`` and ``N x K_b`` embeddings, so ``C = aᵀb / N``. The diagonal is
     ``Σ_b a_bi b_bi / N``. The norm is taken on whichever side is cheaper: ``‖aᵀb‖² / N²`` forms the
     ``K_a x K_b`` matrix (``N K_a K_b`` multiply-adds), while the identity ``‖aᵀb‖² = ⟨a aᵀ, b bᵀ⟩`` needs only the
-    two ``N x N`` Gram matrices (``N² (K_a + K_b)``) — 8x fewer for the default batch of 128 and K = 1024, 16x for
+    two ``N x N`` Gram matrices (``N² (K_a + K_b)``) — 4x fewer for the default batch of 128 and K = 1024, 16x for
     the paper's 256 and 8192, and no ``K x K`` matrix in memory. Both are exact; the result is float32 (or
     float64) even under autocast, where a half-precision ``K x K`` product would lose the small off-diagonal sums.
 
