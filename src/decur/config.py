@@ -95,7 +95,10 @@ class ModelConfig:
     """Projector widths, Linear-BN-ReLU between layers and a final Linear (paper: 8192-8192-8192)."""
     share_projector: bool = False
     """Reference-code behaviour: one projector module for all modalities (the paper draws one per modality)."""
-    channels_last: bool = False
+    channels_last: bool = True
+    """Encoders and views in channels-last memory layout: the layout oneDNN and cuDNN convolutions prefer (on the CI
+    CPU the full step is 1.12x faster, the stem's max-pool 12x; see benchmarks/results). Same values up to
+    floating-point rounding; may change when a run is resumed."""
 
 
 @dataclass

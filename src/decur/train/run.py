@@ -26,7 +26,12 @@ from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
 # Fields that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {("trainer", "devices"), ("trainer", "accelerator"), ("data", "num_workers")}
+_RESUMABLE_CHANGES = {
+    ("trainer", "devices"),
+    ("trainer", "accelerator"),
+    ("data", "num_workers"),
+    ("model", "channels_last"),
+}
 
 
 def pretrain(cfg: Config, output: Path, *, evaluate: bool | None = None) -> dict[str, Any]:
