@@ -197,3 +197,14 @@ def test_seeded_dataset_draws_under_the_sample_seed_and_leaves_the_global_rng_al
     torch.manual_seed(77)
     assert torch.equal(drawn, torch.rand(3))  # the same draws as under torch.manual_seed(77)
     assert not torch.equal(drawn, data[(2, 78)]["x"])
+
+
+def test_resume_accepts_layout_and_worker_changes_but_not_the_schedule(tmp_path):
+    from decur.config import ConfigError, load_config, save_config
+    from decur.train.run import _check_same_run
+
+    saved = tmp_path / "config.yaml"
+    save_config(load_config(None, []), saved)
+    _check_same_run(load_config(None, ["model.channels_last=true", "data.num_workers=0"]), saved)
+    with pytest.raises(ConfigError, match=r"trainer\.max_epochs"):
+        _check_same_run(load_config(None, ["trainer.max_epochs=99"]), saved)
