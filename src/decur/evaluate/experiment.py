@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from decur.config import load_config
-from decur.data.synthetic import SyntheticMultimodal
+from decur.data.synthetic import UNIQUE_FACTORS
 from decur.evaluate.transfer import TransferRun, run_transfer
 
 ALL_METHODS = [
@@ -129,8 +129,7 @@ def _factor_r2(summary: dict[str, Any]) -> dict[str, float]:
     if not features:
         return {}
     r2 = max(features.items(), key=lambda kv: kv[0].count("+"))[1]  # the multimodal entry where there is one
-    data = SyntheticMultimodal(1, 8)
-    only = {g: [r2[data.factor_names[i]] for i in data.factor_groups[g]] for g in ("optical", "sar")}
+    only = {m: [r2[name] for name in names] for m, names in UNIQUE_FACTORS.items()}
     return {
         "shared factors": r2["shared"],
         "optical-only factors": float(np.mean(only["optical"])),
