@@ -101,7 +101,7 @@ def main() -> None:
         cfg.validate()
         flops = flops_per_sample(cfg, device)
         started = time.perf_counter()
-        pretrain(cfg, work / "run", evaluate=False)
+        pretrain(cfg, work / "run")
         wall = time.perf_counter() - started
         steps_per_epoch = args.locations // cfg.data.batch_size
         with open(work / "run" / "metrics.csv") as f:

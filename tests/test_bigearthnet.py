@@ -75,7 +75,7 @@ def test_torchgeo_split_list(root):
 
 
 def test_label_mapping_is_complete_and_rejects_unknown_names(tmp_path):
-    assert len(LABELS_43) == 43 and sum(len(v) for v in LABELS_19.values()) == 33
+    assert len(LABELS_43) == 43 and sum(len(v) for v in LABELS_19.values()) == 32
     assert labels_to_19(["Bare rock", "Burnt areas"], tmp_path).sum() == 0
     with pytest.raises(DatasetError, match="unknown label 'Lava'"):
         labels_to_19(["Lava"], tmp_path / "x.json")

@@ -1,4 +1,10 @@
-"""2-process DDP on CPU (gloo): global-batch losses and gradients equal the 1-process run."""
+"""2-process DDP on CPU (gloo): global-batch losses and gradients equal the 1-process run.
+
+Everything runs in float64 and gradients are compared relative to the norm of the whole tensor: the claim is exact
+algebra (a sharded global batch gives the same loss and gradients), so the only differences allowed are
+reduction-order rounding, which in float64 stays near 1e-15 of the norm on any CPU. An elementwise float32
+comparison flagged a 1e-6 gradient entry on one machine and not on another.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +28,13 @@ METHODS = {
     "barlow_twins_cross": lambda z: losses.barlow_twins_cross(*z),
     "simclr_cross": lambda z: losses.simclr_cross(*z),
     "vicreg_cross": lambda z: losses.vicreg_cross(*z),
-    "clip": lambda z: losses.clip_loss(*z, logit_scale=torch.tensor(2.0)),
+    "clip": lambda z: losses.clip_loss(*z, logit_scale=torch.tensor(2.0, dtype=torch.float64)),
 }
 
 
 def _inputs():
     g = torch.Generator().manual_seed(0)
-    x = [torch.randn(N, D, generator=g) for _ in range(4)]
+    x = [torch.randn(N, D, generator=g, dtype=torch.float64) for _ in range(4)]
     return x
 
 
@@ -40,6 +46,7 @@ class Heads(nn.Module):
         super().__init__()
         torch.manual_seed(1)
         self.heads = nn.ModuleList([nn.Sequential(nn.Linear(D, 7), nn.ReLU(), nn.Linear(7, K)) for _ in range(2)])
+        self.double()
 
     def forward(self, x):
         return [self.heads[0](x[0]), self.heads[0](x[1]), self.heads[1](x[2]), self.heads[1](x[3])]
@@ -89,11 +96,22 @@ def test_two_process_loss_and_gradients_equal_single_process(name):
             p.join(timeout=60)
     for rank, loss, input_grads, param_grads in results:
         assert not isinstance(loss, str), f"rank {rank} failed:\n{loss}"
-        assert loss == pytest.approx(loss1, rel=1e-5), f"rank {rank}: global-batch loss differs"
+        assert loss == pytest.approx(loss1, rel=1e-9), f"rank {rank}: global-batch loss differs"
         shard = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
-        for g, g1 in zip(input_grads, input_grads1, strict=True):
-            # every rank back-propagates the same global loss, so its rows receive WORLD x the gradient;
-            # DDP's gradient averaging divides that out again (checked on the parameters below)
-            torch.testing.assert_close(torch.from_numpy(g) / WORLD, g1[shard], rtol=1e-4, atol=1e-6)
-        for g, g1 in zip(param_grads, param_grads1, strict=True):
-            torch.testing.assert_close(torch.from_numpy(g), g1, rtol=1e-4, atol=1e-6)
+        # every rank back-propagates the same global loss, so its rows receive WORLD x the gradient;
+        # DDP's gradient averaging divides that out again (checked on the parameters)
+        _assert_close_in_norm([torch.from_numpy(g) / WORLD for g in input_grads], [g[shard] for g in input_grads1])
+        _assert_close_in_norm([torch.from_numpy(g) for g in param_grads], param_grads1)
+
+
+def _assert_close_in_norm(actual, expected, rel=1e-9):
+    """Every ``||a - e|| <= rel * S``, with ``S`` the norm of all expected gradients together.
+
+    The scale is the whole gradient's, not each tensor's: a tensor whose exact gradient is zero (e.g. 1e-15 of
+    cancelled terms) carries rounding noise of the size of the terms that cancelled, not of its own size. Float64
+    rounding is ~1e-16 of that scale per operation; 1e-9 leaves a wide margin and still catches any real error.
+    """
+    scale = float(torch.cat([e.flatten() for e in expected]).norm())
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        error = float((a - e).norm())
+        assert error <= rel * scale, f"tensor {i}: error {error:.3g} vs gradient norm {scale:.3g}"

@@ -116,14 +116,24 @@ class ViewPipeline(nn.Module):
         return sample_geometry(n, self.crop_scale, self.spec)
 
     @torch.no_grad()
-    def forward(self, x: Tensor, view: int = 0, geometry: Geometry | None = None) -> Tensor:
-        """One augmented, standardised view; ``view`` (0 or 1) selects the asymmetric probabilities."""
+    def forward(self, x: Tensor, view: int = 0, geometry: Geometry | None = None, cropped: bool = False) -> Tensor:
+        """One augmented, standardised view; ``view`` (0 or 1) selects the asymmetric probabilities.
+
+        ``cropped=True``: ``x`` already holds this view's resized crops (flipped), taken per sample at each image's
+        own size (:class:`decur.data.crops.CroppedViews`, for datasets of mixed image sizes); only the photometric
+        ops run here.
+        """
         if x.ndim != 4 or x.shape[1] != self.bands:
             raise ValueError(f"{self.preset} pipeline expects N x {self.bands} x H x W, got {tuple(x.shape)}")
         x = as_float(x)
         n = x.shape[0]
-        geometry = geometry if geometry is not None else self.sample_geometry(n)
-        x = self._crop(x, geometry)  # a new tensor, already flipped: the ops below may write into it
+        if cropped:
+            if x.shape[-2:] != (self.crop_size, self.crop_size):
+                raise ValueError(f"{self.preset}: pre-cropped views must be {self.crop_size} px, got {tuple(x.shape)}")
+            x = x.clone()  # the ops below write in place
+        else:
+            geometry = geometry if geometry is not None else self.sample_geometry(n)
+            x = self._crop(x, geometry)  # a new tensor, already flipped: the ops below may write into it
         spec = self.spec
         x = _on_subset(x, _chance(n, spec.jitter), self._color_jitter)
         x = _on_subset(x, _chance(n, spec.grayscale), self._grayscale)
@@ -136,29 +146,7 @@ class ViewPipeline(nn.Module):
         return (as_float(x) - self.mean) / self.std
 
     def _crop(self, x: Tensor, g: Geometry) -> Tensor:
-        """Bilinear resized crops, then the flips ``g`` asks for; where a crop shrinks 2x or more, points are averaged.
-
-        Crops shrunk less than 2x (all of them for 264 -> 224 px or 64 -> 56 px) take one bilinear sample per
-        output pixel with ``grid_sample`` (parallel on every device); the others go through ``roi_align``, whose
-        adaptive sampling averages ``ceil(crop side / output side)`` points per axis (anti-aliasing). Flips are
-        applied to the flagged crops afterwards: a sampling grid read backwards would do the same, but makes
-        ``grid_sample`` up to 2x slower on the CPU (5 ms of the default config's views).
-        """
-        n, _, h, w = x.shape
-        s = self.crop_size
-        boxes = g.boxes.to(torch.float64) * torch.tensor([w, h, w, h], dtype=torch.float64)  # pixels, on the CPU
-        shrunk = ((boxes[:, 2] - boxes[:, 0] >= 2 * s) | (boxes[:, 3] - boxes[:, 1] >= 2 * s)).nonzero().flatten()
-        rel = g.boxes.to(x.device, x.dtype)
-        steps = (torch.arange(s, device=x.device, dtype=x.dtype) + 0.5) / s  # cell centres
-        gx = (rel[:, 0:1] + (rel[:, 2:3] - rel[:, 0:1]) * steps) * 2 - 1  # grid_sample coordinates, align_corners=False
-        gy = (rel[:, 1:2] + (rel[:, 3:4] - rel[:, 1:2]) * steps) * 2 - 1
-        grid = torch.stack([gx[:, None, :].expand(n, s, s), gy[:, :, None].expand(n, s, s)], dim=-1)
-        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if shrunk.numel():
-            rois = torch.cat([shrunk[:, None].to(boxes), boxes[shrunk]], dim=1).to(x.device, x.dtype)
-            out[shrunk.to(x.device)] = roi_align(x, rois, (s, s), spatial_scale=1.0, sampling_ratio=0, aligned=True)
-        out = _on_subset(out, g.hflip, lambda v: v.flip(-1))
-        return _on_subset(out, g.vflip, lambda v: v.flip(-2))
+        return resized_crop(x, g, self.crop_size)
 
     def _color_jitter(self, x: Tensor) -> Tensor:
         n, s = x.shape[0], self.spec
@@ -187,6 +175,40 @@ class ViewPipeline(nn.Module):
 
     def _grayscale(self, x: Tensor) -> Tensor:
         return self._gray(x).expand_as(x).contiguous()  # writable: later ops may work in place
+
+
+def resized_crop(x: Tensor, g: Geometry, size: int | tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """Resized crops of the boxes of ``g`` to ``size``, then the flips ``g`` asks for.
+
+    Args:
+        x: ``N x C x H x W`` batch (float; with ``mode="nearest"`` any label map cast to float).
+        g: One box and flip pair per sample.
+        size: Output side ``S`` (or ``(S_h, S_w)``).
+        mode: ``bilinear`` for images, ``nearest`` for label maps (no class is ever blended).
+
+    Bilinear crops shrunk less than 2x (all of them for 264 -> 224 px or 64 -> 56 px) take one bilinear sample per
+    output pixel with ``grid_sample`` (parallel on every device); the others go through ``roi_align``, whose
+    adaptive sampling averages ``ceil(crop side / output side)`` points per axis (anti-aliasing). Flips are
+    applied to the flagged crops afterwards: a sampling grid read backwards would do the same, but makes
+    ``grid_sample`` up to 2x slower on the CPU (5 ms of the default config's views).
+    """
+    n, _, h, w = x.shape
+    sh, sw = (size, size) if isinstance(size, int) else size
+    boxes = g.boxes.to(torch.float64) * torch.tensor([w, h, w, h], dtype=torch.float64)  # pixels, on the CPU
+    rel = g.boxes.to(x.device, x.dtype)
+    ys = (torch.arange(sh, device=x.device, dtype=x.dtype) + 0.5) / sh  # cell centres
+    xs = (torch.arange(sw, device=x.device, dtype=x.dtype) + 0.5) / sw
+    gx = (rel[:, 0:1] + (rel[:, 2:3] - rel[:, 0:1]) * xs) * 2 - 1  # grid_sample coordinates, align_corners=False
+    gy = (rel[:, 1:2] + (rel[:, 3:4] - rel[:, 1:2]) * ys) * 2 - 1
+    grid = torch.stack([gx[:, None, :].expand(n, sh, sw), gy[:, :, None].expand(n, sh, sw)], dim=-1)
+    out = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+    if mode == "bilinear":
+        shrunk = ((boxes[:, 2] - boxes[:, 0] >= 2 * sw) | (boxes[:, 3] - boxes[:, 1] >= 2 * sh)).nonzero().flatten()
+        if shrunk.numel():
+            rois = torch.cat([shrunk[:, None].to(boxes), boxes[shrunk]], dim=1).to(x.device, x.dtype)
+            out[shrunk.to(x.device)] = roi_align(x, rois, (sh, sw), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+    out = _on_subset(out, g.hflip, lambda v: v.flip(-1))
+    return _on_subset(out, g.vflip, lambda v: v.flip(-2))
 
 
 def as_float(x: Tensor) -> Tensor:

@@ -17,9 +17,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     from decur.train.run import pretrain
 
     summary = pretrain(cfg, output)
-    if "pretrained" in summary:
-        from decur.evaluate.probe import format_summary
+    if summary["rank"] == 0 and cfg.eval.enabled and cfg.data.dataset == "synthetic":
+        from decur.evaluate.probe import evaluate_run, format_summary
 
+        summary = evaluate_run(output)
         print(f"\nEvaluation (linear probes on frozen encoders, {cfg.eval.test_samples} test scenes)\n")
         print(format_summary(summary))
     print(f"run folder: {output}  (summary.json, metrics.csv, loss.png, config.yaml, checkpoints/)")
@@ -98,33 +99,40 @@ def _flat_config(cls: type, path: str | None, overrides: list[str]) -> Any:
 
     from decur.config import from_dict
 
-    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    raw = (yaml.safe_load(Path(path).read_text()) if path else {}) or {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r}: expected the form field=value")
-        raw[key] = yaml.safe_load(value)
+        *parents, leaf = key.split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: `{p}` is not a section")
+        node[leaf] = yaml.safe_load(value)
     return from_dict(cls, raw or {}, "")
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    import json
-
     from decur.evaluate.transfer import TransferRun, run_transfer
 
-    run = _flat_config(TransferRun, args.config, args.overrides)
-    summary = run_transfer(run)
+    run = _flat_config(TransferRun, args.config, args.overrides).validate()
     output = Path(args.output) if args.output else Path("runs") / "transfer"
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(summary, indent=2))
+    summary = run_transfer(run, output)
+    if summary["runs"][0].get("rank", 0) != 0:
+        return 0
     mods = run.modalities or "all modalities"
     print(
-        f"{run.task}, {summary['protocol']}, {run.label_fraction:.0%} labels, {mods}, {len(summary['runs'])} seed(s):"
+        f"{run.task}, {summary['protocol']} ({summary['setting']}), {run.label_fraction:.0%} labels, {mods}, "
+        f"{len(summary['runs'])} seed(s):"
     )
     for key, value in summary.items():
         if isinstance(value, dict) and "mean" in value:
             print(f"  {key:<15} {value['mean']:.3f} ± {value['std']:.3f}")
-    print(f"results: {output / 'results.json'}")
+    print(f"results: {output / 'results.json'}  (one run folder per seed: {output}/seed<k>/)")
     return 0
 
 
@@ -173,10 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run folder (default: runs/<method>-<dataset>)")
     p.add_argument("overrides", nargs="*", help="section.field=value, e.g. trainer.max_epochs=2")
     p.set_defaults(func=_pretrain)
-    t = sub.add_parser("transfer", help="late-fusion multi-label classification on frozen or fine-tuned encoders")
+    t = sub.add_parser(
+        "transfer",
+        help="classification (late fusion) or segmentation (FCN) on frozen or fine-tuned encoders",
+        description="Transfer on the training engine; re-running with the same --output resumes unfinished seeds.",
+    )
     t.add_argument("--config", help="YAML with the fields of decur.evaluate.transfer.TransferRun")
-    t.add_argument("--output", help="folder for results.json (default runs/transfer)")
-    t.add_argument("overrides", nargs="*", help="field=value, e.g. protocol=finetune label_fraction=0.01")
+    t.add_argument("--output", help="folder for seed<k>/ run folders and results.json (default runs/transfer)")
+    t.add_argument("overrides", nargs="*", help="field=value, e.g. protocol=finetune trainer.devices=2")
     t.set_defaults(func=_transfer)
     x = sub.add_parser("experiment", help="the miniature of the paper's tables on the synthetic data")
     x.add_argument("--config", help="YAML with the fields of decur.evaluate.experiment.ExperimentConfig")

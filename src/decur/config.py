@@ -67,6 +67,8 @@ class DataConfig:
     """Synthetic: number of pretraining samples."""
     image_size: int = 64
     """Tile side in pixels: generated size (synthetic), 10 m grid of a tile (SSL4EO-S12: 264), patch (GeoNRW: 250)."""
+    split: str = "train"
+    """SUN-RGBD: the pairs to pretrain on, ``train``, ``test`` or ``all`` (the paper uses all 10,335)."""
     pair_seasons: bool = True
     """SSL4EO-S12: the modalities of one view share the season (the paper); false draws them independently."""
     void_ids: str | None = None
@@ -140,18 +142,26 @@ class OptimConfig:
 
 
 @dataclass
-class TrainerConfig:
-    """Lightning trainer settings."""
+class EngineConfig:
+    """Where and how a run executes (Lightning): shared by ``decur pretrain`` and ``decur transfer``."""
 
-    max_epochs: int = 6
     accelerator: str = "auto"
+    """``auto`` (a GPU when there is one), ``cpu``, ``gpu``, ``cuda``, ``mps``."""
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
+    """``auto``, ``ddp``, ``ddp_spawn``, ... (Lightning's names)."""
     precision: str = "32-true"
     """``32-true``, ``bf16-mixed`` or ``16-mixed``."""
-    seed: int = 0
     log_every_n_steps: int = 5
+
+
+@dataclass
+class TrainerConfig(EngineConfig):
+    """Lightning trainer settings of pretraining."""
+
+    max_epochs: int = 6
+    seed: int = 0
     compile: bool = False
     """``torch.compile`` the encoders and projectors (in place; checkpoints keep plain keys)."""
 
@@ -237,6 +247,7 @@ class Config:
                 set(bands) <= {"rgb", "hha"}, "data.modalities", f"SUN-RGBD pretraining uses rgb and hha, got {names}"
             )
             _require(all(b == 3 for b in bands.values()), "data.modalities", "rgb and hha have 3 bands")
+            _require(d.split in ("train", "test", "all"), "data.split", f"train, test or all, got {d.split!r}")
         if d.dataset == "synthetic":
             from decur.data.synthetic import SYNTHETIC_MODALITIES
 

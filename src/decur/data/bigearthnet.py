@@ -69,12 +69,14 @@ LABELS_19: dict[str, tuple[int, ...]] = {
     "Transitional woodland, shrub": (28,),
     "Beaches, dunes, sands": (29,),
     "Inland wetlands": (33, 34),
-    "Coastal wetlands": (35, 36, 37),
+    "Coastal wetlands": (35, 36),
     "Inland waters": (38, 39),
     "Marine waters": (40, 41, 42),
 }
-"""The 19-class nomenclature (Sumbul et al. 2020): new class → indices into :data:`LABELS_43`. The other 8 labels
-(roads, ports, airports, mines, dumps, construction, green urban, sport; bare rock, burnt areas) have no class."""
+"""The 19-class nomenclature (Sumbul et al. 2020, the release's ``label_indices.json``): new class → indices into
+:data:`LABELS_43`. Eleven labels have no 19-class label: roads and rail, ports, airports, mineral extraction, dumps,
+construction, green urban areas, sport and leisure, bare rock, burnt areas and intertidal flats ("Coastal wetlands"
+is salt marshes and salines only)."""
 
 _TO_19 = {LABELS_43[i]: k for k, members in enumerate(LABELS_19.values()) for i in members}
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")

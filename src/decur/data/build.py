@@ -42,9 +42,17 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
         dem = next((m.bands for m in d.modalities if m.name == "dem"), 3)
         return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem)
     if d.dataset == "sunrgbd":
+        from decur.data.crops import CroppedViews
         from decur.data.rgbd import RGBDSegmentation
 
-        return RGBDSegmentation(str(d.root), "train", num_classes=37)
+        # mixed image sizes: each view is cropped at its image's own size before batching
+        return CroppedViews(
+            RGBDSegmentation(str(d.root), d.split, num_classes=37, with_mask=False),
+            {m.name: m.augment for m in d.modalities},
+            d.crop_size,
+            d.crop_scale,
+            d.share_crop,
+        )
     if d.dataset == "paired_folders":
         from decur.data.paired import PairedFolders
 

@@ -105,11 +105,14 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
 
     Args:
         root: Dataset folder (layout in the module docstring).
-        split: ``train`` or ``test`` (reads ``<split>.txt``).
+        split: ``train`` or ``test`` (reads ``<split>.txt``), or ``all`` (both lists: SUN-RGBD pretraining on all
+            10,335 pairs, the paper's setting).
         num_classes: 37 (SUN-RGBD) or 40 (NYUv2); labels above it are an error.
         depth_folder: ``None`` reads ``HHA/``; a name (e.g. ``"Depth"``) reads depth images instead.
         depth_encoding: Encoding of those depth images (see :func:`read_depth`).
+        with_mask: Read ``Label/`` (segmentation); pretraining leaves it out.
 
+    Images may differ in size between samples (SUN-RGBD); the modalities and the mask of one sample must agree.
     """
 
     def __init__(
@@ -119,16 +122,22 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
         num_classes: int = 37,
         depth_folder: str | None = None,
         depth_encoding: str = "mm",
+        with_mask: bool = True,
     ) -> None:
         self.root = Path(root)
         self.num_classes, self.depth_folder, self.depth_encoding = num_classes, depth_folder, depth_encoding
-        listing = self.root / f"{split}.txt"
-        if not listing.is_file():
-            raise DatasetError(listing, "split list is missing", f"add {split}.txt with one sample name per line")
-        self.names = [Path(line.split()[0]).stem for line in listing.read_text().splitlines() if line.strip()]
-        if not self.names:
-            raise DatasetError(listing, "lists no samples", "fill the split list")
-        self.folders = {"rgb": "RGB", "x": depth_folder or "HHA", "mask": "Label"}
+        self.names = []
+        for part in ("train", "test") if split == "all" else (split,):
+            listing = self.root / f"{part}.txt"
+            if not listing.is_file():
+                raise DatasetError(listing, "split list is missing", f"add {part}.txt with one sample name per line")
+            names = [Path(line.split()[0]).stem for line in listing.read_text().splitlines() if line.strip()]
+            if not names:
+                raise DatasetError(listing, "lists no samples", "fill the split list")
+            self.names += names
+        self.folders = {"rgb": "RGB", "x": depth_folder or "HHA"}
+        if with_mask:
+            self.folders["mask"] = "Label"
         for key, folder in self.folders.items():
             if not (self.root / folder).is_dir():
                 raise DatasetError(self.root / folder, f"folder for {key} is missing", "check the dataset layout")
@@ -155,15 +164,18 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
         else:
             with Image.open(x_path) as img:
                 x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-        mask_path = self._find(self.folders["mask"], name)
-        with Image.open(mask_path) as img:
-            mask = torch.from_numpy(np.asarray(img).astype(np.int64))
-        if mask.ndim != 2:
-            raise DatasetError(mask_path, f"label image has shape {tuple(mask.shape)}, expected H x W", "use indices")
-        if int(mask.max()) > self.num_classes:
-            raise DatasetError(mask_path, f"holds class {int(mask.max())} > {self.num_classes}", "check num_classes")
-        for key, t, path in ((self.x_name, x, x_path), ("mask", mask, mask_path)):
-            if t.shape[-2:] != rgb.shape[-2:]:
-                size, expected = tuple(t.shape[-2:]), tuple(rgb.shape[-2:])
+        sample, paths = {"rgb": rgb, self.x_name: x}, {self.x_name: x_path}
+        if "mask" in self.folders:
+            mask_path = self._find(self.folders["mask"], name)
+            with Image.open(mask_path) as img:
+                mask = torch.from_numpy(np.asarray(img).astype(np.int64))
+            if mask.ndim != 2:
+                raise DatasetError(mask_path, f"label image has shape {tuple(mask.shape)}, expected H x W", "use indices")
+            if int(mask.max()) > self.num_classes:
+                raise DatasetError(mask_path, f"holds class {int(mask.max())} > {self.num_classes}", "check num_classes")
+            sample["mask"], paths["mask"] = mask, mask_path
+        for key, path in paths.items():
+            if sample[key].shape[-2:] != rgb.shape[-2:]:
+                size, expected = tuple(sample[key].shape[-2:]), tuple(rgb.shape[-2:])
                 raise DatasetError(path, f"{key} size {size} differs from the RGB image's {expected}", "align them")
-        return {"rgb": rgb, self.x_name: x, "mask": mask}
+        return sample

@@ -77,19 +77,20 @@ def seeded_loader(
     num_replicas: int = 1,
     rank: int = 0,
     skip_log: Path | None = None,
+    drop_last: bool = True,
 ) -> DataLoader[dict[str, Tensor]]:
-    """The pretraining loader: :class:`SeededSampler` over :class:`SeededDataset`, full batches only.
+    """The training loader: :class:`SeededSampler` over :class:`SeededDataset`, full batches only.
 
     Shuffle and per-sample randomness are functions of (seed, epoch, index) only, so a resumed run replays the same
     batches. The loader's own generator keeps its base-seed draw off the global RNG, whose per-epoch reseed (in the
     training module) then alone decides the views. Workers persist across epochs; memory is pinned where a GPU is.
     """
-    sampler = SeededSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler = SeededSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
     return DataLoader(
         SeededDataset(dataset, skip_log=skip_log),
         batch_size=batch_size,
         sampler=sampler,
-        drop_last=True,
+        drop_last=drop_last,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,

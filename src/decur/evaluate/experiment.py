@@ -65,6 +65,7 @@ class ExperimentConfig(ProbeSettings):
 
 def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) -> list[dict[str, Any]]:
     """Run the grid into ``output``; returns the rows of ``results.csv``."""
+    from decur.evaluate.probe import evaluate_run
     from decur.train.run import pretrain
 
     output.mkdir(parents=True, exist_ok=True)
@@ -81,8 +82,8 @@ def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) 
                 overrides.append(f"data.modalities=[{{name: {single}, bands: {bands}, augment: {single}}}]")
             run_dir = output / "runs" / entry.replace(":", "-")
             print(f"[{time.perf_counter() - started:6.0f} s] pretraining {entry}", flush=True)
-            summary = pretrain(load_config(None, overrides), run_dir)
-            r2[entry] = _factor_r2(summary)
+            pretrain(load_config(None, overrides), run_dir)
+            r2[entry] = _factor_r2(evaluate_run(run_dir))
         for protocol in cfg.protocols:
             for fraction in cfg.label_fractions:
                 for mods in cfg.modalities:
@@ -101,7 +102,8 @@ def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) 
                         image_size=cfg.image_size,
                         adapt_bn=name == "random_bn",
                     )
-                    result = run_transfer(run, progress=progress)
+                    cell = f"{entry.replace(':', '-')}/{protocol}-{fraction}-{'+'.join(mods)}"
+                    result = run_transfer(run, output / "transfer" / cell, progress=progress)
                     rows.append(
                         {
                             "method": entry,
@@ -225,7 +227,7 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
         run_dir = output / "runs" / f"{cfg.parameter}={label}".replace("/", "_").replace(" ", "")
         overrides = [*cfg.pretrain_overrides, f"data.image_size={cfg.image_size}", f"{cfg.parameter}={label}"]
         print(f"[{time.perf_counter() - started:6.0f} s] pretraining with {cfg.parameter}={label}", flush=True)
-        pretrain(load_config(None, overrides), run_dir, evaluate=False)
+        pretrain(load_config(None, overrides), run_dir)
         for mods in cfg.modalities:
             result = run_transfer(
                 TransferRun(
@@ -239,6 +241,7 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
                     test_samples=cfg.test_samples,
                     image_size=cfg.image_size,
                 ),
+                run_dir / "transfer" / "+".join(mods),
                 progress=False,
             )
             rows.append({"value": label, "modalities": "+".join(mods), "map_micro_mean": result["map_micro"]["mean"],

@@ -13,6 +13,7 @@ normalisation, not features).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -194,3 +195,44 @@ def adapt_batchnorm(
 def _in_chans(encoder: nn.Module) -> int:
     first = next(m for m in encoder.modules() if isinstance(m, nn.Conv2d))
     return int(first.in_channels)
+
+
+def evaluate_run(run: str | Path) -> dict[str, Any]:
+    """The built-in evaluation of a finished synthetic pretraining run, added to its ``summary.json``.
+
+    Linear probes on the run's frozen encoders (scenes drawn fresh from the same synthetic world), and, with
+    ``eval.random_init``, on randomly initialised encoders as they are and with re-estimated BatchNorm statistics.
+
+    Args:
+        run: The run folder.
+
+    Returns:
+        The updated summary.
+
+    """
+    import json
+    import time
+
+    from decur.data.build import build_dataset
+    from decur.train.module import PretrainModule
+
+    started = time.perf_counter()
+    module = PretrainModule.from_run(run)
+    cfg = module.cfg
+    train = build_dataset(cfg, seed_offset=1_000, length=cfg.eval.train_samples)
+    test = build_dataset(cfg, seed_offset=2_000, length=cfg.eval.test_samples)
+    assert isinstance(train, SyntheticMultimodal) and isinstance(test, SyntheticMultimodal)
+    model = module.model.float()
+    views = {k: cast(ViewPipeline, v) for k, v in module.views.items()}
+    out: dict[str, Any] = {"pretrained": evaluate_encoders(model, views, train, test, cfg.common_dim)}
+    if cfg.eval.random_init:
+        rand = random_init_like(model, cfg.trainer.seed)
+        out["random_init"] = evaluate_encoders(rand, views, train, test, cfg.common_dim)
+        adapt_batchnorm(rand, views, train)
+        out["random_init_bn"] = evaluate_encoders(rand, views, train, test, cfg.common_dim)
+    out["eval_seconds"] = round(time.perf_counter() - started, 1)
+    out["common_dim"] = cfg.common_dim
+    path = Path(run) / "summary.json"
+    summary = {**(json.loads(path.read_text()) if path.is_file() else {}), **out}
+    path.write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,146 +1,57 @@
-"""Transfer to multi-label classification by late fusion, as the paper evaluates on BigEarthNet-MM.
+"""``decur transfer``: classification and segmentation transfer on the training engine, one run folder per seed.
 
-Every modality's encoder gives pooled features; they are concatenated and fed to one linear layer.
-``MultiLabelSoftMarginLoss``; SGD with momentum 0.9 and no weight decay, lr 0.5 (linear probing) or 0.05
-(fine-tuning), divided by 10 at 60 % and 80 % of the schedule. Linear probing freezes the encoders *and* keeps
-their BatchNorm layers in eval mode, so neither weights nor running statistics move. Evaluation images are
-never augmented, and metrics are computed once over the whole evaluation set (torchmetrics): mAP micro (the
-paper's), mAP macro and F1 (micro, threshold 0.5). Label fractions are drawn without replacement from a seeded
-generator and the chosen indices are returned with the results. Any subset of the modalities can be used
-(missing-modality evaluation).
+Classification is the paper's BigEarthNet-MM protocol: late fusion (pooled features of every modality concatenated,
+one linear layer), ``MultiLabelSoftMarginLoss``, SGD with momentum 0.9 and no weight decay, lr 0.5 (linear
+probing) or 0.05 (fine-tuning), divided by 10 at 60 % and 80 % of the epochs; training images get a random resized
+crop (scale 0.8-1) and a horizontal flip. Segmentation is the paper's FCN: AdamW lr 1e-4 / weight decay 0.01 (GeoNRW)
+or SGD lr 0.01 / weight decay 1e-5 with poly decay over 40k iterations (RGB-D); training takes random resized crops
+(scale 0.2-1) of ``crop_size`` plus a horizontal flip, identical for every modality and the mask (nearest).
+Evaluation images are never augmented; segmentation evaluates every test image at its full size, one image per
+step by default (SUN-RGBD's images differ in size; no padding enters the scores).
+
+Linear probing of classification extracts the frozen, eval-mode encoders' features once per seed (un-augmented,
+through ``trainer.predict``: on the accelerator, in the run's precision), then trains the head on the cached
+features; ``cache_features: false`` runs the encoders every step instead (with training augmentation).
+
+Layout of ``--output``: ``seed<k>/`` per seed (``config.yaml``, ``metrics.csv``, ``checkpoints/last.ckpt``,
+``results.json``) and the aggregate ``results.json`` (mean and std over seeds). Re-running the same command
+resumes an interrupted seed from its checkpoint and skips finished ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
+import lightning as L
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
-from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from decur.augment import ViewPipeline
+from decur.config import ConfigError, EngineConfig
+from decur.evaluate.metrics import label_subset
+from decur.evaluate.module import OptimSettings, TransferModule
 
-
-@dataclass
-class TransferConfig:
-    """Settings of one transfer run."""
-
-    protocol: str = "linear"
-    """``linear`` (frozen encoders, BN in eval mode) or ``finetune``."""
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float | None = None
-    """Default: 0.5 for linear probing, 0.05 for fine-tuning (the paper's values)."""
-    label_fraction: float = 1.0
-    seed: int = 0
-    num_workers: int = 0
-
-
-class LateFusionClassifier(nn.Module):
-    """Encoders per modality → pooled features, concatenated → one linear layer."""
-
-    def __init__(self, encoders: dict[str, nn.Module], feature_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.encoders = nn.ModuleDict(encoders)
-        self.head = nn.Linear(feature_dim * len(encoders), num_classes)
-
-    def forward(self, x: dict[str, Tensor]) -> Tensor:
-        """Logits ``N x num_classes``."""
-        return self.head(torch.cat([enc(x[m]) for m, enc in self.encoders.items()], dim=1))
-
-
-def label_subset(n: int, fraction: float, seed: int) -> list[int]:
-    """``ceil(fraction · n)`` distinct indices drawn without replacement with a seeded generator, sorted."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"label_fraction must lie in (0, 1], got {fraction}")
-    k = max(1, math.ceil(fraction * n))
-    g = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(n, generator=g)[:k].tolist())
-
-
-def _features(model: LateFusionClassifier, views: dict[str, ViewPipeline], batch: dict[str, Tensor]) -> Tensor:
-    return torch.cat([enc(views[m].normalize(batch[m])) for m, enc in model.encoders.items()], dim=1)
-
-
-@torch.no_grad()
-def evaluate(model: LateFusionClassifier, views: dict[str, ViewPipeline], dataset: Dataset, batch_size: int) -> dict:
-    """MAP (micro, macro) and F1 over the whole dataset, un-augmented, model in eval mode."""
-    was = model.training
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    pairs = [(model.head(_features(model, views, b)), b["label"]) for b in loader]
-    model.train(was)
-    scores = torch.cat([s for s, _ in pairs]).float()
-    target = torch.cat([t for _, t in pairs]).long()
-    labels = target.shape[1]
-    return {
-        "map_micro": float(MultilabelAveragePrecision(labels, average="micro")(scores, target)),
-        "map_macro": float(MultilabelAveragePrecision(labels, average="macro")(scores, target)),
-        "f1_micro": float(MultilabelF1Score(labels, average="micro")(torch.sigmoid(scores), target)),
-    }
-
-
-def train_classifier(
-    model: LateFusionClassifier,
-    views: dict[str, ViewPipeline],
-    train: Dataset,
-    test: Dataset,
-    cfg: TransferConfig,
-    progress: bool = True,
-) -> dict:
-    """Train the head (linear) or everything (finetune) and evaluate on ``test``; returns metrics and the subset."""
-    if cfg.protocol not in ("linear", "finetune"):
-        raise ValueError(f"protocol must be linear or finetune, got {cfg.protocol!r}")
-    torch.manual_seed(cfg.seed)
-    indices = label_subset(len(train), cfg.label_fraction, cfg.seed)  # type: ignore[arg-type]
-    subset = Subset(train, indices)
-    linear = cfg.protocol == "linear"
-    for p in model.encoders.parameters():
-        p.requires_grad_(not linear)
-    params = model.head.parameters() if linear else model.parameters()
-    lr = cfg.lr if cfg.lr is not None else (0.5 if linear else 0.05)
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=0.0)
-    milestones = [int(0.6 * cfg.epochs), int(0.8 * cfg.epochs)]
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-    loss_fn = nn.MultiLabelSoftMarginLoss()
-    g = torch.Generator().manual_seed(cfg.seed)
-    data: Dataset = subset
-    if linear:  # frozen encoders in eval mode and un-augmented inputs: their features are computed once
-        model.encoders.eval()
-        with torch.no_grad():
-            batches = DataLoader(subset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-            feats, targets = zip(*((_features(model, views, b), b["label"]) for b in batches), strict=True)
-        data = TensorDataset(torch.cat(feats), torch.cat(targets))
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g, num_workers=cfg.num_workers)
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        model.train()
-        if linear:
-            model.encoders.eval()  # frozen encoders keep their BatchNorm statistics
-        total = 0.0
-        for batch in loader:
-            if linear:
-                logits, target = model.head(batch[0]), batch[1]
-            else:
-                logits, target = model({m: views[m].normalize(batch[m]) for m in model.encoders}), batch["label"]
-            loss = loss_fn(logits, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss)
-        sched.step()
-        if progress:
-            rate = (epoch + 1) * len(subset) / (time.perf_counter() - start)
-            eta = (cfg.epochs - epoch - 1) * len(subset) / rate
-            print(f"\repoch {epoch + 1}/{cfg.epochs} loss {total / max(1, len(loader)):.4f} "
-                  f"{rate:.0f} samples/s ETA {eta:.0f} s", end="")  # fmt: skip
-    if progress:
-        print()
-    return {"test": evaluate(model, views, test, cfg.batch_size), "train_indices": indices, "lr": lr}
+TASKS = ("classification", "segmentation")
+DATASETS = {
+    "synthetic": {"optical": 13, "sar": 2},
+    "bigearthnet": {"s1": 2, "s2": 13},
+    "geonrw": {"rgb": 3, "dem": 3},
+    "sunrgbd": {"rgb": 3, "hha": 3},
+    "nyuv2": {"rgb": 3, "hha": 3},
+}
+"""Transfer datasets and the modalities (band counts) they provide."""
+SEGMENTATION_DATASETS = ("geonrw", "sunrgbd", "nyuv2")
+PROTOCOLS = ("linear", "finetune")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "poly", "constant")
+RESUMABLE_CHANGES = ("trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy", "num_workers")
 
 
 @dataclass
@@ -156,7 +67,8 @@ class TransferRun:
     train_split: str = "train"
     test_split: str = "test"
     pretrained: str | None = None
-    """A decur run folder or checkpoint; ``None`` = randomly initialised encoders (the "Rand. Init." row)."""
+    """A decur run folder or checkpoint; ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned on
+    100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
     arch: str = "resnet18"
     """Encoder architecture when ``pretrained`` is ``None``."""
     adapt_bn: bool = False
@@ -167,106 +79,349 @@ class TransferRun:
     protocol: str | None = None
     """``linear`` (frozen encoders) or ``finetune``; default linear for classification, finetune for segmentation."""
     label_fraction: float = 1.0
+    """Share of the training set that is labelled: exactly ``round(fraction · n)`` samples (at least 1), drawn
+    without replacement from a generator seeded by the seed, the same for every method."""
     epochs: int = 30
     batch_size: int = 128
+    """Global batch size (split over processes)."""
     lr: float | None = None
+    """Default: classification 0.5 (linear) / 0.05 (finetune); segmentation 1e-4 (AdamW) / 0.01 (SGD)."""
     seeds: list[int] | None = None
     weight_decay: float | None = None
-    """Segmentation: default 0.01 with AdamW (the paper's GeoNRW setting), 5e-4 with SGD."""
-    optimizer: str = "adamw"
-    """Segmentation: ``adamw`` or ``sgd`` (the paper's RGB-D FCN: SGD lr 0.01, poly schedule, 40k iterations)."""
-    schedule: str = "constant"
-    """Segmentation: ``constant`` or ``poly``."""
+    """Default: classification 0; segmentation 0.01 with AdamW (GeoNRW), 1e-5 with SGD (the paper's RGB-D FCN)."""
+    optimizer: str | None = None
+    """``sgd`` (momentum 0.9) or ``adamw``; default SGD for classification, AdamW for segmentation."""
+    schedule: str | None = None
+    """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` or ``constant``; default step for classification,
+    constant for segmentation."""
     iterations: int | None = None
-    """Segmentation: optimiser steps instead of ``epochs``."""
+    """Optimiser steps instead of ``epochs`` (cycling the data; the RGB-D FCN uses 40k)."""
+    augment: bool = True
+    """Training augmentation (random resized crop + horizontal flip); false for ablations."""
+    crop_size: int | None = None
+    """Segmentation training crop side; default the dataset's (synthetic: its image size, GeoNRW 250, RGB-D 480)."""
+    cache_features: bool = True
+    """Linear classification: train the head on features extracted once (un-augmented)."""
+    eval_batch_size: int | None = None
+    """Default: ``batch_size`` for classification, 1 for segmentation (full-size images of any size)."""
+    num_workers: int = 2
+    checkpoint_every: int | None = None
+    """Also write ``last.ckpt`` every this many steps (iteration-based schedules; default: every epoch only)."""
+    trainer: EngineConfig = field(default_factory=EngineConfig)
+    """Accelerator, devices, nodes, strategy, precision (``trainer.devices=2`` ...)."""
     train_samples: int = 2048
     """Synthetic only: scenes in the training and test sets."""
     test_samples: int = 1024
     image_size: int = 64
     """Synthetic only: scene size."""
 
+    @property
+    def resolved_protocol(self) -> str:
+        """The protocol, defaulted by task."""
+        return self.protocol or ("linear" if self.task == "classification" else "finetune")
 
-def _data(run: TransferRun) -> tuple[Dataset, Dataset, dict[str, int], dict, int | None]:
-    """Train and test sets, band counts, band statistics and the ignore index of the task."""
+    def optim(self) -> OptimSettings:
+        """The optimiser settings with every default resolved."""
+        classification = self.task == "classification"
+        name = self.optimizer or ("sgd" if classification else "adamw")
+        if classification:
+            lr = 0.5 if self.resolved_protocol == "linear" else 0.05
+            wd = 0.0
+        else:
+            lr, wd = (0.01, 1e-5) if name == "sgd" else (1e-4, 0.01)
+        return OptimSettings(
+            name,
+            self.lr if self.lr is not None else lr,
+            self.weight_decay if self.weight_decay is not None else wd,
+            self.schedule or ("step" if classification else "constant"),
+        )
+
+    def validate(self, check_paths: bool = True) -> TransferRun:
+        """Check every field before any data is read or model built; raises :class:`ConfigError` naming it."""
+        _allowed("task", self.task, TASKS)
+        _allowed("dataset", self.dataset, tuple(DATASETS))
+        if self.task == "segmentation" and self.dataset not in (*SEGMENTATION_DATASETS, "synthetic"):
+            raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no masks; use one of "
+                              f"{['synthetic', *SEGMENTATION_DATASETS]} for segmentation")  # fmt: skip
+        if self.task == "classification" and self.dataset not in ("synthetic", "bigearthnet"):
+            raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
+                              "synthetic or bigearthnet for classification")  # fmt: skip
+        if self.protocol is not None:
+            _allowed("protocol", self.protocol, PROTOCOLS)
+        if self.optimizer is not None:
+            _allowed("optimizer", self.optimizer, OPTIMIZERS)
+        if self.schedule is not None:
+            _allowed("schedule", self.schedule, SCHEDULES)
+        if not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"transfer config field `label_fraction`: must lie in (0, 1], got {self.label_fraction}")
+        for name in ("epochs", "batch_size", "iterations", "eval_batch_size", "crop_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"transfer config field `{name}`: must be >= 1, got {value}")
+        available = DATASETS[self.dataset]
+        unknown = sorted(set(self.modalities or []) - set(available))
+        if unknown or self.modalities == []:
+            raise ConfigError(f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
+                              f"modalities {list(available)}")  # fmt: skip
+        if self.dataset != "synthetic":
+            if self.root is None:
+                raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
+            if check_paths and not Path(self.root).is_dir():
+                raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
+        if self.pretrained is not None and check_paths and not Path(self.pretrained).exists():
+            raise ConfigError(f"transfer config field `pretrained`: {self.pretrained} does not exist (give a run "
+                              "folder or a .ckpt file, or null for random initialisation)")  # fmt: skip
+        from decur.train.engine import PRECISIONS
+
+        _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
+        return self
+
+    def setting(self) -> str:
+        """``pretrained``, ``supervised`` (random init, fine-tuned on all labels) or ``random_init``."""
+        if self.pretrained:
+            return "pretrained"
+        full = self.resolved_protocol == "finetune" and self.label_fraction == 1.0
+        return "supervised" if full else "random_init"
+
+
+def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"transfer config field `{name}`: {value!r} is not one of {list(allowed)}")
+
+
+@dataclass
+class TransferData:
+    """Train and test sets of a transfer run, with what the models need to know about them."""
+
+    train: Dataset[dict[str, Tensor]]
+    test: Dataset[dict[str, Tensor]]
+    bands: dict[str, int]
+    stats: dict[str, tuple[list[float], list[float]]]
+    ignore_index: int | None
+    num_classes: int
+    crop_size: int
+
+
+def load_data(run: TransferRun) -> TransferData:
+    """The datasets named by ``run`` (validated), band statistics, ignore index and class count."""
     from decur.data import BigEarthNetMM, GeoNRW, RGBDSegmentation
     from decur.data.build import band_stats
     from decur.data.synthetic import SyntheticMultimodal
 
+    bands = DATASETS[run.dataset]
     if run.dataset == "synthetic":
         train: Dataset = SyntheticMultimodal(run.train_samples, run.image_size, seed=10_000)
         test: Dataset = SyntheticMultimodal(run.test_samples, run.image_size, seed=20_000)
-        bands = {"optical": 13, "sar": 2}
-        return train, test, bands, band_stats(train, list(bands)), None
-    if run.root is None:
-        raise ValueError(f"transfer config field `root`: dataset {run.dataset!r} needs its folder")
-    if run.dataset == "bigearthnet":
-        tr, te = BigEarthNetMM(run.root, run.train_split), BigEarthNetMM(run.root, run.test_split)
-        return tr, te, {"s1": 2, "s2": 13}, tr.stats, None
-    if run.dataset == "geonrw":
-        g_tr, g_te = GeoNRW(run.root, "train"), GeoNRW(run.root, "test")
-        bands = {"rgb": 3, "dem": 3}
-        return g_tr, g_te, bands, band_stats(g_tr, list(bands)), 0
-    if run.dataset in ("sunrgbd", "nyuv2"):
-        classes = 37 if run.dataset == "sunrgbd" else 40
-        r_tr = RGBDSegmentation(run.root, run.train_split, classes)
-        r_te = RGBDSegmentation(run.root, run.test_split, classes)
-        bands = {"rgb": 3, "hha": 3}
-        return r_tr, r_te, bands, band_stats(r_tr, list(bands)), 0
-    raise ValueError(f"transfer config field `dataset`: unknown dataset {run.dataset!r}")
-
-
-def run_transfer(run: TransferRun, progress: bool = True) -> dict:
-    """Build encoders and data as ``run`` says, train and evaluate once per seed; mean and std over seeds."""
-    from decur.evaluate.probe import adapt_batchnorm
-    from decur.evaluate.segmentation import FCN, SegmentationConfig, feature_encoder, train_segmentation
-    from decur.models import create_encoder, encoder_width
-    from decur.train.module import PretrainModule
-
-    if run.task not in ("classification", "segmentation"):
-        raise ValueError(f"transfer config field `task`: {run.task!r} is not classification or segmentation")
-    train, test, bands, stats, ignore = _data(run)
-    protocol = run.protocol or ("linear" if run.task == "classification" else "finetune")
-    results = []
-    for seed in run.seeds or [0]:
-        torch.manual_seed(seed)
-        if run.pretrained:
-            module = PretrainModule.from_run(run.pretrained)
-            encoders = dict(module.model.encoders.items())
-            views = {m: cast(ViewPipeline, v) for m, v in module.views.items()}
-            arch = module.model.arch
-        else:
-            arch = run.arch
-            encoders = {m: create_encoder(arch, c) for m, c in bands.items()}
-            views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), *stats[m]) for m, c in bands.items()}
-            if run.adapt_bn:
-                adapt_batchnorm(encoders, views, train)
-        use = run.modalities or list(encoders)
-        unknown = sorted(set(use) - set(encoders))
-        if unknown:
-            raise ValueError(f"transfer config field `modalities`: {unknown} not among the encoders {list(encoders)}")
-        used_views = {m: views[m] for m in use}
         if run.task == "classification":
-            model = LateFusionClassifier({m: encoders[m] for m in use}, encoder_width(arch), _num_labels(test))
-            cfg = TransferConfig(protocol, run.epochs, run.batch_size, run.lr, run.label_fraction, seed)
-            results.append(train_classifier(model, used_views, train, test, cfg, progress))
+            classes = int(train[0]["label"].numel())
         else:
-            classes = int(max(int(test[i]["mask"].max()) for i in range(min(len(test), 64)))) + 1  # type: ignore[arg-type]
-            classes = {"geonrw": 11, "sunrgbd": 38, "nyuv2": 41}.get(run.dataset, max(classes, 2))
-            fcn = FCN({m: feature_encoder(arch, bands[m], encoders[m].state_dict()) for m in use}, classes)
-            sgd = run.optimizer == "sgd"
-            seg = SegmentationConfig(
-                protocol, run.epochs, run.batch_size, run.lr or (0.01 if sgd else 1e-4),
-                run.weight_decay if run.weight_decay is not None else (5e-4 if sgd else 0.01),
-                run.label_fraction, ignore, seed, run.optimizer, run.schedule, run.iterations,
-            )  # fmt: skip
-            results.append(train_segmentation(fcn, used_views, train, test, classes, seg, progress))
-    summary: dict = {"config": vars(run), "protocol": protocol, "runs": results}
+            classes = max(2, 1 + max(int(test[i]["mask"].max()) for i in range(min(len(test), 64))))
+        return TransferData(train, test, bands, band_stats(train, list(bands)), None, classes, run.image_size)
+    root = str(run.root)
+    if run.dataset == "bigearthnet":
+        tr, te = BigEarthNetMM(root, run.train_split), BigEarthNetMM(root, run.test_split)
+        return TransferData(tr, te, bands, tr.stats, None, 19, 120)
+    if run.dataset == "geonrw":
+        g_tr, g_te = GeoNRW(root, "train"), GeoNRW(root, "test")
+        return TransferData(g_tr, g_te, bands, band_stats(g_tr, list(bands)), 0, 11, 250)
+    classes = 37 if run.dataset == "sunrgbd" else 40
+    r_tr = RGBDSegmentation(root, run.train_split, classes)
+    r_te = RGBDSegmentation(root, run.test_split, classes)
+    return TransferData(r_tr, r_te, bands, band_stats(r_tr, list(bands), samples=64), 0, classes + 1, 480)
+
+
+def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate once per seed (each in ``output/seed<k>``); mean and std over seeds.
+
+    Args:
+        run: The transfer config (validated here).
+        output: Folder for the seed runs and the aggregate ``results.json``.
+        progress: Show Lightning's progress bar.
+
+    Returns:
+        The aggregate written to ``output/results.json``.
+
+    Raises:
+        ConfigError: An invalid field, or a seed folder that holds a run with another config.
+
+    """
+    run.validate()
+    output = Path(output)
+    data = load_data(run)
+    results = [_run_seed(run, seed, data, output / f"seed{seed}", progress) for seed in run.seeds or [0]]
+    summary: dict[str, Any] = {
+        "config": dataclasses.asdict(run),
+        "protocol": run.resolved_protocol,
+        "setting": run.setting(),
+        "runs": results,
+    }
     for key, value in results[0]["test"].items():
         if isinstance(value, float):
-            values = torch.tensor([r["test"][key] for r in results])
+            values = torch.tensor([r["test"][key] for r in results], dtype=torch.float64)
             summary[key] = {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else 0.0}
+    if results[0].get("rank", 0) == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "results.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _num_labels(dataset: Dataset) -> int:
-    return int(dataset[0]["label"].numel())
+def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, progress: bool) -> dict[str, Any]:
+    from decur.data.crops import TrainCrop
+    from decur.data.sampling import seeded_loader
+    from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point, save_yaml
+
+    config = {**dataclasses.asdict(run), "seed": seed}
+    check_same_run(config, folder / "config.yaml", RESUMABLE_CHANGES)
+    done = folder / "results.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text()))
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = _module(run, data, seed)
+    indices = label_subset(len(data.train), run.label_fraction, seed)  # type: ignore[arg-type]
+    linear, cached = run.resolved_protocol == "linear", False
+    train: Dataset[dict[str, Tensor]] = Subset(data.train, indices)
+    steps_per_epoch = math.ceil(len(indices) / run.batch_size)
+    epochs = run.epochs if run.iterations is None else math.ceil(run.iterations / max(1, steps_per_epoch))
+    trainer = build_trainer(
+        folder,
+        run.trainer,
+        global_batch=run.batch_size,
+        max_epochs=epochs,
+        max_steps=run.iterations or -1,
+        every_n_steps=run.checkpoint_every,
+        progress=progress,
+    )
+    if trainer.is_global_zero:
+        save_yaml(config, folder / "config.yaml")
+    per_process = per_process_batch(run.batch_size, trainer, "batch_size")
+    keys = list(module.model.encoders)
+    if run.task == "classification" and linear and run.cache_features:
+        train, cached = _cached_features(trainer, module, train, per_process, run.num_workers), True
+    elif run.augment:
+        size = None if run.task == "classification" else (run.crop_size or data.crop_size)
+        scale = (0.8, 1.0) if run.task == "classification" else (0.2, 1.0)
+        train = TrainCrop(train, keys, scale, size)
+    loader = seeded_loader(
+        train,
+        batch_size=min(per_process, max(1, len(indices) // trainer.world_size)),
+        num_workers=0 if cached else run.num_workers,
+        seed=seed,
+        num_replicas=trainer.world_size,
+        rank=trainer.global_rank,
+    )
+    last = folder / "checkpoints" / "last.ckpt"
+    resumed = resume_point(last)
+    started = time.perf_counter()
+    trainer.fit(module, loader, ckpt_path=last if resumed is not None else None)
+    fit_seconds = time.perf_counter() - started
+    eval_batch = run.eval_batch_size or (run.batch_size if run.task == "classification" else 1)
+    trainer.test(module, _shard_loader(data.test, eval_batch, trainer, run.num_workers), verbose=False)
+    result = {
+        "seed": seed,
+        "setting": run.setting(),
+        "test": module.results,
+        "train_indices": indices,
+        "resumed_from": resumed,
+        "steps": trainer.global_step,
+        "lr": module.optim.lr,
+        "final_lr": trainer.optimizers[0].param_groups[0]["lr"],
+        "cached_features": cached,
+        "fit_seconds": round(fit_seconds, 1),
+    }
+    if trainer.is_global_zero:
+        done.write_text(json.dumps(result, indent=2))
+    return {**result, "rank": trainer.global_rank}
+
+
+def _module(run: TransferRun, data: TransferData, seed: int) -> TransferModule:
+    """The transfer model on pretrained (or random) encoders, wrapped in a :class:`TransferModule`."""
+    from decur.evaluate.probe import adapt_batchnorm
+    from decur.models import FCN, LateFusionClassifier, create_encoder, encoder_width, feature_encoder
+    from decur.train.module import PretrainModule
+
+    torch.manual_seed(seed)
+    if run.pretrained:
+        pretrained = PretrainModule.from_run(run.pretrained)
+        encoders = dict(pretrained.model.encoders.items())
+        views = {m: cast(ViewPipeline, v) for m, v in pretrained.views.items()}
+        arch = pretrained.model.arch
+        missing = sorted(set(run.modalities or data.bands) - set(encoders))
+        if missing:
+            raise ConfigError(f"transfer config field `modalities`: {missing} not among the encoders of "
+                              f"{run.pretrained} ({list(encoders)})")  # fmt: skip
+    else:
+        arch = run.arch
+        encoders = {m: create_encoder(arch, c) for m, c in data.bands.items()}
+        views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), *data.stats[m]) for m, c in data.bands.items()}
+        if run.adapt_bn:
+            adapt_batchnorm(encoders, views, data.train)
+    use = run.modalities or list(encoders)
+    model: LateFusionClassifier | FCN
+    if run.task == "classification":
+        model = LateFusionClassifier({m: encoders[m] for m in use}, encoder_width(arch), data.num_classes)
+    else:
+        model = FCN({m: feature_encoder(arch, data.bands[m], encoders[m].state_dict()) for m in use}, data.num_classes)
+    return TransferModule(
+        model,
+        {m: views[m] for m in use},
+        run.resolved_protocol == "linear",
+        run.optim(),
+        data.num_classes,
+        data.ignore_index,
+    )
+
+
+class FeatureSet(Dataset[dict[str, Tensor]]):
+    """Cached features and labels as samples ``{"features", "label"}``."""
+
+    def __init__(self, features: Tensor, labels: Tensor) -> None:
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {"features": self.features[index], "label": self.labels[index]}
+
+
+def _cached_features(
+    trainer: L.Trainer, module: TransferModule, subset: Dataset[dict[str, Tensor]], batch: int, workers: int
+) -> FeatureSet:
+    """The frozen encoders' features of every labelled sample, extracted once through ``trainer.predict``.
+
+    Every process extracts its shard; the shards are gathered so that each process holds all features in the
+    subset's order (the head's loader shards them again, seeded).
+    """
+    n = len(subset)  # type: ignore[arg-type]
+    indexed = _Indexed(subset)
+    sampler = DistributedSampler(indexed, trainer.world_size, trainer.global_rank, shuffle=False)
+    loader = DataLoader(indexed, batch_size=batch, sampler=sampler, num_workers=workers)
+    outputs = cast(list[dict[str, Tensor]], trainer.predict(module, loader, return_predictions=True))
+    feats = torch.cat([o["features"] for o in outputs]).cpu()
+    labels = torch.cat([o["label"] for o in outputs]).cpu().float()
+    index = torch.cat([o["index"] for o in outputs]).cpu()
+    if trainer.world_size > 1:
+        gathered = [trainer.strategy.all_gather(t.to(module.device)).cpu() for t in (feats, labels, index)]
+        feats, labels, index = (g.flatten(0, 1) for g in gathered)
+    order = torch.empty(n, dtype=torch.long)
+    order[index] = torch.arange(len(index))  # padded duplicates land on the same slot
+    return FeatureSet(feats[order], labels[order])
+
+
+class _Indexed(Dataset[dict[str, Tensor]]):
+    def __init__(self, dataset: Dataset[dict[str, Tensor]]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {**self.dataset[index], "index": torch.tensor(index)}
+
+
+def _shard_loader(
+    dataset: Dataset[dict[str, Tensor]], batch: int, trainer: L.Trainer, workers: int
+) -> DataLoader[dict[str, Tensor]]:
+    """Evaluation loader: process ``r`` of ``w`` reads samples ``r, r + w, ...`` (no padding, no duplicates)."""
+    indices = list(range(trainer.global_rank, len(dataset), trainer.world_size))  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch, sampler=indices, num_workers=workers)

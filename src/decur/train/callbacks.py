@@ -32,15 +32,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-class EpochCheckpoint(L.Callback):
-    """Saves the full training state to ``last.ckpt`` at the end of every epoch.
+class LastCheckpoint(L.Callback):
+    """Saves the full training state to ``last.ckpt`` at the end of every epoch (and every ``every_n_steps``).
 
     The write is atomic (through the trainer's checkpoint IO). Resuming from an epoch boundary reproduces the
-    uninterrupted run exactly.
+    uninterrupted run exactly; a mid-epoch checkpoint keeps the work of long epochs, and Lightning resumes it at
+    the saved step (the rest of that epoch's batches are not replayed identically).
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
+        self.path, self.every_n_steps = path, every_n_steps
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        """Write ``last.ckpt`` every ``every_n_steps`` optimiser steps, except at the end of an epoch."""
+        n = self.every_n_steps
+        last_of_epoch = idx + 1 == trainer.num_training_batches
+        if n and trainer.global_step % n == 0 and not last_of_epoch:
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``last.ckpt``."""

@@ -98,8 +98,9 @@ class PretrainModule(L.LightningModule):
         """Augmented views per modality; with ``share_crop`` the modalities' first views share geometry."""
         names = self.objective.modalities
         n = batch[names[0]].shape[0]
+        cropped = "views_cropped" in batch  # crops taken per sample in the loader (mixed image sizes)
         shared = None
-        if self.cfg.data.share_crop and len(names) > 1:
+        if self.cfg.data.share_crop and len(names) > 1 and not cropped:
             first = cast(ViewPipeline, self.views[names[0]])
             shared = first.sample_geometry(n)
         views: dict[str, list[Tensor]] = {}
@@ -107,7 +108,7 @@ class PretrainModule(L.LightningModule):
             views[m] = []
             for v in range(self.objective.views):
                 source = batch[m][:, v] if batch[m].ndim == 5 else batch[m]  # N x V x C x H x W: one season per view
-                x = self.views[m](source, view=v, geometry=shared if v == 0 else None)
+                x = self.views[m](source, view=v, geometry=shared if v == 0 else None, cropped=cropped)
                 if self.cfg.model.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 views[m].append(x)

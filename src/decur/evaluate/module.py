@@ -1,0 +1,158 @@
+"""The transfer LightningModule: classification (late fusion, mAP) or segmentation (FCN, mIoU) on the engine.
+
+Linear probing freezes the encoders *and* keeps their BatchNorm layers in eval mode, so neither weights nor running
+statistics move; with cached features (classification) only the head runs. Metrics are torchmetrics objects
+updated in ``test_step`` and computed once over the whole evaluation set, summed or gathered over processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+
+from decur.augment import ViewPipeline
+from decur.evaluate.metrics import SegmentationScores, predict_classes
+from decur.models import FCN, LateFusionClassifier
+from decur.train.module import NonFiniteLossError
+
+
+@dataclass
+class OptimSettings:
+    """Optimiser and schedule of one transfer run (resolved defaults, see ``TransferRun``)."""
+
+    name: str
+    """``sgd`` (momentum 0.9) or ``adamw``."""
+    lr: float
+    weight_decay: float
+    schedule: str
+    """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` (``(1 - step/total)^0.9``) or ``constant``."""
+
+
+def lr_factor(schedule: str, step: int, total: int, steps_per_epoch: int, epochs: int) -> float:
+    """The learning-rate multiplier at optimiser step ``step`` of ``total``."""
+    if schedule == "poly":
+        return max(0.0, 1 - step / max(1, total)) ** 0.9
+    if schedule == "step":
+        milestones = (int(0.6 * epochs) * steps_per_epoch, int(0.8 * epochs) * steps_per_epoch)
+        return 0.1 ** sum(step >= m for m in milestones)
+    return 1.0
+
+
+class TransferModule(L.LightningModule):
+    """Trains a transfer model and scores it on the evaluation set.
+
+    Args:
+        model: A :class:`LateFusionClassifier` or :class:`FCN`.
+        views: Modality → pipeline whose ``normalize`` standardises the inputs (no augmentation here: training
+            crops are taken in the loader, identically for every modality and the mask).
+        linear: Frozen encoders (BatchNorm in eval mode); only the head trains.
+        optim: Optimiser and schedule.
+        num_classes: Labels (classification) or classes including an ignored one (segmentation).
+        ignore_index: Segmentation ground truth to ignore.
+
+    """
+
+    def __init__(
+        self,
+        model: LateFusionClassifier | FCN,
+        views: dict[str, ViewPipeline],
+        linear: bool,
+        optim: OptimSettings,
+        num_classes: int,
+        ignore_index: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.model, self.views = model, nn.ModuleDict(views)
+        self.linear, self.optim, self.num_classes, self.ignore_index = linear, optim, num_classes, ignore_index
+        self.segmentation = isinstance(model, FCN)
+        for p in model.encoders.parameters():
+            p.requires_grad_(not linear)
+        if self.segmentation:
+            self.loss_fn: nn.Module = nn.CrossEntropyLoss(ignore_index=-100 if ignore_index is None else ignore_index)
+            self.scores = SegmentationScores(num_classes, ignore_index)
+        else:
+            self.loss_fn = nn.MultiLabelSoftMarginLoss()
+            self.map_micro = MultilabelAveragePrecision(num_classes, average="micro")
+            self.map_macro = MultilabelAveragePrecision(num_classes, average="macro")
+            self.f1_micro = MultilabelF1Score(num_classes, average="micro")
+        self.results: dict[str, Any] = {}
+
+    def inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The standardised images of the modalities the model uses."""
+        return {m: cast(ViewPipeline, self.views[m]).normalize(batch[m]) for m in self.model.encoders}
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Pooled features of a batch (linear probing's cached features), with labels and sample indices."""
+        assert isinstance(self.model, LateFusionClassifier)
+        out = {"features": self.model.features(self.inputs(batch)).float(), "label": batch["label"]}
+        if "index" in batch:
+            out["index"] = batch["index"]
+        return out
+
+    def on_train_epoch_start(self) -> None:
+        """Frozen encoders keep their BatchNorm statistics."""
+        if self.linear:
+            self.model.encoders.eval()
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """One optimiser step on a labelled batch (or on cached features); stops on a non-finite loss."""
+        if "features" in batch:
+            assert isinstance(self.model, LateFusionClassifier)
+            scores, target = self.model.head(batch["features"]), batch["label"]
+        else:
+            scores = self.model(self.inputs(batch))
+            target = batch["mask"] if self.segmentation else batch["label"]
+        loss = self.loss_fn(scores.float(), target)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite transfer loss at step {self.global_step}: lower `lr` or use trainer.precision=32-true; "
+                "the last checkpoint is intact"
+            )
+        self.log("train/loss", loss.detach(), prog_bar=True)
+        return loss
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Accumulate the evaluation metrics (un-augmented images, eval mode)."""
+        scores = self.model(self.inputs(batch)).float()
+        if self.segmentation:
+            self.scores.update(predict_classes(scores, self.ignore_index), batch["mask"])
+        else:
+            target = batch["label"].long()
+            self.map_micro.update(scores, target)
+            self.map_macro.update(scores, target)
+            self.f1_micro.update(torch.sigmoid(scores), target)
+
+    def on_test_epoch_end(self) -> None:
+        """Compute the metrics over the whole set (all processes) into :attr:`results`."""
+        if self.segmentation:
+            self.results = self.scores.compute()
+            self.scores.reset()
+        else:
+            self.results = {
+                name: float(metric.compute())
+                for name, metric in (("map_micro", self.map_micro), ("map_macro", self.map_macro), ("f1_micro", self.f1_micro))
+            }
+            for metric in (self.map_micro, self.map_macro, self.f1_micro):
+                metric.reset()
+
+    def configure_optimizers(self) -> Any:
+        """SGD (momentum 0.9) or AdamW over the trainable parameters, with a per-step schedule."""
+        o = self.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if o.name == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        per_epoch = max(1, int(self.trainer.num_training_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(o.schedule, step, total, per_epoch, epochs)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,78 @@
+"""Transfer models: late-fusion classification (BigEarthNet-MM) and the late-fusion FCN (segmentation)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LEVELS = (2, 3, 4)
+"""Feature levels of the FCN: strides 8, 16 and 32."""
+
+
+class LateFusionClassifier(nn.Module):
+    """Encoders per modality → pooled features, concatenated → one linear layer.
+
+    Args:
+        encoders: Modality → encoder returning pooled features (:func:`decur.models.create_encoder`).
+        feature_dim: Pooled feature width of one encoder.
+        num_classes: Output labels.
+
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.head = nn.Linear(feature_dim * len(encoders), num_classes)
+
+    def features(self, x: dict[str, Tensor]) -> Tensor:
+        """Concatenated pooled features ``N x (M · feature_dim)``."""
+        return torch.cat([enc(x[m]) for m, enc in self.encoders.items()], dim=1)
+
+    def forward(self, x: dict[str, Tensor]) -> Tensor:
+        """Logits ``N x num_classes``."""
+        return self.head(self.features(x))
+
+
+def feature_encoder(arch: str, in_chans: int, state: dict[str, Tensor] | None = None) -> nn.Module:
+    """Timm backbone returning the feature maps of :data:`LEVELS`; ``state`` is a plain encoder state dict."""
+    net = timm.create_model(arch, pretrained=False, in_chans=in_chans, features_only=True, out_indices=LEVELS)
+    if state is not None:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or [k for k in unexpected if not k.startswith("fc.")]:
+            raise ValueError(f"encoder weights do not fit a {arch} feature extractor (missing {missing[:3]})")
+    return net
+
+
+class FCN(nn.Module):
+    """The paper's late-fusion FCN over any number of modalities.
+
+    One backbone per modality; the feature maps of strides 8, 16 and 32 of all modalities are concatenated per
+    level, mapped to class scores by a 1x1 convolution per level, bilinearly upsampled to the input and summed.
+    With one modality it is the single-modal FCN used for RGB-D.
+
+    Args:
+        encoders: Modality → feature extractor (:func:`feature_encoder`).
+        num_classes: Output classes (including an ignored class if the dataset has one).
+
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], num_classes: int) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        channels = [cast(Any, e).feature_info.channels() for e in encoders.values()]
+        widths = [sum(int(c[i]) for c in channels) for i in range(len(LEVELS))]
+        self.heads = nn.ModuleList(nn.Conv2d(w, num_classes, kernel_size=1) for w in widths)
+
+    def forward(self, x: dict[str, Tensor]) -> Tensor:
+        """Class scores ``N x num_classes x H x W`` at the input resolution."""
+        size = next(iter(x.values())).shape[-2:]
+        maps = [enc(x[m]) for m, enc in self.encoders.items()]
+        scores = [
+            F.interpolate(head(torch.cat([f[level] for f in maps], dim=1)), size=size, mode="bilinear")
+            for level, head in enumerate(self.heads)
+        ]
+        return torch.stack(scores).sum(dim=0)
