@@ -1,4 +1,4 @@
-"""Transfer: label subsets, linear probe leaves encoders and BN statistics unchanged, metrics, CLI."""
+"""Transfer on the engine: label subsets, metrics, linear probe and fine-tuning, resume, validation, CLI."""
 
 from __future__ import annotations
 
@@ -6,134 +6,225 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from decur.augment import ViewPipeline
 from decur.cli import main
-from decur.config import load_config
+from decur.config import ConfigError, load_config
 from decur.data.synthetic import SyntheticMultimodal
-from decur.evaluate.transfer import LateFusionClassifier, TransferConfig, evaluate, label_subset, train_classifier
+from decur.evaluate import label_subset, segmentation_scores
+from decur.evaluate.metrics import SegmentationScores, predict_classes
+from decur.evaluate.module import TransferModule
+from decur.evaluate.transfer import TransferRun, run_transfer
 from decur.models import create_encoder
 from decur.train.run import pretrain
 
 from .conftest import REPO
 
+TINY = ["train_samples=32", "test_samples=16", "batch_size=16", "num_workers=0", "trainer.accelerator=cpu"]
 
-def test_label_subsets_are_without_replacement_and_reproducible():
+
+def test_label_subsets_take_exactly_round_fraction_n_without_replacement():
     a = label_subset(1000, 0.01, seed=3)
     assert len(a) == 10 and len(set(a)) == 10 and a == label_subset(1000, 0.01, seed=3)
     assert a != label_subset(1000, 0.01, seed=4)
+    assert len(label_subset(100, 0.07, 0)) == 7  # ceil gave 8
+    assert len(label_subset(100, 0.001, 0)) == 1  # at least one
     assert label_subset(7, 1.0, 0) == list(range(7))
     with pytest.raises(ValueError, match="label_fraction"):
         label_subset(10, 0.0, 0)
 
 
-def _setup():
-    torch.manual_seed(0)
-    train, test = SyntheticMultimodal(24, 32, seed=1), SyntheticMultimodal(16, 32, seed=2)
-    encoders = {"optical": create_encoder("resnet18", 13), "sar": create_encoder("resnet18", 2)}
-    views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), [0.0] * c, [1.0] * c) for m, c in (("optical", 13), ("sar", 2))}
-    return train, test, encoders, views
+def test_segmentation_scores_hand_computed_absent_class_and_ignored_pixels():
+    # classes 0 (ignore), 1, 2, 3; class 3 occurs neither in the ground truth nor in the predictions
+    target = torch.tensor([[1, 1, 2, 0], [2, 2, 1, 0]])
+    pred = torch.tensor([[1, 2, 2, 3], [2, 1, 1, 1]])
+    s = segmentation_scores(pred, target, num_classes=5, ignore_index=0)
+    # ignored pixels (target 0) are left out, whatever was predicted there (3 and 1)
+    # class 1: tp 2 (pos 0, 6), pred 1 at 0, 5, 6 -> fp 1, gt 1 at 0, 1, 6 -> fn 1: IoU 2/4
+    # class 2: tp 2 (pos 2, 4), pred 2 at 1, 2, 4 -> fp 1, gt 2 at 2, 4, 5 -> fn 1: IoU 2/4
+    assert s["iou_per_class"][1] == pytest.approx(0.5) and s["iou_per_class"][2] == pytest.approx(0.5)
+    assert s["iou_per_class"][3] is None and s["iou_per_class"][4] is None and s["iou_per_class"][0] is None
+    assert s["miou"] == pytest.approx(0.5)  # absent classes are not zeros in the mean
+    assert s["pixel_accuracy"] == pytest.approx(4 / 6)
+    # a class only predicted counts (IoU 0)
+    s2 = segmentation_scores(torch.tensor([1, 4]), torch.tensor([1, 1]), num_classes=5, ignore_index=0)
+    assert s2["iou_per_class"][4] == 0.0 and s2["miou"] == pytest.approx((0.5 + 0.0) / 2)
 
 
-def test_linear_probe_leaves_encoders_and_batchnorm_statistics_unchanged():
-    train, test, encoders, views = _setup()
-    model = LateFusionClassifier(encoders, 512, 8)
-    before = {k: v.clone() for k, v in model.encoders.state_dict().items()}
-    head = model.head.weight.clone()
-    out = train_classifier(model, views, train, test, TransferConfig(epochs=2, batch_size=8), progress=False)
-    after = model.encoders.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running_mean/var, num_batches_tracked
-    assert not torch.equal(head, model.head.weight)
-    assert set(out["test"]) == {"map_micro", "map_macro", "f1_micro"} and out["lr"] == 0.5
+def test_segmentation_scores_do_not_depend_on_batching():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randint(0, 6, (4, 9, 9), generator=g), torch.randint(0, 6, (4, 9, 9), generator=g)
+    whole = segmentation_scores(pred, target, 6, 0)
+    for batch in (1, 2):
+        metric = SegmentationScores(6, 0)
+        for i in range(0, 4, batch):
+            metric.update(pred[i : i + batch], target[i : i + batch])
+        assert metric.compute() == whole
 
 
-def test_finetune_moves_encoders_and_missing_modality_works():
-    train, test, encoders, views = _setup()
-    model = LateFusionClassifier({"sar": encoders["sar"]}, 512, 8)
-    before = model.encoders["sar"].conv1.weight.clone()
-    cfg = TransferConfig(protocol="finetune", epochs=1, batch_size=8, label_fraction=0.5)
-    out = train_classifier(model, {"sar": views["sar"]}, train, test, cfg, progress=False)
-    assert not torch.equal(before, model.encoders["sar"].conv1.weight)
-    assert len(out["train_indices"]) == 12 and out["lr"] == 0.05
+def test_the_ignore_class_is_never_predicted():
+    scores = torch.zeros(1, 3, 2, 2)
+    scores[:, 0] = 5.0  # the ignore class scores highest everywhere
+    scores[:, 2, 0, 0] = 1.0
+    assert predict_classes(scores, 0).tolist() == [[[2, 1], [1, 1]]]
 
 
-def test_metrics_over_the_whole_set_match_a_hand_computed_case():
-    class Fixed(nn.Module):
-        def forward(self, x):
-            return x
+def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
+    from torch import nn
 
-    class Data(torch.utils.data.Dataset):
-        scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.1, 0.3]])
-        labels = torch.tensor([[1, 0], [1, 1], [0, 0], [0, 1]])
+    from decur.evaluate.module import OptimSettings
+    from decur.models import LateFusionClassifier
 
-        def __len__(self):
-            return 4
-
-        def __getitem__(self, i):
-            return {"m": self.scores[i], "label": self.labels[i]}
-
-    model = LateFusionClassifier({"m": Fixed()}, 2, 2)
+    scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.1, 0.3]])
+    labels = torch.tensor([[1, 0], [1, 1], [0, 0], [0, 1]])
+    model = LateFusionClassifier({"m": nn.Identity()}, 2, 2)
     model.head.weight.data = torch.eye(2)
     model.head.bias.data.zero_()
     view = ViewPipeline("none", 2, 8, (1.0, 1.0), [0.0, 0.0], [1.0, 1.0])
     view.normalize = lambda x: x  # the fixed scores are the logits
-    metrics = evaluate(model, {"m": view}, Data(), batch_size=1)  # batch size 1: no per-batch averaging
+    module = TransferModule(model, {"m": view}, True, OptimSettings("sgd", 0.1, 0.0, "step"), 2)
+    for i in range(4):  # batch size 1: no per-batch averaging
+        module.test_step({"m": scores[i : i + 1], "label": labels[i : i + 1]}, i)
+    module.on_test_epoch_end()
     # micro: all 8 pairs by score .9+ .8+ .7+ .6- .3+ .2- .1- .1-: precision at the positives 1, 1, 1, 4/5
-    assert metrics["map_micro"] == pytest.approx((1 + 1 + 1 + 4 / 5) / 4)
+    assert module.results["map_micro"] == pytest.approx((1 + 1 + 1 + 4 / 5) / 4)
     # macro: class 0 ranks both positives first (AP 1); class 1 .7+ .6- .3+ .1-: precisions 1 and 2/3
-    assert metrics["map_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)
+    assert module.results["map_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)
 
 
-def test_transfer_cli_on_a_pretrained_run(tmp_path, capsys):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("pretrained") / "run"
     pretrain(load_config(REPO / "configs" / "smoke.yaml", ["trainer.max_epochs=1", "eval.enabled=false"]), run)
+    return run
+
+
+def _encoder_state(ckpt_or_run, prefix="model.encoders."):
+    from decur.train.module import checkpoint_path
+
+    state = torch.load(checkpoint_path(ckpt_or_run), map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_linear_probe_leaves_encoders_and_batchnorm_statistics_unchanged(pretrained, tmp_path, cache):
+    run = TransferRun(pretrained=str(pretrained), epochs=2, cache_features=cache, seeds=[0], **_tiny())
+    summary = run_transfer(run, tmp_path, progress=False)
+    before, after = _encoder_state(pretrained), _encoder_state(tmp_path / "seed0", "model.encoders.")
+    assert before.keys() == after.keys() and any("running_mean" in k for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running_mean/var, num_batches_tracked
+    r = summary["runs"][0]
+    assert r["cached_features"] is cache and r["lr"] == 0.5 and r["steps"] == 4 and summary["setting"] == "pretrained"
+    assert set(r["test"]) == {"map_micro", "map_macro", "f1_micro"}
+
+
+def test_finetune_moves_encoders_and_missing_modality_works(pretrained, tmp_path):
+    run = TransferRun(pretrained=str(pretrained), protocol="finetune", epochs=1, label_fraction=0.5,
+                      modalities=["sar"], **_tiny())  # fmt: skip
+    summary = run_transfer(run, tmp_path, progress=False)
+    before, after = _encoder_state(pretrained), _encoder_state(tmp_path / "seed0")
+    assert set(after) == {k for k in before if k.startswith("sar.")}
+    assert not torch.equal(before["sar.conv1.weight"], after["sar.conv1.weight"])
+    assert len(summary["runs"][0]["train_indices"]) == 16 and summary["runs"][0]["lr"] == 0.05
+
+
+def _tiny():
+    return {"train_samples": 32, "test_samples": 16, "batch_size": 16, "num_workers": 0}
+
+
+def test_random_init_finetuned_on_all_labels_is_the_supervised_row():
+    assert TransferRun(protocol="finetune").setting() == "supervised"
+    assert TransferRun(protocol="finetune", label_fraction=0.1).setting() == "random_init"
+    assert TransferRun(protocol="linear").setting() == "random_init"
+
+
+def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    args = {"task": "segmentation", "epochs": 3, "image_size": 32, "seeds": [0], **_tiny()}
+    whole = run_transfer(TransferRun(**args), tmp_path / "whole", progress=False)["runs"][0]
+
+    original = TransferModule.on_train_epoch_start
+
+    def killed(self):
+        if self.current_epoch == 2:
+            raise KeyboardInterrupt  # a killed job, after the checkpoint of epoch 2
+        original(self)
+
+    monkeypatch.setattr(TransferModule, "on_train_epoch_start", killed)
+    with pytest.raises(BaseException):  # noqa: B017, PT011 - Lightning turns the interrupt into its own exit
+        run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)
+    assert (tmp_path / "killed" / "seed0" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "killed" / "seed0" / "results.json").exists()
+    monkeypatch.setattr(TransferModule, "on_train_epoch_start", original)
+    resumed = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
+    assert resumed["resumed_from"] == {"epoch": 2, "step": 4} and whole["resumed_from"] is None
+    assert resumed["steps"] == whole["steps"] == 6
+    assert resumed["test"] == whole["test"]
+    # a finished seed is skipped: its results are read back, nothing trains
+    again = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
+    assert again["test"] == whole["test"]
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("optimizer=adam", "optimizer"),
+        ("protocol=finetun", "protocol"),
+        ("task=detection", "task"),
+        ("schedule=cosine", "schedule"),
+        ("label_fraction=0", "label_fraction"),
+        ("label_fraction=1.5", "label_fraction"),
+        ("modalities=[rgb]", "modalities"),
+        ("dataset=bigearthnet", "root"),
+        ("dataset=imagenet", "dataset"),
+    ],
+)
+def test_every_transfer_field_is_validated_before_anything_is_built(tmp_path, capsys, override, field):
+    assert main(["transfer", "--output", str(tmp_path), override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"`{field}`" in err[0], err
+    assert not (tmp_path / "seed0").exists()
+
+
+def test_a_seed_folder_with_another_config_is_refused(tmp_path):
+    args = {"task": "segmentation", "epochs": 1, "image_size": 32, **_tiny()}
+    run_transfer(TransferRun(**args), tmp_path, progress=False)
+    (tmp_path / "seed0" / "results.json").unlink()
+    with pytest.raises(ConfigError, match=r"lr: None -> 0\.5"):
+        run_transfer(TransferRun(**args, lr=0.5), tmp_path, progress=False)
+
+
+def test_transfer_cli_on_a_pretrained_run(pretrained, tmp_path, capsys):
     out = tmp_path / "transfer"
-    args = [f"pretrained={run}", "epochs=2", "train_samples=32", "test_samples=16", "batch_size=16",
-            "modalities=[sar]", "seeds=[0, 1]"]  # fmt: skip
+    args = [f"pretrained={pretrained}", "epochs=2", *TINY, "modalities=[sar]", "seeds=[0, 1]"]
     assert main(["transfer", "--output", str(out), *args]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert len(results["runs"]) == 2 and 0 <= results["map_micro"]["mean"] <= 1
+    assert len(results["runs"]) == 2 and {r["seed"] for r in results["runs"]} == {0, 1}
+    assert (out / "seed1" / "config.yaml").is_file() and (out / "seed1" / "metrics.csv").is_file()
+    assert results["map_micro"]["std"] > 0  # two seeds, two label draws and heads
     assert "map_micro" in capsys.readouterr().out
 
 
-def test_fcn_shapes_ignore_index_and_miou(tmp_path):
-    from decur.evaluate.segmentation import FCN, SegmentationConfig, feature_encoder, train_segmentation
+def test_fcn_takes_the_pretrained_weights(pretrained):
+    from decur.models import FCN, feature_encoder
 
-    train, test, encoders, views = _setup()
-    fcn = FCN(
-        {m: feature_encoder("resnet18", c, encoders[m].state_dict()) for m, c in (("optical", 13), ("sar", 2))}, 8
-    )
-    x = {"optical": torch.randn(2, 13, 32, 32), "sar": torch.randn(2, 2, 32, 32)}
-    assert fcn(x).shape == (2, 8, 32, 32)
-    # the pretrained encoder's weights arrive in the feature extractor
-    torch.testing.assert_close(fcn.encoders["sar"].conv1.weight, encoders["sar"].conv1.weight)
-    cfg = SegmentationConfig(epochs=1, batch_size=8, ignore_index=0)
-    out = train_segmentation(fcn, views, train, test, 8, cfg, progress=False)
-    assert 0 <= out["test"]["miou"] <= 1 and len(out["test"]["iou_per_class"]) == 8
-    # ignore index: a loss over only-ignored pixels contributes nothing
-    loss = torch.nn.CrossEntropyLoss(ignore_index=0)(torch.randn(1, 8, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
-    assert torch.isnan(loss) or float(loss) == 0.0
-
-
-def test_transfer_cli_segmentation_random_init(tmp_path, capsys):
-    out = tmp_path / "seg"
-    args = ["task=segmentation", "epochs=1", "train_samples=16", "test_samples=8", "batch_size=8", "image_size=32"]
-    assert main(["transfer", "--output", str(out), *args]) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1
+    encoders = _encoder_state(pretrained)
+    sar = {k.removeprefix("sar."): v for k, v in encoders.items() if k.startswith("sar.")}
+    fcn = FCN({"sar": feature_encoder("resnet18", 2, sar)}, 8)
+    assert fcn({"sar": torch.randn(2, 2, 32, 32)}).shape == (2, 8, 32, 32)
+    torch.testing.assert_close(fcn.encoders["sar"].conv1.weight, sar["conv1.weight"])
 
 
 def test_segmentation_sgd_poly_schedule_runs_the_given_iterations(tmp_path, capsys):
     out = tmp_path / "seg"
-    args = ["task=segmentation", "train_samples=16", "test_samples=8", "batch_size=8", "image_size=32",
-            "optimizer=sgd", "schedule=poly", "iterations=5"]  # fmt: skip
+    args = ["task=segmentation", *TINY, "image_size=32", "optimizer=sgd", "schedule=poly", "iterations=5"]
     assert main(["transfer", "--output", str(out), *args]) == 0
-    run = json.loads((out / "results.json").read_text())["runs"][0]
+    results = json.loads((out / "results.json").read_text())
+    run = results["runs"][0]
+    assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1
     assert run["steps"] == 5  # 2 batches per pass: the data is cycled
     assert run["final_lr"] == pytest.approx(0.0)  # poly decays to zero at the last step
-    with pytest.raises(ValueError, match="`optimizer`"):
-        main(["transfer", "--output", str(out), *args[:5], "optimizer=adam"])
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["optimizer"] == "sgd" and TransferRun(task="segmentation", optimizer="sgd").optim().weight_decay == 1e-5
 
 
 TINY_PROBES = ["linear_epochs=2", "train_samples=32", "test_samples=16", "image_size=32", "batch_size=16"]

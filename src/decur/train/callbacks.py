@@ -50,11 +50,20 @@ class LastCheckpoint(L.Callback):
         n = self.every_n_steps
         last_of_epoch = idx + 1 == trainer.num_training_batches
         if n and trainer.global_step % n == 0 and not last_of_epoch:
-            trainer.save_checkpoint(self.path, weights_only=False)
+            self._save(trainer, finished_epochs=trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``last.ckpt``."""
+        self._save(trainer, finished_epochs=trainer.current_epoch + 1)
+
+    def _save(self, trainer: L.Trainer, finished_epochs: int) -> None:
+        self._position = {"epoch": finished_epochs, "step": trainer.global_step}
         trainer.save_checkpoint(self.path, weights_only=False)  # full state, not only weights
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Record where the run stands: finished epochs and optimiser steps (``resume_point`` reads it)."""
+        checkpoint["decur_position"] = dict(getattr(self, "_position", {"epoch": trainer.current_epoch,
+                                                                          "step": trainer.global_step}))  # fmt: skip
 
 
 class Throughput(L.Callback):

@@ -98,9 +98,8 @@ def resume_point(checkpoint: Path) -> dict[str, int] | None:
     if not checkpoint.is_file():
         return None
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    loops = state.get("loops", {}).get("fit_loop", {})
-    finished = loops.get("epoch_progress", {}).get("current", {}).get("completed", state.get("epoch", 0))
-    return {"epoch": int(finished), "step": int(state.get("global_step", 0))}
+    position = state.get("decur_position") or {"epoch": state.get("epoch", 0), "step": state.get("global_step", 0)}
+    return {"epoch": int(position["epoch"]), "step": int(position["step"])}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
