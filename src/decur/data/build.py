@@ -97,13 +97,23 @@ def dataset_stats(
 def band_stats(
     dataset: Dataset[dict[str, Tensor]], modalities: list[str], samples: int = 256
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """Per-band mean and standard deviation of each modality over the first ``samples`` samples."""
+    """Per-band mean and standard deviation of each modality over the first ``samples`` samples.
+
+    Pixels are pooled over samples of any size (SUN-RGBD mixes several), in float64.
+    """
     items = [dataset[i] for i in range(min(samples, len(dataset)))]  # type: ignore[arg-type]
     stats = {}
     for m in modalities:
-        x = torch.stack([as_float(item[m]) for item in items])  # N x C x H x W (or N x V x C x H x W)
-        x = x.transpose(0, -3).flatten(1)  # C x everything else
-        mean = x.mean(dim=1)
-        std = x.std(dim=1).clamp_min(1e-6)
-        stats[m] = (mean.tolist(), std.tolist())
+        total = square = None
+        count = 0
+        for item in items:
+            x = as_float(item[m]).double()
+            x = x.transpose(0, -3).flatten(1)  # C x everything else (C x H x W or V x C x H x W)
+            total = x.sum(1) if total is None else total + x.sum(1)
+            square = (x**2).sum(1) if square is None else square + (x**2).sum(1)
+            count += x.shape[1]
+        assert total is not None and square is not None
+        mean = total / count
+        std = ((square - count * mean**2) / max(1, count - 1)).clamp_min(0).sqrt().clamp_min(1e-6)
+        stats[m] = (mean.float().tolist(), std.float().tolist())
     return stats
