@@ -100,8 +100,9 @@ def test_dataset_hha_conversion_and_pretraining_on_real_frames(tmp_path):
     assert with_depth[1]["depth"].shape == (1, 480, 640)
     # the RGB-depth config runs on these frames (repeated to fill a batch)
     (root / "train.txt").write_text("nyu\nsun\nnyu\nsun\n")
-    overrides = [f"data.root={root}", "data.crop_size=32", "data.batch_size=2", "data.num_workers=0",
-                 "trainer.max_epochs=1", "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true",
+    overrides = [f"data.root={root}", "data.split=train", "data.crop_size=32", "data.batch_size=2",
+                 "data.num_workers=0", "trainer.max_epochs=1", "trainer.devices=1", "trainer.strategy=auto",
+                 "trainer.precision=32-true",
                  "model.arch=resnet18", "model.projector=[64, 64]"]  # fmt: skip
     summary = pretrain(load_config(REPO / "configs" / "sunrgbd_decur.yaml", overrides), tmp_path / "run")
     assert np.isfinite(summary["final_loss"]["train/total"])

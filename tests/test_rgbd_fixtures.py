@@ -99,6 +99,8 @@ def test_nyuv2_raw_pgm_depth_to_hha_and_segmentation(tmp_path):
     assert sample["hha"].shape == (3, *NYU_SIZE) and int(sample["mask"].max()) <= 40
     out = tmp_path / "seg"
     args = [f"root={root}", "iterations=2", "batch_size=2", "crop_size=32", "num_workers=0", "arch=resnet18"]
-    assert main(["transfer", "--config", str(REPO / "configs" / "transfer_nyuv2.yaml"), "--output", str(out), *args]) == 0
+    assert (
+        main(["transfer", "--config", str(REPO / "configs" / "transfer_nyuv2.yaml"), "--output", str(out), *args]) == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["setting"] == "supervised" and len(results["runs"][0]["test"]["iou_per_class"]) == 41

@@ -150,7 +150,7 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
         original(self)
 
     monkeypatch.setattr(TransferModule, "on_train_epoch_start", killed)
-    with pytest.raises(BaseException):  # noqa: B017, PT011 - Lightning turns the interrupt into its own exit
+    with pytest.raises(BaseException):  # noqa: B017 - Lightning turns the interrupt into its own exit
         run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)
     assert (tmp_path / "killed" / "seed0" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "killed" / "seed0" / "results.json").exists()
@@ -224,7 +224,9 @@ def test_segmentation_sgd_poly_schedule_runs_the_given_iterations(tmp_path, caps
     assert run["steps"] == 5  # 2 batches per pass: the data is cycled
     assert run["final_lr"] == pytest.approx(0.0)  # poly decays to zero at the last step
     config = json.loads((out / "results.json").read_text())["config"]
-    assert config["optimizer"] == "sgd" and TransferRun(task="segmentation", optimizer="sgd").optim().weight_decay == 1e-5
+    assert (
+        config["optimizer"] == "sgd" and TransferRun(task="segmentation", optimizer="sgd").optim().weight_decay == 1e-5
+    )
 
 
 TINY_PROBES = ["linear_epochs=2", "train_samples=32", "test_samples=16", "image_size=32", "batch_size=16"]

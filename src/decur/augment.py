@@ -191,6 +191,7 @@ def resized_crop(x: Tensor, g: Geometry, size: int | tuple[int, int], mode: str 
     adaptive sampling averages ``ceil(crop side / output side)`` points per axis (anti-aliasing). Flips are
     applied to the flagged crops afterwards: a sampling grid read backwards would do the same, but makes
     ``grid_sample`` up to 2x slower on the CPU (5 ms of the default config's views).
+
     """
     n, _, h, w = x.shape
     sh, sw = (size, size) if isinstance(size, int) else size

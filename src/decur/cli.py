@@ -158,7 +158,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from decur.explain import explain
 
-    numbers = explain(args.run, args.out, args.compare, args.samples)
+    numbers = explain(args.run, args.out, args.compare, args.samples, args.accelerator)
     a = numbers["alignment"]
     means = {k: "-" if a[f"{k}_mean"] is None else f"{a[f'{k}_mean']:.3f}" for k in ("common", "unique")}
     print(f"mean misalignment (1 - C_ii)^2: common {means['common']}, unique {means['unique']}")
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True)
     ex.add_argument("--compare", help="another run to overlay on the alignment histogram")
     ex.add_argument("--samples", type=int, default=256)
+    ex.add_argument("--accelerator", default="auto", help="auto (the GPU when there is one), cpu, gpu, mps")
     ex.set_defaults(func=_explain)
     e = sub.add_parser("export", help="one modality's backbone as a plain timm state dict (.safetensors + .json)")
     e.add_argument("run", help="run folder or checkpoint")

@@ -59,13 +59,14 @@ class _Slice(nn.Module):
 def embeddings(module: Any, dataset: Dataset, samples: int, batch_size: int = 64) -> dict[str, Tensor]:
     """Projector outputs per modality for the first ``samples`` samples (un-augmented, eval mode)."""
     module.eval()
+    device = next(module.parameters()).device
     out: dict[str, list[Tensor]] = {}
     n = min(samples, len(dataset))  # type: ignore[arg-type]
     loader = DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=batch_size)
     for batch in loader:
         for m in module.model.modalities:
-            x = batch[m][:, 0] if batch[m].ndim == 5 else batch[m]
-            out.setdefault(m, []).append(module.model.embed(m, module.views[m].normalize(x)))
+            x = (batch[m][:, 0] if batch[m].ndim == 5 else batch[m]).to(device, non_blocking=True)
+            out.setdefault(m, []).append(module.model.embed(m, module.views[m].normalize(x)).float().cpu())
     return {m: torch.cat(v) for m, v in out.items()}
 
 
@@ -92,7 +93,7 @@ def gradcam_maps(
         net = _Slice(module.model.encoders[m], module.model.projectors[m], dims).eval()
         layer = layers[m] if layers is not None else cam_layer(module.model.encoders[m], inp)[1]
         cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=True)
-        maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach()
+        maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach().cpu()
     return maps
 
 
@@ -131,7 +132,7 @@ def spectral_saliency(module: Any, x: dict[str, Tensor], dims: slice) -> dict[st
     for m, inp in x.items():
         net = _Slice(module.model.encoders[m], module.model.projectors[m], dims).eval()
         attr = IntegratedGradients(net).attribute(inp, baselines=torch.zeros_like(inp), target=0, n_steps=16)
-        out[m] = attr.abs().mean(dim=(0, 2, 3)).detach().numpy()
+        out[m] = attr.abs().mean(dim=(0, 2, 3)).detach().cpu().numpy()
     return out
 
 
@@ -150,8 +151,30 @@ def _render(modality: str, x: Tensor) -> np.ndarray:
     return ((band - lo) / (hi - lo + 1e-6)).clamp(0, 1).numpy()
 
 
-def explain(run: str | Path, out: str | Path, compare: str | Path | None = None, samples: int = 256) -> dict:
-    """Write every plot, ``explain.json`` and ``report.md`` for ``run`` into ``out``; returns the numbers."""
+def resolve_device(accelerator: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; ``cpu``, ``gpu``/``cuda`` or ``mps`` as named."""
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"accelerator {accelerator!r}: no CUDA device is visible; use auto or cpu")
+        return torch.device("cuda")
+    if accelerator in ("cpu", "mps"):
+        return torch.device(accelerator)
+    raise ValueError(f"accelerator {accelerator!r} is not one of auto, cpu, gpu, cuda, mps")
+
+
+def explain(
+    run: str | Path,
+    out: str | Path,
+    compare: str | Path | None = None,
+    samples: int = 256,
+    accelerator: str = "auto",
+) -> dict:
+    """Write every plot, ``explain.json`` and ``report.md`` for ``run`` into ``out``; returns the numbers.
+
+    Forward passes, GradCAM and Integrated Gradients run on ``accelerator`` (the GPU when there is one).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +187,8 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    module = PretrainModule.from_run(run)
+    device = resolve_device(accelerator)
+    module = PretrainModule.from_run(run).to(device)
     cfg = module.cfg
     mods = module.model.modalities
     if len(mods) != 2:
@@ -198,7 +222,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     if has_unique:
         ax.hist(np.clip(align[unique], 0, 1), bins, alpha=0.7, label=f"unique ({k - kc})")
     if compare is not None:
-        other = PretrainModule.from_run(compare)
+        other = PretrainModule.from_run(compare).to(device)
         other_align = alignment(embeddings(other, dataset, samples))
         numbers["compare"] = {"run": str(compare), "per_dimension": other_align.tolist()}
         ax.hist(np.clip(other_align, 0, 1), bins, histtype="step", lw=2, color="k", label=f"{other.cfg.method.name}")
@@ -228,7 +252,7 @@ def explain(run: str | Path, out: str | Path, compare: str | Path | None = None,
     few = min(32, samples)
     raw = [dataset[i] for i in range(few)]
     x_raw = {m: torch.stack([r[m][0] if r[m].ndim == 4 else r[m] for r in raw]) for m in mods}
-    x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m]) for m in mods}
+    x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m].to(device)) for m in mods}
     parts = [(n, sl) for n, sl, ok in (("common", common, has_common), ("unique", unique, has_unique)) if ok]
     stage(f"GradCAM on {few} samples")
     layers = {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}

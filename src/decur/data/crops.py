@@ -75,8 +75,9 @@ class CroppedViews(Dataset[dict[str, Tensor]]):
 
 
 class TrainCrop(Dataset[dict[str, Tensor]]):
-    """Transfer training augmentation: one random resized crop + horizontal flip, identical for every modality and the
-    label map (nearest for the map).
+    """Transfer training augmentation: one random resized crop + horizontal flip for every modality and the mask.
+
+    The geometry is identical for all images and the label map (nearest for the map).
 
     Classification (BigEarthNet, the paper): scale 0.8-1, output at the image's size. Segmentation: scale 0.2-1,
     output ``size`` (fixed-size training crops of mixed-size images).

@@ -113,6 +113,7 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
         with_mask: Read ``Label/`` (segmentation); pretraining leaves it out.
 
     Images may differ in size between samples (SUN-RGBD); the modalities and the mask of one sample must agree.
+
     """
 
     def __init__(
@@ -170,9 +171,13 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
             with Image.open(mask_path) as img:
                 mask = torch.from_numpy(np.asarray(img).astype(np.int64))
             if mask.ndim != 2:
-                raise DatasetError(mask_path, f"label image has shape {tuple(mask.shape)}, expected H x W", "use indices")
+                raise DatasetError(
+                    mask_path, f"label image has shape {tuple(mask.shape)}, expected H x W", "use indices"
+                )
             if int(mask.max()) > self.num_classes:
-                raise DatasetError(mask_path, f"holds class {int(mask.max())} > {self.num_classes}", "check num_classes")
+                raise DatasetError(
+                    mask_path, f"holds class {int(mask.max())} > {self.num_classes}", "check num_classes"
+                )
             sample["mask"], paths["mask"] = mask, mask_path
         for key, path in paths.items():
             if sample[key].shape[-2:] != rgb.shape[-2:]:

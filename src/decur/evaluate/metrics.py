@@ -94,6 +94,7 @@ class SegmentationScores(Metric):
     def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.confusion: Tensor
         self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor) -> None:

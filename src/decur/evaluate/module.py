@@ -136,7 +136,11 @@ class TransferModule(L.LightningModule):
         else:
             self.results = {
                 name: float(metric.compute())
-                for name, metric in (("map_micro", self.map_micro), ("map_macro", self.map_macro), ("f1_micro", self.f1_micro))
+                for name, metric in (
+                    ("map_micro", self.map_micro),
+                    ("map_macro", self.map_macro),
+                    ("f1_micro", self.f1_micro),
+                )
             }
             for metric in (self.map_micro, self.map_macro, self.f1_micro):
                 metric.reset()

@@ -215,7 +215,7 @@ def load_data(run: TransferRun) -> TransferData:
         if run.task == "classification":
             classes = int(train[0]["label"].numel())
         else:
-            classes = max(2, 1 + max(int(test[i]["mask"].max()) for i in range(min(len(test), 64))))
+            classes = max(2, 1 + max(int(test[i]["mask"].max()) for i in range(min(run.test_samples, 64))))
         return TransferData(train, test, bands, band_stats(train, list(bands)), None, classes, run.image_size)
     root = str(run.root)
     if run.dataset == "bigearthnet":
@@ -394,7 +394,9 @@ def _cached_features(
     """
     n = len(subset)  # type: ignore[arg-type]
     indexed = _Indexed(subset)
-    sampler = DistributedSampler(indexed, trainer.world_size, trainer.global_rank, shuffle=False)
+    sampler: DistributedSampler[dict[str, Tensor]] = DistributedSampler(
+        indexed, trainer.world_size, trainer.global_rank, shuffle=False
+    )
     loader = DataLoader(indexed, batch_size=batch, sampler=sampler, num_workers=workers)
     outputs = cast(list[dict[str, Tensor]], trainer.predict(module, loader, return_predictions=True))
     feats = torch.cat([o["features"] for o in outputs]).cpu()

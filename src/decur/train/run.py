@@ -41,8 +41,8 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
         output: Run folder: ``config.yaml``, ``checkpoints/``, ``metrics.csv``, ``loss.png``, ``summary.json``.
 
     Returns:
-        The summary written to ``summary.json`` by rank 0, plus this process's ``rank`` (``resumed_from``: epoch and step of the checkpoint the run
-        continued from, or ``None``).
+        The summary written to ``summary.json`` by rank 0, plus this process's ``rank``. ``resumed_from`` holds
+        the epoch and step of the checkpoint the run continued from, or ``None``.
 
     Raises:
         ConfigError: Invalid config, or ``output`` holds a run with a different config.
@@ -58,9 +58,7 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
     names = [m.name for m in cfg.data.modalities]
     stats = dataset_stats(dataset, names)
     module = PretrainModule(cfg, stats)
-    trainer = build_trainer(
-        output, cfg.trainer, global_batch=cfg.data.batch_size, max_epochs=cfg.trainer.max_epochs
-    )
+    trainer = build_trainer(output, cfg.trainer, global_batch=cfg.data.batch_size, max_epochs=cfg.trainer.max_epochs)
     if trainer.is_global_zero:
         save_config(cfg, output / "config.yaml")
     loader = seeded_loader(
