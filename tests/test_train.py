@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import math
 import os
@@ -40,11 +42,13 @@ def test_cli_smoke_run_writes_everything(tmp_path, capsys):
         assert {"features/optical+sar", "common/optical", "unique/sar"} <= set(summary[run]["r2"])
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch") and len(rows) >= 3
-    # the same command again finds the finished run and does not train further
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert summary["resumed_from"] is None and summary["steps_run"] == summary["global_step"] > 0
+    # the same command again finds the finished run and changes nothing: the checkpoint is byte-identical
+    digest = hashlib.sha256((out / "checkpoints" / "last.ckpt").read_bytes()).hexdigest()
     assert main(["pretrain", "--config", str(SMOKE), "--output", str(out)]) == 0
-    again = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert again["global_step"] == ckpt["global_step"]
+    assert hashlib.sha256((out / "checkpoints" / "last.ckpt").read_bytes()).hexdigest() == digest
+    again = json.loads((out / "summary.json").read_text())
+    assert again["steps_run"] == 0 and again["resumed_from"] == {"epoch": 2, "step": summary["global_step"]}
     # a different config in the same folder is refused instead of mixing two runs
     assert main(["pretrain", "--config", str(SMOKE), "--output", str(out), "method.common_share=0.5"]) == 2
     assert "holds a run with a different config" in capsys.readouterr().err
@@ -70,11 +74,20 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
 
 
-def test_resume_after_kill_gives_identical_weights(tmp_path):
+def _deterministic_columns(out: Path) -> list[dict[str, str]]:
+    """``metrics.csv`` without the timing columns (samples/s, data wait, ETA differ between any two runs)."""
+    with open(out / "metrics.csv", newline="") as f:
+        timing = {"samples_per_s", "data_wait", "eta_min"}
+        return [{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_after_kill_continues_where_it_stopped_and_ends_identical(tmp_path, workers):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(_cli(full), check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = (f"data.num_workers={workers}",)
+    subprocess.run(_cli(full, *extra), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_cli(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -82,12 +95,51 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     interrupted_at = torch.load(last, weights_only=False)["global_step"]
-    assert interrupted_at < 4 * 4, "the run finished before it could be killed"
-    subprocess.run(_cli(killed), check=True, env=env, capture_output=True)
+    assert 0 < interrupted_at < 4 * 4, "the run finished before it could be killed"
+    done = subprocess.run(_cli(killed, *extra), check=True, env=env, capture_output=True, text=True)
+    summary = json.loads((killed / "summary.json").read_text())
+    # it started where it says, from the checkpoint, and ran only the remaining steps
+    assert summary["resumed_from"] == {"epoch": interrupted_at // 4, "step": interrupted_at}
+    assert f"step {interrupted_at}" in done.stdout
+    assert summary["steps_run"] == 4 * 4 - interrupted_at and summary["global_step"] == 16
     a, b = _weights(full), _weights(killed)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    # one history: no duplicated or missing steps in metrics.csv
+    assert _deterministic_columns(killed) == _deterministic_columns(full)
+
+
+def test_a_finished_run_extended_with_more_epochs_continues(tmp_path):
+    out = tmp_path / "run"
+    first = pretrain(load_config(SMOKE, ["trainer.max_epochs=1", "eval.enabled=false"]), out)
+    assert first["global_step"] == 4
+    longer = pretrain(load_config(SMOKE, ["trainer.max_epochs=2", "eval.enabled=false"]), out)
+    assert longer["resumed_from"] == {"epoch": 1, "step": 4} and longer["steps_run"] == 4
+    with open(out / "metrics.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+
+
+def test_inf_gradient_with_a_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    from decur.train.module import NonFiniteGradientError, PretrainModule
+
+    cfg = load_config(SMOKE, ["trainer.max_epochs=3", "eval.enabled=false"])
+    original = PretrainModule.on_train_start
+
+    def poison_after_first_epoch(self):
+        original(self)
+        weight = self.model.encoders["sar"].conv1.weight
+        weight.register_hook(lambda g: g * float("inf") if self.global_step >= 5 else g)
+
+    monkeypatch.setattr(PretrainModule, "on_train_start", poison_after_first_epoch, raising=False)
+    with pytest.raises(NonFiniteGradientError, match=r"step 5 .*encoders\.sar\.conv1\.weight"):
+        pretrain(cfg, tmp_path)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    for state in ckpt["optimizer_states"][0]["state"].values():  # no NaN reached the momentum buffers
+        assert all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
@@ -199,12 +251,15 @@ def test_seeded_dataset_draws_under_the_sample_seed_and_leaves_the_global_rng_al
     assert not torch.equal(drawn, data[(2, 78)]["x"])
 
 
-def test_resume_accepts_layout_and_worker_changes_but_not_the_schedule(tmp_path):
+def test_resume_accepts_layout_worker_and_longer_runs_but_not_other_changes(tmp_path):
     from decur.config import ConfigError, load_config, save_config
     from decur.train.run import _check_same_run
 
     saved = tmp_path / "config.yaml"
     save_config(load_config(None, []), saved)
     _check_same_run(load_config(None, ["model.channels_last=true", "data.num_workers=0"]), saved)
-    with pytest.raises(ConfigError, match=r"trainer\.max_epochs"):
-        _check_same_run(load_config(None, ["trainer.max_epochs=99"]), saved)
+    _check_same_run(load_config(None, ["trainer.max_epochs=99"]), saved)  # extending a run
+    with pytest.raises(ConfigError, match=r"trainer\.max_epochs.*shorten"):
+        _check_same_run(load_config(None, ["trainer.max_epochs=2"]), saved)
+    with pytest.raises(ConfigError, match=r"optim\.lr_weights: 0\.2 -> 0\.3"):
+        _check_same_run(load_config(None, ["optim.lr_weights=0.3", "trainer.max_epochs=99"]), saved)

@@ -287,3 +287,26 @@ def test_adapt_batchnorm_sets_statistics_from_data_and_keeps_weights():
     for k, v in encoders["sar"].state_dict().items():
         if k in weights:
             torch.testing.assert_close(v, weights[k])
+
+
+def test_two_gloo_processes_give_the_dataset_level_metric_of_one(pretrained, tmp_path):
+    """Linear probe on cached features: the 2-process global batches equal the 1-process ones, and the test set is
+    split between the processes without padding, so mAP over the whole set must agree (up to float rounding)."""
+    import os
+    import subprocess
+    import sys
+
+    def cli(out, *extra):
+        args = [f"pretrained={pretrained}", "epochs=3", "train_samples=32", "test_samples=15", "batch_size=16",
+                "num_workers=0", "trainer.accelerator=cpu", *extra]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "decur", "transfer", "--output", str(out), *args]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((out / "results.json").read_text())
+
+    one = cli(tmp_path / "one", "trainer.devices=1")
+    two = cli(tmp_path / "two", "trainer.devices=2", "trainer.strategy=ddp")
+    assert two["runs"][0]["steps"] == one["runs"][0]["steps"] == 6
+    for key in ("map_micro", "map_macro"):
+        assert two[key]["mean"] == pytest.approx(one[key]["mean"], abs=1e-4), key

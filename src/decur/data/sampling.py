@@ -78,14 +78,20 @@ def seeded_loader(
     rank: int = 0,
     skip_log: Path | None = None,
     drop_last: bool = True,
+    start_epoch: int = 0,
 ) -> DataLoader[dict[str, Tensor]]:
     """The training loader: :class:`SeededSampler` over :class:`SeededDataset`, full batches only.
 
     Shuffle and per-sample randomness are functions of (seed, epoch, index) only, so a resumed run replays the same
     batches. The loader's own generator keeps its base-seed draw off the global RNG, whose per-epoch reseed (in the
     training module) then alone decides the views. Workers persist across epochs; memory is pinned where a GPU is.
+
+    ``start_epoch``: the epoch a resumed run starts in. Lightning creates the persistent workers' iterator of a
+    resumed run before it calls ``set_epoch``, so without this the first resumed epoch would replay epoch 0's order
+    (seen with ``num_workers > 0``: the loss diverged from the uninterrupted run at the first resumed step).
     """
     sampler = SeededSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
+    sampler.set_epoch(start_epoch)
     return DataLoader(
         SeededDataset(dataset, skip_log=skip_log),
         batch_size=batch_size,

@@ -301,6 +301,8 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
         size = None if run.task == "classification" else (run.crop_size or data.crop_size)
         scale = (0.8, 1.0) if run.task == "classification" else (0.2, 1.0)
         train = TrainCrop(train, keys, scale, size)
+    last = folder / "checkpoints" / "last.ckpt"
+    resumed = resume_point(last)
     loader = seeded_loader(
         train,
         batch_size=min(per_process, max(1, len(indices) // trainer.world_size)),
@@ -308,9 +310,8 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
         seed=seed,
         num_replicas=trainer.world_size,
         rank=trainer.global_rank,
+        start_epoch=resumed["epoch"] if resumed is not None else 0,
     )
-    last = folder / "checkpoints" / "last.ckpt"
-    resumed = resume_point(last)
     started = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=last if resumed is not None else None)
     fit_seconds = time.perf_counter() - started

@@ -61,6 +61,8 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
     trainer = build_trainer(output, cfg.trainer, global_batch=cfg.data.batch_size, max_epochs=cfg.trainer.max_epochs)
     if trainer.is_global_zero:
         save_config(cfg, output / "config.yaml")
+    last = output / "checkpoints" / "last.ckpt"
+    resumed = resume_point(last)
     loader = seeded_loader(
         dataset,
         batch_size=per_process_batch(cfg.data.batch_size, trainer, "data.batch_size"),
@@ -69,11 +71,10 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
         num_replicas=trainer.world_size,
         rank=trainer.global_rank,
         skip_log=output / "skipped.txt" if cfg.data.skip_bad else None,
+        start_epoch=resumed["epoch"] if resumed is not None else 0,
     )
     if len(loader) < 1:
         raise ConfigError(f"config field `data.batch_size`: {cfg.data.batch_size} exceeds the dataset size")
-    last = output / "checkpoints" / "last.ckpt"
-    resumed = resume_point(last)
     if resumed is not None and trainer.is_global_zero:
         print(f"resuming {output} from epoch {resumed['epoch']}, step {resumed['step']} ({last})")
     started = time.perf_counter()
@@ -86,6 +87,7 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
         "resumed_from": resumed,
         "fit_seconds": round(wall, 1),
         "global_step": trainer.global_step,
+        "steps_run": module.steps_run,
     }
     if not trainer.is_global_zero:
         return {**summary, "rank": trainer.global_rank}
