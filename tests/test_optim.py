@@ -66,3 +66,60 @@ def test_cosine_schedule_without_and_with_warmup():
     assert lr_factor(9, 100, warmup_steps=10) == pytest.approx(1.0)
     values = [lr_factor(s, 100, 10) for s in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_lars_three_steps_follow_the_momentum_recurrence_in_float64():
+    """w ← w − lr·m, m ← μ m + trust·(g + wd·w), trust = η‖w‖/‖g + wd·w‖; written out independently, 3 steps."""
+    torch.manual_seed(1)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    opt = LARS([{"params": [w], "lars": True}], lr=0.3, momentum=0.9, weight_decay=0.01, eta=0.02)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    ref_w, ref_m = w.detach().clone(), torch.zeros(5, 3, dtype=torch.float64)
+    for _ in range(3):
+        opt.zero_grad()
+        (x @ w).sin().sum().backward()
+        g = w.grad.detach().clone() + 0.01 * ref_w  # the gradient at the current (equal) weights, decayed
+        trust = 0.02 * ref_w.norm() / g.norm()
+        ref_m = 0.9 * ref_m + trust * g
+        ref_w = ref_w - 0.3 * ref_m
+        opt.step()
+        torch.testing.assert_close(w.detach(), ref_w, rtol=1e-12, atol=0)
+    assert float(ref_m.norm()) > 0  # momentum carried over three steps (a LARS without momentum fails above)
+
+
+def test_lars_zero_norm_branches_use_a_trust_ratio_of_one():
+    w0 = torch.zeros(2, 2, requires_grad=True)  # ‖w‖ = 0: trust 1, plain momentum SGD
+    opt = LARS([{"params": [w0], "lars": True}], lr=0.5, momentum=0.9, weight_decay=0.0)
+    w0.grad = torch.ones(2, 2)
+    opt.step()
+    torch.testing.assert_close(w0.detach(), torch.full((2, 2), -0.5))
+    w1 = torch.ones(2, 2, requires_grad=True)  # ‖g‖ = 0: no update, no NaN
+    opt = LARS([{"params": [w1], "lars": True}], lr=0.5, momentum=0.9, weight_decay=0.0)
+    w1.grad = torch.zeros(2, 2)
+    opt.step()
+    torch.testing.assert_close(w1.detach(), torch.ones(2, 2))
+
+
+def test_the_learning_rate_used_in_training_is_the_documented_schedule(tmp_path):
+    """Read from metrics.csv (every step): lr_group0 = lr_weights · batch/256 · lr_factor(step - 1)."""
+    import csv
+
+    from decur.config import load_config
+    from decur.train.run import pretrain
+
+    from .conftest import REPO
+
+    warmup = 1.0
+    overrides = ["trainer.max_epochs=2", "eval.enabled=false", "trainer.log_every_n_steps=1",
+                 f"optim.warmup_epochs={warmup}"]  # fmt: skip
+    pretrain(load_config(REPO / "configs" / "smoke.yaml", overrides), tmp_path)
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    total, warm = 8, int(warmup * 4)
+    assert [int(r["step"]) for r in rows] == list(range(1, total + 1))
+    base = 0.2 * 16 / 256
+    for r in rows:  # the row of step s is written after s optimiser steps: the rate the next step will use
+        step = int(r["step"])
+        assert float(r["lr_group0"]) == pytest.approx(base * lr_factor(step, total, warm), rel=1e-9), step
+    # warm-up changes the first steps' rate: half the peak after one of four warm-up steps
+    assert float(rows[0]["lr_group0"]) == pytest.approx(base / 2) and float(rows[2]["lr_group0"]) == pytest.approx(base)
