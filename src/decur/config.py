@@ -162,6 +162,8 @@ class TrainerConfig(EngineConfig):
 
     max_epochs: int = 6
     seed: int = 0
+    rank_every: int = 50
+    """Log the effective rank (RankMe) of each modality's embedding every this many steps (0: never)."""
     compile: bool = False
     """``torch.compile`` the encoders and projectors (in place; checkpoints keep plain keys)."""
 

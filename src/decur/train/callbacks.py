@@ -167,6 +167,36 @@ class CSVMetrics(L.Callback):
             writer.writerows(rows)
 
 
+def plot_monitors(metrics_csv: Path, out_png: Path) -> None:
+    """Plot the collapse monitors (``emb_std_*``, ``rank_*``, ``align_*``) against the step, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    panels = [(p, [k for k in rows[0] if k.startswith(p)]) for p in ("emb_std_", "rank_", "align_")] if rows else []
+    panels = [(p, keys) for p, keys in panels if keys]
+    if not panels:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    titles = {"emb_std_": "std of L2-normalised embedding", "rank_": "effective rank (RankMe)",
+              "align_": "cross-modal C_ii: common (→1), |unique| (→0)"}  # fmt: skip
+    for ax, (prefix, keys) in zip(axes[0], panels, strict=True):
+        for k in keys:
+            values = [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
+            ax.plot(steps, values, label=k.removeprefix(prefix))
+        ax.set_title(titles[prefix], fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
 def plot_loss_curves(metrics_csv: Path, out_png: Path) -> None:
     """Plot every ``train/*`` loss term against the step (log scale when positive)."""
     import matplotlib

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -16,6 +18,7 @@ from decur.config import Config, from_dict
 from decur.methods import Objective
 from decur.models import MultimodalModel
 from decur.optim import build_optimizer, lr_factor
+from decur.train import monitors
 
 
 def checkpoint_path(run_or_ckpt: str | Path) -> Path:
@@ -92,6 +95,7 @@ class PretrainModule(L.LightningModule):
             }
         )
         self.objective = Objective(cfg.method, [m.name for m in mods], cfg.common_dim)
+        self._collapse_reported: set[str] = set()
         self.steps_run = 0
         """Training steps taken by this process (not restored from checkpoints: a resumed run counts only its own)."""
         if cfg.model.channels_last:
@@ -157,7 +161,39 @@ class PretrainModule(L.LightningModule):
         self.steps_run += 1
         self.log("loss", terms["total"], prog_bar=True, logger=False)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, logger=False)
+        self.log_monitors(z)
         return terms["total"]
+
+    def log_monitors(self, z: dict[str, list[Tensor]]) -> None:
+        """Collapse monitors (:mod:`decur.train.monitors`) of the first views, on the progress bar and in metrics.csv.
+
+        ``emb_std_<m>`` every logged step, ``rank_<m>`` every ``trainer.rank_every`` steps, ``align_common`` /
+        ``align_unique`` for two modalities. A collapse is reported once per modality as a warning.
+        """
+        step = self.global_step + 1  # the step this batch completes
+        rank_every = self.cfg.trainer.rank_every
+        if rank_every and (step % rank_every == 0 or step == 1):
+            for m, views in z.items():
+                self.log(f"rank_{m}", monitors.effective_rank(views[0]), prog_bar=True, logger=False)
+        if step % self.cfg.trainer.log_every_n_steps and step != 1:
+            return
+        for m, views in z.items():
+            std = monitors.embedding_std(views[0])
+            self.log(f"emb_std_{m}", std, prog_bar=True, logger=False)
+            if monitors.collapsed(float(std), views[0].shape[1]) and m not in self._collapse_reported:
+                self._collapse_reported.add(m)
+                rank_zero_warn(
+                    f"the {m} embedding has collapsed at step {step}: emb_std_{m} = {float(std):.2e}, far below "
+                    f"1/sqrt(K) = {1 / math.sqrt(views[0].shape[1]):.2e} (every input maps to one direction). "
+                    "Lower the learning rate, check the augmentations, or compare with method.name=barlow_twins_cross."
+                )
+        names = list(z)
+        if len(names) == 2:
+            common, unique = monitors.cross_alignment(z[names[0]][0], z[names[1]][0], self.objective.common_dim)
+            if self.objective.common_dim > 0:
+                self.log("align_common", common, prog_bar=True, logger=False)
+            if self.objective.common_dim < z[names[0]][0].shape[1]:
+                self.log("align_unique", unique, prog_bar=True, logger=False)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Stop on NaN/Inf gradients (:func:`check_finite_gradients`); 16-bit loss scaling handles its own."""

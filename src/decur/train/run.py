@@ -13,7 +13,7 @@ import yaml
 from decur.config import Config, ConfigError, save_config
 from decur.data.build import build_dataset, dataset_stats
 from decur.data.sampling import seeded_loader
-from decur.train.callbacks import plot_loss_curves
+from decur.train.callbacks import plot_loss_curves, plot_monitors
 from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point
 from decur.train.host import tune_host
 from decur.train.module import PretrainModule
@@ -99,6 +99,7 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
         print("\n".join(f"  {line}" for line in lines[:20]))
     if (output / "metrics.csv").exists():
         plot_loss_curves(output / "metrics.csv", output / "loss.png")
+        plot_monitors(output / "metrics.csv", output / "monitors.png")
     summary["final_loss"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "rank": 0}
