@@ -164,17 +164,29 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
-def test_lightning_ddp_two_cpu_processes(tmp_path):
-    """The real training path under DDP: 2 gloo processes launched by Lightning, global-batch objective."""
-    out = tmp_path / "ddp"
+def test_lightning_ddp_two_cpu_processes_on_the_real_training_path(tmp_path):
+    """`decur pretrain` itself under DDP (2 gloo processes launched by Lightning): the real module, sampler, gather and
+    optimiser. Both ranks end with identical weights, their shards of each epoch are disjoint and cover the
+    dataset, both log the same global loss, and `data.batch_size` is the global batch."""
+    out, probe = tmp_path / "ddp", tmp_path / "probe"
+    probe.mkdir()
     cmd = _cli(out, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=2")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd[1:3] = ["-m", "tests.ddp_probe"]  # the same CLI, recording what each rank does
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DECUR_PROBE": str(probe), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    # 64 samples, global batch 16 split over 2 processes: 4 steps per epoch, as with one process
+    # 64 samples, global batch 16 split over 2 processes (8 each): 4 steps per epoch, as with one process
     assert ckpt["global_step"] == 8
     assert (out / "metrics.csv").exists() and (out / "summary.json").exists()
+    for epoch in (0, 1):
+        shards = [set(map(int, (probe / f"indices-r{r}-e{epoch}.txt").read_text().split())) for r in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) == 32 and not shards[0] & shards[1]
+        assert shards[0] | shards[1] == set(range(64))
+    losses = [[float(v) for v in (probe / f"loss-r{r}.txt").read_text().split()] for r in (0, 1)]
+    assert len(losses[0]) == 8 and losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same global loss
+    w0, w1 = (torch.load(probe / f"weights-r{r}.pt") for r in (0, 1))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0 if "running" not in k and "num_batches" not in k)
 
 
 @pytest.mark.parametrize(
@@ -263,3 +275,35 @@ def test_resume_accepts_layout_worker_and_longer_runs_but_not_other_changes(tmp_
         _check_same_run(load_config(None, ["trainer.max_epochs=2"]), saved)
     with pytest.raises(ConfigError, match=r"optim\.lr_weights: 0\.2 -> 0\.3"):
         _check_same_run(load_config(None, ["optim.lr_weights=0.3", "trainer.max_epochs=99"]), saved)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_each_option_has_its_observable_effect(tmp_path, monkeypatch, reference):
+    """bf16 runs the encoders in bf16, channels_last reaches the convolutions, the shared projector is one module,
+    reference weighting changes how `total` is made of the terms."""
+    from decur.train.module import PretrainModule
+
+    seen: dict[str, object] = {}
+    original = PretrainModule.on_train_start
+
+    def record(self):
+        original(self)
+        conv = self.model.encoders["optical"].conv1
+        conv.register_forward_hook(lambda m, args, out: seen.update(
+            dtype=out.dtype, channels_last=args[0].is_contiguous(memory_format=torch.channels_last)))  # fmt: skip
+        seen["shared"] = self.model.projectors["optical"] is self.model.projectors["sar"]
+
+    monkeypatch.setattr(PretrainModule, "on_train_start", record, raising=False)
+    options = ["trainer.precision=bf16-mixed", "model.channels_last=true", "model.share_projector=true"]
+    if not reference:
+        options = ["trainer.precision=32-true", "model.channels_last=false", "model.share_projector=false"]
+    overrides = ["data.length=16", "trainer.max_epochs=1", "eval.enabled=false",
+                 f"method.reference_weighting={str(reference).lower()}", *options]  # fmt: skip
+    summary = pretrain(load_config(SMOKE, overrides), tmp_path)
+    assert seen["dtype"] == (torch.bfloat16 if reference else torch.float32)
+    assert seen["channels_last"] is reference and seen["shared"] is reference
+    t = summary["final_loss"]
+    plain = t["train/common"] + t["train/unique"] + t["train/intra_1"] + t["train/intra_2"]
+    weighted = (t["train/intra_1"] + t["train/intra_2"] + (t["train/common"] + t["train/unique"]) / 2) / 3
+    assert t["train/total"] == pytest.approx(weighted if reference else plain, rel=1e-4)
+    assert t["train/total"] != pytest.approx(plain if reference else weighted, rel=1e-2)

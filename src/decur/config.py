@@ -162,6 +162,10 @@ class TrainerConfig(EngineConfig):
 
     max_epochs: int = 6
     seed: int = 0
+    sync_batchnorm: str = "all"
+    """Under multi-GPU DDP, which BatchNorm layers compute their statistics over the global batch: ``all`` (every
+    layer, as Barlow Twins and the reference DeCUR code do), ``projector`` (the projectors only) or ``none``.
+    PyTorch has no CPU SyncBatchNorm: CPU processes always keep per-process statistics."""
     rank_every: int = 50
     """Log the effective rank (RankMe) of each modality's embedding every this many steps (0: never)."""
     compile: bool = False
@@ -281,6 +285,11 @@ class Config:
         )
         _require(self.optim.name in ("lars", "adamw"), "optim.name", f"{self.optim.name!r} not in (lars, adamw)")
         _require(t.max_epochs >= 1, "trainer.max_epochs", f"must be >= 1, got {t.max_epochs}")
+        _require(
+            t.sync_batchnorm in ("all", "projector", "none"),
+            "trainer.sync_batchnorm",
+            f"{t.sync_batchnorm!r} not in ('all', 'projector', 'none')",
+        )
         precisions = ("32-true", "32", "bf16-mixed", "16-mixed")
         _require(t.precision in precisions, "trainer.precision", f"{t.precision!r} not in {precisions}")
         return self

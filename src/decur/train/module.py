@@ -108,15 +108,19 @@ class PretrainModule(L.LightningModule):
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
     def setup(self, stage: str) -> None:
-        """Under multi-GPU DDP, projector BatchNorm statistics are synchronised over the global batch.
+        """Under multi-GPU DDP, BatchNorm statistics are synchronised over the global batch (``trainer.sync_batchnorm``).
 
-        (PyTorch has no CPU SyncBatchNorm: CPU processes keep per-process projector statistics.)
+        (PyTorch has no CPU SyncBatchNorm: CPU processes keep per-process statistics.)
 
         With ``trainer.compile`` every encoder and projector is compiled in place (``nn.Module.compile``: the
         state-dict keys stay those of the plain modules, so checkpoints and exports do not change).
         """
-        if self.trainer.world_size > 1 and self.trainer.strategy.root_device.type == "cuda":
-            self.model.projectors = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.projectors)
+        which = self.cfg.trainer.sync_batchnorm
+        if self.trainer.world_size > 1 and self.trainer.strategy.root_device.type == "cuda" and which != "none":
+            if which == "all":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            else:
+                self.model.projectors = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.projectors)
         if self.cfg.trainer.compile:
             self.compile_networks()
 
