@@ -122,3 +122,42 @@ def test_flips_folded_into_the_crop_equal_flipping_the_crop(size):
     expected = torch.where(g.vflip.view(-1, 1, 1, 1), expected.flip(-2), expected)
     assert g.hflip.any() and g.vflip.any()
     torch.testing.assert_close(pipe._crop(x, g), expected, rtol=0, atol=1e-5)
+
+
+def _applied_fractions(monkeypatch, preset: str, bands: int, view: int, n: int = 4000) -> dict[str, float]:
+    """Fraction of the batch each op of one view pipeline was applied to (recorded where ops are dispatched)."""
+    from decur import augment
+
+    seen: dict[str, list[float]] = {}
+    original = augment._on_subset
+
+    def recording(x, chosen, op):
+        name = getattr(op, "__name__", "op")
+        if name == "<lambda>":  # the flips, applied in this order by resized_crop
+            name = "hflip" if "hflip" not in seen else "vflip"
+        seen.setdefault(name, []).append(float(chosen.float().mean()))
+        return original(x, chosen, op)
+
+    monkeypatch.setattr(augment, "_on_subset", recording)
+    torch.manual_seed(0)
+    pipe = ViewPipeline(preset, bands, 8, (0.5, 1.0), [0.5] * bands, [0.25] * bands)
+    pipe(torch.rand(n, bands, 12, 12), view=view)
+    return {k: v[0] for k, v in seen.items()}
+
+
+@pytest.mark.parametrize(
+    ("preset", "bands", "view", "expected"),
+    [
+        ("optical", 13, 0, {"_blur": 1.0, "_solarize": 0.0, "_color_jitter": 0.8, "_grayscale": 0.2, "hflip": 0.5}),
+        ("optical", 13, 1, {"_blur": 0.1, "_solarize": 0.2, "_color_jitter": 0.8, "_grayscale": 0.2}),
+        ("rgb", 3, 1, {"_blur": 0.1, "_solarize": 0.2}),
+        ("sar", 2, 0, {"_blur": 0.5, "_grayscale": 0.2, "hflip": 0.5, "vflip": 0.5, "_solarize": 0.0}),
+        ("hha", 3, 0, {"hflip": 0.5, "vflip": 0.0, "_blur": 0.0, "_color_jitter": 0.0}),
+    ],
+)
+def test_presets_apply_their_documented_probabilities(monkeypatch, preset, bands, view, expected):
+    fractions = _applied_fractions(monkeypatch, preset, bands, view)
+    for op, p in expected.items():
+        got = fractions.get(op, 0.0)
+        sigma = (p * (1 - p) / 4000) ** 0.5
+        assert abs(got - p) <= 5 * sigma + 1e-9, f"{preset} view {view + 1}: {op} applied to {got:.3f}, expected {p}"
