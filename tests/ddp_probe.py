@@ -35,7 +35,9 @@ def recording_step(self, batch, idx):
 
 
 def save_weights(self):
-    torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, OUT / f"weights-r{self.global_rank}.pt")
+    torch.save(
+        {k: v.detach().cpu() for k, v in self.model.state_dict().items()}, OUT / f"weights-r{self.global_rank}.pt"
+    )
 
 
 sampling.SeededSampler.__iter__ = recording_iter  # type: ignore[method-assign]

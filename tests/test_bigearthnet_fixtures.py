@@ -48,3 +48,25 @@ def test_bigearthnet_finetuning_with_training_augmentation(v1, tmp_path):
     run = results["runs"][0]
     assert run["steps"] == 2 and results["setting"] == "supervised" and set(run["test"]) == {
         "map_micro", "map_macro", "f1_micro"}  # fmt: skip
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_packed_store_equals_the_raw_readers_and_transfers(v1, tmp_path, version):
+    from decur.augment import as_float
+    from decur.data.pack_bigearthnet import PackedBigEarthNet
+
+    root = v1 if version == "v1" else make_v2(tmp_path / "v2")
+    flag = ["--dataset", "bigearthnet" if version == "v1" else "bigearthnet_v2"]
+    assert main(["data", "pack", str(root), str(tmp_path / "store"), *flag, "--workers", "1"]) == 0
+    raw_test = BigEarthNetMM(root, "test") if version == "v1" else BigEarthNetV2(root, "test")
+    packed = PackedBigEarthNet(tmp_path / "store", "test")
+    assert len(packed) == len(raw_test)
+    for i in range(len(packed)):
+        p, r = packed[i], raw_test[i]
+        assert p["s2"].dtype == torch.uint8 and torch.equal(as_float(p["s2"]), r["s2"])
+        torch.testing.assert_close(as_float(p["s1"]), r["s1"], rtol=1e-3, atol=1e-2)  # float16 dB
+        assert torch.equal(p["label"], r["label"])
+    if version == "v1":
+        out = tmp_path / "probe"
+        args = [f"root={tmp_path / 'store'}", "dataset=bigearthnet", "epochs=1", "batch_size=4", "num_workers=0"]
+        assert main(["transfer", "--output", str(out), *args]) == 0

@@ -44,6 +44,13 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _data_pack(args: argparse.Namespace) -> int:
+    if args.dataset in ("bigearthnet", "bigearthnet_v2"):
+        from decur.data.pack_bigearthnet import pack_bigearthnet
+
+        version = "v2" if args.dataset == "bigearthnet_v2" else "v1"
+        out = pack_bigearthnet(args.root, args.out, version, args.workers)
+        print(f"packed store: {out}  (use it as `root` of decur transfer dataset=bigearthnet)")
+        return 0
     from decur.data.pack import pack_ssl4eo_s12
 
     void = Path(args.void_ids).read_text().split() if args.void_ids else None
@@ -227,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
     c.set_defaults(func=_data_check)
-    k = data.add_parser("pack", help="convert raw SSL4EO-S12 into the packed store (memory-mapped arrays)")
+    k = data.add_parser("pack", help="convert raw SSL4EO-S12 or BigEarthNet into a packed store (memory-mapped arrays)")
     k.add_argument("root")
     k.add_argument("out")
-    k.add_argument("--dataset", default="ssl4eo_s12", choices=["ssl4eo_s12"])
+    k.add_argument("--dataset", default="ssl4eo_s12", choices=["ssl4eo_s12", "bigearthnet", "bigearthnet_v2"])
     k.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     k.add_argument("--size", type=int, default=264)
     k.add_argument("--workers", type=int, default=2)

@@ -219,6 +219,11 @@ def load_data(run: TransferRun) -> TransferData:
         return TransferData(train, test, bands, band_stats(train, list(bands)), None, classes, run.image_size)
     root = str(run.root)
     if run.dataset == "bigearthnet":
+        from decur.data.pack_bigearthnet import PackedBigEarthNet, is_packed_bigearthnet
+
+        if is_packed_bigearthnet(root):  # `decur data pack --dataset bigearthnet[_v2]`
+            p_tr, p_te = PackedBigEarthNet(root, run.train_split), PackedBigEarthNet(root, run.test_split)
+            return TransferData(p_tr, p_te, bands, p_tr.stats, None, 19, 120)
         tr, te = BigEarthNetMM(root, run.train_split), BigEarthNetMM(root, run.test_split)
         return TransferData(tr, te, bands, tr.stats, None, 19, 120)
     if run.dataset == "geonrw":

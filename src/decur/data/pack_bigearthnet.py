@@ -1,0 +1,157 @@
+"""``decur data pack --dataset bigearthnet|bigearthnet_v2``: BigEarthNet's 14 small GeoTIFFs per patch → one store.
+
+BigEarthNet-MM v1.0 has 590,326 patches (269,695 in the 19-class splits used for transfer), v2.0 549,488, each
+as 12 S2 + 2 S1 single-band GeoTIFFs of 120 x 120 px or less: a fine-tuning epoch opens millions of small files.
+The store keeps every split's samples, preprocessed exactly as the raw readers return them:
+
+    index.json   format, version, patches per split, label names, band layout
+    s1.npy       float16 [n, 2, 120, 120]     VV, VH in dB, 2 % outliers cut per image
+    s2.npy       uint8   [n, bands, 120, 120] the paper's 8-bit S2 (x / 10000 · 255, clipped), 20/60 m bands resampled
+    labels.npy   uint8   [n, 19]              the 19-class multi-hot
+
+``as_float`` of a packed sample equals the raw reader's sample up to float16 rounding of S1 (S2 and labels exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from decur.data.bigearthnet import LABELS_19, BigEarthNetMM, BigEarthNetV2, sentinel_stats
+from decur.data.errors import DatasetError
+
+FORMAT = "decur-bigearthnet-pack/1"
+SPLITS = {"v1": ("train", "val", "test"), "v2": ("train", "validation", "test")}
+
+
+def _reader(root: str, version: str, split: str, insert_b10: bool) -> BigEarthNetMM | BigEarthNetV2:
+    if version == "v1":
+        return BigEarthNetMM(root, split, insert_b10=insert_b10)
+    return BigEarthNetV2(root, split, insert_b10=insert_b10)
+
+
+def pack_bigearthnet(
+    root: str | Path,
+    out: str | Path,
+    version: str = "v1",
+    workers: int = 2,
+    insert_b10: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Pack every split of a BigEarthNet release folder into ``out`` (layout in the module docstring).
+
+    Args:
+        root: The release folder (v1.0: S2/S1 folders and split lists; v2.0: folders and ``metadata.parquet``).
+        out: The store folder.
+        version: ``v1`` (BigEarthNet-MM v1.0) or ``v2`` (reBEN).
+        workers: Reading processes.
+        insert_b10: Insert the empty B10 (13 bands, the paper's choice).
+        progress: Print patches/s and the ETA.
+
+    Raises:
+        DatasetError: From the raw readers, naming the first bad file.
+
+    """
+    if version not in SPLITS:
+        raise ValueError(f"version must be v1 or v2, got {version!r}")
+    readers = {s: _reader(str(root), version, s, insert_b10) for s in SPLITS[version]}
+    jobs = [(s, i) for s, r in readers.items() for i in range(len(r))]
+    n, bands = len(jobs), 13 if insert_b10 else 12
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s1 = np.lib.format.open_memmap(out / "s1.npy", "w+", np.float16, (n, 2, 120, 120))
+    s2 = np.lib.format.open_memmap(out / "s2.npy", "w+", np.uint8, (n, bands, 120, 120))
+    labels = np.lib.format.open_memmap(out / "labels.npy", "w+", np.uint8, (n, len(LABELS_19)))
+    start = time.perf_counter()
+    with get_context("spawn").Pool(
+        max(1, workers), initializer=_init_worker, initargs=(str(root), version, insert_b10)
+    ) as pool:
+        for done, (k, a, b, y) in enumerate(pool.imap_unordered(_read, list(enumerate(jobs)), chunksize=16), 1):
+            s1[k], s2[k], labels[k] = a, b, y
+            if progress and (done % 200 == 0 or done == n):
+                rate = done / (time.perf_counter() - start)
+                print(f"\rpacked {done}/{n} patches, {rate:.0f}/s, ETA {(n - done) / rate / 60:.1f} min", end="")
+    if progress:
+        print()
+    for array in (s1, s2, labels):
+        array.flush()
+    offsets, position = {}, 0
+    for split, reader in readers.items():
+        offsets[split] = [position, position + len(reader)]
+        position += len(reader)
+    index = {"format": FORMAT, "version": version, "splits": offsets, "insert_b10": insert_b10,
+             "labels": list(LABELS_19), "source": str(root)}  # fmt: skip
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    return out
+
+
+_READERS: dict[str, Any] = {}
+
+
+def _init_worker(root: str, version: str, insert_b10: bool) -> None:
+    for split in SPLITS[version]:
+        _READERS[split] = _reader(root, version, split, insert_b10)
+
+
+def _read(job: tuple[int, tuple[str, int]]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    k, (split, i) = job
+    sample = _READERS[split][i]
+    s2 = (sample["s2"] * 255).round().numpy().astype(np.uint8)
+    return k, sample["s1"].numpy().astype(np.float16), s2, sample["label"].numpy().astype(np.uint8)
+
+
+def is_packed_bigearthnet(root: str | Path) -> bool:
+    """True when ``root`` holds a store written by :func:`pack_bigearthnet`."""
+    index = Path(root) / "index.json"
+    return index.is_file() and json.loads(index.read_text()).get("format") == FORMAT
+
+
+class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
+    """One split of a :func:`pack_bigearthnet` store: ``s1`` (float16), ``s2`` (uint8), ``label`` (float32 19-hot).
+
+    Args:
+        root: The store folder.
+        split: ``train``, ``val`` / ``validation`` or ``test``.
+
+    """
+
+    def __init__(self, root: str | Path, split: str = "train") -> None:
+        self.root = Path(root)
+        index_path = self.root / "index.json"
+        if not is_packed_bigearthnet(self.root):
+            raise DatasetError(index_path, f"is not a {FORMAT} store", "run `decur data pack --dataset bigearthnet`")
+        index = json.loads(index_path.read_text())
+        names = {"val": "validation", "validation": "val"}
+        key = split if split in index["splits"] else names.get(split, split)
+        if key not in index["splits"]:
+            raise DatasetError(index_path, f"has no split {split!r} (has {list(index['splits'])})", "pick one")
+        self.start, self.stop = index["splits"][key]
+        self.insert_b10 = bool(index["insert_b10"])
+        self._arrays: dict[str, Any] | None = None  # opened lazily, once per worker process
+
+    @property
+    def stats(self) -> dict[str, tuple[list[float], list[float]]]:
+        """Band statistics of the pretraining data (SSL4EO-S12), which the encoders were normalised with."""
+        return sentinel_stats(self.insert_b10)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if self._arrays is None:
+            self._arrays = {m: np.load(self.root / f"{m}.npy", mmap_mode="r") for m in ("s1", "s2", "labels")}
+        k = self.start + index
+        a = self._arrays
+        return {
+            "s1": torch.from_numpy(np.array(a["s1"][k])),
+            "s2": torch.from_numpy(np.array(a["s2"][k])),
+            "label": torch.from_numpy(np.array(a["labels"][k])).float(),
+        }
