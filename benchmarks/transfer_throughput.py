@@ -32,7 +32,7 @@ from decur.models import LateFusionClassifier, create_encoder, encoder_width
 from decur.train.host import tune_host
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_overhead import _machine, _sync, _timed  # noqa: E402
+from step_overhead import _machine, _sync, _timed
 
 RESULTS = Path(__file__).parent / "results"
 BANDS = {"s1": 2, "s2": 13}

@@ -42,8 +42,8 @@ def test_a_collapsing_run_warns_and_records_the_monitors(tmp_path, monkeypatch):
         return 1e-4 * z + torch.ones_like(z)
 
     monkeypatch.setattr(MultimodalModel, "embed", towards_one_point)
-    cfg = load_config(REPO / "configs" / "smoke.yaml", ["trainer.max_epochs=1", "eval.enabled=false",
-                                                        "trainer.log_every_n_steps=1", "trainer.rank_every=2"])  # fmt: skip
+    overrides = ["trainer.max_epochs=1", "eval.enabled=false", "trainer.log_every_n_steps=1", "trainer.rank_every=2"]
+    cfg = load_config(REPO / "configs" / "smoke.yaml", overrides)
     with pytest.warns(UserWarning, match="the optical embedding has collapsed at step 1"):
         pretrain(cfg, tmp_path)
     with open(tmp_path / "metrics.csv", newline="") as f:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from decur.augment import ViewPipeline
@@ -108,7 +108,7 @@ class PretrainModule(L.LightningModule):
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
     def setup(self, stage: str) -> None:
-        """Under multi-GPU DDP, BatchNorm statistics are synchronised over the global batch (``trainer.sync_batchnorm``).
+        """Under multi-GPU DDP, BatchNorm statistics are synchronised over the global batch (trainer.sync_batchnorm).
 
         (PyTorch has no CPU SyncBatchNorm: CPU processes keep per-process statistics.)
 
