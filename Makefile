@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
 	$(BIN)/python benchmarks/ddp_overhead.py
 	PYTHONPATH=. $(BIN)/python benchmarks/loader_throughput.py
+	$(BIN)/python benchmarks/transfer_throughput.py
+	PYTHONPATH=. $(BIN)/python benchmarks/bigearthnet_loader.py
 
 ## the miniature of the paper's tables on the synthetic data (about an hour on 2 CPU cores)
 experiment: $(STAMP)

@@ -18,6 +18,7 @@ Results go to ``benchmarks/results/e2e_packed-<device>.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import json
 import platform
@@ -39,7 +40,7 @@ from decur.train.module import PretrainModule
 from decur.train.run import pretrain
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("DECUR_BENCH_RESULTS", Path(__file__).parent / "results"))  # tests redirect it
 
 
 def write_store(root: Path, locations: int, size: int, seasons: int = 2) -> None:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurements of the performance issue, as one script for a lent GPU machine (about 8 minutes on one
 # H100): the step overhead of ResNet-50 DeCUR at the paper's SSL4EO-S12 shape (bf16, channels_last, with and
-# without torch.compile), then end-to-end pretraining from the packed format with 12 loader workers.
-# Results: benchmarks/results/step_overhead-cuda-*.{json,md} and e2e_packed-cuda.{json,md}.
+# without torch.compile), then end-to-end pretraining from the packed format with 12 loader workers, then the
+# transfer step (ResNet-50, BigEarthNet shape, batch 256) and feature extraction.
+# Results: benchmarks/results/step_overhead-cuda-*.{json,md}, e2e_packed-cuda.{json,md}, transfer-cuda-*.{json,md}.
 #   bash benchmarks/gpu.sh [PEAK_TFLOPS]      # default 989 (H100 SXM dense bf16); H200 has the same peak
 set -euo pipefail
 PEAK=${1:-989}
@@ -15,3 +16,6 @@ $PY benchmarks/step_overhead.py --device cuda --precision bf16 --set "${SHAPE[@]
 $PY benchmarks/step_overhead.py --device cuda --precision bf16 --compile --set "${SHAPE[@]}" \
     --peak-tflops "$PEAK" --repeats 10 --tag resnet50-bf16-compile
 $PY benchmarks/e2e_packed.py --locations 2048 --epochs 3 --workers 12 --peak-tflops "$PEAK"
+# transfer: BigEarthNet-shaped fine-tuning step vs bare backbones, and linear probing's feature extraction
+$PY benchmarks/transfer_throughput.py --device cuda --precision bf16 --channels-last --arch resnet50 --batch 256 \
+    --repeats 10 --tag resnet50-bf16

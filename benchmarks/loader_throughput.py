@@ -19,6 +19,7 @@ Results: ``benchmarks/results/loader-<tag>.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import platform
 import statistics
@@ -36,7 +37,7 @@ from decur.data.pack import PackedSSL4EOS12, pack_ssl4eo_s12
 from decur.data.sampling import seeded_loader
 from decur.data.ssl4eo_s12 import SSL4EOS12, STATS
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("DECUR_BENCH_RESULTS", Path(__file__).parent / "results"))  # tests redirect it
 
 
 class HDF5Store(Dataset):

@@ -17,6 +17,7 @@ Results go to ``benchmarks/results/step_overhead-<device>[-tag].{json,md}``.
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import json
 import platform
@@ -35,7 +36,7 @@ from decur.optim import build_optimizer
 from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("DECUR_BENCH_RESULTS", Path(__file__).parent / "results"))  # tests redirect it
 
 
 def _sync(device: torch.device) -> None:

@@ -110,10 +110,12 @@ class CSVMetrics(L.Callback):
     """Appends the logged training metrics to ``metrics.csv`` every ``every`` steps (rank 0).
 
     On resume, rows after the restored step are dropped first, so the file always describes one history.
+    ``sparse`` maps a metric-name prefix to the interval at which it is measured (e.g. ``{"rank_": 50}``): at other
+    steps its cell stays empty instead of repeating a stale value.
     """
 
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, max(1, every)
+    def __init__(self, path: Path, every: int, sparse: dict[str, int] | None = None) -> None:
+        self.path, self.every, self.sparse = path, max(1, every), dict(sparse or {})
         self._fields: list[str] | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -145,6 +147,9 @@ class CSVMetrics(L.Callback):
         step = trainer.global_step
         row: dict[str, Any] = {"step": step, "epoch": trainer.current_epoch}
         for k, v in sorted(trainer.callback_metrics.items()):
+            interval = next((n for prefix, n in self.sparse.items() if k.startswith(prefix)), None)
+            if interval is not None and (not interval or (step % interval and step != 1)):
+                continue
             row[k] = float(v)
         for i, group in enumerate(trainer.optimizers[0].param_groups):
             row[f"lr_group{i}"] = group["lr"]

@@ -30,6 +30,7 @@ def build_trainer(
     max_steps: int = -1,
     every_n_steps: int | None = None,
     progress: bool = True,
+    sparse_metrics: dict[str, int] | None = None,
     extra_callbacks: Iterable[L.Callback] = (),
 ) -> L.Trainer:
     """A Lightning trainer writing into the run folder ``output``.
@@ -42,6 +43,7 @@ def build_trainer(
         max_steps: Optimiser steps to train (``-1``: as many as ``max_epochs`` give).
         every_n_steps: Also write ``last.ckpt`` every this many optimiser steps (iteration-based schedules).
         progress: Show the progress bar (samples/s, ETA).
+        sparse_metrics: Metric-name prefix → the step interval at which it is measured (left empty in between).
         extra_callbacks: Further callbacks.
 
     """
@@ -67,7 +69,7 @@ def build_trainer(
         callbacks=[
             LastCheckpoint(output / "checkpoints" / "last.ckpt", every_n_steps),
             Throughput(global_batch),
-            CSVMetrics(output / "metrics.csv", engine.log_every_n_steps),
+            CSVMetrics(output / "metrics.csv", engine.log_every_n_steps, sparse_metrics),
             *extra_callbacks,
         ],
         plugins=[AtomicCheckpointIO()],

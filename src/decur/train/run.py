@@ -58,7 +58,13 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
     names = [m.name for m in cfg.data.modalities]
     stats = dataset_stats(dataset, names)
     module = PretrainModule(cfg, stats)
-    trainer = build_trainer(output, cfg.trainer, global_batch=cfg.data.batch_size, max_epochs=cfg.trainer.max_epochs)
+    trainer = build_trainer(
+        output,
+        cfg.trainer,
+        global_batch=cfg.data.batch_size,
+        max_epochs=cfg.trainer.max_epochs,
+        sparse_metrics={"rank_": cfg.trainer.rank_every},
+    )
     if trainer.is_global_zero:
         save_config(cfg, output / "config.yaml")
     last = output / "checkpoints" / "last.ckpt"

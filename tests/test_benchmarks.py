@@ -1,0 +1,35 @@
+"""Every benchmark script runs end to end with tiny models (results redirected), so `make bench` cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+TINY = ["data.batch_size=4", "data.image_size=32", "data.crop_size=24", "model.projector=[32, 32]"]
+SCRIPTS = {
+    "step_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1", "--rounds", "1", "--tag", "t"],
+    "transfer_throughput": ["--batch", "2", "--size", "32", "--warmup", "0", "--repeats", "1", "--rounds", "1"],
+    "bigearthnet_loader": ["--batch", "2", "--batches", "1", "--workers", "0"],
+    "loader_throughput": ["--locations", "2", "--samples", "2", "--batch", "2", "--crop", "32", "--workers", "1",
+                          "--tag", "t"],  # fmt: skip
+    "ddp_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1"],
+    "e2e_packed": ["--locations", "8", "--epochs", "1", "--workers", "0", "--set", *TINY],
+}
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_benchmark_runs_and_writes_its_results(script, tmp_path):
+    env = {**os.environ, "DECUR_BENCH_RESULTS": str(tmp_path), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *SCRIPTS[script]]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = sorted(tmp_path.glob("*.json"))
+    assert written, f"{script} wrote no results"
+    assert all(json.loads(p.read_text()) for p in written)
+    assert not (REPO / "benchmarks" / "results" / "step_overhead-cpu-t.json").exists()
