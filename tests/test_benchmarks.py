@@ -16,10 +16,32 @@ SCRIPTS = {
     "step_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1", "--rounds", "1", "--tag", "t"],
     "transfer_throughput": ["--batch", "2", "--size", "32", "--warmup", "0", "--repeats", "1", "--rounds", "1"],
     "bigearthnet_loader": ["--batch", "2", "--batches", "1", "--workers", "0"],
-    "loader_throughput": ["--locations", "2", "--samples", "2", "--batch", "2", "--crop", "32", "--workers", "1",
-                          "--tag", "t"],  # fmt: skip
+    "loader_throughput": [
+        "--locations",
+        "2",
+        "--samples",
+        "2",
+        "--batch",
+        "2",
+        "--crop",
+        "32",
+        "--workers",
+        "1",
+        "--tag",
+        "t",
+    ],  # fmt: skip
     "ddp_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1"],
-    "e2e_packed": ["--locations", "8", "--epochs", "1", "--workers", "0", "--set", *TINY],
+    "e2e_packed": [
+        "--locations",
+        "8",
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        "--set",
+        *TINY,
+        "trainer.log_every_n_steps=1",
+    ],
 }
 
 
