@@ -11,8 +11,8 @@ Results go to ``benchmarks/results/bigearthnet_loader-cpu.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import tempfile
 import time
 from datetime import UTC, datetime

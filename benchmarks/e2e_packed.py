@@ -18,9 +18,9 @@ Results go to ``benchmarks/results/e2e_packed-<device>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
 import csv
 import json
+import os
 import platform
 import statistics
 import tempfile

@@ -19,8 +19,8 @@ Results: ``benchmarks/results/loader-<tag>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import platform
 import statistics
 import tempfile

@@ -17,9 +17,9 @@ Results go to ``benchmarks/results/step_overhead-<device>[-tag].{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
 import contextlib
 import json
+import os
 import platform
 import statistics
 import time

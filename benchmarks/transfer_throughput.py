@@ -15,9 +15,9 @@ Ratio = fine-tuning samples/s / backbone samples/s. "Feature extraction" = linea
 from __future__ import annotations
 
 import argparse
-import os
 import contextlib
 import json
+import os
 import platform
 import statistics
 import sys

@@ -29,7 +29,7 @@ SCRIPTS = {
         "1",
         "--tag",
         "t",
-    ],  # fmt: skip
+    ],
     "ddp_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1"],
     "e2e_packed": [
         "--locations",
