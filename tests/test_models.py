@@ -34,7 +34,11 @@ def test_projector_layout():
     p = projector(16, [32, 32, 8])
     kinds = [type(m) for m in p]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
-    assert projector(16, []) is not None and len(projector(16, [])) == 0
+    assert [(m.in_features, m.out_features) for m in p if isinstance(m, nn.Linear)] == [(16, 32), (32, 32), (32, 8)]
+    assert all(m.bias is None for m in p if isinstance(m, nn.Linear))  # Barlow Twins: no biases (BN follows)
+    x = torch.randn(4, 16)
+    identity = projector(16, [])
+    assert len(identity) == 0 and torch.equal(identity(x), x)  # no projector: the features are the embedding
 
 
 def test_model_per_modality_and_shared_projector():
@@ -42,5 +46,10 @@ def test_model_per_modality_and_shared_projector():
     out = model({"optical": torch.randn(3, 13, 32, 32), "sar": torch.randn(3, 2, 32, 32)})
     assert out["optical"].shape == (3, 16) and out["sar"].shape == (3, 16)
     assert model.projectors["optical"] is not model.projectors["sar"]
+    assert model.encoders["optical"].conv1.in_channels == 13 and model.encoders["sar"].conv1.in_channels == 2
     shared = MultimodalModel({"optical": 13, "sar": 2}, "resnet18", [32, 16], share_projector=True)
     assert shared.projectors["optical"] is shared.projectors["sar"]
+    # one module: its parameters are counted once, and a step on one modality's path changes the other's projector
+    n_shared = sum(p.numel() for p in shared.parameters())
+    n_own = sum(p.numel() for p in model.parameters())
+    assert n_own - n_shared == sum(p.numel() for p in model.projectors["sar"].parameters())

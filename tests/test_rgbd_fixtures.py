@@ -104,3 +104,28 @@ def test_nyuv2_raw_pgm_depth_to_hha_and_segmentation(tmp_path):
     )
     results = json.loads((out / "results.json").read_text())
     assert results["setting"] == "supervised" and len(results["runs"][0]["test"]["iou_per_class"]) == 41
+
+
+def test_hha_takes_per_image_intrinsics_and_clamps_far_depth(tmp_path):
+    from PIL import Image
+
+    from decur.data.hha import depth_to_hha
+
+    # SUN-RGBD's original layout: <scene>/depth/<name>.png next to <scene>/intrinsics.txt
+    scene = tmp_path / "scene"
+    (scene / "depth").mkdir(parents=True)
+    depth = np.full((30, 40), 2.5)
+    depth[:, :10] = 12.0  # beyond the sensor: clamped to 8 m
+    mm = np.round(depth * 1000).astype(np.uint16)
+    Image.fromarray(((mm << 3) | (mm >> 13)).astype(np.uint16)).save(scene / "depth" / "f.png")
+    camera = np.array([[40.0, 0, 20], [0, 40.0, 15], [0, 0, 1]])
+    (scene / "intrinsics.txt").write_text(" ".join(f"{v:g}" for v in camera.flatten()))
+    assert main(["data", "hha", str(scene / "depth"), str(tmp_path / "hha"), "--encoding", "sun"]) == 0
+    got = np.asarray(Image.open(tmp_path / "hha" / "f.png"))
+    expected = depth_to_hha(np.minimum(depth, 8.0), camera)
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(got, depth_to_hha(np.minimum(depth, 8.0)))  # NYU's camera would differ
+    # a folder of per-image files must hold one for every image, named in the error
+    (tmp_path / "cams").mkdir()
+    assert main(["data", "hha", str(scene / "depth"), str(tmp_path / "h2"), "--encoding", "sun",
+                 "--intrinsics", str(tmp_path / "cams")]) == 1  # fmt: skip

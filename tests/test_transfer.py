@@ -289,6 +289,7 @@ def test_adapt_batchnorm_sets_statistics_from_data_and_keeps_weights():
             torch.testing.assert_close(v, weights[k])
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_give_the_dataset_level_metric_of_one(pretrained, tmp_path):
     """Linear probe on cached features: the 2-process global batches equal the 1-process ones, and the test set is
     split between the processes without padding, so mAP over the whole set must agree (up to float rounding)."""

@@ -83,7 +83,7 @@ def _data_hha(args: argparse.Namespace) -> int:
     if args.camera:
         fx, fy, cx, cy = args.camera
         camera = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
-    written = convert_folder_to_hha(args.src, args.dst, args.encoding, camera)
+    written = convert_folder_to_hha(args.src, args.dst, args.encoding, camera, args.intrinsics, args.max_depth)
     print(f"wrote {len(written)} HHA image(s) to {args.dst}")
     return 0
 
@@ -251,7 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     hh.add_argument("src")
     hh.add_argument("dst")
     hh.add_argument("--encoding", required=True, choices=["nyu_raw", "sun", "mm", "0.1mm", "m"])
-    hh.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="default: NYU v2")
+    hh.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="one camera for all")
+    hh.add_argument(
+        "--intrinsics",
+        help="folder of per-image <name>.txt camera matrices (9 numbers); default: SUN-RGBD's <scene>/intrinsics.txt "
+        "next to the depth folder when present, else NYU v2's camera",
+    )
+    hh.add_argument("--max-depth", type=float, default=8.0, help="clamp depth beyond this many metres (SUN RGB-D: 8)")
     hh.set_defaults(func=_data_hha)
     return parser
 

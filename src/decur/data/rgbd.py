@@ -80,11 +80,62 @@ def _read_pgm_little_endian(path: Path) -> np.ndarray:
     return pixels.reshape(height, width)
 
 
+MAX_DEPTH_M = 8.0
+"""Depth beyond this is clamped to it before HHA, as the SUN RGB-D toolbox does (``read3dPoints``: depth > 8 m
+set to 8 m); past the sensors' range (Kinect v1 ~4.5 m, v2 ~8 m) readings are noise."""
+
+
+def read_intrinsics(path: Path) -> np.ndarray:
+    """A 3 x 3 camera matrix from a text file of 9 numbers, row by row (SUN-RGBD's ``intrinsics.txt``)."""
+    try:
+        values = np.array(path.read_text().split(), dtype=np.float64)
+    except (OSError, ValueError) as err:
+        raise DatasetError(path, f"cannot be read as 9 numbers ({err})", "give fx 0 cx 0 fy cy 0 0 1") from None
+    if values.size != 9:
+        raise DatasetError(path, f"holds {values.size} numbers, expected 9 (a 3 x 3 matrix)", "fix the file")
+    return values.reshape(3, 3)
+
+
+def camera_for(depth_path: Path, camera: np.ndarray | None, intrinsics: Path | None) -> np.ndarray:
+    """The camera matrix of one depth image.
+
+    A fixed ``camera`` wins; else ``intrinsics/<stem>.txt`` when a folder is given (it must exist); else the
+    ``intrinsics.txt`` of SUN-RGBD's original layout (``<scene>/depth/<name>.png`` next to
+    ``<scene>/intrinsics.txt``); else NYU Depth v2's camera.
+    """
+    from decur.data.hha import NYU_CAMERA
+
+    if camera is not None:
+        return camera
+    if intrinsics is not None:
+        own = intrinsics / f"{depth_path.stem}.txt"
+        if not own.is_file():
+            raise DatasetError(own, "intrinsics file is missing", "one <name>.txt per depth image, or use --camera")
+        return read_intrinsics(own)
+    scene = depth_path.parent.parent / "intrinsics.txt"
+    return read_intrinsics(scene) if scene.is_file() else NYU_CAMERA
+
+
 def convert_folder_to_hha(
-    src: str | Path, dst: str | Path, encoding: str, camera: np.ndarray | None = None
+    src: str | Path,
+    dst: str | Path,
+    encoding: str,
+    camera: np.ndarray | None = None,
+    intrinsics: str | Path | None = None,
+    max_depth_m: float = MAX_DEPTH_M,
 ) -> list[Path]:
-    """Write ``dst/<stem>.png`` HHA images for every depth image in ``src``; returns the written paths."""
-    from decur.data.hha import NYU_CAMERA, depth_to_hha
+    """Write ``dst/<stem>.png`` HHA images for every depth image in ``src``; returns the written paths.
+
+    Args:
+        src: Folder of depth images.
+        dst: Output folder.
+        encoding: Depth encoding (:func:`read_depth`).
+        camera: One camera matrix for every image (``--camera``).
+        intrinsics: Folder of per-image ``<stem>.txt`` camera matrices (see :func:`camera_for`).
+        max_depth_m: Clamp depth beyond this (:data:`MAX_DEPTH_M`).
+
+    """
+    from decur.data.hha import depth_to_hha
 
     src, dst = Path(src), Path(dst)
     files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -92,8 +143,10 @@ def convert_folder_to_hha(
         raise DatasetError(src, "holds no depth images", "check the folder")
     dst.mkdir(parents=True, exist_ok=True)
     written = []
+    folder = Path(intrinsics) if intrinsics is not None else None
     for path in files:
-        hha = depth_to_hha(read_depth(path, encoding), NYU_CAMERA if camera is None else camera)
+        depth = np.minimum(read_depth(path, encoding), max_depth_m)
+        hha = depth_to_hha(depth, camera_for(path, camera, folder), valid=depth > 0)
         out = dst / f"{path.stem}.png"
         Image.fromarray(hha).save(out)
         written.append(out)

@@ -403,7 +403,9 @@ def _cached_features(
     sampler: DistributedSampler[dict[str, Tensor]] = DistributedSampler(
         indexed, trainer.world_size, trainer.global_rank, shuffle=False
     )
-    loader = DataLoader(indexed, batch_size=batch, sampler=sampler, num_workers=workers)
+    loader = DataLoader(
+        indexed, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=torch.cuda.is_available()
+    )
     outputs = cast(list[dict[str, Tensor]], trainer.predict(module, loader, return_predictions=True))
     feats = torch.cat([o["features"] for o in outputs]).cpu()
     labels = torch.cat([o["label"] for o in outputs]).cpu().float()
@@ -432,4 +434,6 @@ def _shard_loader(
 ) -> DataLoader[dict[str, Tensor]]:
     """Evaluation loader: process ``r`` of ``w`` reads samples ``r, r + w, ...`` (no padding, no duplicates)."""
     indices = list(range(trainer.global_rank, len(dataset), trainer.world_size))  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size=batch, sampler=indices, num_workers=workers)
+    return DataLoader(
+        dataset, batch_size=batch, sampler=indices, num_workers=workers, pin_memory=torch.cuda.is_available()
+    )
