@@ -12,7 +12,6 @@ import pytest
 from .conftest import REPO
 
 TINY = ["data.batch_size=4", "data.image_size=32", "data.crop_size=24", "model.projector=[32, 32]"]
-SLOW = {"loader_throughput", "ddp_overhead", "e2e_packed", "bigearthnet_loader"}  # make test-slow runs them
 SCRIPTS = {
     "step_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1", "--rounds", "1", "--tag", "t"],
     "transfer_throughput": ["--batch", "2", "--size", "32", "--warmup", "0", "--repeats", "1", "--rounds", "1"],
@@ -46,7 +45,8 @@ SCRIPTS = {
 }
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.slow] if s in SLOW else []) for s in SCRIPTS])
+@pytest.mark.slow
+@pytest.mark.parametrize("script", list(SCRIPTS))
 def test_benchmark_runs_and_writes_its_results(script, tmp_path):
     env = {**os.environ, "DECUR_BENCH_RESULTS": str(tmp_path), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *SCRIPTS[script]]

@@ -65,36 +65,48 @@ def _grad(t):
     return t.grad if t.grad is not None else torch.zeros_like(t)  # unused views (one-view methods)
 
 
-def _worker(rank, init_file, name, queue):
+def _worker(rank, init_file, queue):
+    """One process pair serves every method (spawning costs seconds; the methods share nothing across calls)."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:  # any failure is reported to the parent instead of leaving it waiting
-        model = nn.parallel.DistributedDataParallel(Heads())  # averages parameter gradients over ranks
-        shard = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
-        x = [t[shard].clone().requires_grad_(True) for t in _inputs()]
-        loss = METHODS[name](model(x))["total"]
-        loss.backward()
-        grads = [_grad(t).numpy() for t in x], [p.grad.numpy() for p in model.parameters()]
-        queue.put((rank, float(loss.detach()), *grads))
-    except Exception:
-        queue.put((rank, traceback.format_exc(), None, None))
+    try:
+        for name in METHODS:
+            try:  # any failure is reported to the parent instead of leaving it waiting
+                model = nn.parallel.DistributedDataParallel(Heads())  # averages parameter gradients over ranks
+                shard = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
+                x = [t[shard].clone().requires_grad_(True) for t in _inputs()]
+                loss = METHODS[name](model(x))["total"]
+                loss.backward()
+                grads = [_grad(t).numpy() for t in x], [p.grad.numpy() for p in model.parameters()]
+                queue.put((name, rank, float(loss.detach()), *grads))
+            except Exception:
+                queue.put((name, rank, traceback.format_exc(), None, None))
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_two_process_loss_and_gradients_equal_single_process(name):
-    loss1, input_grads1, param_grads1 = _single_process(name)
+@pytest.fixture(scope="module")
+def two_process_results():
+    """``{method: [(rank, loss, input grads, parameter grads), ...]}`` from one 2-process gloo group."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "init")
-        procs = [ctx.Process(target=_worker, args=(r, init_file, name, queue)) for r in range(WORLD)]
+        procs = [ctx.Process(target=_worker, args=(r, init_file, queue)) for r in range(WORLD)]
         for p in procs:
             p.start()
-        results = sorted(queue.get(timeout=120) for _ in range(WORLD))
+        results: dict[str, list] = {}
+        for _ in range(WORLD * len(METHODS)):
+            name, *rest = queue.get(timeout=180)
+            results.setdefault(name, []).append(tuple(rest))
         for p in procs:
             p.join(timeout=60)
-    for rank, loss, input_grads, param_grads in results:
+    return {name: sorted(rows, key=lambda r: r[0]) for name, rows in results.items()}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_two_process_loss_and_gradients_equal_single_process(name, two_process_results):
+    loss1, input_grads1, param_grads1 = _single_process(name)
+    for rank, loss, input_grads, param_grads in two_process_results[name]:
         assert not isinstance(loss, str), f"rank {rank} failed:\n{loss}"
         assert loss == pytest.approx(loss1, rel=1e-9), f"rank {rank}: global-batch loss differs"
         shard = slice(rank * N // WORLD, (rank + 1) * N // WORLD)

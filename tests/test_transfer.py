@@ -232,6 +232,7 @@ def test_segmentation_sgd_poly_schedule_runs_the_given_iterations(tmp_path, caps
 TINY_PROBES = ["linear_epochs=2", "train_samples=32", "test_samples=16", "image_size=32", "batch_size=16"]
 
 
+@pytest.mark.slow  # 50 s; the sweep below runs the same pretrain -> transfer path in the fast suite
 def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     args = [
         "methods=[decur, 'barlow_twins_single:sar', random, random_bn]",
