@@ -253,6 +253,7 @@ def test_tiny_experiment_grid_writes_csv_markdown_and_png(tmp_path, capsys):
     assert (out / "results.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_tiny_sweep_of_the_projector(tmp_path):
     args = [
         "parameter=model.projector",
