@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import torch
 
-from decur.data.bigearthnet import LABELS_19, LABELS_43, BigEarthNetMM, labels_to_19
+from decur.data.bigearthnet import LABELS_19, BigEarthNetMM
 from decur.data.errors import DatasetError
 
 from .conftest import REAL_DATA
@@ -72,13 +72,6 @@ def test_torchgeo_split_list(root):
     ds = BigEarthNetMM(root, "train")
     (root / "bigearthnet-val.csv").write_text("".join(f"{p},{ds.s1_of[p]}\n" for p in ds.patches[:2]))
     assert len(BigEarthNetMM(root, "val")) == 2
-
-
-def test_label_mapping_is_complete_and_rejects_unknown_names(tmp_path):
-    assert len(LABELS_43) == 43 and sum(len(v) for v in LABELS_19.values()) == 32
-    assert labels_to_19(["Bare rock", "Burnt areas"], tmp_path).sum() == 0
-    with pytest.raises(DatasetError, match="unknown label 'Lava'"):
-        labels_to_19(["Lava"], tmp_path / "x.json")
 
 
 def test_bad_inputs(root, tmp_path):
