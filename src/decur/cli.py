@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from decur.config import ConfigError, load_config
+from decur.config import ConfigError, load_config, load_dataclass
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -100,33 +99,10 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flat_config(cls: type, path: str | None, overrides: list[str]) -> Any:
-    """A flat config dataclass from an optional YAML file and ``field=value`` overrides (values parsed as YAML)."""
-    import yaml
-
-    from decur.config import from_dict
-
-    if path is not None and not Path(path).is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    raw = (yaml.safe_load(Path(path).read_text()) if path else {}) or {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected the form field=value")
-        *parents, leaf = key.split(".")
-        node = raw
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: `{p}` is not a section")
-        node[leaf] = yaml.safe_load(value)
-    return from_dict(cls, raw or {}, "")
-
-
 def _transfer(args: argparse.Namespace) -> int:
     from decur.evaluate.transfer import TransferRun, run_transfer
 
-    run = _flat_config(TransferRun, args.config, args.overrides).validate()
+    run = load_dataclass(TransferRun, args.config, args.overrides).validate()
     output = Path(args.output) if args.output else Path("runs") / "transfer"
     summary = run_transfer(run, output)
     if summary["runs"][0].get("rank", 0) != 0:
@@ -146,7 +122,7 @@ def _transfer(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from decur.evaluate.experiment import ExperimentConfig, run_experiment
 
-    cfg = _flat_config(ExperimentConfig, args.config, args.overrides)
+    cfg = load_dataclass(ExperimentConfig, args.config, args.overrides)
     output = Path(args.output)
     run_experiment(cfg, output)
     print((output / "results.md").read_text())
@@ -156,7 +132,7 @@ def _experiment(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from decur.evaluate.experiment import SweepConfig, run_sweep
 
-    cfg = _flat_config(SweepConfig, args.config, args.overrides)
+    cfg = load_dataclass(SweepConfig, args.config, args.overrides)
     run_sweep(cfg, Path(args.output))
     print((Path(args.output) / "sweep.md").read_text())
     return 0

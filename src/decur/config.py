@@ -325,6 +325,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         ConfigError: On unknown keys, wrong types, bad override syntax or invalid values.
 
     """
+    return load_dataclass(Config, path, overrides)
+
+
+def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Config dataclass ``cls`` from defaults, an optional YAML file and ``a.b=value`` overrides (YAML values).
+
+    Raises:
+        ConfigError: On a missing file, unknown keys, wrong types or bad override syntax.
+
+    """
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -332,12 +342,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {path} does not exist")
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: the top level must be a mapping of sections")
+            raise ConfigError(f"config file {path}: the top level must be a mapping")
         raw = loaded
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected the form section.field=value")
+            raise ConfigError(f"override {item!r}: expected the form field=value (section.field=value)")
         node = raw
         *parents, leaf = key.split(".")
         for p in parents:
@@ -345,7 +355,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: `{p}` is not a section")
         node[leaf] = yaml.safe_load(value)
-    return from_dict(Config, raw, "")
+    return from_dict(cls, raw, "")
 
 
 def from_dict(cls: type, raw: Any, where: str) -> Any:
