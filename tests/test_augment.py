@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decur.augment import PRESETS, ViewPipeline, sample_geometry
+from decur.augment import PRESETS, ViewPipeline, resized_crop, sample_geometry
 
 
 def _pipe(preset, bands, crop=16, scale=(0.08, 1.0)):
@@ -106,7 +106,7 @@ def test_crop_is_bilinear_and_antialiased_where_shrunk_twice(size, crop):
     adaptive = roi_align(x, rois, (crop, crop), spatial_scale=1.0, sampling_ratio=0, aligned=True)
     shrunk = (px[:, 2] - px[:, 0] >= 2 * crop) | (px[:, 3] - px[:, 1] >= 2 * crop)
     expected = torch.where(shrunk.view(-1, 1, 1, 1), adaptive, single)
-    torch.testing.assert_close(pipe._crop(x, g), expected, rtol=0, atol=1e-4)  # float32 coordinates
+    torch.testing.assert_close(resized_crop(x, g, pipe.crop_size), expected, rtol=0, atol=1e-4)  # float32 coordinates
     if size == 120:
         assert shrunk.any() and not shrunk.all()
 
@@ -117,11 +117,13 @@ def test_flips_folded_into_the_crop_equal_flipping_the_crop(size):
     x = torch.rand(32, 2, size, size)
     pipe = _pipe("none", 2, crop=24)
     g = sample_geometry(32, (0.08, 1.0), PRESETS["dem"])  # hflip and vflip with p 0.5
-    plain = pipe._crop(x, type(g)(g.boxes, torch.zeros(32, dtype=torch.bool), torch.zeros(32, dtype=torch.bool)))
+    plain = resized_crop(
+        x, type(g)(g.boxes, torch.zeros(32, dtype=torch.bool), torch.zeros(32, dtype=torch.bool)), pipe.crop_size
+    )
     expected = torch.where(g.hflip.view(-1, 1, 1, 1), plain.flip(-1), plain)
     expected = torch.where(g.vflip.view(-1, 1, 1, 1), expected.flip(-2), expected)
     assert g.hflip.any() and g.vflip.any()
-    torch.testing.assert_close(pipe._crop(x, g), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(resized_crop(x, g, pipe.crop_size), expected, rtol=0, atol=1e-5)
 
 
 def _applied_fractions(monkeypatch, preset: str, bands: int, view: int, n: int = 4000) -> dict[str, float]:

@@ -133,7 +133,7 @@ class ViewPipeline(nn.Module):
             x = x.clone()  # the ops below write in place
         else:
             geometry = geometry if geometry is not None else self.sample_geometry(n)
-            x = self._crop(x, geometry)  # a new tensor, already flipped: the ops below may write into it
+            x = resized_crop(x, geometry, self.crop_size)  # a new tensor, already flipped: ops below write into it
         spec = self.spec
         x = _on_subset(x, _chance(n, spec.jitter), self._color_jitter)
         x = _on_subset(x, _chance(n, spec.grayscale), self._grayscale)
@@ -144,9 +144,6 @@ class ViewPipeline(nn.Module):
     def normalize(self, x: Tensor) -> Tensor:
         """Standardisation only: how evaluation images are prepared (never augmented)."""
         return (as_float(x) - self.mean) / self.std
-
-    def _crop(self, x: Tensor, g: Geometry) -> Tensor:
-        return resized_crop(x, g, self.crop_size)
 
     def _color_jitter(self, x: Tensor) -> Tensor:
         n, s = x.shape[0], self.spec

@@ -285,8 +285,8 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
     indices = label_subset(len(data.train), run.label_fraction, seed)  # type: ignore[arg-type]
     linear, cached = run.resolved_protocol == "linear", False
     train: Dataset[dict[str, Tensor]] = Subset(data.train, indices)
-    steps_per_epoch = math.ceil(len(indices) / run.batch_size)
-    epochs = run.epochs if run.iterations is None else math.ceil(run.iterations / max(1, steps_per_epoch))
+    steps_per_epoch = max(1, len(indices) // run.batch_size)  # full batches only (the loader drops the rest)
+    epochs = run.epochs if run.iterations is None else math.ceil(run.iterations / steps_per_epoch)
     trainer = build_trainer(
         folder,
         run.trainer,
