@@ -92,7 +92,14 @@ class ModelConfig:
     """Per-modality encoders and projectors."""
 
     arch: str = "resnet18"
-    """Any timm model with ``in_chans`` and ``num_classes=0`` support (resnet18/34/50 tested)."""
+    """Any timm model with ``in_chans`` and ``num_classes=0`` support (resnet18/34/50 tested), or SegFormer's Mix
+    Transformer ``mit_b0`` ... ``mit_b5`` (:mod:`decur.models.mit`)."""
+    head_dim: int | None = None
+    """A linear layer from the pooled feature to this width before the projector; the reference code's MiT
+    pretraining uses 2048 (512 → 2048 → 8192³). ``None``: the projector takes the pooled feature."""
+    init_weights: str | None = None
+    """MiT only: a SegFormer-layout state dict (e.g. the ImageNet ``mit_b2.pth`` of the SegFormer release) that
+    every encoder starts from, loaded with strict keys; never downloaded. ``None``: random initialisation."""
     projector: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
     """Projector widths, Linear-BN-ReLU between layers and a final Linear (paper: 8192-8192-8192)."""
     share_projector: bool = False
@@ -196,7 +203,9 @@ class Config:
     @property
     def embed_dim(self) -> int:
         """Embedding size K (the projector's output width, or the encoder width without projector)."""
-        return self.model.projector[-1] if self.model.projector else _encoder_width(self.model.arch)
+        if self.model.projector:
+            return self.model.projector[-1]
+        return self.model.head_dim or _encoder_width(self.model.arch)
 
     @property
     def common_dim(self) -> int:
@@ -277,6 +286,17 @@ class Config:
             f"method {m.name!r} trains {wanted} modalit{'y' if wanted == 1 else 'ies'}, got {names}",
         )
         _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
+        _require(self.model.head_dim is None or self.model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
+        if self.model.init_weights is not None:
+            from decur.models.mit import is_mit
+
+            _require(
+                is_mit(self.model.arch),
+                "model.init_weights",
+                f"SegFormer weights start MiT encoders only (model.arch is {self.model.arch!r})",
+            )
+            if check_paths:
+                _require(Path(self.model.init_weights).is_file(), "model.init_weights", "file not found")
         _require(0 <= m.common_share <= 1, "method.common_share", f"must lie in [0, 1], got {m.common_share}")
         _require(
             0 <= self.common_dim <= self.embed_dim,

@@ -24,8 +24,10 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     """Write one modality's encoder as ``out`` (safetensors) and its card ``out.with_suffix('.json')``.
 
     The state dict has plain timm keys: ``timm.create_model(arch, in_chans=bands, num_classes=0)`` loads it with
-    ``strict=True``. The card records arch, band count, the normalisation the encoder was trained with, the
-    common/unique split of the embedding and a hash of the training config.
+    ``strict=True``; for ``mit_b0`` ... ``mit_b5`` the keys are SegFormer's original backbone layout
+    (``patch_embed1.proj.weight``, ``block1.0.attn.q.weight``, ``norm4.weight``), which the public SegFormer and CMX
+    code load with ``strict=True``. The card records arch, band count, the normalisation the encoder was trained
+    with, the common/unique split of the embedding and a hash of the training config.
 
     Raises:
         KeyError: If the checkpoint has no encoder for ``modality`` (the message lists those it has).
@@ -59,7 +61,7 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
         "epoch": ckpt.get("epoch"),
         "global_step": ckpt.get("global_step"),
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
-        "load_with": f"timm.create_model('{config['model']['arch']}', in_chans={mod['bands']}, num_classes=0)",
+        "load_with": _load_with(config["model"]["arch"], mod["bands"]),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +69,17 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     card_path = out.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2))
     return out, card_path
+
+
+def _load_with(arch: str, bands: int) -> str:
+    from decur.models.mit import is_mit
+
+    if is_mit(arch):
+        return (
+            f"SegFormer's original {arch} backbone (SegFormer / CMX code: load_state_dict(weights, strict=True)); "
+            f"in decur: decur.models.mit.create_mit('{arch}', in_chans={bands})"
+        )
+    return f"timm.create_model('{arch}', in_chans={bands}, num_classes=0)"
 
 
 def load_backbone(source: str | Path, arch: str, in_chans: int, modality: str | None = None) -> nn.Module:
@@ -92,7 +105,7 @@ def load_backbone(source: str | Path, arch: str, in_chans: int, modality: str | 
         if "state_dict" in state:
             state = state["state_dict"]
         state = {k.removeprefix("backbone.").removeprefix("module."): v for k, v in state.items()}
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head."))}
     encoder = create_encoder(arch, in_chans)
     try:
         missing, unexpected = encoder.load_state_dict(state, strict=False)

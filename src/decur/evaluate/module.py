@@ -17,7 +17,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 
 from decur.augment import ViewPipeline
 from decur.evaluate.metrics import SegmentationScores, predict_classes
-from decur.models import FCN, LateFusionClassifier
+from decur.models import CMX, FCN, LateFusionClassifier
 from decur.train.module import NonFiniteLossError
 
 
@@ -31,23 +31,26 @@ class OptimSettings:
     weight_decay: float
     schedule: str
     """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` (``(1 - step/total)^0.9``) or ``constant``."""
+    warmup_epochs: float = 0.0
+    """Linear warm-up ``(step + 1) / warmup_steps`` multiplied into the schedule over this many epochs."""
 
 
-def lr_factor(schedule: str, step: int, total: int, steps_per_epoch: int, epochs: int) -> float:
-    """The learning-rate multiplier at optimiser step ``step`` of ``total``."""
+def lr_factor(schedule: str, step: int, total: int, steps_per_epoch: int, epochs: int, warmup_steps: int = 0) -> float:
+    """The learning-rate multiplier at optimiser step ``step`` of ``total`` (warm-up times the schedule)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     if schedule == "poly":
-        return max(0.0, 1 - step / max(1, total)) ** 0.9
+        return warm * max(0.0, 1 - step / max(1, total)) ** 0.9
     if schedule == "step":
         milestones = (int(0.6 * epochs) * steps_per_epoch, int(0.8 * epochs) * steps_per_epoch)
-        return 0.1 ** sum(step >= m for m in milestones)
-    return 1.0
+        return warm * 0.1 ** sum(step >= m for m in milestones)
+    return warm
 
 
 class TransferModule(L.LightningModule):
     """Trains a transfer model and scores it on the evaluation set.
 
     Args:
-        model: A :class:`LateFusionClassifier` or :class:`FCN`.
+        model: A :class:`LateFusionClassifier`, :class:`FCN` or :class:`CMX`.
         views: Modality → pipeline whose ``normalize`` standardises the inputs (no augmentation here: training
             crops are taken in the loader, identically for every modality and the mask).
         linear: Frozen encoders (BatchNorm in eval mode); only the head trains.
@@ -59,7 +62,7 @@ class TransferModule(L.LightningModule):
 
     def __init__(
         self,
-        model: LateFusionClassifier | FCN,
+        model: LateFusionClassifier | FCN | CMX,
         views: dict[str, ViewPipeline],
         linear: bool,
         optim: OptimSettings,
@@ -69,7 +72,7 @@ class TransferModule(L.LightningModule):
         super().__init__()
         self.model, self.views = model, nn.ModuleDict(views)
         self.linear, self.optim, self.num_classes, self.ignore_index = linear, optim, num_classes, ignore_index
-        self.segmentation = isinstance(model, FCN)
+        self.segmentation = isinstance(model, FCN | CMX)
         for p in model.encoders.parameters():
             p.requires_grad_(not linear)
         if self.segmentation:
@@ -146,17 +149,26 @@ class TransferModule(L.LightningModule):
                 metric.reset()
 
     def configure_optimizers(self) -> Any:
-        """SGD (momentum 0.9) or AdamW over the trainable parameters, with a per-step schedule."""
+        """SGD (momentum 0.9) or AdamW over the trainable parameters, with a per-step schedule.
+
+        AdamW leaves biases and normalisation parameters (every tensor of fewer than 2 dimensions) undecayed, as
+        SegFormer and CMX do.
+        """
         o = self.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         if o.name == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
         else:
-            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+            groups = [
+                {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            ]
+            opt = torch.optim.AdamW(groups, lr=o.lr)
         total = int(self.trainer.estimated_stepping_batches)
         epochs = max(1, int(self.trainer.max_epochs or 1))
         per_epoch = max(1, int(self.trainer.num_training_batches))
+        warmup = round(o.warmup_epochs * per_epoch)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(o.schedule, step, total, per_epoch, epochs)
+            opt, lambda step: lr_factor(o.schedule, step, total, per_epoch, epochs, warmup)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -146,9 +146,7 @@ def random_init_like(model: MultimodalModel, seed: int) -> MultimodalModel:
     """A model of the same shape with fresh random weights."""
     torch.manual_seed(seed)
     bands = {m: _in_chans(enc) for m, enc in model.encoders.items()}
-    head = cast(nn.Sequential, model.projectors[model.modalities[0]])
-    widths = [layer.out_features for layer in head if isinstance(layer, nn.Linear)]
-    return MultimodalModel(bands, model.arch, widths)
+    return MultimodalModel(bands, model.arch, model.projector_widths, head_dim=model.head_dim)
 
 
 @torch.no_grad()

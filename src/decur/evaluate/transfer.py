@@ -39,6 +39,8 @@ from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import OptimSettings, TransferModule
 
 TASKS = ("classification", "segmentation")
+MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx")}
+"""Transfer models per task; the first is the default."""
 DATASETS = {
     "synthetic": {"optical": 13, "sar": 2},
     "bigearthnet": {"s1": 2, "s2": 13},
@@ -59,7 +61,7 @@ class TransferRun:
     """A ``decur transfer`` config: which encoders, which data, which task and protocol (YAML keys = fields)."""
 
     task: str = "classification"
-    """``classification`` (late fusion, mAP) or ``segmentation`` (FCN, mIoU)."""
+    """``classification`` (late fusion, mAP) or ``segmentation`` (FCN or CMX, mIoU)."""
     dataset: str = "synthetic"
     """``synthetic`` (labels and masks of the built-in data), ``bigearthnet`` (classification),
     ``geonrw``, ``sunrgbd`` or ``nyuv2`` (segmentation), at ``root``."""
@@ -69,8 +71,16 @@ class TransferRun:
     pretrained: str | None = None
     """A decur run folder or checkpoint; ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned on
     100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
+    model: str | None = None
+    """``late_fusion`` (classification), ``fcn`` (segmentation, ResNets, the default) or ``cmx`` (segmentation,
+    two MiT branches with rectification and fusion: :class:`decur.models.CMX`)."""
     arch: str = "resnet18"
-    """Encoder architecture when ``pretrained`` is ``None``."""
+    """Encoder architecture when ``pretrained`` is ``None`` (``mit_b0`` ... ``mit_b5`` for CMX)."""
+    segformer_weights: str | None = None
+    """With ``pretrained: null`` and a MiT: a SegFormer ImageNet checkpoint (``mit_b2.pth``) that every branch starts
+    from, the paper's "CMX (Zhang et al.)" baseline rows; never downloaded."""
+    decoder_dim: int = 512
+    """CMX: width of the all-MLP decoder (CMX uses 512)."""
     adapt_bn: bool = False
     """With ``pretrained: null``: re-estimate the random encoders' BatchNorm statistics on the training images
     before training (the fair random floor; otherwise BatchNorm keeps its default mean 0 / variance 1)."""
@@ -98,8 +108,14 @@ class TransferRun:
     """Optimiser steps instead of ``epochs`` (cycling the data; the RGB-D FCN uses 40k)."""
     augment: bool = True
     """Training augmentation (random resized crop + horizontal flip); false for ablations."""
-    crop_size: int | None = None
-    """Segmentation training crop side; default the dataset's (synthetic: its image size, GeoNRW 250, RGB-D 480)."""
+    crop_size: int | list[int] | None = None
+    """Segmentation training crop side, or ``[height, width]``; default the dataset's (synthetic: its image size,
+    GeoNRW 250, RGB-D 480)."""
+    train_scales: list[float] | None = None
+    """Segmentation: SegFormer/CMX augmentation instead of random resized crops: rescale by a factor drawn from this
+    list, random ``crop_size`` window (padded with the mean and the ignore index), horizontal flip."""
+    warmup_epochs: float = 0.0
+    """Linear learning-rate warm-up over this many epochs, multiplied into the schedule (CMX: 10)."""
     cache_features: bool = True
     """Linear classification: train the head on features extracted once (un-augmented)."""
     eval_batch_size: int | None = None
@@ -134,7 +150,13 @@ class TransferRun:
             self.lr if self.lr is not None else lr,
             self.weight_decay if self.weight_decay is not None else wd,
             self.schedule or ("step" if classification else "constant"),
+            self.warmup_epochs,
         )
+
+    @property
+    def resolved_model(self) -> str:
+        """The transfer model, defaulted by task."""
+        return self.model or MODELS[self.task][0]
 
     def validate(self, check_paths: bool = True) -> TransferRun:
         """Check every field before any data is read or model built; raises :class:`ConfigError` naming it."""
@@ -146,6 +168,10 @@ class TransferRun:
         if self.task == "classification" and self.dataset not in ("synthetic", "bigearthnet"):
             raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
                               "synthetic or bigearthnet for classification")  # fmt: skip
+        if self.model is not None:
+            _allowed("model", self.model, MODELS[self.task])
+        if self.resolved_model == "cmx":
+            self._validate_cmx(check_paths)
         if self.protocol is not None:
             _allowed("protocol", self.protocol, PROTOCOLS)
         if self.optimizer is not None:
@@ -154,10 +180,18 @@ class TransferRun:
             _allowed("schedule", self.schedule, SCHEDULES)
         if not 0 < self.label_fraction <= 1:
             raise ConfigError(f"transfer config field `label_fraction`: must lie in (0, 1], got {self.label_fraction}")
-        for name in ("epochs", "batch_size", "iterations", "eval_batch_size", "crop_size", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "iterations", "eval_batch_size", "checkpoint_every", "decoder_dim"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"transfer config field `{name}`: must be >= 1, got {value}")
+        crop = [self.crop_size] if isinstance(self.crop_size, int) else self.crop_size
+        if crop is not None and (len(crop) not in (1, 2) or min(crop) < 1):
+            raise ConfigError(f"transfer config field `crop_size`: a side >= 1 or [height, width], "
+                              f"got {self.crop_size}")  # fmt: skip
+        if self.train_scales is not None and (not self.train_scales or min(self.train_scales) <= 0):
+            raise ConfigError(f"transfer config field `train_scales`: positive factors, got {self.train_scales}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"transfer config field `warmup_epochs`: must be >= 0, got {self.warmup_epochs}")
         available = DATASETS[self.dataset]
         unknown = sorted(set(self.modalities or []) - set(available))
         if unknown or self.modalities == []:
@@ -175,6 +209,23 @@ class TransferRun:
 
         _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
         return self
+
+    def _validate_cmx(self, check_paths: bool) -> None:
+        from decur.models.mit import is_mit
+
+        used = self.modalities or list(DATASETS[self.dataset])
+        if len(used) != 2:
+            raise ConfigError(f"transfer config field `modalities`: CMX fuses two modalities (RGB first), got {used}; "
+                              "use model: fcn for one")  # fmt: skip
+        if self.pretrained is None and not is_mit(self.arch):
+            raise ConfigError(f"transfer config field `arch`: CMX is built on MiT encoders (mit_b0 ... mit_b5), "
+                              f"got {self.arch!r}")  # fmt: skip
+        if self.segformer_weights is not None:
+            if self.pretrained is not None:
+                raise ConfigError("transfer config field `segformer_weights`: the branches start from `pretrained`; "
+                                  "give one of the two")  # fmt: skip
+            if check_paths and not Path(self.segformer_weights).is_file():
+                raise ConfigError(f"transfer config field `segformer_weights`: {self.segformer_weights} is not a file")
 
     def setting(self) -> str:
         """``pretrained``, ``supervised`` (random init, fine-tuned on all labels) or ``random_init``."""
@@ -271,7 +322,7 @@ def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) ->
 
 
 def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, progress: bool) -> dict[str, Any]:
-    from decur.data.crops import TrainCrop
+    from decur.data.crops import ScaleCrop, TrainCrop
     from decur.data.sampling import seeded_loader
     from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point, save_yaml
 
@@ -302,10 +353,17 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
     keys = list(module.model.encoders)
     if run.task == "classification" and linear and run.cache_features:
         train, cached = _cached_features(trainer, module, train, per_process, run.num_workers), True
+    elif run.augment and run.task == "classification":
+        train = TrainCrop(train, keys, (0.8, 1.0))
     elif run.augment:
-        size = None if run.task == "classification" else (run.crop_size or data.crop_size)
-        scale = (0.8, 1.0) if run.task == "classification" else (0.2, 1.0)
-        train = TrainCrop(train, keys, scale, size)
+        crop = run.crop_size or data.crop_size
+        size = (crop, crop) if isinstance(crop, int) else (crop[0], crop[-1])
+        if run.train_scales:
+            fill = {m: data.stats[m][0] for m in keys}
+            ignore = -100 if data.ignore_index is None else data.ignore_index
+            train = ScaleCrop(train, keys, run.train_scales, size, fill, ignore)
+        else:
+            train = TrainCrop(train, keys, (0.2, 1.0), size)
     last = folder / "checkpoints" / "last.ckpt"
     resumed = resume_point(last)
     loader = seeded_loader(
@@ -342,7 +400,7 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
 def _module(run: TransferRun, data: TransferData, seed: int) -> TransferModule:
     """The transfer model on pretrained (or random) encoders, wrapped in a :class:`TransferModule`."""
     from decur.evaluate.probe import adapt_batchnorm
-    from decur.models import FCN, LateFusionClassifier, create_encoder, encoder_width, feature_encoder
+    from decur.models import CMX, FCN, LateFusionClassifier, create_encoder, encoder_width, feature_encoder, is_mit
     from decur.train.module import PretrainModule
 
     torch.manual_seed(seed)
@@ -358,13 +416,23 @@ def _module(run: TransferRun, data: TransferData, seed: int) -> TransferModule:
     else:
         arch = run.arch
         encoders = {m: create_encoder(arch, c) for m, c in data.bands.items()}
+        if run.segformer_weights is not None:
+            from decur.models.mit import load_segformer_weights
+
+            for encoder in encoders.values():
+                load_segformer_weights(encoder, run.segformer_weights)
         views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), *data.stats[m]) for m, c in data.bands.items()}
         if run.adapt_bn:
             adapt_batchnorm(encoders, views, data.train)
     use = run.modalities or list(encoders)
-    model: LateFusionClassifier | FCN
+    model: LateFusionClassifier | FCN | CMX
+    if (run.resolved_model == "cmx") != is_mit(arch):
+        raise ConfigError(f"transfer config field `model`: {run.resolved_model} does not take {arch} encoders "
+                          "(CMX needs MiT encoders; the FCN and late fusion need ResNets)")  # fmt: skip
     if run.task == "classification":
         model = LateFusionClassifier({m: encoders[m] for m in use}, encoder_width(arch), data.num_classes)
+    elif run.resolved_model == "cmx":
+        model = CMX({m: encoders[m] for m in use}, data.num_classes, run.decoder_dim)
     else:
         model = FCN({m: feature_encoder(arch, data.bands[m], encoders[m].state_dict()) for m in use}, data.num_classes)
     return TransferModule(

@@ -1,4 +1,4 @@
-"""Modality-specific encoders: timm backbones with the first convolution matched to the band count."""
+"""Modality-specific encoders: timm backbones or SegFormer's MiT, the first layer matched to the band count."""
 
 from __future__ import annotations
 
@@ -11,22 +11,32 @@ from torch import nn
 
 
 def create_encoder(arch: str, in_chans: int) -> nn.Module:
-    """A timm backbone returning pooled features (``num_classes=0``), randomly initialised.
+    """A backbone returning pooled features ``N x num_features``, randomly initialised.
 
-    Its ``state_dict()`` is a plain timm state dict: ``timm.create_model(arch, in_chans=in_chans, num_classes=0)``
-    loads it with strict key matching (torchvision ResNets share the keys).
+    A timm model (``num_classes=0``): its ``state_dict()`` is a plain timm state dict that
+    ``timm.create_model(arch, in_chans=in_chans, num_classes=0)`` loads with strict key matching (torchvision
+    ResNets share the keys). ``mit_b0`` ... ``mit_b5``: SegFormer's Mix Transformer (:mod:`decur.models.mit`), whose
+    state dict has SegFormer's original keys; its pooled feature is the mean of the last stage.
 
     Raises:
-        ValueError: If timm does not know ``arch``.
+        ValueError: If neither timm nor :data:`decur.models.mit.MIT_ARCHS` knows ``arch``.
 
     """
+    from decur.models.mit import create_mit, is_mit
+
+    if is_mit(arch):
+        return create_mit(arch, in_chans)
     if arch not in timm.list_models():
-        raise ValueError(f"unknown encoder architecture {arch!r}; any timm model name works, e.g. resnet50")
+        raise ValueError(f"unknown encoder architecture {arch!r}; a timm model name (e.g. resnet50) or mit_b0..mit_b5")
     return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=0)
 
 
 @cache
 def encoder_width(arch: str) -> int:
-    """Width of the pooled features of ``arch`` (512 for resnet18/34, 2048 for resnet50)."""
+    """Width of the pooled features of ``arch`` (512 for resnet18/34, 2048 for resnet50, 256 / 512 for MiT)."""
+    from decur.models.mit import is_mit, mit_widths
+
+    if is_mit(arch):
+        return mit_widths(arch)[-1]
     with torch.device("meta"):
         return int(cast(int, create_encoder(arch, 3).num_features))

@@ -32,20 +32,31 @@ class MultimodalModel(nn.Module):
         arch: timm architecture of every encoder.
         projector_widths: Projector layer widths (paper: ``[8192, 8192, 8192]``).
         share_projector: Reference-code behaviour: all modalities use one projector module.
+        head_dim: A linear layer (with bias) from the pooled feature to this width before the projector, the
+            reference code's MiT head (512 → 2048); ``None``: none.
 
     """
 
     def __init__(
-        self, bands: dict[str, int], arch: str, projector_widths: list[int], share_projector: bool = False
+        self,
+        bands: dict[str, int],
+        arch: str,
+        projector_widths: list[int],
+        share_projector: bool = False,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict({m: create_encoder(arch, c) for m, c in bands.items()})
         width = int(cast(int, next(iter(self.encoders.values())).num_features))
-        shared = projector(width, projector_widths) if share_projector else None
-        self.projectors = nn.ModuleDict(
-            {m: shared if shared is not None else projector(width, projector_widths) for m in bands}
-        )
-        self.arch = arch
+
+        def make() -> nn.Sequential:
+            if head_dim is None:
+                return projector(width, projector_widths)
+            return nn.Sequential(nn.Linear(width, head_dim), *projector(head_dim, projector_widths))
+
+        shared = make() if share_projector else None
+        self.projectors = nn.ModuleDict({m: shared if shared is not None else make() for m in bands})
+        self.arch, self.head_dim, self.projector_widths = arch, head_dim, list(projector_widths)
         self.feature_dim = width
 
     @property

@@ -79,7 +79,11 @@ class PretrainModule(L.LightningModule):
         self.save_hyperparameters({"config": cfg.to_dict(), "stats": stats})
         mods = cfg.data.modalities
         self.model = MultimodalModel(
-            {m.name: m.bands for m in mods}, cfg.model.arch, cfg.model.projector, cfg.model.share_projector
+            {m.name: m.bands for m in mods},
+            cfg.model.arch,
+            cfg.model.projector,
+            cfg.model.share_projector,
+            cfg.model.head_dim,
         )
         self.views = nn.ModuleDict(
             {

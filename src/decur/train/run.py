@@ -69,6 +69,11 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
         save_config(cfg, output / "config.yaml")
     last = output / "checkpoints" / "last.ckpt"
     resumed = resume_point(last)
+    if resumed is None and cfg.model.init_weights is not None:  # a fresh run starts from SegFormer's weights
+        from decur.models.mit import load_segformer_weights
+
+        for encoder in module.model.encoders.values():
+            load_segformer_weights(encoder, cfg.model.init_weights)
     loader = seeded_loader(
         dataset,
         batch_size=per_process_batch(cfg.data.batch_size, trainer, "data.batch_size"),
