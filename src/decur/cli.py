@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_pretrain)
     t = sub.add_parser(
         "transfer",
-        help="classification (late fusion) or segmentation (FCN) on frozen or fine-tuned encoders",
+        help="classification (late fusion) or segmentation (FCN, CMX) on frozen or fine-tuned encoders",
         description="Transfer on the training engine; re-running with the same --output resumes unfinished seeds.",
     )
     t.add_argument("--config", help="YAML with the fields of decur.evaluate.transfer.TransferRun")
@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--samples", type=int, default=256)
     ex.add_argument("--accelerator", default="auto", help="auto (the GPU when there is one), cpu, gpu, mps")
     ex.set_defaults(func=_explain)
-    e = sub.add_parser("export", help="one modality's backbone as a plain timm state dict (.safetensors + .json)")
+    e = sub.add_parser(
+        "export", help="one modality's backbone as a plain timm (or SegFormer MiT) state dict (.safetensors + .json)"
+    )
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", required=True)
     e.add_argument("--out", required=True, help="FILE.safetensors")
