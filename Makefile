@@ -36,6 +36,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/transfer_throughput.py
 	PYTHONPATH=. $(BIN)/python benchmarks/bigearthnet_loader.py
+	$(BIN)/python benchmarks/cmx_step.py
 
 ## the miniature of the paper's tables on the synthetic data (about an hour on 2 CPU cores)
 experiment: $(STAMP)

@@ -2,8 +2,9 @@
 # The GPU measurements of the performance issue, as one script for a lent GPU machine (about 8 minutes on one
 # H100): the step overhead of ResNet-50 DeCUR at the paper's SSL4EO-S12 shape (bf16, channels_last, with and
 # without torch.compile), then end-to-end pretraining from the packed format with 12 loader workers, then the
-# transfer step (ResNet-50, BigEarthNet shape, batch 256) and feature extraction.
-# Results: benchmarks/results/step_overhead-cuda-*.{json,md}, e2e_packed-cuda.{json,md}, transfer-cuda-*.{json,md}.
+# transfer step (ResNet-50, BigEarthNet shape, batch 256) and feature extraction, then the CMX-B2 training step.
+# Results: benchmarks/results/step_overhead-cuda-*.{json,md}, e2e_packed-cuda.{json,md}, transfer-cuda-*.{json,md},
+# cmx-cuda-b2-bf16.{json,md}.
 #   bash benchmarks/gpu.sh [PEAK_TFLOPS]      # default 989 (H100 SXM dense bf16); H200 has the same peak
 set -euo pipefail
 PEAK=${1:-989}
@@ -19,3 +20,7 @@ $PY benchmarks/e2e_packed.py --locations 2048 --epochs 3 --workers 12 --peak-tfl
 # transfer: BigEarthNet-shaped fine-tuning step vs bare backbones, and linear probing's feature extraction
 $PY benchmarks/transfer_throughput.py --device cuda --precision bf16 --channels-last --arch resnet50 --batch 256 \
     --repeats 10 --tag resnet50-bf16
+# CMX-B2 training step at the paper's SUN-RGBD setting (batch 8 on one GPU, 480 x 480 crops, bf16): samples/s,
+# MFU and the split encoders / rectification + fusion / decoder
+$PY benchmarks/cmx_step.py --device cuda --precision bf16 --arch mit_b2 --batch 8 --height 480 --width 480 \
+    --warmup 3 --repeats 10 --peak-tflops "$PEAK" --tag b2-bf16
