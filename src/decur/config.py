@@ -126,6 +126,10 @@ class MethodConfig:
     lambda_intra_2: float = 0.0051
     reference_weighting: bool = False
     """Reference-code behaviour: total = (L_M1 + L_M2 + (L_common + L_unique)/2)/3."""
+    pairs: str = "sum"
+    """More than two modalities: the cross-modal terms of every pair of modalities are summed (``sum``: each pair at
+    the paper's weight) or averaged (``mean``: one pair's weight in total). Two modalities: one pair, no effect.
+    Modalities after the second use ``lambda_intra_2``."""
     cross_both_views: bool = False
     """Reference-code behaviour: cross-modal terms averaged over both view pairs."""
     temperature: float = 0.1
@@ -272,6 +276,8 @@ class Config:
                     "data.modalities",
                     f"unknown modality {name!r}: the synthetic dataset has {list(SYNTHETIC_MODALITIES)}",
                 )
+            bands = {mod.name: mod.bands for mod in d.modalities}
+            _require(bands.get("elevation", 1) == 1, "data.modalities", "synthetic elevation has 1 band")
         _require(d.batch_size >= 2, "data.batch_size", f"correlations need >= 2 samples, got {d.batch_size}")
         _require(d.crop_size >= 8, "data.crop_size", f"must be >= 8 pixels, got {d.crop_size}")
         lo, hi = d.crop_scale
@@ -279,12 +285,14 @@ class Config:
         _require(m.name in METHOD_NAMES, "method.name", f"{m.name!r} is not one of {METHOD_NAMES}")
         from decur.methods import METHODS
 
-        wanted = METHODS[m.name].modalities
+        method = METHODS[m.name]
+        wanted = f"{method.modalities} or more" if method.multimodal is not None else str(method.modalities)
         _require(
-            len(names) == wanted,
+            method.accepts(len(names)),
             "data.modalities",
-            f"method {m.name!r} trains {wanted} modalit{'y' if wanted == 1 else 'ies'}, got {names}",
+            f"method {m.name!r} trains {wanted} modalit{'y' if wanted == '1' else 'ies'}, got {names}",
         )
+        _require(m.pairs in ("sum", "mean"), "method.pairs", f"sum or mean, got {m.pairs!r}")
         _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
         _require(self.model.head_dim is None or self.model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
         if self.model.init_weights is not None:

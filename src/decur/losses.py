@@ -12,6 +12,8 @@ autograd-aware collective of :mod:`decur.distributed`. Every rank then computes 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -135,7 +137,7 @@ def decur_loss(
     The first ``common_dim`` embedding dimensions are common: their cross-modal correlation is pulled to the
     identity (Eq. 2). The remaining ``K − common_dim`` unique dimensions are decorrelated across modalities
     (Eq. 3). Within each modality all ``K`` dimensions follow Barlow Twins between the two views (Eq. 4, 5).
-    The cross-modal terms use the first views ``z1`` and ``z2``.
+    The cross-modal terms use the first views ``z1`` and ``z2``. (:func:`decur_multimodal` with two modalities.)
 
     Args:
         z1: Modality 1, view 1, ``N x K`` raw projector outputs.
@@ -162,33 +164,112 @@ def decur_loss(
         ValueError: If the four inputs differ in shape, ``N < 2`` or ``common_dim`` is outside ``0..K``.
 
     """
-    for z in (z1_prime, z2, z2_prime):
-        _check_pair(z1, z)
-    dim = z1.shape[1]
+    return decur_multimodal(
+        [z1, z2],
+        [z1_prime, z2_prime],
+        common_dim,
+        lambda_common=lambda_common,
+        lambda_unique=lambda_unique,
+        lambda_intra=[lambda_intra_1, lambda_intra_2],
+        reference_weighting=reference_weighting,
+        cross_both_views=cross_both_views,
+        intra=intra,
+        decouple=decouple,
+    )
+
+
+PAIR_WEIGHTINGS = ("sum", "mean")
+
+
+def decur_multimodal(
+    first: list[Tensor],
+    second: list[Tensor | None],
+    common_dim: int,
+    *,
+    lambda_common: float = LAMBDA,
+    lambda_unique: float = LAMBDA,
+    lambda_intra: list[float] | None = None,
+    pairs: str = "sum",
+    reference_weighting: bool = False,
+    cross_both_views: bool = False,
+    intra: bool = True,
+    decouple: bool = True,
+) -> dict[str, Tensor]:
+    """DeCUR over ``M >= 2`` modalities: Eq. 2 and 3 for every pair of modalities, Eq. 4 for every modality.
+
+    ``L = P(L_common^(a,b)) + P(L_unique^(a,b)) + Σ_m L_Mm`` where ``(a, b)`` runs over the ``M(M−1)/2`` pairs of
+    modalities and ``P`` is their sum (``pairs="sum"``, the default: each pair gets the paper's cross-modal terms at
+    full weight) or their mean (``pairs="mean"``: the cross-modal terms keep the weight of one pair). For ``M = 2``
+    there is one pair and both give the paper's Eq. 6 exactly.
+
+    Args:
+        first: The first views ``N x K`` of the modalities, in order (modality 1 first).
+        second: Their second views (``None`` entries only when ``intra`` and ``cross_both_views`` are off).
+        common_dim: ``K_c`` in ``0..K``.
+        lambda_common: λ_c of Eq. 2 (every pair).
+        lambda_unique: λ_u of Eq. 3 (every pair).
+        lambda_intra: λ_Mm per modality (default ``LAMBDA`` for each).
+        pairs: ``sum`` or ``mean`` over the pairs of modalities.
+        reference_weighting: total ``(Σ_m L_Mm + (L_common + L_unique) / 2) / 3`` (reference code, ``M = 2``).
+        cross_both_views: cross-modal terms averaged over the first-view and the second-view pairs.
+        intra: ``False`` drops the intra-modal terms (Table 4, "w/o intra").
+        decouple: ``False`` treats all ``K`` dims as common (Table 4, "w/o decoupling").
+
+    Returns:
+        ``{"total", "common", "unique", "intra_1", ..., "intra_M"}``; for ``M > 2`` also ``common_<a>_<b>`` and
+        ``unique_<a>_<b>`` per pair (modality numbers from 1).
+
+    Raises:
+        ValueError: On fewer than two modalities, inputs of different shapes, ``N < 2``, ``common_dim`` outside
+            ``0..K`` or an unknown ``pairs``.
+
+    """
+    m = len(first)
+    if m < 2 or len(second) != m:
+        raise ValueError(f"decur_multimodal needs >= 2 modalities with two view lists of equal length, got {m}")
+    if pairs not in PAIR_WEIGHTINGS:
+        raise ValueError(f"pairs must be one of {PAIR_WEIGHTINGS}, got {pairs!r}")
+    lambdas = lambda_intra if lambda_intra is not None else [LAMBDA] * m
+    if len(lambdas) != m:
+        raise ValueError(f"lambda_intra needs one value per modality ({m}), got {lambdas}")
+    needs_second = intra or cross_both_views
+    for z in (*first[1:], *(second if needs_second else [])):
+        if z is None:
+            raise ValueError("second views are needed for the intra-modal or both-view terms")
+        _check_pair(first[0], z)
+    _check_pair(first[0], first[0])
+    dim = first[0].shape[1]
     if not 0 <= common_dim <= dim:
         raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
     kc = dim if not decouple else common_dim
-    s1, s2 = standardize(gather_batch(z1)), standardize(gather_batch(z2))
-    if intra or cross_both_views:  # the second views enter only these terms
-        s1p, s2p = standardize(gather_batch(z1_prime)), standardize(gather_batch(z2_prime))
+    s1 = [standardize(gather_batch(z)) for z in first]
+    s2 = [standardize(gather_batch(z)) for z in second] if needs_second else []  # type: ignore[arg-type]
 
-    pairs = [(s1, s2), (s1p, s2p)] if cross_both_views else [(s1, s2)]
-    zero = s1.new_zeros(())
+    zero = s1[0].new_zeros(())
+    view_sets = [s1, s2] if cross_both_views else [s1]
+    terms: dict[str, Tensor] = {}
     common, unique = zero, zero
-    for a, b in pairs:
-        if kc > 0:  # only the two diagonal blocks of the K x K matrix are needed
-            common = common + invariance_objective(a[:, :kc], b[:, :kc], lambda_common)
-        if kc < dim:
-            unique = unique + decorrelation_objective(a[:, kc:], b[:, kc:], lambda_unique)
-    common, unique = common / len(pairs), unique / len(pairs)
+    pair_list = list(itertools.combinations(range(m), 2))
+    for a, b in pair_list:
+        c_ab, u_ab = zero, zero
+        for views in view_sets:
+            if kc > 0:  # only the two diagonal blocks of the K x K matrix are needed
+                c_ab = c_ab + invariance_objective(views[a][:, :kc], views[b][:, :kc], lambda_common)
+            if kc < dim:
+                u_ab = u_ab + decorrelation_objective(views[a][:, kc:], views[b][:, kc:], lambda_unique)
+        c_ab, u_ab = c_ab / len(view_sets), u_ab / len(view_sets)
+        if m > 2:
+            terms[f"common_{a + 1}_{b + 1}"], terms[f"unique_{a + 1}_{b + 1}"] = c_ab, u_ab
+        common, unique = common + c_ab, unique + u_ab
+    if pairs == "mean":
+        common, unique = common / len(pair_list), unique / len(pair_list)
 
-    intra_1 = invariance_objective(s1, s1p, lambda_intra_1) if intra else zero
-    intra_2 = invariance_objective(s2, s2p, lambda_intra_2) if intra else zero
-    if reference_weighting:
-        total = (intra_1 + intra_2 + (common + unique) / 2) / 3
-    else:
-        total = common + unique + intra_1 + intra_2
-    return {"total": total, "common": common, "unique": unique, "intra_1": intra_1, "intra_2": intra_2}
+    intra_terms = [invariance_objective(s1[i], s2[i], lambdas[i]) if intra else zero for i in range(m)]
+    intra_sum = torch.stack(intra_terms).sum()
+    total = (intra_sum + (common + unique) / 2) / 3 if reference_weighting else common + unique + intra_sum
+    out = {"total": total, "common": common, "unique": unique}
+    out |= {f"intra_{i + 1}": t for i, t in enumerate(intra_terms)}
+    return out | terms
 
 
 def decur_without_intra(

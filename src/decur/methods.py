@@ -1,5 +1,10 @@
 """Objectives as modules: which views a method needs, and the state it owns (CLIP's temperature).
 
+DeCUR, its ablations and cross-modal Barlow Twins train any number M >= 2 of modalities (the pairwise form of
+:func:`decur.losses.decur_multimodal`; ``method.pairs`` sums or averages the pairs). SimCLR, CLIP and VICReg are
+two-modality methods here: each has several M-modal generalisations in the literature (one anchor modality, all
+pairs, a shared positive set) and none is the paper's, so they refuse a third modality rather than pick one.
+
 The training loop asks :class:`Objective` which modalities and how many views per modality to compute, hands it
 the embeddings keyed by modality name, and receives the dict of named loss terms. It never branches on the
 method's name.
@@ -20,18 +25,31 @@ from decur.config import MethodConfig
 
 @dataclass(frozen=True)
 class Method:
-    """What a method needs: the loss function, modalities it trains and views per modality."""
+    """What a method needs: the loss function, modalities it trains and views per modality.
+
+    ``multimodal`` holds the switches of :func:`decur.losses.decur_multimodal` that give the method's form for more
+    than two modalities (pairwise cross-modal terms); ``None``: the method trains exactly ``modalities``.
+    """
 
     loss: Callable[..., dict[str, Tensor]]
     modalities: int
     views: int
+    multimodal: dict[str, bool] | None = None
+
+    def accepts(self, count: int) -> bool:
+        """Whether the method trains ``count`` modalities."""
+        return count == self.modalities or (self.multimodal is not None and count >= 2)
 
 
 METHODS: dict[str, Method] = {
-    "decur": Method(losses.decur_loss, modalities=2, views=2),
-    "decur_no_intra": Method(losses.decur_without_intra, modalities=2, views=1),
-    "decur_no_decoupling": Method(losses.decur_without_decoupling, modalities=2, views=2),
-    "barlow_twins_cross": Method(losses.barlow_twins_cross, modalities=2, views=1),
+    "decur": Method(losses.decur_loss, modalities=2, views=2, multimodal={}),
+    "decur_no_intra": Method(losses.decur_without_intra, modalities=2, views=1, multimodal={"intra": False}),
+    "decur_no_decoupling": Method(
+        losses.decur_without_decoupling, modalities=2, views=2, multimodal={"decouple": False}
+    ),
+    "barlow_twins_cross": Method(
+        losses.barlow_twins_cross, modalities=2, views=1, multimodal={"intra": False, "decouple": False}
+    ),
     "barlow_twins_single": Method(losses.barlow_twins_single, modalities=1, views=2),
     "simclr_cross": Method(losses.simclr_cross, modalities=2, views=1),
     "clip": Method(losses.clip_loss, modalities=2, views=1),
@@ -53,8 +71,10 @@ class Objective(nn.Module):
         super().__init__()
         self.name = cfg.name
         self.method = METHODS[cfg.name]
-        self.modalities = modalities[: self.method.modalities]
+        many = self.method.multimodal is not None and len(modalities) > 2
+        self.modalities = modalities if many else modalities[: self.method.modalities]
         self.common_dim = common_dim
+        self.pairs = cfg.pairs
         self.logit_scale: nn.Parameter | None = None
         if cfg.name == "clip":
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -84,6 +104,8 @@ class Objective(nn.Module):
 
     def forward(self, z: dict[str, list[Tensor]]) -> dict[str, Tensor]:
         """Loss terms of the method; ``"total"`` is minimised."""
+        if len(self.modalities) > 2:
+            return self._multimodal(z)
         first = z[self.modalities[0]]
         second = z[self.modalities[-1]] if self.method.modalities == 2 else [None, None]
         z1, z1p = first[0], first[1] if len(first) > 1 else None
@@ -92,3 +114,22 @@ class Objective(nn.Module):
         if self.logit_scale is not None:
             kwargs["logit_scale"] = self.logit_scale
         return self.method.loss(z1, z1p, z2, z2p, self.common_dim, **kwargs)
+
+    def _multimodal(self, z: dict[str, list[Tensor]]) -> dict[str, Tensor]:
+        """M > 2 modalities: :func:`decur.losses.decur_multimodal` with the method's switches."""
+        k = self.kwargs
+        lam = k.get("lambda_offdiag", k.get("lambda_common", losses.LAMBDA))
+        intra_1 = k.get("lambda_intra_1", losses.LAMBDA)
+        intra_rest = k.get("lambda_intra_2", losses.LAMBDA)  # every modality after the first
+        return losses.decur_multimodal(
+            [z[m][0] for m in self.modalities],
+            [z[m][1] if len(z[m]) > 1 else None for m in self.modalities],
+            self.common_dim,
+            lambda_common=float(lam),  # type: ignore[arg-type]
+            lambda_unique=float(k.get("lambda_unique", losses.LAMBDA)),  # type: ignore[arg-type]
+            lambda_intra=[float(intra_1)] + [float(intra_rest)] * (len(self.modalities) - 1),  # type: ignore[arg-type]
+            pairs=self.pairs,
+            reference_weighting=bool(k.get("reference_weighting", False)),
+            cross_both_views=bool(k.get("cross_both_views", False)),
+            **(self.method.multimodal or {}),
+        )

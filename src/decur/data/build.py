@@ -34,6 +34,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             optical_bands=bands.get("optical", 13),
             sar_bands=bands.get("sar", 2),
             seed=cfg.trainer.seed + seed_offset,
+            elevation="elevation" in bands,
         )
     if d.dataset == "geonrw":
         from decur.data.geonrw import GeoNRW

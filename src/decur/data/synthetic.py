@@ -20,6 +20,13 @@ each class has a fixed backscatter; on top of it
     surface texture of up to 3 dB amplitude at a scale of 4-8 pixels.
 Speckle is 4-look gamma-distributed intensity noise, applied before conversion to dB.
 
+*Elevation only* (``elevation``, optional third modality, 1 band, metres; ``elevation=True``): each class has a
+fixed height above the terrain (buildings, forest canopy, water at 0), smoothed at the class borders, on top of
+  - ``relief`` in [0, 1]: the amplitude (up to 40 m) of smooth rolling terrain at a scale of 3-5 cells;
+  - ``tilt`` in [0, 1]: a regional slope of up to 3 m per pixel in a random direction (the direction is nuisance:
+    flips change it, the magnitude survives every augmentation).
+Its draws follow the optical and SAR ones, so the two-modality samples are the same with or without it.
+
 The unique factors are global per scene and carried by band ratios, absolute levels and texture, which survive
 the paper's augmentations (crops, flips, brightness/contrast, blur) in most views. ``factors`` holds the ground
 truth in the order of :data:`FACTOR_GROUPS`.
@@ -27,18 +34,24 @@ truth in the order of :data:`FACTOR_GROUPS`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
 S2_WAVELENGTHS_NM = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
-SYNTHETIC_MODALITIES = ("optical", "sar")
-UNIQUE_FACTORS = {"optical": ("haze", "phenology"), "sar": ("soil_moisture", "roughness")}
+SYNTHETIC_MODALITIES = ("optical", "sar", "elevation")
+UNIQUE_FACTORS = {
+    "optical": ("haze", "phenology"),
+    "sar": ("soil_moisture", "roughness"),
+    "elevation": ("relief", "tilt"),
+}
 
 
 class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
-    """Procedural paired optical/SAR scenes with known shared and modality-unique factors.
+    """Procedural paired optical/SAR (and optionally elevation) scenes with known shared and unique factors.
 
     Args:
         length: Number of samples.
@@ -49,10 +62,11 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         seed: Scene seed; the class spectra and backscatter depend on ``signature_seed`` only, so datasets with
             different seeds are draws from the same world.
         signature_seed: Seed of the per-class spectra and backscatter.
+        elevation: Add the third modality ``elevation`` (1 band, metres) and its factors ``relief``, ``tilt``.
 
     Returns (per sample):
-        ``{"optical": C_o x H x W float, "sar": C_s x H x W float (dB), "label": num_classes float multi-hot,
-        "mask": H x W int64, "factors": F float}``.
+        ``{"optical": C_o x H x W float, "sar": C_s x H x W float (dB), ["elevation": 1 x H x W float (m),]
+        "label": num_classes float multi-hot, "mask": H x W int64, "factors": F float}``.
 
     """
 
@@ -65,6 +79,7 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         sar_bands: int = 2,
         seed: int = 0,
         signature_seed: int = 1234,
+        elevation: bool = False,
     ) -> None:
         if length < 1 or image_size < 8 or num_classes < 2 or optical_bands < 1 or sar_bands < 1:
             raise ValueError(
@@ -91,18 +106,28 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         cross = 6 + 4 * torch.rand(num_classes, generator=g)
         self.backscatter = torch.stack([vv - (i % 2) * cross for i in range(sar_bands)], dim=1)  # dB
         self.moisture_response = 0.5 + 0.5 * torch.rand(num_classes, generator=g)
+        self.elevation = elevation
+        self.class_height = 25 * torch.rand(num_classes, generator=g) ** 2  # drawn last: the rest is unchanged
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities of a sample, in order."""
+        return ["optical", "sar", "elevation"] if self.elevation else ["optical", "sar"]
 
     @property
     def factor_names(self) -> list[str]:
         """Names of the entries of ``factors``: class fractions, then the unique factors."""
         shared = [f"class_{c}_fraction" for c in range(self.num_classes)]
-        return shared + [f for m in SYNTHETIC_MODALITIES for f in UNIQUE_FACTORS[m]]
+        return shared + [f for m in self.modalities for f in UNIQUE_FACTORS[m]]
 
     @property
     def factor_groups(self) -> dict[str, list[int]]:
         """Indices into ``factors`` of the shared factors and of each modality's unique factors."""
         c = self.num_classes
-        return {"shared": list(range(c)), "optical": [c, c + 1], "sar": [c + 2, c + 3]}
+        groups = {"shared": list(range(c))}
+        for i, m in enumerate(self.modalities):
+            groups[m] = [c + 2 * i, c + 2 * i + 1]
+        return groups
 
     @property
     def unique_factor_bands(self) -> Tensor:
@@ -113,7 +138,8 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
     @property
     def bands(self) -> dict[str, int]:
         """Band count per modality."""
-        return {"optical": self.optical_bands, "sar": self.sar_bands}
+        bands = {"optical": self.optical_bands, "sar": self.sar_bands}
+        return bands | ({"elevation": 1} if self.elevation else {})
 
     def __len__(self) -> int:
         return self.length
@@ -128,14 +154,13 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         haze, phenology, moisture, roughness = torch.rand(4, generator=g).tolist()
         optical = self._optical(onehot, haze, phenology, g)
         sar = self._sar(onehot, moisture, roughness, g)
-        factors = torch.cat([fractions, torch.tensor([haze, phenology, moisture, roughness])])
-        return {
-            "optical": optical,
-            "sar": sar,
-            "label": (fractions >= 0.01).float(),
-            "mask": mask,
-            "factors": factors,
-        }
+        unique = [haze, phenology, moisture, roughness]
+        sample = {"optical": optical, "sar": sar, "label": (fractions >= 0.01).float(), "mask": mask}
+        if self.elevation:
+            relief, tilt = torch.rand(2, generator=g).tolist()
+            sample["elevation"] = self._elevation(onehot, relief, tilt, g)
+            unique += [relief, tilt]
+        return sample | {"factors": torch.cat([fractions, torch.tensor(unique)])}
 
     # ----------------------------------------------------------------------------------------------------------
 
@@ -177,6 +202,17 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         uniform = torch.rand(4, self.sar_bands, self.size, self.size, generator=g).clamp_min(1e-12)
         speckle = -torch.log(uniform).mean(dim=0)
         return (10 * torch.log10(10 ** (db / 10) * speckle)).float()
+
+    def _elevation(self, onehot: Tensor, relief: float, tilt: float, g: torch.Generator) -> Tensor:
+        heights = torch.einsum("chw,c->hw", onehot, self.class_height)[None, None]
+        heights = F.avg_pool2d(F.pad(heights, (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]  # soft borders
+        terrain = 40 * relief * _smooth_noise(1, self.size, int(torch.randint(3, 6, (1,), generator=g)), g)
+        angle = 2 * torch.pi * float(torch.rand(1, generator=g))
+        axis = torch.arange(self.size, dtype=torch.float32) - (self.size - 1) / 2
+        yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+        ramp = 3 * tilt * (math.cos(angle) * xx + math.sin(angle) * yy)
+        noise = 0.3 * torch.randn(1, self.size, self.size, generator=g)  # sensor noise, m
+        return (heights + terrain + ramp + noise).float()
 
 
 def _wavelengths(bands: int) -> Tensor:

@@ -4,7 +4,9 @@ Features are taken from un-augmented, standardised images with every module in e
   - multi-label classification (one-vs-rest logistic regression) scored by mAP over the whole test set, for the
     concatenated features of all modalities and for each modality alone (the missing-modality case);
   - ridge regression of every ground-truth factor, scored by R² on the test set, from the backbone features
-    and from the common and unique slices of the projector embedding.
+    and from the common and unique slices of the projector embedding;
+  - cross-modal retrieval for every pair of modalities (:mod:`decur.evaluate.retrieval`): recall@1/5/10 and
+    median rank from the common dims, the whole embedding and the backbone features, with the random floors.
 The same probes on randomly initialised encoders give the paper's "Rand. Init." reference, once as initialised
 and once with BatchNorm statistics re-estimated on the data (a fair floor: default statistics mostly measure
 normalisation, not features).
@@ -28,6 +30,7 @@ from torchmetrics.functional.classification import multilabel_average_precision
 
 from decur.augment import ViewPipeline
 from decur.data.synthetic import SyntheticMultimodal
+from decur.evaluate.retrieval import format_retrieval, pairwise_retrieval
 from decur.models import MultimodalModel
 
 
@@ -84,7 +87,7 @@ def grouped_r2(r2: np.ndarray, dataset: SyntheticMultimodal) -> dict[str, float]
     """Per-factor R² as ``{"shared": mean over the class fractions, <unique factor>: R², ...}``."""
     names = dataset.factor_names
     out = {"shared": float(np.mean(r2[dataset.factor_groups["shared"]]))}
-    for group in ("optical", "sar"):
+    for group in dataset.modalities:
         for i in dataset.factor_groups[group]:
             out[names[i]] = float(r2[i])
     return out
@@ -118,7 +121,11 @@ def evaluate_encoders(
                 continue
             r2 = probe_r2(tr[f"emb/{m}"][:, sl], tr["factors"], te[f"emb/{m}"][:, sl], te["factors"])
             r2s[f"{part}/{m}"] = grouped_r2(r2, test)
-    return {"map": maps, "r2": r2s}
+    out: dict[str, Any] = {"map": maps, "r2": r2s}
+    if len(mods) > 1:
+        feats, embs = ({m: te[f"{kind}/{m}"] for m in mods} for kind in ("feat", "emb"))
+        out["retrieval"] = pairwise_retrieval(feats, embs, common_dim)
+    return out
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -139,6 +146,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         for rep, vals in r["r2"].items():
             lines.append(f"  {rep:<26}" + "".join(f"{vals[c]:>15.3f}" for c in factor_cols))
         lines.append("")
+    for run_name, r in runs.items():
+        if "retrieval" in r and run_name != "random_init":
+            lines += [f"{format_retrieval(r['retrieval'])} — {run_name}", ""]
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from pathlib import Path
@@ -176,7 +177,7 @@ class PretrainModule(L.LightningModule):
         """Collapse monitors (:mod:`decur.train.monitors`) of the first views, on the progress bar and in metrics.csv.
 
         ``emb_std_<m>`` every logged step, ``rank_<m>`` every ``trainer.rank_every`` steps, ``align_common`` /
-        ``align_unique`` for two modalities. A collapse is reported once per modality as a warning.
+        ``align_unique`` (the mean over pairs of modalities). A collapse is reported once per modality as a warning.
         """
         step = self.global_step + 1  # the step this batch completes
         rank_every = self.cfg.trainer.rank_every
@@ -196,8 +197,11 @@ class PretrainModule(L.LightningModule):
                     "Lower the learning rate, check the augmentations, or compare with method.name=barlow_twins_cross."
                 )
         names = list(z)
-        if len(names) == 2:
-            common, unique = monitors.cross_alignment(z[names[0]][0], z[names[1]][0], self.objective.common_dim)
+        if len(names) >= 2:  # the mean over pairs of modalities
+            pairs = list(itertools.combinations(names, 2))
+            values = [monitors.cross_alignment(z[a][0], z[b][0], self.objective.common_dim) for a, b in pairs]
+            common = torch.stack([v[0] for v in values]).mean()
+            unique = torch.stack([v[1] for v in values]).mean()
             if self.objective.common_dim > 0:
                 self.log("align_common", common, prog_bar=True, logger=False)
             if self.objective.common_dim < z[names[0]][0].shape[1]:
