@@ -206,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--dataset",
         required=True,
-        choices=["ssl4eo_s12", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
+        choices=["ssl4eo_s12", "ssl4eo_s12_v11", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
     )
-    c.add_argument("--split", default="train", help="split to walk (not SSL4EO-S12)")
+    c.add_argument("--split", default="train", help="split to walk (not SSL4EO-S12; v1.1: ROOT is the split folder)")
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
     c.set_defaults(func=_data_check)

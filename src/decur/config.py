@@ -27,7 +27,7 @@ METHOD_NAMES = (
     "vicreg_cross",
 )
 AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
-DATASETS = ("synthetic", "ssl4eo_s12", "paired_folders", "geonrw", "sunrgbd")
+DATASETS = ("synthetic", "ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders", "geonrw", "sunrgbd")
 
 
 class ConfigError(ValueError):
@@ -71,6 +71,9 @@ class DataConfig:
     """SUN-RGBD: the pairs to pretrain on, ``train``, ``test`` or ``all`` (the paper uses all 10,335)."""
     pair_seasons: bool = True
     """SSL4EO-S12: the modalities of one view share the season (the paper); false draws them independently."""
+    max_cloud_fraction: float | None = None
+    """SSL4EO-S12 v1.1: draw only timestamps whose S2 cloud mask covers at most this share of the tile (the least
+    cloudy ones when too few qualify); ``None`` draws any."""
     void_ids: str | None = None
     """SSL4EO-S12: text file of location ids to leave out (one per line), e.g. the release's void-ids list."""
     num_classes: int = 8
@@ -255,6 +258,17 @@ class Config:
             _require(bands.get("s2", 13) in (12, 13), "data.modalities", "s2 has 13 (L1C) or 12 (L2A) bands")
             if d.void_ids is not None and check_paths:
                 _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
+        if d.dataset == "ssl4eo_s12_v11":
+            from decur.data.ssl4eo_v11 import MODALITIES as V11
+
+            for mod in d.modalities:
+                _require(mod.name in V11, "data.modalities",
+                         f"SSL4EO-S12 v1.1 modalities are {list(V11)} (the release's folders in lower case), "
+                         f"got {mod.name!r}")  # fmt: skip
+                _require(mod.bands == V11[mod.name][1], "data.modalities",
+                         f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}")  # fmt: skip
+            mcf = d.max_cloud_fraction
+            _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
         if d.dataset == "geonrw":
             bands = {mod.name: mod.bands for mod in d.modalities}
             _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")

@@ -61,6 +61,12 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             {m.name: m.folder or m.name for m in d.modalities},
             {m.name: m.scale for m in d.modalities},
         )
+    if d.dataset == "ssl4eo_s12_v11":
+        from decur.data.ssl4eo_v11 import SSL4EOS12v11
+
+        return SSL4EOS12v11(
+            str(d.root), [m.name for m in d.modalities], views=2, max_cloud_fraction=d.max_cloud_fraction
+        )
     if d.dataset == "ssl4eo_s12" and (Path(str(d.root)) / "index.json").is_file():
         from decur.data.pack import PackedSSL4EOS12
 

@@ -91,10 +91,57 @@ def check_samples(dataset: Any, name: str, root: Path) -> CheckReport:
     return report
 
 
+def check_ssl4eo_s12_v11(root: Path) -> CheckReport:
+    """Open every ``.zarr.zip`` of every modality folder present at ``root`` (a split folder of the release).
+
+    Each file is named when it is missing for a modality, is not a readable Zarr zip, holds other sample ids than
+    the same shard of the first modality, has the wrong band count or no ``bands`` variable. Values are read for
+    one timestamp of every file (the whole file would be 4x the time).
+    """
+    from decur.data.ssl4eo_v11 import MODALITIES, open_shard
+
+    report = CheckReport("ssl4eo_s12_v11", root)
+    present = [m for m, (folder, _) in MODALITIES.items() if (root / folder).is_dir()]
+    if not present:
+        report.problems.append(f"{root}: none of {[f for f, _ in MODALITIES.values()]} found; point at train/ or val/")
+        return report
+    names = {m: {p.name for p in (root / MODALITIES[m][0]).glob("*.zarr.zip")} for m in present}
+    every = sorted(set.union(*names.values()))
+    for name in every:
+        ids: tuple[str, list[str]] | None = None
+        for m in present:
+            folder, bands = MODALITIES[m]
+            path = root / folder / name
+            if name not in names[m]:
+                report.problems.append(f"{path}: missing (the other modalities have this shard)")
+                continue
+            try:
+                ds = open_shard(path)
+                if "bands" not in ds:
+                    raise DatasetError(path, "no `bands` variable", "re-download the file")
+                sample_ids = [str(s) for s in ds["sample"].values]
+                if ids is None:
+                    ids = (folder, sample_ids)
+                elif sample_ids != ids[1]:
+                    raise DatasetError(path, f"sample ids differ from {ids[0]}/{name}", "re-download both files")
+                if ds["bands"].shape[2] != bands:
+                    raise DatasetError(path, f"{ds['bands'].shape[2]} bands, {m} has {bands}",
+                                       "check that the file belongs to this modality folder")  # fmt: skip
+                x = torch.from_numpy(ds["bands"].isel(time=0).values.astype("float32"))
+                report.counts[m] = report.counts.get(m, 0) + x.shape[0] - 1
+                report.see(m, x)
+            except DatasetError as err:
+                report.problems.append(str(err))
+        report.items += len(ids[1]) if ids is not None else 0
+    return report
+
+
 def check(name: str, root: Path, split: str = "train", s2_product: str = "s2c", size: int = 264) -> CheckReport:
     """Walk dataset ``name`` at ``root`` (see :data:`DATASETS`) and report what was found."""
     if name == "ssl4eo_s12":
         return check_ssl4eo_s12(root, s2_product, size)
+    if name == "ssl4eo_s12_v11":
+        return check_ssl4eo_s12_v11(root)
     from decur.data import BigEarthNetMM, BigEarthNetV2, GeoNRW, RGBDSegmentation
 
     builders = {
@@ -107,4 +154,4 @@ def check(name: str, root: Path, split: str = "train", s2_product: str = "s2c", 
     return check_samples(builders[name](), name, root)
 
 
-DATASETS = ("ssl4eo_s12", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2")
+DATASETS = ("ssl4eo_s12", "ssl4eo_s12_v11", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2")

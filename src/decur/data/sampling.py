@@ -102,3 +102,40 @@ def seeded_loader(
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def shard_loader(
+    dataset: Any,
+    *,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    num_replicas: int = 1,
+    rank: int = 0,
+    start_epoch: int = 0,
+) -> DataLoader[dict[str, Tensor]]:
+    """The training loader of a file-sharded iterable dataset (:class:`decur.data.ssl4eo_v11.SSL4EOS12v11`).
+
+    The dataset takes process ``rank``'s files of every epoch itself, and its workers split them; ``len`` is the
+    exact number of full batches (each worker batches its own samples, the rest of a worker's samples is dropped).
+    Workers persist across epochs: each worker counts its passes from ``start_epoch``, which is how the epoch
+    advances inside worker processes.
+    """
+    from decur.data.ssl4eo_v11 import full_batches
+
+    dataset.seed = seed
+    dataset.shard(rank, num_replicas, start_epoch)
+    batches = full_batches(dataset.files_per_process, num_workers, batch_size, dataset.samples_per_file)
+    if batches < 1:
+        raise DatasetError(dataset.root,
+                           f"{dataset.files_per_process} file(s) per process hold no full batch of {batch_size}",
+                           "lower data.batch_size or use fewer processes or loader workers")  # fmt: skip
+    dataset.batches = (batches, batch_size)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )

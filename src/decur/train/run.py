@@ -9,10 +9,11 @@ from typing import Any
 
 import lightning as L
 import yaml
+from torch.utils.data import IterableDataset
 
 from decur.config import Config, ConfigError, save_config
 from decur.data.build import build_dataset, dataset_stats
-from decur.data.sampling import seeded_loader
+from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
 from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point
 from decur.train.host import tune_host
@@ -74,16 +75,18 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
 
         for encoder in module.model.encoders.values():
             load_segformer_weights(encoder, cfg.model.init_weights)
-    loader = seeded_loader(
-        dataset,
-        batch_size=per_process_batch(cfg.data.batch_size, trainer, "data.batch_size"),
-        num_workers=cfg.data.num_workers,
-        seed=cfg.trainer.seed,
-        num_replicas=trainer.world_size,
-        rank=trainer.global_rank,
-        skip_log=output / "skipped.txt" if cfg.data.skip_bad else None,
-        start_epoch=resumed["epoch"] if resumed is not None else 0,
-    )
+    common: dict[str, Any] = {
+        "batch_size": per_process_batch(cfg.data.batch_size, trainer, "data.batch_size"),
+        "num_workers": cfg.data.num_workers,
+        "seed": cfg.trainer.seed,
+        "num_replicas": trainer.world_size,
+        "rank": trainer.global_rank,
+        "start_epoch": resumed["epoch"] if resumed is not None else 0,
+    }
+    if isinstance(dataset, IterableDataset):  # file shards (SSL4EO-S12 v1.1): each process reads its own files
+        loader = shard_loader(dataset, **common)
+    else:
+        loader = seeded_loader(dataset, skip_log=output / "skipped.txt" if cfg.data.skip_bad else None, **common)
     if len(loader) < 1:
         raise ConfigError(f"config field `data.batch_size`: {cfg.data.batch_size} exceeds the dataset size")
     if resumed is not None and trainer.is_global_zero:

@@ -1,0 +1,262 @@
+"""SSL4EO-S12 v1.1: Zarr-v2 zip shards of 64 locations x 4 timestamps, streamed per (node, process, worker).
+
+Layout of the release (Blumenstiel et al. 2025, arXiv:2503.00168; github.com/DLR-MF-DAS/SSL4EO-S12-v1.1)::
+
+    <split>/S1GRD/ssl4eos12_<split>_seasonal_data_000001.zarr.zip   bands (sample, time, band, y, x) float16 dB
+    <split>/S2L1C/...same file names...                              int16 DN, 13 bands, + cloud_mask (uint8)
+    <split>/S2L2A/...                                                int16 DN, 12 bands, + cloud_mask
+    <split>/S2RGB/...                                                uint8, 3 bands
+
+Each file holds the same 64 locations (``sample`` coordinate) in every modality, 4 timestamps each, 264 x 264 px,
+each timestamp its own chunk. Modalities are named here as the release's folders in lower case: ``s1grd``,
+``s2l1c``, ``s2l2a``, ``s2rgb``.
+
+Reading: xarray over the zip files, as the release documents. zarr 3 opens these Zarr-v2 zips only through its
+``ZipStore`` (the release's ``xr.open_zarr('x.zarr.zip')`` works with zarr 2 only); :func:`open_shard` passes a
+``ZipStore``, which zarr 2.11+ and zarr 3 both provide, so either works and nothing is pinned.
+
+Sampling: a timestamp is a season. Each sample returns ``views`` timestamps (drawn without replacement) per
+modality, stacked ``V x C x H x W``, the same timestamps for every modality (the paper's season pairing, as the
+v1.0 reader). With ``max_cloud_fraction`` the draw takes timestamps whose S2 cloud mask (non-zero pixels, from
+S2L1C or S2L2A, whichever is loaded) covers at most that share of the tile; when fewer than ``views`` qualify, the
+least cloudy ones.
+
+Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``x / 10000 · 255``) → / 255; S1 clipped per image
+and band to its 2nd-98th percentile; S2RGB / 255. Standardisation uses the release's values (:data:`STATS`,
+converted to these units), applied in the view pipelines.
+
+Sharding (:class:`SSL4EOS12v11`, an ``IterableDataset``): every epoch the file list is permuted by (seed, epoch);
+each process takes ``n_files // world_size`` whole files of it (the few left over rotate with the permutation, so
+every process reads the same number of samples and no file is read twice in an epoch), and its loader workers split
+those files round-robin. A worker reads one file at a time — a file's 64 locations are spread over the globe, so
+a batch from one file is still a random sample of locations — and yields its locations in a seeded random order.
+Deterministic for a given seed, world size and worker count; resumable at epoch boundaries (decur's pretraining
+checkpoints at epoch ends): the epoch of a worker's n-th pass is ``start_epoch + n``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import IterableDataset, get_worker_info
+
+from decur.data.errors import DatasetError
+from decur.data.preprocess import cut_outliers, s2_to_unit
+
+MODALITIES = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 12), "s2rgb": ("S2RGB", 3)}
+"""decur name → (release folder, bands)."""
+SAMPLES_PER_FILE = 64
+# the release README's standardisation values, in the release's units (DN, dB, 8-bit)
+_L1C_MEAN = [2607.345, 2393.068, 2320.225, 2373.963, 2562.536, 3110.071, 3392.832, 3321.154, 3583.77, 1838.712,
+             1021.753, 3205.112, 2545.798]  # fmt: skip
+_L1C_STD = [786.523, 849.702, 875.318, 1143.578, 1126.248, 1161.98, 1273.505, 1246.79, 1342.755, 576.795, 45.626,
+            1340.347, 1145.036]  # fmt: skip
+_L2A_MEAN = [1793.243, 1924.863, 2184.553, 2340.936, 2671.402, 3240.082, 3468.412, 3563.244, 3627.704, 3711.071,
+             3416.714, 2849.625]  # fmt: skip
+_L2A_STD = [1160.144, 1201.092, 1219.943, 1397.225, 1400.035, 1373.136, 1429.17, 1485.025, 1447.836, 1652.703,
+            1471.002, 1365.307]  # fmt: skip
+_RELEASE = {
+    "s2l1c": (_L1C_MEAN, _L1C_STD),
+    "s2l2a": (_L2A_MEAN, _L2A_STD),
+    "s2rgb": ([100.708, 87.489, 61.932], [68.550, 47.647, 40.592]),
+    "s1grd": ([-12.577, -20.265], [5.179, 5.872]),
+}
+_SCALE = {"s2l1c": 1e-4, "s2l2a": 1e-4, "s2rgb": 1 / 255, "s1grd": 1.0}
+STATS: dict[str, tuple[list[float], list[float]]] = {
+    m: ([v * _SCALE[m] for v in mean], [v * _SCALE[m] for v in std]) for m, (mean, std) in _RELEASE.items()
+}
+"""Per-band mean/std in the units returned here (S2 DN / 10000, S2RGB / 255, S1 dB)."""
+
+
+def open_shard(path: Path) -> Any:
+    """The xarray dataset of one ``.zarr.zip`` file (Zarr v2 format), with zarr 2 or zarr 3.
+
+    Raises:
+        DatasetError: If the file is not a readable Zarr zip (the message names it).
+
+    """
+    import xarray as xr
+    from zarr.storage import ZipStore
+
+    try:
+        return xr.open_zarr(ZipStore(str(path), mode="r"), consolidated=None, chunks=None)
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        raise DatasetError(path, f"not a readable Zarr zip file ({type(err).__name__}: {err})",
+                           "re-download this file of the release") from None  # fmt: skip
+    except Exception as err:  # zarr's own errors (GroupNotFoundError, ...) have no common base class
+        raise DatasetError(path, f"not a Zarr-v2 group ({type(err).__name__}: {err})",
+                           "re-download this file of the release") from None  # fmt: skip
+
+
+def shard_files(root: Path, modalities: list[str]) -> list[str]:
+    """The file names present for every modality (sorted).
+
+    Raises:
+        DatasetError: A modality folder is missing or empty, or a file exists for some modalities only.
+
+    """
+    names: dict[str, set[str]] = {}
+    for m in modalities:
+        folder = root / MODALITIES[m][0]
+        if not folder.is_dir():
+            raise DatasetError(folder, "modality folder is missing",
+                               f"point data.root at a split folder of the release (train/ or val/) holding "
+                               f"{MODALITIES[m][0]}/")  # fmt: skip
+        names[m] = {p.name for p in folder.glob("*.zarr.zip")}
+        if not names[m]:
+            raise DatasetError(folder, "no .zarr.zip files", "download the modality's files of this split")
+    every = set.union(*names.values())
+    for m, have in names.items():
+        missing = sorted(every - have)
+        if missing:
+            raise DatasetError(root / MODALITIES[m][0] / missing[0],
+                               f"missing for {m} ({len(missing)} file(s) in all)",
+                               "download it for every modality, or list only the modalities you have")  # fmt: skip
+    return sorted(every)
+
+
+class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
+    """SSL4EO-S12 v1.1 samples ``{modality: V x C x H x W}``, streamed file by file (see the module docstring).
+
+    Args:
+        root: A split folder of the release (``train/`` or ``val/``).
+        modalities: Any subset of ``s1grd``, ``s2l1c``, ``s2l2a``, ``s2rgb``.
+        views: Timestamps per sample (one per augmented view).
+        max_cloud_fraction: Skip timestamps whose S2 cloud mask covers more than this share (``None``: no filter).
+        seed: Shuffle seed.
+        files: Restrict to these file names (default: every file present for all modalities).
+
+    Raises:
+        DatasetError: Missing folders or files (the message names them and the fix).
+
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        modalities: list[str],
+        views: int = 2,
+        max_cloud_fraction: float | None = None,
+        seed: int = 0,
+        files: list[str] | None = None,
+    ) -> None:
+        unknown = sorted(set(modalities) - set(MODALITIES))
+        if unknown or not modalities:
+            raise ValueError(f"SSL4EO-S12 v1.1 modalities are {list(MODALITIES)}, got {modalities}")
+        self.root, self.modalities, self.views = Path(root), list(modalities), views
+        self.max_cloud_fraction, self.seed = max_cloud_fraction, seed
+        self.files = files if files is not None else shard_files(self.root, self.modalities)
+        self.stats = {m: STATS[m] for m in self.modalities}
+        first = open_shard(self.root / MODALITIES[self.modalities[0]][0] / self.files[0])
+        self.samples_per_file = int(first.sizes["sample"])  # 64 in the release
+        self.rank, self.world_size, self.start_epoch = 0, 1, 0
+        self.batches: tuple[int, int] | None = None  # (full batches per epoch, batch size) once a loader is built
+        self._passes = 0
+
+    def shard(self, rank: int, world_size: int, start_epoch: int = 0) -> SSL4EOS12v11:
+        """Read process ``rank``'s share of ``world_size``; the first pass is epoch ``start_epoch``."""
+        if world_size > len(self.files):
+            raise DatasetError(self.root, f"{len(self.files)} file(s) cannot feed {world_size} processes",
+                               "use fewer processes or more files")  # fmt: skip
+        self.rank, self.world_size, self.start_epoch = rank, world_size, start_epoch
+        return self
+
+    @property
+    def files_per_process(self) -> int:
+        """Whole files each process reads per epoch."""
+        return len(self.files) // self.world_size
+
+    def __len__(self) -> int:
+        """Samples this process reads per epoch (64 per file in the release).
+
+        Once a loader is built: the samples of its full batches (each worker batches its own files' samples).
+        """
+        if self.batches is not None:
+            return self.batches[0] * self.batches[1]
+        return self.files_per_process * self.samples_per_file
+
+    def epoch_files(self, epoch: int, worker: int = 0, workers: int = 1) -> list[str]:
+        """The files worker ``worker`` of this process reads in ``epoch``."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = [self.files[i] for i in torch.randperm(len(self.files), generator=g).tolist()]
+        per = self.files_per_process
+        mine = order[self.rank * per : (self.rank + 1) * per]
+        return mine[worker::workers]
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        epoch = self.start_epoch + self._passes
+        self._passes += 1
+        for name in self.epoch_files(epoch, worker, workers):
+            # the draws depend on (seed, epoch, file) only, not on which worker reads the file
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 7_919 + self.files.index(name))
+            yield from self.read_file(name, g)
+
+    def read_file(self, name: str, g: torch.Generator) -> Iterator[dict[str, Tensor]]:
+        """All locations of one file in random order, each with its timestamps drawn from ``g``."""
+        shards = {m: open_shard(self.root / MODALITIES[m][0] / name) for m in self.modalities}
+        ids = self._check_ids(name, shards)
+        n, times = len(ids), int(next(iter(shards.values())).sizes["time"])
+        if times < self.views:
+            raise DatasetError(self.root / name, f"{times} timestamps, {self.views} views asked", "lower views")
+        clouds = self._cloud_fractions(shards)
+        chosen = torch.stack([self._draw_times(times, None if clouds is None else clouds[i], g) for i in range(n)])
+        needed = sorted(set(chosen.flatten().tolist()))
+        arrays = {m: {t: self._read(m, shards[m], name, t) for t in needed} for m in self.modalities}
+        for i in torch.randperm(n, generator=g).tolist():
+            yield {m: torch.stack([arrays[m][t][i] for t in chosen[i].tolist()]) for m in self.modalities}
+
+    def _draw_times(self, times: int, cloud: np.ndarray | None, g: torch.Generator) -> Tensor:
+        order = torch.randperm(times, generator=g)
+        if cloud is None or self.max_cloud_fraction is None:
+            return order[: self.views]
+        clear = [t for t in order.tolist() if cloud[t] <= self.max_cloud_fraction]
+        if len(clear) >= self.views:
+            return torch.tensor(clear[: self.views])
+        return torch.tensor(np.argsort(cloud, kind="stable")[: self.views].tolist())  # the least cloudy ones
+
+    def _cloud_fractions(self, shards: dict[str, Any]) -> np.ndarray | None:
+        """Per (sample, time) cloud share from the first loaded S2 product with a mask."""
+        if self.max_cloud_fraction is None:
+            return None
+        for m in ("s2l1c", "s2l2a"):
+            if m in shards and "cloud_mask" in shards[m]:
+                return np.asarray((shards[m]["cloud_mask"].values > 0).mean(axis=(2, 3)))
+        return None
+
+    def _check_ids(self, name: str, shards: dict[str, Any]) -> list[str]:
+        ids = {m: [str(s) for s in ds["sample"].values] for m, ds in shards.items()}
+        first = self.modalities[0]
+        for m in self.modalities[1:]:
+            if ids[m] != ids[first]:
+                raise DatasetError(self.root / MODALITIES[m][0] / name,
+                                   f"sample ids differ from {MODALITIES[first][0]}/{name} (e.g. {ids[m][:2]} vs "
+                                   f"{ids[first][:2]})", "re-download both files of this shard")  # fmt: skip
+        return ids[first]
+
+    def _read(self, m: str, ds: Any, name: str, t: int) -> Tensor:
+        """All locations of one timestamp of one modality, preprocessed: ``N x C x H x W`` float32."""
+        bands = MODALITIES[m][1]
+        if ds["bands"].shape[2] != bands:
+            raise DatasetError(self.root / MODALITIES[m][0] / name,
+                               f"{ds['bands'].shape[2]} bands, {m} has {bands}",
+                               "check that the file belongs to this modality folder")  # fmt: skip
+        x = torch.from_numpy(np.asarray(ds["bands"].isel(time=t).values).astype(np.float32))
+        if m == "s1grd":  # no-data pixels (NaN) take the image's mean backscatter
+            return cut_outliers(torch.nan_to_num(x, nan=float(x.nanmean())))
+        if m == "s2rgb":
+            return x / 255
+        return s2_to_unit(x)
+
+
+def full_batches(files_per_process: int, workers: int, batch_size: int, per_file: int = SAMPLES_PER_FILE) -> int:
+    """Full batches one process yields per epoch: each loader worker batches the samples of its own files."""
+    workers = max(1, workers)
+    return sum(len(range(w, files_per_process, workers)) * per_file // batch_size for w in range(workers))
