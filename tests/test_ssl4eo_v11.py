@@ -1,0 +1,109 @@
+"""SSL4EO-S12 v1.1: the release's Zarr zips, season pairing, cloud filter, sharding, data check, pretraining."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from decur.cli import main
+from decur.config import ConfigError, load_config
+from decur.data.errors import DatasetError
+from decur.data.sampling import shard_loader
+from decur.data.ssl4eo_v11 import SSL4EOS12v11, full_batches
+
+from .conftest import REPO
+from .data.ssl4eo_v11.data import make_v11, write_shard
+
+MODS = ["s1grd", "s2l1c", "s2l2a"]
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    return make_v11(tmp_path_factory.mktemp("v11"), files=4, samples=4, size=16)
+
+
+def _timestamp(x: torch.Tensor) -> list[int]:
+    """The fixture's fingerprint: band 0 of S2 is 1000 · (t + 1) + small, after 8-bit compression."""
+    return [round(float(v) * 10000 / 1000) - 1 for v in x[:, 0].mean(dim=(1, 2))]
+
+
+def test_samples_pair_timestamps_across_sensors_and_skip_cloudy_ones(split):
+    ds = SSL4EOS12v11(split, MODS, max_cloud_fraction=0.5)
+    assert len(ds) == 16 and ds.samples_per_file == 4
+    items = list(ds)
+    assert len(items) == 16
+    for s in items:
+        assert s["s1grd"].shape == (2, 2, 16, 16) and s["s2l1c"].shape == (2, 13, 16, 16)
+        t1, t2 = _timestamp(s["s2l1c"]), _timestamp(s["s2l2a"])
+        assert t1 == t2 and t1[0] != t1[1] and 3 not in t1  # same seasons in every sensor, never the cloudy one
+        assert torch.isfinite(s["s1grd"]).all() and 0 <= float(s["s2l1c"].min()) <= float(s["s2l1c"].max()) <= 1
+    anything = [t for s in SSL4EOS12v11(split, ["s2l1c"]) for t in _timestamp(s["s2l1c"])]
+    assert 3 in anything  # without the filter the cloudy timestamp is drawn too
+    again = list(SSL4EOS12v11(split, MODS, max_cloud_fraction=0.5))
+    assert all(torch.equal(a["s1grd"], b["s1grd"]) for a, b in zip(items, again, strict=True))  # seeded
+
+
+def test_shards_are_disjoint_per_process_and_worker_and_change_every_epoch(split):
+    seen = {}
+    for rank in range(2):
+        ds = SSL4EOS12v11(split, MODS).shard(rank, 2)
+        for worker in range(2):
+            for epoch in range(2):
+                seen[rank, worker, epoch] = ds.epoch_files(epoch, worker, 2)
+    for epoch in range(2):
+        files = [f for (r, w, e), fs in seen.items() if e == epoch for f in fs]
+        assert sorted(files) == sorted(SSL4EOS12v11(split, MODS).files)  # each file once per epoch
+    assert seen[0, 0, 0] != seen[0, 0, 1] or seen[1, 0, 0] != seen[1, 0, 1]
+    assert full_batches(files_per_process=5, workers=2, batch_size=64) == 5  # 3 + 2 files of 64
+    assert full_batches(files_per_process=3, workers=2, batch_size=48, per_file=64) == 3  # 128 // 48 + 64 // 48
+
+
+def test_loader_yields_exactly_its_length_and_advances_epochs(split):
+    ds = SSL4EOS12v11(split, ["s1grd", "s2l1c"])
+    loader = shard_loader(ds, batch_size=4, num_workers=0, seed=3, num_replicas=2, rank=1)
+    first = [b["s1grd"] for b in loader]
+    second = [b["s1grd"] for b in loader]
+    assert len(first) == len(second) == len(loader) == 2  # 2 of 4 files, one batch each
+    assert not all(torch.equal(a, b) for a, b in zip(first, second, strict=True))  # a new epoch, a new order
+    resumed = shard_loader(SSL4EOS12v11(split, ["s1grd", "s2l1c"]), batch_size=4, num_workers=0, seed=3,
+                           num_replicas=2, rank=1, start_epoch=1)  # fmt: skip
+    assert all(torch.equal(a["s1grd"], b) for a, b in zip(resumed, second, strict=True))  # epoch 1 replayed
+    with pytest.raises(DatasetError, match="no full batch of 16"):
+        shard_loader(SSL4EOS12v11(split, ["s1grd"]), batch_size=16, num_workers=0, seed=0, num_replicas=2, rank=0)
+
+
+def test_data_check_names_every_bad_file(split, tmp_path, capsys):
+    bad = tmp_path / "train"
+    shutil.copytree(split, bad)
+    files = sorted((bad / "S2L1C").glob("*.zarr.zip"))
+    files[0].write_bytes(b"not a zip")  # corrupt
+    (bad / "S1GRD" / files[1].name).unlink()  # missing for one sensor
+    write_shard(bad / "S2L2A" / files[2].name, "S2L2A", ["9999999", "1", "2", "3"], 16, np.random.default_rng(0))
+    shutil.copy(bad / "S2L2A" / files[3].name, bad / "S2L1C" / files[3].name)  # 12 bands in the 13-band folder
+    assert main(["data", "check", str(bad), "--dataset", "ssl4eo_s12_v11"]) == 1
+    out = capsys.readouterr().out
+    assert f"S2L1C/{files[0].name}: not a readable Zarr zip" in out
+    assert f"S1GRD/{files[1].name}: missing" in out
+    assert f"S2L2A/{files[2].name}: sample ids differ" in out
+    assert f"S2L1C/{files[3].name}: 12 bands, s2l1c has 13" in out
+    with pytest.raises(DatasetError, match="missing for s1grd"):
+        SSL4EOS12v11(bad, MODS)
+    assert main(["data", "check", str(split), "--dataset", "ssl4eo_s12_v11"]) == 0
+
+
+def test_three_sensor_config_pretrains_on_release_shards(split, tmp_path):
+    from decur.train.run import pretrain
+
+    overrides = [f"data.root={split}", "data.crop_size=16", "data.image_size=16", "data.batch_size=4",
+                 "data.num_workers=2", "trainer.max_epochs=2", "trainer.devices=1", "trainer.strategy=auto",
+                 "trainer.precision=32-true", "model.arch=resnet18", "model.projector=[32, 32]"]  # fmt: skip
+    cfg = load_config(REPO / "configs" / "ssl4eo_s12_v11_three_sensors.yaml", overrides)
+    summary = pretrain(cfg, tmp_path / "run")
+    assert summary["global_step"] == 8 and np.isfinite(summary["final_loss"]["train/total"])  # 4 files x 2 epochs
+    assert "train/common_1_3" in summary["final_loss"]
+    wrong = "data.modalities=[{name: s2l2a, bands: 13}, {name: s1grd, bands: 2}]"
+    with pytest.raises(ConfigError, match="s2l2a has 12 bands"):
+        load_config(None, [*overrides, "data.dataset=ssl4eo_s12_v11", wrong]).validate()
