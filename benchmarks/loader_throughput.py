@@ -1,4 +1,5 @@
-"""SSL4EO-S12 loading throughput: raw GeoTIFFs vs the packed store (vs chunked HDF5, to justify the choice).
+"""SSL4EO-S12 loading throughput: raw GeoTIFFs vs the packed store (vs chunked HDF5, to justify the choice), and
+the v1.1 release's Zarr shards streamed per worker.
 
     python benchmarks/loader_throughput.py                 # generated 264 px SSL4EO-S12 fixture, 32 locations
     python benchmarks/loader_throughput.py --root /data/ssl4eo-s12 --locations 500
@@ -13,6 +14,9 @@ one free core per worker and data in the page cache) and compares with 1.5 x ``-
 step rate the loader must outrun (default: the GPU target of 800 samples/s for ResNet-50 at 224 px). Views are
 made on the training device (decur's design), so only reading counts against the loader; column 2 shows what
 augmenting in the workers instead would cost.
+The v1.1 row reads ``--v11-files`` generated release-layout shards (64 locations x 4 timestamps, 264 px, S1GRD +
+S2L1C) through :class:`decur.data.ssl4eo_v11.SSL4EOS12v11` and its ``shard_loader`` (each worker streams whole
+files; no per-sample seeds), the same two views per sample.
 Results: ``benchmarks/results/loader-<tag>.{json,md}``.
 """
 
@@ -109,6 +113,27 @@ def _rate_loader(ds: Dataset, n: int, workers: int, batch: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+def _v11_rates(tmp: Path, files: int, samples: int, workers: int, batch: int) -> dict:
+    """Read rate in one process and the shard loader's rate for generated v1.1 shards."""
+    from tests.data.ssl4eo_v11.data import make_v11
+
+    from decur.data.sampling import shard_loader
+    from decur.data.ssl4eo_v11 import SSL4EOS12v11
+
+    split = make_v11(tmp / "v11", files=files, samples=samples, size=264, folders=("S1GRD", "S2L1C"))
+    ds = SSL4EOS12v11(split, ["s1grd", "s2l1c"])
+    start = time.perf_counter()
+    n = sum(1 for _ in ds)
+    read = n / (time.perf_counter() - start)
+    loader = shard_loader(SSL4EOS12v11(split, ["s1grd", "s2l1c"]), batch_size=batch, num_workers=workers, seed=0)
+    start, done = time.perf_counter(), 0
+    for b in loader:  # the first file's read is part of the rate: a worker reads one file before its first batch
+        done += len(b["s1grd"])
+    rate = done / (time.perf_counter() - start)
+    return {"store": f"v1.1 Zarr zip shards ({files} x {samples})", "read_per_worker": read,
+            f"loader_{workers}_workers": rate}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", help="raw SSL4EO-S12 folder (default: a generated fixture)")
@@ -119,6 +144,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--target-workers", type=int, default=8)
     p.add_argument("--step-rate", type=float, default=800.0, help="training samples/s the loader must feed")
+    p.add_argument("--v11-files", type=int, default=4, help="v1.1 shards to generate (0: skip the v1.1 row)")
+    p.add_argument("--v11-samples", type=int, default=64, help="locations per v1.1 shard (64 in the release)")
     p.add_argument("--tag", default="cpu")
     args = p.parse_args()
 
@@ -151,6 +178,13 @@ def main() -> None:
                 row[f"extrapolated_{args.target_workers}_workers"] = loader / args.workers * args.target_workers
             rows.append(row)
             print(row)
+        if args.v11_files:
+            row = _v11_rates(tmp_path, args.v11_files, args.v11_samples, args.workers, args.batch)
+            row[f"extrapolated_{args.target_workers}_workers"] = (
+                row[f"loader_{args.workers}_workers"] / args.workers * args.target_workers
+            )
+            rows.append(row)
+            print(row)
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
@@ -177,12 +211,9 @@ def main() -> None:
         aug = r.get("read_and_augment_per_worker")
         loader = r.get(f"loader_{args.workers}_workers")
         more = r.get(f"extrapolated_{args.target_workers}_workers")
-        lines.append(
-            f"| {r['store']} | {r['read_per_worker']:.1f} | {aug:.1f} | {loader:.1f} | {more:.0f} | "
-            f"{'yes' if more >= need else 'no'} |"
-            if aug is not None
-            else f"| {r['store']} | {r['read_per_worker']:.1f} | – | – | – | – |"
-        )
+        cells = [f"{r['read_per_worker']:.1f}", f"{aug:.1f}" if aug is not None else "–"]
+        cells += [f"{loader:.1f}", f"{more:.0f}", "yes" if more >= need else "no"] if loader is not None else ["–"] * 3
+        lines.append(f"| {r['store']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Extrapolation: the {args.workers}-worker DataLoader rate (transfer between processes included) per worker "
