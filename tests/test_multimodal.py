@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -126,3 +127,14 @@ def test_three_modality_decur_on_the_built_in_data(tmp_path):
     assert "optical+sar+elevation" in result["map"] and "elevation" in result["map"]
     assert {"relief", "tilt"} <= set(result["r2"]["unique/elevation"])
     assert len(result["retrieval"]) == 6 and "recall@1" in result["retrieval"]["sar->elevation"]["common"]
+    # the same through `decur transfer task=retrieval`, on the engine
+    from decur.cli import main
+
+    args = ["transfer", "task=retrieval", f"pretrained={tmp_path / 'run'}", "modalities=[optical, sar, elevation]",
+            "test_samples=24", "image_size=32", "batch_size=8", "num_workers=0"]  # fmt: skip
+    args += ["--output", str(tmp_path / "r")]
+    assert main(args) == 0
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert saved["test_samples"] == 24
+    assert set(saved["retrieval"]["optical->elevation"]) == {"common", "embedding", "features"}
+    assert saved["retrieval"]["sar->optical"]["common"]["random_median_rank"] == 12.5

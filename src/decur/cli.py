@@ -107,6 +107,12 @@ def _transfer(args: argparse.Namespace) -> int:
     summary = run_transfer(run, output)
     if summary["runs"][0].get("rank", 0) != 0:
         return 0
+    if run.task == "retrieval":
+        from decur.evaluate.retrieval import format_retrieval
+
+        print(format_retrieval(summary["retrieval"]))
+        print(f"results: {output / 'results.json'}")
+        return 0
     mods = run.modalities or "all modalities"
     print(
         f"{run.task}, {summary['protocol']} ({summary['setting']}), {run.label_fraction:.0%} labels, {mods}, "

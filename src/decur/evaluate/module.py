@@ -17,7 +17,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 
 from decur.augment import ViewPipeline
 from decur.evaluate.metrics import SegmentationScores, predict_classes
-from decur.models import CMX, FCN, LateFusionClassifier
+from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
 from decur.train.module import NonFiniteLossError
 
 
@@ -172,3 +172,27 @@ class TransferModule(L.LightningModule):
             opt, lambda step: lr_factor(o.schedule, step, total, per_epoch, epochs, warmup)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class EmbeddingModule(L.LightningModule):
+    """Backbone features and projector embeddings of a pretrained model, for ``trainer.predict`` (eval mode).
+
+    Args:
+        model: The pretrained :class:`decur.models.MultimodalModel`.
+        views: Modality → pipeline whose ``normalize`` standardises the inputs (no augmentation).
+
+    """
+
+    def __init__(self, model: MultimodalModel, views: dict[str, ViewPipeline]) -> None:
+        super().__init__()
+        self.model, self.views = model, nn.ModuleDict(views)
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """``feat/<m>`` and ``emb/<m>`` per modality (float32), with the sample indices."""
+        out = {"index": batch["index"]}
+        for m, view in self.views.items():
+            feat = self.model.features(m, cast(ViewPipeline, view).normalize(batch[m]))
+            out[f"feat/{m}"] = feat.float()
+            out[f"emb/{m}"] = self.model.projectors[m](feat).float()
+        return out

@@ -38,11 +38,11 @@ from decur.config import ConfigError, EngineConfig
 from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import OptimSettings, TransferModule
 
-TASKS = ("classification", "segmentation")
-MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx")}
+TASKS = ("classification", "segmentation", "retrieval")
+MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
 """Transfer models per task; the first is the default."""
 DATASETS = {
-    "synthetic": {"optical": 13, "sar": 2},
+    "synthetic": {"optical": 13, "sar": 2, "elevation": 1},
     "bigearthnet": {"s1": 2, "s2": 13},
     "geonrw": {"rgb": 3, "dem": 3},
     "sunrgbd": {"rgb": 3, "hha": 3},
@@ -61,7 +61,8 @@ class TransferRun:
     """A ``decur transfer`` config: which encoders, which data, which task and protocol (YAML keys = fields)."""
 
     task: str = "classification"
-    """``classification`` (late fusion, mAP) or ``segmentation`` (FCN or CMX, mIoU)."""
+    """``classification`` (late fusion, mAP), ``segmentation`` (FCN or CMX, mIoU) or ``retrieval`` (cross-modal
+    recall@k / median rank of a pretrained run's embeddings on the test split; nothing is trained)."""
     dataset: str = "synthetic"
     """``synthetic`` (labels and masks of the built-in data), ``bigearthnet`` (classification),
     ``geonrw``, ``sunrgbd`` or ``nyuv2`` (segmentation), at ``root``."""
@@ -165,6 +166,9 @@ class TransferRun:
         if self.task == "segmentation" and self.dataset not in (*SEGMENTATION_DATASETS, "synthetic"):
             raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no masks; use one of "
                               f"{['synthetic', *SEGMENTATION_DATASETS]} for segmentation")  # fmt: skip
+        if self.task == "retrieval" and self.pretrained is None:
+            raise ConfigError("transfer config field `pretrained`: retrieval compares a pretrained run's embeddings; "
+                              "give a run folder or checkpoint")  # fmt: skip
         if self.task == "classification" and self.dataset not in ("synthetic", "bigearthnet"):
             raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
                               "synthetic or bigearthnet for classification")  # fmt: skip
@@ -261,8 +265,10 @@ def load_data(run: TransferRun) -> TransferData:
 
     bands = DATASETS[run.dataset]
     if run.dataset == "synthetic":
-        train: Dataset = SyntheticMultimodal(run.train_samples, run.image_size, seed=10_000)
-        test: Dataset = SyntheticMultimodal(run.test_samples, run.image_size, seed=20_000)
+        third = "elevation" in (run.modalities or [])  # the optional third modality, when asked for
+        bands = {m: c for m, c in bands.items() if third or m != "elevation"}
+        train: Dataset = SyntheticMultimodal(run.train_samples, run.image_size, seed=10_000, elevation=third)
+        test: Dataset = SyntheticMultimodal(run.test_samples, run.image_size, seed=20_000, elevation=third)
         if run.task == "classification":
             classes = int(train[0]["label"].numel())
         else:
@@ -304,6 +310,8 @@ def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) ->
     run.validate()
     output = Path(output)
     data = load_data(run)
+    if run.task == "retrieval":
+        return _run_retrieval(run, data, output, progress)
     results = [_run_seed(run, seed, data, output / f"seed{seed}", progress) for seed in run.seeds or [0]]
     summary: dict[str, Any] = {
         "config": dataclasses.asdict(run),
@@ -445,6 +453,64 @@ def _module(run: TransferRun, data: TransferData, seed: int) -> TransferModule:
     )
 
 
+def _run_retrieval(run: TransferRun, data: TransferData, output: Path, progress: bool) -> dict[str, Any]:
+    """Cross-modal retrieval of the pretrained run's test-set embeddings (features extracted on the engine)."""
+    from decur.evaluate.module import EmbeddingModule
+    from decur.evaluate.retrieval import pairwise_retrieval
+    from decur.train.engine import build_trainer
+    from decur.train.module import PretrainModule
+
+    pretrained = PretrainModule.from_run(str(run.pretrained))
+    use = run.modalities or [m for m in pretrained.model.modalities if m in data.bands]
+    missing = sorted(set(use) - set(pretrained.model.modalities))
+    if missing or len(use) < 2:
+        raise ConfigError(f"transfer config field `modalities`: retrieval needs >= 2 modalities of the run "
+                          f"({pretrained.model.modalities}), got {use}")  # fmt: skip
+    module = EmbeddingModule(pretrained.model, {m: cast(ViewPipeline, pretrained.views[m]) for m in use})
+    trainer = build_trainer(output, run.trainer, global_batch=run.batch_size, max_epochs=1, progress=progress)
+    batch = run.eval_batch_size or (1 if run.dataset in ("sunrgbd", "nyuv2") else run.batch_size)
+    got = _predict_all(trainer, module, data.test, batch, run.num_workers)
+    feats = {m: got[f"feat/{m}"] for m in use}
+    embs = {m: got[f"emb/{m}"] for m in use}
+    common = int(pretrained.objective.common_dim)
+    summary: dict[str, Any] = {
+        "config": dataclasses.asdict(run),
+        "setting": "pretrained",
+        "common_dim": common,
+        "test_samples": len(data.test),  # type: ignore[arg-type]
+        "retrieval": pairwise_retrieval(feats, embs, common),
+        "runs": [{"rank": trainer.global_rank}],
+    }
+    if trainer.is_global_zero:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "results.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+    return summary
+
+
+def _predict_all(
+    trainer: L.Trainer, module: L.LightningModule, dataset: Dataset[dict[str, Tensor]], batch: int, workers: int
+) -> dict[str, Tensor]:
+    """``trainer.predict`` over every sample (sharded over processes), gathered in the dataset's order.
+
+    The module's ``predict_step`` returns a dict of per-sample tensors including the batch's ``index``.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    indexed = _Indexed(dataset)
+    sampler: DistributedSampler[dict[str, Tensor]] = DistributedSampler(
+        indexed, trainer.world_size, trainer.global_rank, shuffle=False
+    )
+    loader = DataLoader(
+        indexed, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=torch.cuda.is_available()
+    )
+    outputs = cast(list[dict[str, Tensor]], trainer.predict(module, loader, return_predictions=True))
+    got = {k: torch.cat([o[k] for o in outputs]).cpu() for k in outputs[0]}
+    if trainer.world_size > 1:
+        got = {k: trainer.strategy.all_gather(v.to(module.device)).cpu().flatten(0, 1) for k, v in got.items()}
+    order = torch.empty(n, dtype=torch.long)
+    order[got["index"]] = torch.arange(len(got["index"]))  # padded duplicates land on the same slot
+    return {k: v[order] for k, v in got.items() if k != "index"}
+
+
 class FeatureSet(Dataset[dict[str, Tensor]]):
     """Cached features and labels as samples ``{"features", "label"}``."""
 
@@ -466,24 +532,8 @@ def _cached_features(
     Every process extracts its shard; the shards are gathered so that each process holds all features in the
     subset's order (the head's loader shards them again, seeded).
     """
-    n = len(subset)  # type: ignore[arg-type]
-    indexed = _Indexed(subset)
-    sampler: DistributedSampler[dict[str, Tensor]] = DistributedSampler(
-        indexed, trainer.world_size, trainer.global_rank, shuffle=False
-    )
-    loader = DataLoader(
-        indexed, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=torch.cuda.is_available()
-    )
-    outputs = cast(list[dict[str, Tensor]], trainer.predict(module, loader, return_predictions=True))
-    feats = torch.cat([o["features"] for o in outputs]).cpu()
-    labels = torch.cat([o["label"] for o in outputs]).cpu().float()
-    index = torch.cat([o["index"] for o in outputs]).cpu()
-    if trainer.world_size > 1:
-        gathered = [trainer.strategy.all_gather(t.to(module.device)).cpu() for t in (feats, labels, index)]
-        feats, labels, index = (g.flatten(0, 1) for g in gathered)
-    order = torch.empty(n, dtype=torch.long)
-    order[index] = torch.arange(len(index))  # padded duplicates land on the same slot
-    return FeatureSet(feats[order], labels[order])
+    got = _predict_all(trainer, module, subset, batch, workers)
+    return FeatureSet(got["features"], got["label"].float())
 
 
 class _Indexed(Dataset[dict[str, Tensor]]):
