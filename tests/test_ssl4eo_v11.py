@@ -98,7 +98,7 @@ def test_three_sensor_config_pretrains_on_release_shards(split, tmp_path):
     from decur.train.run import pretrain
 
     overrides = [f"data.root={split}", "data.crop_size=16", "data.image_size=16", "data.batch_size=4",
-                 "data.num_workers=2", "trainer.max_epochs=2", "trainer.devices=1", "trainer.strategy=auto",
+                 "data.num_workers=0", "trainer.max_epochs=2", "trainer.devices=1", "trainer.strategy=auto",
                  "trainer.precision=32-true", "model.arch=resnet18", "model.projector=[32, 32]"]  # fmt: skip
     cfg = load_config(REPO / "configs" / "ssl4eo_s12_v11_three_sensors.yaml", overrides)
     summary = pretrain(cfg, tmp_path / "run")
@@ -107,3 +107,32 @@ def test_three_sensor_config_pretrains_on_release_shards(split, tmp_path):
     wrong = "data.modalities=[{name: s2l2a, bands: 13}, {name: s1grd, bands: 2}]"
     with pytest.raises(ConfigError, match="s2l2a has 12 bands"):
         load_config(None, [*overrides, "data.dataset=ssl4eo_s12_v11", wrong]).validate()
+
+
+@pytest.mark.slow
+def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp_path):
+    """`decur pretrain` on v1.1 shards under 2 gloo processes, each with 2 loader workers."""
+    import os
+    import subprocess
+    import sys
+
+    out, probe = tmp_path / "ddp", tmp_path / "probe"
+    probe.mkdir()
+    cmd = [sys.executable, "-m", "tests.ddp_probe", "pretrain", "--config",
+           str(REPO / "configs" / "ssl4eo_s12_v11_three_sensors.yaml"), "--output", str(out), f"data.root={split}",
+           "data.crop_size=16", "data.image_size=16", "data.batch_size=4", "data.num_workers=2",
+           "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+           "trainer.precision=32-true", "model.arch=resnet18", "model.projector=[32, 32]"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DECUR_PROBE": str(probe), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4  # per epoch: 2 files x 4 locations per process, 2 per process and step
+    all_files = set(SSL4EOS12v11(split, MODS).files)
+    for epoch in (0, 1):
+        read = {r: [f for w in (0, 1) for f in (probe / f"files-r{r}-e{epoch}-w{w}.txt").read_text().split()]
+                for r in (0, 1)}  # fmt: skip
+        assert len(read[0]) == len(read[1]) == 2 and not set(read[0]) & set(read[1])
+        assert set(read[0]) | set(read[1]) == all_files  # every shard once per epoch, none twice
+    losses = [[float(v) for v in (probe / f"loss-r{r}.txt").read_text().split()] for r in (0, 1)]
+    assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same global loss

@@ -145,9 +145,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from decur.explain import explain
+    from decur.explain import ExplainOptions, explain
 
-    numbers = explain(args.run, args.out, args.compare, args.samples, args.accelerator)
+    options = ExplainOptions(
+        samples=args.samples,
+        batch_size=args.batch_size,
+        alignment_batches=args.alignment_batches,
+        standardize=not args.raw_outputs,
+        cam_relu=args.cam_relu,
+        accelerator=args.accelerator,
+    )
+    numbers = explain(args.run, args.out, args.compare, options)
     a = numbers["alignment"]
     means = {k: "-" if a[f"{k}_mean"] is None else f"{a[f'{k}_mean']:.3f}" for k in ("common", "unique")}
     print(f"mean misalignment (1 - C_ii)^2: common {means['common']}, unique {means['unique']}")
@@ -190,10 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("overrides", nargs="*", help="field=value, e.g. parameter=model.projector")
     sw.set_defaults(func=_sweep)
     ex = sub.add_parser("explain", help="alignment, t-SNE of dimensions, GradCAM, saliency statistics, IG")
-    ex.add_argument("run", help="run folder or checkpoint (two modalities)")
+    ex.add_argument("run", help="run folder or checkpoint (two or more modalities)")
     ex.add_argument("--out", required=True)
     ex.add_argument("--compare", help="another run to overlay on the alignment histogram")
-    ex.add_argument("--samples", type=int, default=256)
+    ex.add_argument("--samples", type=int, default=256, help="evaluation set: the saliency statistics cover all")
+    ex.add_argument("--batch-size", type=int, default=32, help="images per GradCAM / IG batch (BN(f(x)) over it)")
+    ex.add_argument("--alignment-batches", type=int, default=4, help="training-style batches of Fig. 4a / 8")
+    ex.add_argument("--raw-outputs", action="store_true", help="not the paper: raw projector output, no BN(f(x))")
+    ex.add_argument("--cam-relu", action="store_true", help="not the paper: ReLU on the GradCAM attributions")
     ex.add_argument("--accelerator", default="auto", help="auto (the GPU when there is one), cpu, gpu, mps")
     ex.set_defaults(func=_explain)
     e = sub.add_parser(

@@ -1,58 +1,95 @@
-"""``decur explain``: what the common and the unique embedding dimensions look at (the paper's Sec. 7, App. D).
+"""``decur explain``: what the common and the unique embedding dimensions look at — the paper's Algorithm 2.
 
-For a pretrained two-modality run, on un-augmented samples (eval mode, batches bounded for memory):
+For a pretrained run of M >= 2 modalities, every step as the paper's appendix (Algorithm 2) by default, each
+deviation a documented switch (:class:`ExplainOptions`):
 
-1. cross-modal alignment: per-dimension ``(1 − C_ii)^2`` of the cross-modal correlation (Eq. 1) over the whole
-   sample set, histogram on [0, 1] with common and unique dimensions coloured (``--compare`` adds another run);
-2. t-SNE where each embedding *dimension* is a point (its values over the samples), marked by modality and
-   common/unique;
-3. GradCAM (captum) at each encoder's last convolutional stage for the mean of the common dims and the mean of
-   the unique dims, upsampled and overlaid on a displayable rendering of each modality;
-4. saliency statistics: the product of the two modalities' normalised GradCAM maps, log, normalised per patch,
-   histograms for common and unique;
-5. spectral saliency: Integrated Gradients (captum) per input band for the common and the unique output,
-   averaged over samples and pixels;
-6. ``explain.json`` with every number behind the plots and ``report.md`` showing every plot.
+1. cross-modal alignment (Fig. 4a / 8): on ``alignment_batches`` training-style batches (the run's batch size, the
+   training augmentations' first views), the per-dimension loss ``(1 − C_ii)^2`` of the standardised embeddings
+   of every pair of modalities; one histogram per batch on ``range=(0, 1)``, overlaid; dimensions above 1
+   (anti-correlated, ``C_ii < 0``) are counted and reported, not clipped silently. ``--compare`` overlays another
+   run's first batch;
+2. t-SNE where each embedding *dimension* is a point (its values over the un-augmented samples);
+3. GradCAM (captum ``LayerGradCam``, no ReLU on the attributions unless ``cam_relu``) of the scalar outputs
+   "mean of the common dims" and "mean of the unique dims" of ``BN(f(x))`` — the embedding standardised over the
+   batch, as the paper (``standardize=False``: the raw projector output) — at each encoder's deepest stage at
+   least 7 px wide, upsampled to the input;
+4. spatial saliency statistics (Fig. 5a): for every image of the evaluation set (all ``samples``, in batches, on
+   the accelerator), each modality's GradCAM map normalised to [0, 1], the product over the modalities, its log,
+   normalised per patch to [0, 1], and its mean: one common and one unique score per image pair, two histograms;
+5. spectral saliency (Fig. 5b): Integrated Gradients of the same outputs per input band, the signed attribution
+   averaged over height and width for each sample, normalised per sample (divided by the sum of its absolute band
+   values), box plots per band over the whole set for common and unique, with the dataset's band names;
+6. ``explain.json`` with every number behind the plots (``saliency_pairs``: image pairs covered by the
+   statistics; ``spectral_bands``: the band names in order) and ``report.md`` showing every plot.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from decur.augment import ViewPipeline
 from decur.data.synthetic import SyntheticMultimodal
 
-S2_BAND_NAMES = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+S2_BAND_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+"""Sentinel-2 L1C band order of decur's readers (SSL4EO-S12, BigEarthNet with B10 inserted, the synthetic data)."""
 
 
 def band_names(modality: str, bands: int) -> list[str]:
-    """Readable band names for plots."""
-    if bands == 13 and modality in ("optical", "s2"):
+    """The dataset's band names for plots and ``explain.json``."""
+    if bands == 13 and modality in ("optical", "s2", "s2l1c"):
         return S2_BAND_NAMES
-    if bands == 2 and modality in ("sar", "s1"):
+    if bands == 12 and modality in ("s2", "s2l2a"):
+        return [b for b in S2_BAND_NAMES if b != "B10"]
+    if bands == 2 and modality in ("sar", "s1", "s1grd"):
         return ["VV", "VH"]
-    if bands == 3 and modality in ("rgb", "hha"):
-        return ["R", "G", "B"] if modality == "rgb" else ["disparity", "height", "angle"]
+    if bands == 3 and modality in ("rgb", "s2rgb"):
+        return ["R", "G", "B"]
+    if bands == 3 and modality == "hha":
+        return ["disparity", "height", "angle"]
     return [f"band {i + 1}" for i in range(bands)]
 
 
-class _Slice(nn.Module):
-    """Encoder + projector of one modality → mean over a slice of embedding dimensions (a scalar per sample)."""
+@dataclass
+class ExplainOptions:
+    """How ``decur explain`` computes; the defaults follow the paper's Algorithm 2."""
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, dims: slice) -> None:
+    samples: int = 256
+    """Evaluation-set size: the saliency statistics cover all of them."""
+    batch_size: int = 32
+    """Images per GradCAM / Integrated-Gradients batch (the batch standardisation of ``BN(f(x))`` runs over it)."""
+    alignment_batches: int = 4
+    """Training-style batches of the alignment histogram (Fig. 8 shows four)."""
+    standardize: bool = True
+    """Scalar outputs from the batch-standardised embedding ``BN(f(x))`` (the paper); false: the raw output."""
+    cam_relu: bool = False
+    """ReLU on the GradCAM attributions (captum's option; off in the paper)."""
+    ig_steps: int = 16
+    """Integrated-Gradients interpolation steps."""
+    accelerator: str = "auto"
+
+
+class _Slice(nn.Module):
+    """Encoder + projector of one modality → mean over a slice of (batch-standardised) embedding dimensions."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module, dims: slice, standardize: bool = True) -> None:
         super().__init__()
-        self.encoder, self.projector, self.dims = encoder, projector, dims
+        self.encoder, self.projector, self.dims, self.standardize = encoder, projector, dims, standardize
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.projector(self.encoder(x))[:, self.dims].mean(dim=1, keepdim=True)
+        z = self.projector(self.encoder(x)).float()
+        if self.standardize:  # BN(f(x)) of Algorithm 2: standardised over the batch, no affine parameters
+            z = (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + 1e-5)
+        return z[:, self.dims].mean(dim=1, keepdim=True)
 
 
 @torch.no_grad()
@@ -62,39 +99,114 @@ def embeddings(module: Any, dataset: Dataset, samples: int, batch_size: int = 64
     device = next(module.parameters()).device
     out: dict[str, list[Tensor]] = {}
     n = min(samples, len(dataset))  # type: ignore[arg-type]
-    loader = DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=batch_size)
-    for batch in loader:
+    for batch in DataLoader(Subset(dataset, range(n)), batch_size=batch_size):
         for m in module.model.modalities:
-            x = (batch[m][:, 0] if batch[m].ndim == 5 else batch[m]).to(device, non_blocking=True)
+            x = _first_view(batch[m]).to(device, non_blocking=True)
             out.setdefault(m, []).append(module.model.embed(m, module.views[m].normalize(x)).float().cpu())
     return {m: torch.cat(v) for m, v in out.items()}
 
 
+def _first_view(x: Tensor) -> Tensor:
+    """``N x C x H x W`` from a batch that may carry views (``N x V x C x H x W``: seasons or cropped views)."""
+    return x[:, 0] if x.ndim == 5 else x
+
+
 def alignment(z: dict[str, Tensor]) -> np.ndarray:
-    """Per-dimension ``(1 − C_ii)^2`` of the cross-modal correlation of the two modalities (Eq. 1, exactly)."""
-    a, b = (v.double() - v.double().mean(0) for v in z.values())
+    """Per-dimension ``(1 − C_ii)^2`` of the first two modalities' embeddings over the given samples (Eq. 1)."""
+    a, b = (v.double() - v.double().mean(0) for v in list(z.values())[:2])
     c_ii = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp_min(1e-12)
     return ((1 - c_ii) ** 2).numpy()
 
 
+@torch.no_grad()
+def alignment_per_batch(module: Any, dataset: Dataset, batches: int, batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Algorithm 2, step 1: per training-style batch and pair of modalities, ``(C_ii − 1)^2`` per dimension.
+
+    A batch is ``batch_size`` consecutive samples made into views by the run's own training augmentation (first
+    views, shared crop as in training); ``C = z_aᵀ z_b / N`` on the standardised embeddings: Eq. 1 exactly (the
+    loss adds a variance epsilon of 1e-5, which matters only for near-constant dimensions).
+    """
+    module.eval()
+    device = next(module.parameters()).device
+    n = min(len(dataset), batches * batch_size)  # type: ignore[arg-type]
+    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, drop_last=n >= 2 * batch_size)
+    out = []
+    for i, batch in enumerate(itertools.islice(loader, batches)):
+        if len(next(iter(batch.values()))) < 2:
+            continue
+        torch.manual_seed(i)  # the augmentations draw from the global RNG: batch i gets the same views every time
+        views = module.make_views({k: v.to(device) for k, v in batch.items()})
+        z = {m: module.model.embed(m, xs[0]).double() for m, xs in views.items()}
+        s = {m: (v - v.mean(0)) / v.std(0, unbiased=False).clamp_min(1e-12) for m, v in z.items()}  # Eq. 1 exactly
+        out.append(
+            {f"{a}-{b}": ((1 - (s[a] * s[b]).mean(0)) ** 2).cpu().numpy() for a, b in itertools.combinations(s, 2)}
+        )
+    return out
+
+
 def gradcam_maps(
-    module: Any, x: dict[str, Tensor], dims: slice, layers: dict[str, nn.Module] | None = None
+    module: Any,
+    x: dict[str, Tensor],
+    dims: slice,
+    layers: dict[str, nn.Module] | None = None,
+    *,
+    relu: bool = False,
+    standardize: bool = True,
 ) -> dict[str, Tensor]:
-    """GradCAM per modality for the mean of ``dims``, upsampled to the input, ``N x H x W`` (ReLU'd).
+    """GradCAM per modality for the mean of ``dims`` of ``BN(f(x))``, upsampled to the input, ``N x H x W``.
 
     The layer is the deepest encoder stage whose feature map is at least 7 pixels wide (:func:`cam_layer`): the
     last stage at the paper's 224 px (7 x 7), an earlier one for small inputs, whose last maps are too coarse.
-    ``layers`` (per modality) skips that search when the caller already made it.
+    ``layers`` (per modality) skips that search when the caller already made it. ``relu``: captum's ReLU on the
+    attributions (off in the paper); ``standardize``: batch-standardised embedding (the paper).
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
     maps = {}
     for m, inp in x.items():
-        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims).eval()
+        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims, standardize).eval()
         layer = layers[m] if layers is not None else cam_layer(module.model.encoders[m], inp)[1]
-        cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=True)
+        cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=relu)
         maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach().cpu()
     return maps
+
+
+def spectral_saliency(
+    module: Any, x: dict[str, Tensor], dims: slice, *, standardize: bool = True, steps: int = 16
+) -> dict[str, np.ndarray]:
+    """Integrated Gradients per sample and band (Algorithm 2, step 5), ``N x C`` per modality.
+
+    The signed attribution averaged over height and width, divided by the sum of its absolute band values. The
+    baseline is zero in the standardised input space, i.e. every band at its dataset mean.
+    """
+    from captum.attr import IntegratedGradients
+
+    out = {}
+    for m, inp in x.items():
+        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims, standardize).eval()
+        attr = IntegratedGradients(net).attribute(
+            inp, baselines=torch.zeros_like(inp), target=0, n_steps=steps, internal_batch_size=len(inp)
+        )
+        per_band = attr.float().mean(dim=(2, 3)).detach().cpu()
+        out[m] = (per_band / per_band.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+    return out
+
+
+def saliency_scores(cams: dict[str, Tensor]) -> Tensor:
+    """Algorithm 2, step 4: one score per image pair from the modalities' GradCAM maps (``N x H x W`` each).
+
+    Each map is normalised to [0, 1] per image; the product over the modalities, its log and a per-patch
+    normalisation to [0, 1] give a map whose mean is the pair's score.
+    """
+
+    def unit(t: Tensor) -> Tensor:
+        lo, hi = t.flatten(1).min(1).values[:, None, None], t.flatten(1).max(1).values[:, None, None]
+        return (t - lo) / (hi - lo).clamp_min(1e-8)
+
+    product = torch.ones_like(next(iter(cams.values())))
+    for cam in cams.values():
+        product = product * unit(cam.double())
+    return unit(torch.log(product + 1e-6)).flatten(1).mean(1).float()
 
 
 @torch.no_grad()
@@ -122,18 +234,6 @@ def cam_layer(encoder: nn.Module, x: Tensor, min_side: int = 7) -> tuple[str, nn
     name = wide[-1] if wide else next(iter(sides))
     stage = getattr(encoder, name)
     return name, stage[-1] if isinstance(stage, nn.Sequential) and len(stage) else stage
-
-
-def spectral_saliency(module: Any, x: dict[str, Tensor], dims: slice) -> dict[str, np.ndarray]:
-    """Integrated Gradients (zero baseline = the band means) per band: mean |attribution| over samples, pixels."""
-    from captum.attr import IntegratedGradients
-
-    out = {}
-    for m, inp in x.items():
-        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims).eval()
-        attr = IntegratedGradients(net).attribute(inp, baselines=torch.zeros_like(inp), target=0, n_steps=16)
-        out[m] = attr.abs().mean(dim=(0, 2, 3)).detach().cpu().numpy()
-    return out
 
 
 def _render(modality: str, x: Tensor) -> np.ndarray:
@@ -168,12 +268,11 @@ def explain(
     run: str | Path,
     out: str | Path,
     compare: str | Path | None = None,
-    samples: int = 256,
-    accelerator: str = "auto",
+    options: ExplainOptions | None = None,
 ) -> dict:
     """Write every plot, ``explain.json`` and ``report.md`` for ``run`` into ``out``; returns the numbers.
 
-    Forward passes, GradCAM and Integrated Gradients run on ``accelerator`` (the GPU when there is one).
+    Forward passes, GradCAM and Integrated Gradients run on ``options.accelerator`` (the GPU when there is one).
     """
     import matplotlib
 
@@ -184,21 +283,26 @@ def explain(
     from decur.data.build import build_dataset
     from decur.train.module import PretrainModule
 
+    o = options or ExplainOptions()
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(accelerator)
+    device = resolve_device(o.accelerator)
     module = PretrainModule.from_run(run).to(device)
     cfg = module.cfg
     mods = module.model.modalities
-    if len(mods) != 2:
-        raise ValueError(f"{run}: explain compares two modalities, this run has {mods}")
-    dataset = build_dataset(cfg, seed_offset=3_000, length=samples) if cfg.data.dataset == "synthetic" else (
+    if len(mods) < 2:
+        raise ValueError(f"{run}: explain compares modalities, this run has one ({mods})")
+    dataset = build_dataset(cfg, seed_offset=3_000, length=o.samples) if cfg.data.dataset == "synthetic" else (
         build_dataset(cfg))  # fmt: skip
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise ValueError(f"{run}: explain reads samples by index; point it at a map-style copy of the data")
+    n_samples = min(o.samples, len(dataset))  # type: ignore[arg-type]
     kc, k = cfg.common_dim, cfg.embed_dim
     common, unique = slice(0, kc), slice(kc, k)
     has_common, has_unique = kc > 0, kc < k
-    numbers: dict[str, Any] = {"run": str(run), "modalities": mods, "common_dim": kc, "embed_dim": k}
+    numbers: dict[str, Any] = {"run": str(run), "modalities": mods, "common_dim": kc, "embed_dim": k,
+                               "options": dict(vars(o))}  # fmt: skip
     notes: list[str] = []
     if not has_unique:
         notes.append("this run has no unique dimensions (common_dim = K): unique-dimension outputs are skipped")
@@ -209,131 +313,185 @@ def explain(
     def stage(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.1f} s] {text}", flush=True)
 
-    # 1. alignment --------------------------------------------------------------------------------------------
-    stage(f"embeddings of {min(samples, len(dataset))} samples, alignment")  # type: ignore[arg-type]
-    z = embeddings(module, dataset, samples)
-    align = alignment(z)
-    numbers["alignment"] = {"per_dimension": align.tolist(), "common_mean": float(align[common].mean()) if has_common
-                            else None, "unique_mean": float(align[unique].mean()) if has_unique else None}  # fmt: skip
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    bins = np.linspace(0, 1, 41).tolist()
-    if has_common:
-        ax.hist(np.clip(align[common], 0, 1), bins, alpha=0.7, label=f"common ({kc})")
-    if has_unique:
-        ax.hist(np.clip(align[unique], 0, 1), bins, alpha=0.7, label=f"unique ({k - kc})")
+    # 1. alignment per training-style batch ---------------------------------------------------------------------
+    batch = min(cfg.data.batch_size, n_samples)
+    stage(f"alignment on {o.alignment_batches} training-style batches of {batch}")
+    per_batch = alignment_per_batch(module, dataset, o.alignment_batches, batch)
+    pairs = list(per_batch[0]) if per_batch else []
+    summary: dict[str, Any] = {"batch_size": batch, "batches": len(per_batch), "pairs": {}}
+    for pair in pairs:
+        values = np.stack([b[pair] for b in per_batch])  # batches x K
+        summary["pairs"][pair] = {
+            "per_batch": values.tolist(),
+            "above_one": [int((v > 1).sum()) for v in values],  # anti-correlated dims, outside range (0, 1)
+            "common_mean": float(values[:, common].mean()) if has_common else None,
+            "unique_mean": float(values[:, unique].mean()) if has_unique else None,
+        }
+    for part in ("common", "unique"):
+        vals = [p[f"{part}_mean"] for p in summary["pairs"].values() if p[f"{part}_mean"] is not None]
+        summary[f"{part}_mean"] = float(np.mean(vals)) if vals else None
+    above = sum(sum(p["above_one"]) for p in summary["pairs"].values())
+    if above:
+        notes.append(f"{above} dimension(s) over all batches and pairs have (1 − C_ii)² > 1 (anti-correlated): "
+                     "outside the histogram's range (0, 1), counted in explain.json "
+                     "(alignment.pairs.*.above_one)")  # fmt: skip
+    numbers["alignment"] = summary
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 3.5), squeeze=False)
+    bins = np.linspace(0, 1, 41)
+    for ax, pair in zip(axes[0], pairs, strict=True):
+        for i, b in enumerate(per_batch):
+            for part, sl, colour in (("common", common, "C0"), ("unique", unique, "C1")):
+                if sl.stop > sl.start:
+                    ax.hist(b[pair][sl], bins, range=(0, 1), histtype="step", color=colour, alpha=0.5 + 0.5 / (i + 1),
+                            label=f"{part} ({sl.stop - sl.start})" if i == 0 else None)  # fmt: skip
+        ax.set_title(f"{pair}: {len(per_batch)} batches of {batch}")
+        ax.set_xlabel("(1 − C_ii)²  (0 = aligned across modalities)")
+        ax.set_ylabel("dimensions")
     if compare is not None:
         other = PretrainModule.from_run(compare).to(device)
-        other_align = alignment(embeddings(other, dataset, samples))
-        numbers["compare"] = {"run": str(compare), "per_dimension": other_align.tolist()}
-        ax.hist(np.clip(other_align, 0, 1), bins, histtype="step", lw=2, color="k", label=f"{other.cfg.method.name}")
-    ax.set_xlabel("(1 − C_ii)²  (0 = perfectly aligned across modalities)")
-    ax.set_ylabel("dimensions")
-    ax.legend()
+        other_batches = alignment_per_batch(other, dataset, 1, batch)
+        first = next(iter(other_batches[0].values()))
+        numbers["compare"] = {"run": str(compare), "per_dimension": first.tolist(), "above_one": int((first > 1).sum())}
+        axes[0, 0].hist(first, bins, range=(0, 1), histtype="stepfilled", color="k", alpha=0.2,
+                        label=f"{other.cfg.method.name} (one batch)")  # fmt: skip
+    for ax in axes[0]:
+        ax.legend(fontsize=8)
     _save(fig, out / "alignment.png")
-    plots.append(("alignment.png", "Per-dimension cross-modal misalignment; common dims should sit near 0."))
+    plots.append(("alignment.png", "Per-dimension cross-modal misalignment on training-style batches (one outline "
+                  "per batch); common dims should sit near 0, unique dims near 1."))  # fmt: skip
 
-    stage("t-SNE of the embedding dimensions")
     # 2. t-SNE of dimensions ----------------------------------------------------------------------------------
+    stage(f"embeddings of {n_samples} samples, t-SNE of the embedding dimensions")
+    z = embeddings(module, dataset, n_samples)
     points = torch.cat([(v - v.mean(0)) / (v.std(0) + 1e-6) for v in z.values()], dim=1).T.numpy()
     xy = TSNE(2, perplexity=min(30, max(5, len(points) // 10)), init="pca", random_state=0).fit_transform(points)
     numbers["tsne"] = {"points": xy.tolist()}
     fig, ax = plt.subplots(figsize=(5, 5))
     for i, m in enumerate(mods):
-        part = xy[i * k : (i + 1) * k]
+        part_xy = xy[i * k : (i + 1) * k]
         for name, sl, marker in (("common", common, "o"), ("unique", unique, "x")):
             if sl.stop > sl.start:
-                ax.scatter(part[sl, 0], part[sl, 1], s=8, marker=marker, label=f"{m} {name}")
+                ax.scatter(part_xy[sl, 0], part_xy[sl, 1], s=8, marker=marker, label=f"{m} {name}")
     ax.legend(fontsize=8)
     ax.set_title("t-SNE of embedding dimensions")
     _save(fig, out / "tsne_dimensions.png")
     plots.append(("tsne_dimensions.png", "Each point is one embedding dimension; colour = modality x common/unique."))
 
-    # 3.-5. GradCAM, saliency statistics, spectral saliency ---------------------------------------------------
-    few = min(32, samples)
-    raw = [dataset[i] for i in range(few)]
-    x_raw = {m: torch.stack([r[m][0] if r[m].ndim == 4 else r[m] for r in raw]) for m in mods}
-    x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m].to(device)) for m in mods}
+    # 3.-5. GradCAM, spatial saliency statistics, spectral saliency over the whole set ---------------------------
     parts = [(n, sl) for n, sl, ok in (("common", common, has_common), ("unique", unique, has_unique)) if ok]
-    stage(f"GradCAM on {few} samples")
-    layers = {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}
+    scores: dict[str, list[Tensor]] = {n: [] for n, _ in parts}
+    spectral: dict[str, dict[str, list[np.ndarray]]] = {n: {m: [] for m in mods} for n, _ in parts}
+    layers: dict[str, tuple[str, nn.Module]] = {}
+    shown: dict[str, Any] = {}
+    stage(f"GradCAM and Integrated Gradients on {n_samples} samples, batches of {o.batch_size}")
+    loader = DataLoader(Subset(dataset, range(n_samples)), batch_size=max(2, o.batch_size))
+    for raw in loader:
+        if len(next(iter(raw.values()))) < 2:  # the batch standardisation needs two images
+            continue
+        x_raw = {m: _first_view(raw[m]) for m in mods}
+        x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m].to(device)) for m in mods}
+        if not layers:
+            layers = {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}
+        for n, sl in parts:
+            cams = gradcam_maps(module, x, sl, {m: lay for m, (_, lay) in layers.items()}, relu=o.cam_relu,
+                                standardize=o.standardize)  # fmt: skip
+            scores[n].append(saliency_scores(cams))
+            if not shown.get(n):
+                shown[n] = {m: c[0] for m, c in cams.items()}
+                shown["raw"] = {m: v[0] for m, v in x_raw.items()}
+            for m, v in spectral_saliency(module, x, sl, standardize=o.standardize, steps=o.ig_steps).items():
+                spectral[n][m].append(v)
     numbers["gradcam_layer"] = {m: name for m, (name, _) in layers.items()}
-    cams = {n: gradcam_maps(module, x, sl, {m: layer for m, (_, layer) in layers.items()}) for n, sl in parts}
+    pair_scores = {n: torch.cat(v).numpy() for n, v in scores.items() if v}
+    numbers["saliency_pairs"] = len(next(iter(pair_scores.values()))) if pair_scores else 0
+    numbers["saliency_statistics"] = {
+        n: {"scores": v.tolist(), "mean": float(v.mean()), "std": float(v.std())} for n, v in pair_scores.items()
+    }
     fig, axes = plt.subplots(len(mods), 1 + len(parts), figsize=(3 * (1 + len(parts)), 3 * len(mods)), squeeze=False)
     for r, m in enumerate(mods):
-        image = _render(m, x_raw[m][0])
+        image = _render(m, shown["raw"][m]) if "raw" in shown else np.zeros((8, 8))
         axes[r, 0].imshow(image, cmap="gray")
         axes[r, 0].set_title(m)
         for c, (n, _) in enumerate(parts, start=1):
             axes[r, c].imshow(image, cmap="gray")
-            axes[r, c].imshow(cams[n][m][0].numpy(), cmap="jet", alpha=0.45)
+            if n in shown:
+                axes[r, c].imshow(shown[n][m].numpy(), cmap="jet", alpha=0.45)
             axes[r, c].set_title(f"{m}: {n}")
     for a in axes.flat:
         a.axis("off")
     _save(fig, out / "gradcam.png")
-    plots.append(("gradcam.png", f"GradCAM of the mean common / unique output at stage {numbers['gradcam_layer']}."))
+    plots.append(("gradcam.png", f"GradCAM of the mean common / unique output of BN(f(x)) at stage "
+                  f"{numbers['gradcam_layer']}{' (ReLU)' if o.cam_relu else ' (signed, no ReLU)'}."))  # fmt: skip
 
-    stats: dict[str, list[float]] = {}
-    for n, _ in parts:
-        product = torch.ones_like(cams[n][mods[0]])
-        for m in mods:
-            cam = cams[n][m]
-            product = product * cam / (cam.flatten(1).max(1).values.view(-1, 1, 1) + 1e-8)
-        logged = torch.log(product + 1e-6)
-        lo, hi = logged.flatten(1).min(1).values.view(-1, 1, 1), logged.flatten(1).max(1).values.view(-1, 1, 1)
-        stats[n] = ((logged - lo) / (hi - lo + 1e-8)).flatten().tolist()
-    numbers["saliency_statistics"] = {n: {"mean": float(np.mean(v)), "std": float(np.std(v))} for n, v in stats.items()}
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for n, v in stats.items():
-        ax.hist(v, bins=40, alpha=0.6, density=True, label=n)
-    ax.set_xlabel("log product of the modalities' normalised saliency, normalised per patch")
+    for n, v in pair_scores.items():
+        ax.hist(v, bins=30, range=(0, 1), alpha=0.6, label=f"{n} (mean {v.mean():.3f})")
+    ax.set_xlabel("score of an image pair: mean of the per-patch normalised log product of the saliency maps")
+    ax.set_ylabel("image pairs")
     ax.legend()
     _save(fig, out / "saliency_statistics.png")
-    plots.append(("saliency_statistics.png", "Where both modalities' saliency coincides: common vs unique."))
+    plots.append(("saliency_statistics.png", f"One common and one unique score per image pair, "
+                  f"{numbers['saliency_pairs']} pairs (Fig. 5a)."))  # fmt: skip
 
-    stage(f"Integrated Gradients per band on {few} samples")
-    spectral = {n: spectral_saliency(module, x, sl) for n, sl in parts}
+    per_sample = {n: {m: np.concatenate(v) for m, v in d.items() if v} for n, d in spectral.items()}
+    bands = {mod.name: mod.bands for mod in cfg.data.modalities}
+    names = {m: band_names(m, bands[m]) for m in mods}
+    numbers["spectral_bands"] = names
     numbers["spectral_saliency"] = {
-        n: {m: dict(zip(band_names(m, len(v)), map(float, v), strict=True)) for m, v in s.items()}
-        for n, s in spectral.items()
+        n: {m: dict(zip(names[m], map(float, v.mean(0)), strict=True)) for m, v in d.items()}
+        for n, d in per_sample.items()
     }
-    fig, axes = plt.subplots(1, len(mods), figsize=(5 * len(mods), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(mods), figsize=(5.5 * len(mods), 3.8), squeeze=False)
     for c, m in enumerate(mods):
-        names = band_names(m, x[m].shape[1])
-        width = 0.8 / len(parts)
+        width = 0.8 / max(1, len(parts))
         for i, (n, _) in enumerate(parts):
-            v = spectral[n][m] / (spectral[n][m].sum() + 1e-12)
-            axes[0, c].bar(np.arange(len(names)) + i * width, v, width, label=n)
-        axes[0, c].set_xticks(np.arange(len(names)) + 0.4 - width / 2)
-        axes[0, c].set_xticklabels(names, rotation=45, fontsize=8)
-        axes[0, c].set_title(f"{m}: Integrated Gradients share per band")
-        axes[0, c].legend()
+            if n not in per_sample or m not in per_sample[n]:
+                continue
+            pos = np.arange(len(names[m])) + i * width
+            box = axes[0, c].boxplot(per_sample[n][m], positions=pos, widths=width * 0.9, patch_artist=True,
+                                     showfliers=False)  # fmt: skip
+            for patch in box["boxes"]:
+                patch.set_facecolor(f"C{i}")
+            axes[0, c].plot([], [], color=f"C{i}", lw=6, label=n)
+        axes[0, c].axhline(0, color="k", lw=0.5)
+        axes[0, c].set_xticks(np.arange(len(names[m])) + 0.4 - width / 2)
+        axes[0, c].set_xticklabels(names[m], rotation=45, fontsize=8)
+        axes[0, c].set_title(f"{m}: signed IG share per band, per sample")
+        axes[0, c].legend(fontsize=8)
     _save(fig, out / "spectral_saliency.png")
-    plots.append(("spectral_saliency.png", "Share of attribution per input band for the common / unique output."))
+    plots.append(("spectral_saliency.png", "Integrated Gradients per band for the common / unique output: one value "
+                  "per sample and band (signed mean over the image, normalised per sample), box plots over the set "
+                  "(Fig. 5b)."))  # fmt: skip
 
     if isinstance(dataset, SyntheticMultimodal) and has_common and has_unique:
         stage("ground-truth check against the synthetic factors")
-        numbers["ground_truth"] = ground_truth_check(dataset, numbers, z, kc)
+        numbers["ground_truth"] = ground_truth_check(dataset, z, kc, numbers["spectral_saliency"])
     numbers["notes"] = notes
     numbers["seconds"] = round(time.perf_counter() - started, 1)
     (out / "explain.json").write_text(json.dumps(numbers, indent=1))
+    (out / "report.md").write_text(_report(run, numbers, plots, n_samples))
+    return numbers
+
+
+def _report(run: str | Path, numbers: dict[str, Any], plots: list[tuple[str, str]], n: int) -> str:
+    a = numbers["alignment"]
     lines = [f"# What the common and unique dimensions of `{run}` look at", ""]
-    lines += [f"> {n}" for n in notes]
-    align_numbers = numbers["alignment"]
+    lines += [f"> {note}" for note in numbers["notes"]]
     lines += [
-        f"Modalities {mods}, K = {k}, common dims K_c = {kc}, {min(samples, len(dataset))} samples, "  # type: ignore[arg-type]
-        f"{numbers['seconds']} s.",
+        f"Modalities {numbers['modalities']}, K = {numbers['embed_dim']}, common dims K_c = {numbers['common_dim']}, "
+        f"{n} samples ({numbers['saliency_pairs']} image pairs in the saliency statistics), {numbers['seconds']} s.",
         "",
-        f"Mean misalignment (1 − C_ii)²: common {_fmt(align_numbers['common_mean'])}, "
-        f"unique {_fmt(align_numbers['unique_mean'])}.",
+        f"Mean misalignment (1 − C_ii)² over {a['batches']} training-style batches of {a['batch_size']}: common "
+        f"{_fmt(a['common_mean'])}, unique {_fmt(a['unique_mean'])}.",
         "",
     ]
     if "ground_truth" in numbers:
         g = numbers["ground_truth"]
         lines += [
             "Against the synthetic data's known factors: unique-dim misalignment is "
-            f"{g['alignment_ratio']:.2f}x the common-dim one; the optical unique dims put "
-            f"{g['optical_unique_band_share_unique']:.3f} of their band attribution (weighted by where haze and "
-            f"phenology act) on those bands, the common dims {g['optical_unique_band_share_common']:.3f}.",
+            f"{g['alignment_ratio']:.2f}x the common-dim one (whole evaluation set); the optical unique dims put "
+            f"{_fmt(g.get('optical_unique_band_share_unique'))} of their band attribution (weighted by where haze "
+            f"and phenology act) on those bands, the common dims {_fmt(g.get('optical_unique_band_share_common'))}.",
             "",
             "R² of the known factors decoded from each slice (ridge probe; 'shared' = mean over class fractions):",
             "",
@@ -346,33 +504,40 @@ def explain(
         lines.append("")
     for name, caption in plots:
         lines += [f"![{name}]({name})", "", caption, ""]
-    (out / "report.md").write_text("\n".join(lines))
-    return numbers
+    return "\n".join(lines)
 
 
 def ground_truth_check(
-    dataset: SyntheticMultimodal, numbers: dict[str, Any], z: dict[str, Tensor], common_dim: int
+    dataset: SyntheticMultimodal,
+    z: dict[str, Tensor],
+    common_dim: int,
+    spectral: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> dict[str, Any]:
-    """What the explanations recover where the generator's truth is known (the built-in synthetic data).
+    """What the embeddings recover where the generator's truth is known (the built-in synthetic data).
 
-    - ``alignment_ratio``: mean misalignment of the unique dims over that of the common dims (≫ 1 expected
-      after DeCUR: common dims aligned across modalities, unique ones not);
-    - ``optical_unique_band_share_{common,unique}``: share of the optical Integrated-Gradients attribution that
-      falls on the bands where the optical-only factors (haze, phenology) act, weighted by how strongly they act
-      there; the unique dims are expected to put more weight there than the common dims;
+    ``z`` holds the embeddings of ``dataset``'s first samples, in order.
+
+    - ``alignment_ratio``: mean misalignment ``(1 − C_ii)^2`` of the unique dims over that of the common dims,
+      over all samples, for the first two modalities (≫ 1 after DeCUR: common dims aligned, unique ones not);
     - ``factor_r2``: R² of ridge probes (first half of the samples to fit, second half to test) decoding each
       factor from each slice of each modality's embedding: shared factors should be decodable from the common
-      dims, a modality's own factors from its unique dims.
+      dims, a modality's own factors from its unique dims;
+    - with ``spectral`` (per part, modality and band: the mean signed IG share), ``optical_unique_band_share_*``:
+      the share of the optical attribution on the bands where the optical-only factors act, weighted by how
+      strongly they act there; the unique dims are expected to put more weight there than the common dims.
     """
     from decur.evaluate.probe import grouped_r2, probe_r2
 
-    weight = dataset.unique_factor_bands.numpy()
-    out: dict[str, Any] = {}
-    a = numbers["alignment"]
-    out["alignment_ratio"] = float(a["unique_mean"] / max(a["common_mean"], 1e-12))
-    for part in ("common", "unique"):
-        ig = np.array(list(numbers["spectral_saliency"][part]["optical"].values()))
-        out[f"optical_unique_band_share_{part}"] = float((ig / ig.sum() * weight).sum())
+    align = alignment(z)
+    out: dict[str, Any] = {
+        "alignment_ratio": float(align[common_dim:].mean() / max(float(align[:common_dim].mean()), 1e-12))
+    }
+    if spectral is not None and "optical" in z:
+        weight = dataset.unique_factor_bands.numpy()
+        for part in ("common", "unique"):
+            if part in spectral and "optical" in spectral[part]:
+                ig = np.abs(np.array(list(spectral[part]["optical"].values())))
+                out[f"optical_unique_band_share_{part}"] = float((ig / max(ig.sum(), 1e-12) * weight).sum())
     n = len(next(iter(z.values())))
     factors = torch.stack([dataset[i]["factors"] for i in range(n)])
     half = n // 2
@@ -397,4 +562,12 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["alignment", "cam_layer", "explain", "gradcam_maps", "spectral_saliency"]
+__all__ = [
+    "ExplainOptions",
+    "alignment",
+    "alignment_per_batch",
+    "cam_layer",
+    "explain",
+    "gradcam_maps",
+    "spectral_saliency",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
     }
     if isinstance(dataset, IterableDataset):  # file shards (SSL4EO-S12 v1.1): each process reads its own files
         loader = shard_loader(dataset, **common)
+        # its length is exact by construction (whole files per worker, full batches counted per worker)
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
     else:
         loader = seeded_loader(dataset, skip_log=output / "skipped.txt" if cfg.data.skip_bad else None, **common)
     if len(loader) < 1:
