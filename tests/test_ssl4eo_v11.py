@@ -127,7 +127,7 @@ def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 4  # per epoch: 2 files x 4 locations per process, 2 per process and step
+    assert ckpt["global_step"] == 8  # 2 epochs x (2 files x 4 locations per process / 2 per process and step)
     all_files = set(SSL4EOS12v11(split, MODS).files)
     for epoch in (0, 1):
         read = {r: [f for w in (0, 1) for f in (probe / f"files-r{r}-e{epoch}-w{w}.txt").read_text().split()]
@@ -135,4 +135,4 @@ def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp
         assert len(read[0]) == len(read[1]) == 2 and not set(read[0]) & set(read[1])
         assert set(read[0]) | set(read[1]) == all_files  # every shard once per epoch, none twice
     losses = [[float(v) for v in (probe / f"loss-r{r}.txt").read_text().split()] for r in (0, 1)]
-    assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same global loss
+    assert len(losses[0]) == 8 and losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same global loss
