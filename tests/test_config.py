@@ -62,6 +62,12 @@ def test_shipped_configs_validate():
             from_dict(TransferRun, raw, "").validate(check_paths=False)
         elif path.name == "experiment.yaml":
             from_dict(ExperimentConfig, raw, "")
+        elif path.name == "convergence.yaml":
+            from decur.evaluate.convergence import ConvergenceConfig
+
+            conv = from_dict(ConvergenceConfig, raw, "")
+            for method in conv.methods:  # every run of the study is a valid pretraining config
+                load_config(None, [*conv.pretrain_overrides, f"method.name={method}"]).validate()
         elif path.name.startswith("sweep_"):
             from_dict(SweepConfig, raw, "")
             for value in raw["values"]:  # every swept value gives a valid pretraining config

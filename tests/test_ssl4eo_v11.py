@@ -26,8 +26,8 @@ def split(tmp_path_factory):
 
 
 def _timestamp(x: torch.Tensor) -> list[int]:
-    """The fixture's fingerprint: band 0 of S2 is 1000 · (t + 1) + small, after 8-bit compression."""
-    return [round(float(v) * 10000 / 1000) - 1 for v in x[:, 0].mean(dim=(1, 2))]
+    """The fixture's fingerprint: band 0 of S2 is 1000 · (t + 1) + small, after 8-bit compression (uint8)."""
+    return [round(float(v) / 255 * 10000 / 1000) - 1 for v in x[:, 0].float().mean(dim=(1, 2))]
 
 
 def test_samples_pair_timestamps_across_sensors_and_skip_cloudy_ones(split):
@@ -39,11 +39,24 @@ def test_samples_pair_timestamps_across_sensors_and_skip_cloudy_ones(split):
         assert s["s1grd"].shape == (2, 2, 16, 16) and s["s2l1c"].shape == (2, 13, 16, 16)
         t1, t2 = _timestamp(s["s2l1c"]), _timestamp(s["s2l2a"])
         assert t1 == t2 and t1[0] != t1[1] and 3 not in t1  # same seasons in every sensor, never the cloudy one
-        assert torch.isfinite(s["s1grd"]).all() and 0 <= float(s["s2l1c"].min()) <= float(s["s2l1c"].max()) <= 1
+        assert s["s2l1c"].dtype == torch.uint8 and s["s1grd"].dtype == torch.float16  # shipped compact
+        assert torch.isfinite(s["s1grd"]).all()
     anything = [t for s in SSL4EOS12v11(split, ["s2l1c"]) for t in _timestamp(s["s2l1c"])]
     assert 3 in anything  # without the filter the cloudy timestamp is drawn too
     again = list(SSL4EOS12v11(split, MODS, max_cloud_fraction=0.5))
     assert all(torch.equal(a["s1grd"], b["s1grd"]) for a, b in zip(items, again, strict=True))  # seeded
+
+
+def test_preprocessing_is_the_papers_8_bit_s2_and_outlier_cut_s1():
+    from decur.data.ssl4eo_v11 import _preprocess
+
+    dn = np.array([[[0, 5000, 10000, 12000, -5, 39]]], dtype=np.int16)
+    assert _preprocess("s2l1c", dn).tolist() == [[[0, 128, 255, 255, 0, 1]]]  # x / 10000 · 255, half up, clipped
+    db = np.linspace(-30, 0, 100, dtype=np.float32).reshape(1, 10, 10).astype(np.float16)
+    db[0, 0, 0] = np.nan
+    s1 = _preprocess("s1grd", db).float()
+    assert s1.dtype == torch.float32 and torch.isfinite(s1).all()
+    assert float(s1.min()) > -30 and float(s1.max()) < 0  # 2 % cut on both ends
 
 
 def test_shards_are_disjoint_per_process_and_worker_and_change_every_epoch(split):

@@ -165,6 +165,15 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convergence(args: argparse.Namespace) -> int:
+    from decur.evaluate.convergence import ConvergenceConfig, run_convergence
+
+    cfg = load_dataclass(ConvergenceConfig, args.config, args.overrides)
+    run_convergence(cfg, Path(args.output))
+    print((Path(args.output) / "summary.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -197,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--output", required=True)
     sw.add_argument("overrides", nargs="*", help="field=value, e.g. parameter=model.projector")
     sw.set_defaults(func=_sweep)
+    cv = sub.add_parser("convergence", help="trajectories of alignment, factor R² and probe mAP over training")
+    cv.add_argument("--config", help="YAML with the fields of decur.evaluate.convergence.ConvergenceConfig")
+    cv.add_argument("--output", required=True)
+    cv.add_argument("overrides", nargs="*", help="field=value, e.g. seeds=[0]")
+    cv.set_defaults(func=_convergence)
     ex = sub.add_parser("explain", help="alignment, t-SNE of dimensions, GradCAM, saliency statistics, IG")
     ex.add_argument("run", help="run folder or checkpoint (two or more modalities)")
     ex.add_argument("--out", required=True)

@@ -21,9 +21,11 @@ v1.0 reader). With ``max_cloud_fraction`` the draw takes timestamps whose S2 clo
 S2L1C or S2L2A, whichever is loaded) covers at most that share of the tile; when fewer than ``views`` qualify, the
 least cloudy ones.
 
-Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``x / 10000 · 255``) → / 255; S1 clipped per image
-and band to its 2nd-98th percentile; S2RGB / 255. Standardisation uses the release's values (:data:`STATS`,
-converted to these units), applied in the view pipelines.
+Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``x / 10000 · 255``); S1 clipped per image and
+band to its 2nd-98th percentile; S2RGB as stored. Like the packed v1.0 store, workers ship S2 and S2RGB as ``uint8``
+and S1 as ``float16`` (``decur.augment.as_float`` divides 8-bit bands by 255 on the training device), and convert
+only the timestamps a sample uses. Standardisation uses the release's values (:data:`STATS`, converted to these
+units: S2 / 10000, S2RGB / 255, S1 dB), applied in the view pipelines.
 
 Sharding (:class:`SSL4EOS12v11`, an ``IterableDataset``): every epoch the file list is permuted by (seed, epoch);
 each process takes ``n_files // world_size`` whole files of it (the few left over rotate with the permutation, so
@@ -47,7 +49,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from decur.data.errors import DatasetError
-from decur.data.preprocess import cut_outliers, s2_to_unit
+from decur.data.preprocess import cut_outliers
 
 MODALITIES = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 12), "s2rgb": ("S2RGB", 3)}
 """decur name → (release folder, bands)."""
@@ -211,7 +213,9 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         needed = sorted(set(chosen.flatten().tolist()))
         arrays = {m: {t: self._read(m, shards[m], name, t) for t in needed} for m in self.modalities}
         for i in torch.randperm(n, generator=g).tolist():
-            yield {m: torch.stack([arrays[m][t][i] for t in chosen[i].tolist()]) for m in self.modalities}
+            yield {
+                m: torch.stack([_preprocess(m, arrays[m][t][i]) for t in chosen[i].tolist()]) for m in self.modalities
+            }
 
     def _draw_times(self, times: int, cloud: np.ndarray | None, g: torch.Generator) -> Tensor:
         order = torch.randperm(times, generator=g)
@@ -241,19 +245,30 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
                                    f"{ids[first][:2]})", "re-download both files of this shard")  # fmt: skip
         return ids[first]
 
-    def _read(self, m: str, ds: Any, name: str, t: int) -> Tensor:
-        """All locations of one timestamp of one modality, preprocessed: ``N x C x H x W`` float32."""
+    def _read(self, m: str, ds: Any, name: str, t: int) -> np.ndarray:
+        """All locations of one timestamp of one modality as stored: ``N x C x H x W``."""
         bands = MODALITIES[m][1]
         if ds["bands"].shape[2] != bands:
             raise DatasetError(self.root / MODALITIES[m][0] / name,
                                f"{ds['bands'].shape[2]} bands, {m} has {bands}",
                                "check that the file belongs to this modality folder")  # fmt: skip
-        x = torch.from_numpy(np.asarray(ds["bands"].isel(time=t).values).astype(np.float32))
-        if m == "s1grd":  # no-data pixels (NaN) take the image's mean backscatter
-            return cut_outliers(torch.nan_to_num(x, nan=float(x.nanmean())))
-        if m == "s2rgb":
-            return x / 255
-        return s2_to_unit(x)
+        return np.asarray(ds["bands"].isel(time=t).values)
+
+
+def _preprocess(m: str, x: np.ndarray) -> Tensor:
+    """One location-timestamp ``C x H x W`` as the loader ships it (converted to float on the training device).
+
+    S2: the paper's 8 bit, ``x / 10000 · 255`` rounded half up and clipped, as ``uint8`` (``as_float`` divides by
+    255); S2RGB: its ``uint8``; S1: NaN (no data) → the image's mean, the 2 % outliers cut per band, ``float16``.
+    """
+    if m == "s1grd":
+        s1 = torch.from_numpy(x.astype(np.float32))
+        s1 = cut_outliers(torch.nan_to_num(s1, nan=float(s1.nanmean())))
+        return s1.half()
+    if m == "s2rgb":
+        return torch.from_numpy(x.astype(np.uint8))
+    scaled = (np.clip(x.astype(np.int32), 0, 10000) * 255 + 5000) // 10000
+    return torch.from_numpy(scaled.astype(np.uint8))
 
 
 def full_batches(files_per_process: int, workers: int, batch_size: int, per_file: int = SAMPLES_PER_FILE) -> int:

@@ -31,7 +31,7 @@ RESUMABLE_CHANGES = (
 )
 
 
-def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
+def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
     """Pretrain (or resume pretraining) into ``output``.
 
     Re-running with the same ``output`` continues from ``output/checkpoints/last.ckpt`` with weights, optimiser,
@@ -41,6 +41,7 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
     Args:
         cfg: The run configuration (validated here).
         output: Run folder: ``config.yaml``, ``checkpoints/``, ``metrics.csv``, ``loss.png``, ``summary.json``.
+        callbacks: Further Lightning callbacks (e.g. :class:`decur.evaluate.convergence.TrajectoryProbe`).
 
     Returns:
         The summary written to ``summary.json`` by rank 0, plus this process's ``rank``. ``resumed_from`` holds
@@ -66,6 +67,7 @@ def pretrain(cfg: Config, output: Path) -> dict[str, Any]:
         global_batch=cfg.data.batch_size,
         max_epochs=cfg.trainer.max_epochs,
         sparse_metrics={"rank_": cfg.trainer.rank_every},
+        extra_callbacks=callbacks or (),
     )
     if trainer.is_global_zero:
         save_config(cfg, output / "config.yaml")

@@ -1,0 +1,206 @@
+"""The convergence study: what the common and unique dimensions hold as training goes on, on the built-in data.
+
+For every method x seed, a pretraining run with a :class:`TrajectoryProbe` that, every ``every_n_steps`` optimiser
+steps (and at step 0), evaluates the current encoders on held-out synthetic scenes (un-augmented, eval mode):
+
+- cross-modal misalignment ``(1 − C_ii)^2`` of the common and of the unique dims (Eq. 1 over the evaluation set);
+- R² of the ground-truth factor groups (shared = class fractions, optical-only, SAR-only) decoded by ridge probes
+  from each modality's common slice, unique slice and backbone features;
+- linear-probe mAP (micro) from both modalities, optical only and SAR only.
+
+Each run's trajectory lands in ``<output>/runs/<method>-s<seed>/trajectory.json``; the study writes
+``trajectories.csv`` (one row per run and evaluation step), ``summary.md`` (the last evaluation, mean ± std over
+seeds) and ``trajectories.png``. Finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from decur.data.synthetic import SyntheticMultimodal
+
+METRICS = ("align_common", "align_unique")
+GROUPS = ("shared", "optical", "sar")
+
+
+@dataclass
+class ConvergenceConfig:
+    """The study: methods x seeds of one pretraining config, probed every ``every_n_steps`` steps."""
+
+    methods: list[str] = field(
+        default_factory=lambda: ["decur", "decur_no_intra", "decur_no_decoupling", "barlow_twins_cross"]
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    pretrain_overrides: list[str] = field(default_factory=list)
+    """Overrides of the built-in default pretraining config shared by every run."""
+    every_n_steps: int = 100
+    eval_train_samples: int = 512
+    eval_test_samples: int = 512
+
+
+class TrajectoryProbe(L.Callback):
+    """Evaluates the model being trained every ``every`` optimiser steps; rows in :attr:`rows`.
+
+    Args:
+        every: Steps between evaluations (also at step 0 and at the last step).
+        train: Scenes the probes are fitted on.
+        test: Scenes the probes are scored on.
+        common_dim: ``K_c``.
+        path: Where ``trajectory.json`` is written after every evaluation.
+
+    """
+
+    def __init__(
+        self, every: int, train: SyntheticMultimodal, test: SyntheticMultimodal, common_dim: int, path: Path
+    ) -> None:
+        self.every, self.train, self.test, self.common_dim, self.path = every, train, test, common_dim, path
+        self.rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+
+    def _evaluate(self, module: Any, step: int) -> None:
+        if any(r["step"] == step for r in self.rows) or not module.trainer.is_global_zero:
+            return
+        with torch.random.fork_rng(devices=[]):  # evaluating draws nothing from the training's random stream
+            self.rows.append({"step": step, **evaluate_state(module, self.train, self.test, self.common_dim)})
+        self.path.write_text(json.dumps(self.rows, indent=1))
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Step 0: the randomly initialised encoders (or where a resumed run stands)."""
+        self._evaluate(module, trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        """Every ``every`` steps."""
+        if trainer.global_step % self.every == 0:
+            self._evaluate(module, trainer.global_step)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """The last step."""
+        self._evaluate(module, trainer.global_step)
+
+
+@torch.no_grad()
+def evaluate_state(
+    module: Any, train: SyntheticMultimodal, test: SyntheticMultimodal, common_dim: int
+) -> dict[str, float]:
+    """The study's numbers for the module's current weights (the module is put back in training mode)."""
+    from decur.evaluate.probe import extract, grouped_r2, probe_map, probe_r2
+
+    model = module.model
+    was_training = model.training
+    views = dict(module.views.items())
+    tr, te = extract(model, views, train), extract(model, views, test)
+    model.train(was_training)
+    mods = model.modalities
+    out: dict[str, float] = {}
+    a, b = (te[f"emb/{m}"].double() for m in mods[:2])
+    a, b = a - a.mean(0), b - b.mean(0)
+    c_ii = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp_min(1e-12)
+    mis = ((1 - c_ii) ** 2).numpy()
+    k = mis.shape[0]
+    out["align_common"] = float(mis[:common_dim].mean()) if common_dim > 0 else float("nan")
+    out["align_unique"] = float(mis[common_dim:].mean()) if common_dim < k else float("nan")
+    slices = {"common": slice(0, common_dim), "unique": slice(common_dim, k)}
+    factor_names = test.factor_names
+    groups = {g: [factor_names[i] for i in test.factor_groups[g]] for g in GROUPS if g != "shared"}
+    for m in mods:
+        reps = {f"{part}/{m}": (tr[f"emb/{m}"][:, sl], te[f"emb/{m}"][:, sl]) for part, sl in slices.items()
+                if sl.stop > sl.start}  # fmt: skip
+        reps[f"features/{m}"] = (tr[f"feat/{m}"], te[f"feat/{m}"])
+        for rep, (xtr, xte) in reps.items():
+            r2 = grouped_r2(probe_r2(xtr, tr["factors"], xte, te["factors"]), test)
+            out[f"r2/{rep}/shared"] = r2["shared"]
+            for g, names in groups.items():
+                out[f"r2/{rep}/{g}"] = float(np.mean([r2[n] for n in names]))
+    combos = {"+".join(mods): mods, **{m: [m] for m in mods}}
+    for name, members in combos.items():
+        xtr = torch.cat([tr[f"feat/{m}"] for m in members], 1)
+        xte = torch.cat([te[f"feat/{m}"] for m in members], 1)
+        out[f"map/{name}"] = probe_map(xtr, tr["label"], xte, te["label"])["map_micro"]
+    return out
+
+
+def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]]:
+    """Run (or reuse) every method x seed; write ``trajectories.csv``, ``summary.md``, ``trajectories.png``."""
+    from decur.config import load_config
+    from decur.data.build import build_dataset
+    from decur.train.run import pretrain
+
+    output.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            run = output / "runs" / f"{method}-s{seed}"
+            run.mkdir(parents=True, exist_ok=True)
+            pcfg = load_config(None, [*cfg.pretrain_overrides, f"method.name={method}", f"trainer.seed={seed}",
+                                      "eval.enabled=false"])  # fmt: skip
+            pcfg.validate()
+            train = build_dataset(pcfg, seed_offset=1_000, length=cfg.eval_train_samples)
+            test = build_dataset(pcfg, seed_offset=2_000, length=cfg.eval_test_samples)
+            assert isinstance(train, SyntheticMultimodal) and isinstance(test, SyntheticMultimodal)
+            probe = TrajectoryProbe(cfg.every_n_steps, train, test, pcfg.common_dim, run / "trajectory.json")
+            print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {method}, seed {seed}", flush=True)
+            pretrain(pcfg, run, callbacks=[probe])
+            rows += [{"method": method, "seed": seed, **r} for r in probe.rows]
+    _write(rows, cfg, output, time.perf_counter() - started)
+    return rows
+
+
+def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, seconds: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for r in rows for k in r})
+    order = ["method", "seed", "step"] + [k for k in keys if k not in ("method", "seed", "step")]
+    with open(output / "trajectories.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=order)
+        writer.writeheader()
+        writer.writerows(rows)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    last = {m: [max((r for r in rows if r["method"] == m and r["seed"] == s), key=lambda r: r["step"])
+                for s in cfg.seeds] for m in methods}  # fmt: skip
+    columns = [k for k in order[3:]]
+
+    def cell(m: str, k: str) -> str:
+        v = np.array([r.get(k, np.nan) for r in last[m]], dtype=float)
+        return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if np.isfinite(v).any() else "–"
+
+    lines = [f"# Convergence study: last evaluation (step {last[methods[0]][0]['step']}), mean ± std over seeds "
+             f"{cfg.seeds}", "", f"{len(rows)} evaluations, {seconds / 60:.1f} min.", ""]  # fmt: skip
+    lines += ["| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(cell(m, k) for m in methods) + " |" for k in columns]
+    (output / "summary.md").write_text("\n".join(lines) + "\n")
+
+    panels = [("misalignment (1 − C_ii)²", ["align_common", "align_unique"]),
+              ("R² shared factors", ["r2/common/optical/shared", "r2/unique/optical/shared"]),
+              ("R² optical-only factors", ["r2/common/optical/optical", "r2/unique/optical/optical",
+                                           "r2/features/optical/optical"]),
+              ("R² SAR-only factors", ["r2/common/sar/sar", "r2/unique/sar/sar", "r2/features/sar/sar"]),
+              ("probe mAP", ["map/optical+sar", "map/optical", "map/sar"])]  # fmt: skip
+    fig, axes = plt.subplots(len(methods), len(panels), figsize=(4 * len(panels), 2.8 * len(methods)), squeeze=False)
+    for i, m in enumerate(methods):
+        for j, (title, ks) in enumerate(panels):
+            ax = axes[i, j]
+            for c, k in enumerate(ks):
+                for s in cfg.seeds:
+                    pts = sorted((r["step"], r.get(k, np.nan)) for r in rows if r["method"] == m and r["seed"] == s)
+                    if pts:
+                        xs, ys = zip(*pts, strict=True)
+                        ax.plot(xs, ys, color=f"C{c}", alpha=0.8, label=k.split("/", 1)[-1] if s == cfg.seeds[0]
+                                else None)  # fmt: skip
+            ax.set_title(f"{m}: {title}", fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(output / "trajectories.png", dpi=90)
+    plt.close(fig)

@@ -1,0 +1,34 @@
+"""The convergence study's machinery: trajectory rows at the promised steps, without disturbing the training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from decur.cli import main
+from decur.evaluate.convergence import ConvergenceConfig, run_convergence
+
+TINY = ["data.length=64", "data.batch_size=16", "data.image_size=32", "data.crop_size=24",
+        "model.projector=[32, 32]", "trainer.max_epochs=2", "data.num_workers=0"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_trajectories_are_recorded_and_do_not_change_the_training(tmp_path):
+    cfg = ConvergenceConfig(methods=["decur"], seeds=[0], pretrain_overrides=TINY, every_n_steps=3,
+                            eval_train_samples=48, eval_test_samples=48)  # fmt: skip
+    rows = run_convergence(cfg, tmp_path / "study")
+    assert [r["step"] for r in rows] == [0, 3, 6, 8]  # start, every 3 steps, the last step (8 = 2 x 64 / 16)
+    for key in ("align_common", "align_unique", "r2/common/optical/shared", "r2/unique/sar/sar",
+                "r2/features/optical/optical", "map/optical+sar", "map/sar"):  # fmt: skip
+        assert all(key in r for r in rows), key
+    assert (tmp_path / "study" / "trajectories.png").stat().st_size > 1000
+    assert "| align_common |" in (tmp_path / "study" / "summary.md").read_text()
+    saved = json.loads((tmp_path / "study" / "runs" / "decur-s0" / "trajectory.json").read_text())
+    assert saved == [{k: v for k, v in r.items() if k not in ("method", "seed")} for r in rows]
+    # the same run without the probe ends with the same weights: evaluating draws nothing from training's RNG
+    assert main(["pretrain", "--output", str(tmp_path / "plain"), *TINY, "eval.enabled=false"]) == 0
+    probed = torch.load(tmp_path / "study" / "runs" / "decur-s0" / "checkpoints" / "last.ckpt", weights_only=False)
+    plain = torch.load(tmp_path / "plain" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(torch.equal(probed["state_dict"][k], v) for k, v in plain["state_dict"].items())
