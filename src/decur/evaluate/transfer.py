@@ -217,7 +217,7 @@ class TransferRun:
     def _validate_cmx(self, check_paths: bool) -> None:
         from decur.models.mit import is_mit
 
-        used = self.modalities or list(DATASETS[self.dataset])
+        used = self.modalities or [m for m in DATASETS[self.dataset] if m != "elevation"]  # synthetic's optional third
         if len(used) != 2:
             raise ConfigError(f"transfer config field `modalities`: CMX fuses two modalities (RGB first), got {used}; "
                               "use model: fcn for one")  # fmt: skip
