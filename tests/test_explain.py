@@ -30,8 +30,8 @@ def runs(tmp_path_factory):
 
 def test_explain_writes_every_plot_and_consistent_numbers(runs, tmp_path, capsys):
     out = tmp_path / "explain"
-    assert main(["explain", str(runs / "decur"), "--out", str(out), "--samples", "48",
-                 "--compare", str(runs / "all_common")]) == 0  # fmt: skip
+    assert main(["explain", str(runs / "decur"), "--out", str(out), "--samples", "48", "--batch-size", "24",
+                 "--ig-steps", "4", "--compare", str(runs / "all_common")]) == 0  # fmt: skip
     numbers = json.loads((out / "explain.json").read_text())
     report = (out / "report.md").read_text()
     for plot in PLOTS:
@@ -71,8 +71,8 @@ def test_explain_writes_every_plot_and_consistent_numbers(runs, tmp_path, capsys
 
 
 def test_run_without_unique_dims_says_so(runs, tmp_path, capsys):
-    args = ["explain", str(runs / "all_common"), "--out", str(tmp_path / "e"), "--samples", "32",
-            "--alignment-batches", "1"]  # fmt: skip
+    args = ["explain", str(runs / "all_common"), "--out", str(tmp_path / "e"), "--samples", "16",
+            "--alignment-batches", "1", "--ig-steps", "2"]  # fmt: skip
     assert main(args) == 0
     assert "no unique dimensions" in capsys.readouterr().out
     numbers = json.loads((tmp_path / "e" / "explain.json").read_text())

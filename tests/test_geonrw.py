@@ -63,6 +63,7 @@ def test_errors(root, tmp_path):
         GeoNRW(root, "test", patch_size=30)
 
 
+@pytest.mark.slow  # the RGB-DEM config end to end; the reader itself is tested above
 def test_pretrain_runs_on_fixture(root, tmp_path):
     overrides = [
         "data.dataset=geonrw",

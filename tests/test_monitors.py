@@ -32,6 +32,7 @@ def test_monitor_values_on_known_embeddings():
     assert common == pytest.approx(1.0, abs=1e-4) and unique < 0.05
 
 
+@pytest.mark.slow  # a whole run forced to collapse; the monitors themselves are tested on known embeddings above
 def test_a_collapsing_run_warns_and_records_the_monitors(tmp_path, monkeypatch):
     from decur.models import MultimodalModel
 

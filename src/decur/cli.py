@@ -153,6 +153,7 @@ def _explain(args: argparse.Namespace) -> int:
         alignment_batches=args.alignment_batches,
         standardize=not args.raw_outputs,
         cam_relu=args.cam_relu,
+        ig_steps=args.ig_steps,
         accelerator=args.accelerator,
     )
     numbers = explain(args.run, args.out, args.compare, options)
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--alignment-batches", type=int, default=4, help="training-style batches of Fig. 4a / 8")
     ex.add_argument("--raw-outputs", action="store_true", help="not the paper: raw projector output, no BN(f(x))")
     ex.add_argument("--cam-relu", action="store_true", help="not the paper: ReLU on the GradCAM attributions")
+    ex.add_argument("--ig-steps", type=int, default=16, help="Integrated-Gradients interpolation steps")
     ex.add_argument("--accelerator", default="auto", help="auto (the GPU when there is one), cpu, gpu, mps")
     ex.set_defaults(func=_explain)
     e = sub.add_parser(
