@@ -131,7 +131,7 @@ def _factor_r2(summary: dict[str, Any]) -> dict[str, float]:
     if not features:
         return {}
     r2 = max(features.items(), key=lambda kv: kv[0].count("+"))[1]  # the multimodal entry where there is one
-    only = {m: [r2[name] for name in names] for m, names in UNIQUE_FACTORS.items()}
+    only = {m: [r2[name] for name in names] for m, names in UNIQUE_FACTORS.items() if all(n in r2 for n in names)}
     return {
         "shared factors": r2["shared"],
         "optical-only factors": float(np.mean(only["optical"])),
