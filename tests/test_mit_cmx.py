@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 
 import numpy as np
@@ -20,7 +19,7 @@ from decur.models.mit import load_segformer_weights, read_segformer_weights
 from decur.train.run import pretrain
 
 from .conftest import REPO
-from .test_rgbd import FRAMES, _layout, needs_real
+from .test_rgbd import needs_real, real_frames_with_hha
 
 # SegFormer's MiT-B0 as its paper and original code define it, written out independently of any library:
 # widths, depths, spatial-reduction ratios, patch-embedding kernels, MLP ratio 4, qkv with bias.
@@ -220,15 +219,7 @@ def test_decur_mit_run_exports_segformer_weights_and_transfers_to_cmx(tmp_path):
 @pytest.mark.slow
 @needs_real
 def test_mit_pretraining_and_cmx_transfer_on_real_rgbd_frames(tmp_path):
-    root = tmp_path / "sunrgbd"
-    frames = [("nyu", FRAMES / "NYU_color.ppm", FRAMES / "NYU_depth.pgm", "nyu_raw"),
-              ("sun", FRAMES / "SUN_color.jpg", FRAMES / "SUN_depth.png", "sun")]  # fmt: skip
-    _layout(root, frames)
-    for name, _, depth, encoding in frames:
-        single = tmp_path / f"depth-{name}"
-        single.mkdir()
-        shutil.copy(depth, single / f"{name}{depth.suffix}")
-        assert main(["data", "hha", str(single), str(root / "HHA"), "--encoding", encoding]) == 0
+    root = real_frames_with_hha(tmp_path)
     (root / "train.txt").write_text("nyu\nsun\nnyu\nsun\n")
     (root / "test.txt").write_text("nyu\nsun\n")
     overrides = [f"data.root={root}", "data.split=train", "data.crop_size=64", "data.batch_size=2",

@@ -79,18 +79,23 @@ def _layout(root: Path, frames: list[tuple[str, Path, Path, str]]) -> Path:
     return root
 
 
-@needs_real
-def test_dataset_hha_conversion_and_pretraining_on_real_frames(tmp_path):
+def real_frames_with_hha(tmp_path: Path) -> Path:
+    """The real NYU and SUN frames in the RGB-D layout, each depth encoding converted to HHA with the CLI."""
     root = tmp_path / "sunrgbd"
     frames = [("nyu", FRAMES / "NYU_color.ppm", FRAMES / "NYU_depth.pgm", "nyu_raw"),
               ("sun", FRAMES / "SUN_color.jpg", FRAMES / "SUN_depth.png", "sun")]  # fmt: skip
     _layout(root, frames)
-    # each depth encoding converted to HHA with the CLI
     for name, _, depth, encoding in frames:
         single = tmp_path / f"depth-{name}"
         single.mkdir()
         shutil.copy(depth, single / f"{name}{depth.suffix}")
         assert main(["data", "hha", str(single), str(root / "HHA"), "--encoding", encoding]) == 0
+    return root
+
+
+@needs_real
+def test_dataset_hha_conversion_and_pretraining_on_real_frames(tmp_path):
+    root = real_frames_with_hha(tmp_path)
     ds = RGBDSegmentation(root, "train", num_classes=37)
     s = ds[0]
     assert s["rgb"].shape == (3, 480, 640) and s["hha"].shape == (3, 480, 640) and s["mask"].max() == 37
