@@ -160,13 +160,14 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = sorted(rows, key=lambda r: (r["method"], r["seed"], r["step"]))  # a resumed run evaluates out of order
     keys = sorted({k for r in rows for k in r})
     order = ["method", "seed", "step"] + [k for k in keys if k not in ("method", "seed", "step")]
     with open(output / "trajectories.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=order)
         writer.writeheader()
         writer.writerows(rows)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = [m for m in cfg.methods if any(r["method"] == m for r in rows)]
     last = {m: [max((r for r in rows if r["method"] == m and r["seed"] == s), key=lambda r: r["step"])
                 for s in cfg.seeds] for m in methods}  # fmt: skip
     columns = [k for k in order[3:]]
