@@ -94,11 +94,12 @@ def check_samples(dataset: Any, name: str, root: Path) -> CheckReport:
 def check_ssl4eo_s12_v11(root: Path) -> CheckReport:
     """Open every ``.zarr.zip`` of every modality folder present at ``root`` (a split folder of the release).
 
-    Each file is named when it is missing for a modality, is not a readable Zarr zip, holds other sample ids than
-    the same shard of the first modality, has the wrong band count or no ``bands`` variable. Values are read for
-    one timestamp of every file (the whole file would be 4x the time).
+    Each shard is named when it is missing for a modality, and its first bad file when one is not a readable Zarr
+    zip, has no ``bands`` variable or the wrong band count, or holds other sample ids than the shard's first
+    modality (:func:`decur.data.ssl4eo_v11.open_shards`, the reader's own check). Values are read for one
+    timestamp of every file (the whole file would be 4x the time).
     """
-    from decur.data.ssl4eo_v11 import MODALITIES, open_shard
+    from decur.data.ssl4eo_v11 import MODALITIES, open_shards
 
     report = CheckReport("ssl4eo_s12_v11", root)
     present = [m for m, (folder, _) in MODALITIES.items() if (root / folder).is_dir()]
@@ -106,33 +107,20 @@ def check_ssl4eo_s12_v11(root: Path) -> CheckReport:
         report.problems.append(f"{root}: none of {[f for f, _ in MODALITIES.values()]} found; point at train/ or val/")
         return report
     names = {m: {p.name for p in (root / MODALITIES[m][0]).glob("*.zarr.zip")} for m in present}
-    every = sorted(set.union(*names.values()))
-    for name in every:
-        ids: tuple[str, list[str]] | None = None
-        for m in present:
-            folder, bands = MODALITIES[m]
-            path = root / folder / name
-            if name not in names[m]:
-                report.problems.append(f"{path}: missing (the other modalities have this shard)")
-                continue
-            try:
-                ds = open_shard(path)
-                if "bands" not in ds:
-                    raise DatasetError(path, "no `bands` variable", "re-download the file")
-                sample_ids = [str(s) for s in ds["sample"].values]
-                if ids is None:
-                    ids = (folder, sample_ids)
-                elif sample_ids != ids[1]:
-                    raise DatasetError(path, f"sample ids differ from {ids[0]}/{name}", "re-download both files")
-                if ds["bands"].shape[2] != bands:
-                    raise DatasetError(path, f"{ds['bands'].shape[2]} bands, {m} has {bands}",
-                                       "check that the file belongs to this modality folder")  # fmt: skip
-                x = torch.from_numpy(ds["bands"].isel(time=0).values.astype("float32"))
-                report.counts[m] = report.counts.get(m, 0) + x.shape[0] - 1
-                report.see(m, x)
-            except DatasetError as err:
-                report.problems.append(str(err))
-        report.items += len(ids[1]) if ids is not None else 0
+    for name in sorted(set.union(*names.values())):
+        have = [m for m in present if name in names[m]]
+        for m in sorted(set(present) - set(have)):
+            report.problems.append(f"{root / MODALITIES[m][0] / name}: missing (the other modalities have this shard)")
+        try:
+            shards = open_shards(root, name, have)
+        except DatasetError as err:
+            report.problems.append(str(err))
+            continue
+        for m, ds in shards.items():
+            x = torch.from_numpy(ds["bands"].isel(time=0).values.astype("float32"))
+            report.counts[m] = report.counts.get(m, 0) + x.shape[0] - 1
+            report.see(m, x)
+        report.items += int(next(iter(shards.values())).sizes["sample"])
     return report
 
 

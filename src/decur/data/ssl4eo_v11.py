@@ -123,6 +123,35 @@ def shard_files(root: Path, modalities: list[str]) -> list[str]:
     return sorted(every)
 
 
+def open_shards(root: Path, name: str, modalities: list[str]) -> dict[str, Any]:
+    """One shard of every modality, opened and checked against each other.
+
+    Raises:
+        DatasetError: Naming the first file that is not a readable Zarr zip, has no ``bands`` variable or the
+            wrong band count, or holds other sample ids than the first modality's file of the shard.
+
+    """
+    shards: dict[str, Any] = {}
+    first: tuple[str, list[str]] | None = None
+    for m in modalities:
+        folder, bands = MODALITIES[m]
+        path = root / folder / name
+        ds = open_shard(path)
+        if "bands" not in ds:
+            raise DatasetError(path, "no `bands` variable", "re-download this file of the release")
+        if ds["bands"].shape[2] != bands:
+            raise DatasetError(path, f"{ds['bands'].shape[2]} bands, {m} has {bands}",
+                               "check that the file belongs to this modality folder")  # fmt: skip
+        ids = [str(s) for s in ds["sample"].values]
+        if first is None:
+            first = (folder, ids)
+        elif ids != first[1]:
+            raise DatasetError(path, f"sample ids differ from {first[0]}/{name} (e.g. {ids[:2]} vs {first[1][:2]})",
+                               "re-download both files of this shard")  # fmt: skip
+        shards[m] = ds
+    return shards
+
+
 class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
     """SSL4EO-S12 v1.1 samples ``{modality: V x C x H x W}``, streamed file by file (see the module docstring).
 
@@ -154,6 +183,7 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         self.root, self.modalities, self.views = Path(root), list(modalities), views
         self.max_cloud_fraction, self.seed = max_cloud_fraction, seed
         self.files = files if files is not None else shard_files(self.root, self.modalities)
+        self._file_number = {name: i for i, name in enumerate(self.files)}
         self.stats = {m: STATS[m] for m in self.modalities}
         first = open_shard(self.root / MODALITIES[self.modalities[0]][0] / self.files[0])
         self.samples_per_file = int(first.sizes["sample"])  # 64 in the release
@@ -198,20 +228,20 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         self._passes += 1
         for name in self.epoch_files(epoch, worker, workers):
             # the draws depend on (seed, epoch, file) only, not on which worker reads the file
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 7_919 + self.files.index(name))
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 7_919 + self._file_number[name])
             yield from self.read_file(name, g)
 
     def read_file(self, name: str, g: torch.Generator) -> Iterator[dict[str, Tensor]]:
         """All locations of one file in random order, each with its timestamps drawn from ``g``."""
-        shards = {m: open_shard(self.root / MODALITIES[m][0] / name) for m in self.modalities}
-        ids = self._check_ids(name, shards)
-        n, times = len(ids), int(next(iter(shards.values())).sizes["time"])
+        shards = open_shards(self.root, name, self.modalities)
+        first = next(iter(shards.values()))
+        n, times = int(first.sizes["sample"]), int(first.sizes["time"])
         if times < self.views:
             raise DatasetError(self.root / name, f"{times} timestamps, {self.views} views asked", "lower views")
         clouds = self._cloud_fractions(shards)
         chosen = torch.stack([self._draw_times(times, None if clouds is None else clouds[i], g) for i in range(n)])
         needed = sorted(set(chosen.flatten().tolist()))
-        arrays = {m: {t: self._read(m, shards[m], name, t) for t in needed} for m in self.modalities}
+        arrays = {m: {t: np.asarray(shards[m]["bands"].isel(time=t).values) for t in needed} for m in self.modalities}
         for i in torch.randperm(n, generator=g).tolist():
             yield {
                 m: torch.stack([_preprocess(m, arrays[m][t][i]) for t in chosen[i].tolist()]) for m in self.modalities
@@ -234,25 +264,6 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
             if m in shards and "cloud_mask" in shards[m]:
                 return np.asarray((shards[m]["cloud_mask"].values > 0).mean(axis=(2, 3)))
         return None
-
-    def _check_ids(self, name: str, shards: dict[str, Any]) -> list[str]:
-        ids = {m: [str(s) for s in ds["sample"].values] for m, ds in shards.items()}
-        first = self.modalities[0]
-        for m in self.modalities[1:]:
-            if ids[m] != ids[first]:
-                raise DatasetError(self.root / MODALITIES[m][0] / name,
-                                   f"sample ids differ from {MODALITIES[first][0]}/{name} (e.g. {ids[m][:2]} vs "
-                                   f"{ids[first][:2]})", "re-download both files of this shard")  # fmt: skip
-        return ids[first]
-
-    def _read(self, m: str, ds: Any, name: str, t: int) -> np.ndarray:
-        """All locations of one timestamp of one modality as stored: ``N x C x H x W``."""
-        bands = MODALITIES[m][1]
-        if ds["bands"].shape[2] != bands:
-            raise DatasetError(self.root / MODALITIES[m][0] / name,
-                               f"{ds['bands'].shape[2]} bands, {m} has {bands}",
-                               "check that the file belongs to this modality folder")  # fmt: skip
-        return np.asarray(ds["bands"].isel(time=t).values)
 
 
 def _preprocess(m: str, x: np.ndarray) -> Tensor:

@@ -92,6 +92,7 @@ def evaluate_state(
 ) -> dict[str, float]:
     """The study's numbers for the module's current weights (the module is put back in training mode)."""
     from decur.evaluate.probe import extract, grouped_r2, probe_map, probe_r2
+    from decur.explain import alignment
 
     model = module.model
     was_training = model.training
@@ -100,10 +101,7 @@ def evaluate_state(
     model.train(was_training)
     mods = model.modalities
     out: dict[str, float] = {}
-    a, b = (te[f"emb/{m}"].double() for m in mods[:2])
-    a, b = a - a.mean(0), b - b.mean(0)
-    c_ii = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp_min(1e-12)
-    mis = ((1 - c_ii) ** 2).numpy()
+    mis = alignment({m: te[f"emb/{m}"] for m in mods})  # the first two modalities, Eq. 1 over the set
     k = mis.shape[0]
     out["align_common"] = float(mis[:common_dim].mean()) if common_dim > 0 else float("nan")
     out["align_unique"] = float(mis[common_dim:].mean()) if common_dim < k else float("nan")
