@@ -32,3 +32,21 @@ def test_trajectories_are_recorded_and_do_not_change_the_training(tmp_path):
     probed = torch.load(tmp_path / "study" / "runs" / "decur-s0" / "checkpoints" / "last.ckpt", weights_only=False)
     plain = torch.load(tmp_path / "plain" / "checkpoints" / "last.ckpt", weights_only=False)
     assert all(torch.equal(probed["state_dict"][k], v) for k, v in plain["state_dict"].items())
+
+
+def test_variants_are_named_runs_with_their_own_overrides(tmp_path):
+    from decur.config import load_dataclass
+    from decur.evaluate.convergence import run_names
+
+    path = tmp_path / "study.yaml"
+    path.write_text("methods: [decur, barlow_twins_cross]\nvariants:\n  decur_c25: [method.name=decur, "
+                    "method.common_share=0.25]\n")  # fmt: skip
+    cfg = load_dataclass(ConvergenceConfig, path)
+    assert run_names(cfg) == {"decur": ["method.name=decur"], "barlow_twins_cross": ["method.name=barlow_twins_cross"],
+                              "decur_c25": ["method.name=decur", "method.common_share=0.25"]}  # fmt: skip
+    with pytest.raises(ValueError, match="rename"):
+        run_names(ConvergenceConfig(methods=["decur"], variants={"decur": ["method.common_share=0.5"]}))
+    from decur.config import ConfigError
+
+    with pytest.raises(ConfigError, match="variants"):
+        load_dataclass(ConvergenceConfig, None, ["variants=[a, b]"])

@@ -42,6 +42,9 @@ class ConvergenceConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pretrain_overrides: list[str] = field(default_factory=list)
     """Overrides of the built-in default pretraining config shared by every run."""
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    """Further named runs (each for every seed): name -> overrides on top of ``pretrain_overrides``, e.g.
+    ``{"decur_common25": ["method.name=decur", "method.common_share=0.25"]}``."""
     every_n_steps: int = 100
     eval_train_samples: int = 512
     eval_test_samples: int = 512
@@ -125,6 +128,15 @@ def evaluate_state(
     return out
 
 
+def run_names(cfg: ConvergenceConfig) -> dict[str, list[str]]:
+    """Every run of the study by name (the methods, then the variants) with its own overrides."""
+    runs = {m: [f"method.name={m}"] for m in cfg.methods}
+    clash = set(runs) & set(cfg.variants)
+    if clash:
+        raise ValueError(f"convergence variants {sorted(clash)} have the name of a method; rename them")
+    return runs | cfg.variants
+
+
 def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]]:
     """Run (or reuse) every method x seed; write ``trajectories.csv``, ``summary.md``, ``trajectories.png``."""
     from decur.config import load_config
@@ -134,11 +146,11 @@ def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]
     output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for method in cfg.methods:
-        for seed in cfg.seeds:
+    for seed in cfg.seeds:  # every method's first seed first: a study cut short still compares the methods
+        for method, overrides in run_names(cfg).items():
             run = output / "runs" / f"{method}-s{seed}"
             run.mkdir(parents=True, exist_ok=True)
-            pcfg = load_config(None, [*cfg.pretrain_overrides, f"method.name={method}", f"trainer.seed={seed}",
+            pcfg = load_config(None, [*cfg.pretrain_overrides, *overrides, f"trainer.seed={seed}",
                                       "eval.enabled=false"])  # fmt: skip
             pcfg.validate()
             train = build_dataset(pcfg, seed_offset=1_000, length=cfg.eval_train_samples)
@@ -165,7 +177,7 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         writer = csv.DictWriter(f, fieldnames=order)
         writer.writeheader()
         writer.writerows(rows)
-    methods = [m for m in cfg.methods if any(r["method"] == m for r in rows)]
+    methods = [m for m in run_names(cfg) if any(r["method"] == m for r in rows)]
     last = {m: [max((r for r in rows if r["method"] == m and r["seed"] == s), key=lambda r: r["step"])
                 for s in cfg.seeds] for m in methods}  # fmt: skip
     columns = [k for k in order[3:]]
