@@ -113,25 +113,29 @@ def _rate_loader(ds: Dataset, n: int, workers: int, batch: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def _v11_rates(tmp: Path, files: int, samples: int, workers: int, batch: int) -> dict:
-    """Read rate in one process and the shard loader's rate for generated v1.1 shards."""
+def _v11_rates(tmp: Path, files: int, samples: int, workers: int, batch: int) -> list[dict]:
+    """Read rate in one process and the shard loader's rate for generated v1.1 shards, per timestamp draw."""
     from tests.data.ssl4eo_v11.data import make_v11
 
     from decur.data.sampling import shard_loader
     from decur.data.ssl4eo_v11 import SSL4EOS12v11
 
     split = make_v11(tmp / "v11", files=files, samples=samples, size=264, folders=("S1GRD", "S2L1C"))
-    ds = SSL4EOS12v11(split, ["s1grd", "s2l1c"])
-    start = time.perf_counter()
-    n = sum(1 for _ in ds)
-    read = n / (time.perf_counter() - start)
-    loader = shard_loader(SSL4EOS12v11(split, ["s1grd", "s2l1c"]), batch_size=batch, num_workers=workers, seed=0)
-    start, done = time.perf_counter(), 0
-    for b in loader:  # the first file's read is part of the rate: a worker reads one file before its first batch
-        done += len(b["s1grd"])
-    rate = done / (time.perf_counter() - start)
-    return {"store": f"v1.1 Zarr zip shards ({files} x {samples})", "read_per_worker": read,
-            f"loader_{workers}_workers": rate}  # fmt: skip
+    rows = []
+    for draw in ("sample", "file"):
+        ds = SSL4EOS12v11(split, ["s1grd", "s2l1c"], timestamp_draw=draw)
+        start = time.perf_counter()
+        n = sum(1 for _ in ds)
+        read = n / (time.perf_counter() - start)
+        ds = SSL4EOS12v11(split, ["s1grd", "s2l1c"], timestamp_draw=draw)
+        loader = shard_loader(ds, batch_size=batch, num_workers=workers, seed=0)
+        start, done = time.perf_counter(), 0
+        for b in loader:  # the first file's read is part of the rate: a worker reads one file before its first batch
+            done += len(b["s1grd"])
+        rate = done / (time.perf_counter() - start)
+        rows.append({"store": f"v1.1 Zarr zip shards ({files} x {samples}), timestamp_draw={draw}",
+                     "read_per_worker": read, f"loader_{workers}_workers": rate})  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -179,12 +183,12 @@ def main() -> None:
             rows.append(row)
             print(row)
         if args.v11_files:
-            row = _v11_rates(tmp_path, args.v11_files, args.v11_samples, args.workers, args.batch)
-            row[f"extrapolated_{args.target_workers}_workers"] = (
-                row[f"loader_{args.workers}_workers"] / args.workers * args.target_workers
-            )
-            rows.append(row)
-            print(row)
+            for row in _v11_rates(tmp_path, args.v11_files, args.v11_samples, args.workers, args.batch):
+                row[f"extrapolated_{args.target_workers}_workers"] = (
+                    row[f"loader_{args.workers}_workers"] / args.workers * args.target_workers
+                )
+                rows.append(row)
+                print(row)
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",

@@ -287,3 +287,22 @@ def test_skip_bad_replaces_and_reports_broken_samples(broken, tmp_path, capsys):
     )
     assert summary["skipped_samples"] and all("B8.tif" in s for s in summary["skipped_samples"])
     assert "bad sample(s) were skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", [(2, 264, 264), (3, 2, 17, 9), (1, 1, 5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cut_outliers_clips_to_torch_quantiles(shape, dtype):
+    from decur.data.preprocess import cut_outliers
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype) * 4 - 15
+    flat = x.flatten(-2)
+    lo = torch.quantile(flat, 0.02, dim=-1)[..., None, None]
+    hi = torch.quantile(flat, 0.98, dim=-1)[..., None, None]
+    out = cut_outliers(x)
+    assert out.dtype == dtype and out.shape == x.shape
+    # the same values as clipping at torch.quantile's bounds, up to rounding of the interpolation (float eps x |x|)
+    tol = 4 * torch.finfo(dtype).eps * x.abs().max().item()
+    torch.testing.assert_close(out, torch.maximum(torch.minimum(x, hi), lo), atol=tol, rtol=0)
+    if shape[-1] * shape[-2] > 1000:  # 2 % of the pixels clipped at each end, per band
+        clipped = (x < lo).flatten(-2).float().mean(-1)
+        assert torch.allclose(clipped, torch.full_like(clipped, 0.02), atol=1 / shape[-1])

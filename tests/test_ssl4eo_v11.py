@@ -47,6 +47,28 @@ def test_samples_pair_timestamps_across_sensors_and_skip_cloudy_ones(split):
     assert all(torch.equal(a["s1grd"], b["s1grd"]) for a, b in zip(items, again, strict=True))  # seeded
 
 
+def test_file_draw_shares_one_season_pair_per_file_and_epoch(split):
+    ds = SSL4EOS12v11(split, MODS, max_cloud_fraction=0.5, timestamp_draw="file")
+    pairs = []
+    for _ in range(3):  # three epochs
+        items = list(ds)
+        assert len(items) == 16
+        per_file = [[tuple(_timestamp(s["s2l1c"])) for s in items[i : i + 4]] for i in range(0, 16, 4)]
+        for file_pairs in per_file:
+            assert len(set(file_pairs)) == 1  # every location of a file gets the same two timestamps
+            t = file_pairs[0]
+            assert t[0] != t[1] and 3 not in t  # distinct, never the cloudy one
+        assert all(_timestamp(s["s2l1c"]) == _timestamp(s["s2l2a"]) for s in items)  # paired across sensors
+        pairs += [p[0] for p in per_file]
+    assert len(set(pairs)) > 1  # the pair changes between files and epochs
+    with pytest.raises(ValueError, match="timestamp_draw"):
+        SSL4EOS12v11(split, MODS, timestamp_draw="location")
+    cfg = load_config(REPO / "configs" / "ssl4eo_s12_v11_three_sensors.yaml", [f"data.root={split}",
+                                                                             "data.timestamp_draw=season"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"data\.timestamp_draw"):
+        cfg.validate()
+
+
 def test_preprocessing_is_the_papers_8_bit_s2_and_outlier_cut_s1():
     from decur.data.ssl4eo_v11 import _preprocess
 

@@ -74,6 +74,10 @@ class DataConfig:
     max_cloud_fraction: float | None = None
     """SSL4EO-S12 v1.1: draw only timestamps whose S2 cloud mask covers at most this share of the tile (the least
     cloudy ones when too few qualify); ``None`` draws any."""
+    timestamp_draw: str = "sample"
+    """SSL4EO-S12 v1.1: ``sample`` draws each location's timestamps (as v1.0); ``file`` draws one set per file and
+    epoch for all its 64 locations, so a worker decodes 2 of the file's 4 timestamp chunks (about twice the
+    samples/s; every location still sees a random season pair per epoch, but the locations of a file share it)."""
     void_ids: str | None = None
     """SSL4EO-S12: text file of location ids to leave out (one per line), e.g. the release's void-ids list."""
     num_classes: int = 8
@@ -269,6 +273,8 @@ class Config:
                          f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}")  # fmt: skip
             mcf = d.max_cloud_fraction
             _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
+            _require(d.timestamp_draw in ("sample", "file"), "data.timestamp_draw",
+                     f"must be sample or file, got {d.timestamp_draw!r}")  # fmt: skip
         if d.dataset == "geonrw":
             bands = {mod.name: mod.bands for mod in d.modalities}
             _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")

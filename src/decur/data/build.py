@@ -65,7 +65,11 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
         from decur.data.ssl4eo_v11 import SSL4EOS12v11
 
         return SSL4EOS12v11(
-            str(d.root), [m.name for m in d.modalities], views=2, max_cloud_fraction=d.max_cloud_fraction
+            str(d.root),
+            [m.name for m in d.modalities],
+            views=2,
+            max_cloud_fraction=d.max_cloud_fraction,
+            timestamp_draw=d.timestamp_draw,
         )
     if d.dataset == "ssl4eo_s12" and (Path(str(d.root)) / "index.json").is_file():
         from decur.data.pack import PackedSSL4EOS12

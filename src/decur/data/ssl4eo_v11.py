@@ -161,6 +161,10 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         views: Timestamps per sample (one per augmented view).
         max_cloud_fraction: Skip timestamps whose S2 cloud mask covers more than this share (``None``: no filter).
         seed: Shuffle seed.
+        timestamp_draw: ``sample``: each location's timestamps drawn on their own; ``file``: one draw per file and
+            epoch shared by its locations (with ``max_cloud_fraction``, by the file's mean cloud share per
+            timestamp), so only those timestamps' chunks are decoded — each chunk holds all 64 locations of one
+            timestamp, so per-sample draws decode all 4.
         files: Restrict to these file names (default: every file present for all modalities).
 
     Raises:
@@ -176,7 +180,11 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         max_cloud_fraction: float | None = None,
         seed: int = 0,
         files: list[str] | None = None,
+        timestamp_draw: str = "sample",
     ) -> None:
+        if timestamp_draw not in ("sample", "file"):
+            raise ValueError(f"timestamp_draw must be 'sample' or 'file', got {timestamp_draw!r}")
+        self.timestamp_draw = timestamp_draw
         unknown = sorted(set(modalities) - set(MODALITIES))
         if unknown or not modalities:
             raise ValueError(f"SSL4EO-S12 v1.1 modalities are {list(MODALITIES)}, got {modalities}")
@@ -239,7 +247,10 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         if times < self.views:
             raise DatasetError(self.root / name, f"{times} timestamps, {self.views} views asked", "lower views")
         clouds = self._cloud_fractions(shards)
-        chosen = torch.stack([self._draw_times(times, None if clouds is None else clouds[i], g) for i in range(n)])
+        if self.timestamp_draw == "file":
+            chosen = self._draw_times(times, None if clouds is None else clouds.mean(0), g).expand(n, -1)
+        else:
+            chosen = torch.stack([self._draw_times(times, None if clouds is None else clouds[i], g) for i in range(n)])
         needed = sorted(set(chosen.flatten().tolist()))
         arrays = {m: {t: np.asarray(shards[m]["bands"].isel(time=t).values) for t in needed} for m in self.modalities}
         for i in torch.randperm(n, generator=g).tolist():
