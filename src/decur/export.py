@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from decur.models import create_encoder
+from decur.models.encoder import read_weights_file
 from decur.train.module import checkpoint_path
 
 ENCODER_PREFIX = "model.encoders."
@@ -97,15 +98,9 @@ def load_backbone(source: str | Path, arch: str, in_chans: int, modality: str | 
         prefix = f"{ENCODER_PREFIX}{modality}."
         state = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     elif path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
+        state = read_weights_file(path, drop=())
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if "state_dict" in state:
-            state = state["state_dict"]
-        state = {k.removeprefix("backbone.").removeprefix("module."): v for k, v in state.items()}
-        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head."))}
+        state = read_weights_file(path, drop=("fc.", "head."))
     encoder = create_encoder(arch, in_chans)
     try:
         missing, unexpected = encoder.load_state_dict(state, strict=False)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import timm
 import torch
@@ -40,3 +41,29 @@ def encoder_width(arch: str) -> int:
         return mit_widths(arch)[-1]
     with torch.device("meta"):
         return int(cast(int, create_encoder(arch, 3).num_features))
+
+
+def read_weights_file(path: str | Path, drop: tuple[str, ...] = ("head.",)) -> dict[str, torch.Tensor]:
+    """A backbone state dict from a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` weights file.
+
+    Unwraps ``state_dict`` / ``model`` wrappers, removes ``module.`` (DDP) and ``backbone.`` (mmseg / torchgeo)
+    prefixes, and drops the keys starting with ``drop`` (the classifier of an ImageNet checkpoint).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state: dict[str, Any] = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
+                state = state[wrapper]
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    return {k: v for k, v in state.items() if not k.startswith(drop)}

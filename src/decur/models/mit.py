@@ -99,20 +99,11 @@ def read_segformer_weights(path: str | Path) -> dict[str, Tensor]:
         FileNotFoundError: If ``path`` does not exist.
 
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: SegFormer weights file not found (give the mit_bX.pth you downloaded)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from decur.models.encoder import read_weights_file
 
-        state: dict[str, Any] = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for wrapper in ("state_dict", "model"):
-            if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
-                state = state[wrapper]
-    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-    return {k: v for k, v in state.items() if not k.startswith("head.")}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: SegFormer weights file not found (give the mit_bX.pth you downloaded)")
+    return read_weights_file(path, drop=("head.",))
 
 
 def load_segformer_weights(encoder: torch.nn.Module, path: str | Path) -> None:
