@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from decur.cli import main
 from decur.config import load_config
@@ -56,6 +57,21 @@ def test_cli_smoke_run_writes_everything(tmp_path, capsys):
     # a different config in the same folder is refused instead of mixing two runs
     assert main(["pretrain", "--config", str(SMOKE), "--output", str(out), "method.common_share=0.5"]) == 2
     assert "holds a run with a different config" in capsys.readouterr().err
+
+
+def test_a_field_added_after_the_run_started_is_compared_with_its_default(tmp_path):
+    from decur.config import ConfigError
+    from decur.train.engine import check_same_run
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump({"data": {"root": "x"}, "method": {"name": "decur"}}))  # an older decur's file
+    defaults = {"data": {"root": None, "timestamp_draw": "sample"}, "method": {"name": "decur"}}
+    new = {"data": {"root": "x", "timestamp_draw": "sample"}, "method": {"name": "decur"}}
+    assert check_same_run(new, saved, defaults=defaults) == []
+    with pytest.raises(ConfigError, match="timestamp_draw"):  # a non-default value of the new field is a change
+        check_same_run({**new, "data": {"root": "x", "timestamp_draw": "file"}}, saved, defaults=defaults)
+    with pytest.raises(ConfigError, match="timestamp_draw"):  # without defaults, as before
+        check_same_run(new, saved)
 
 
 def _cli(out: Path, *extra: str) -> list[str]:

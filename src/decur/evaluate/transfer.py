@@ -335,7 +335,8 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
     from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point, save_yaml
 
     config = {**dataclasses.asdict(run), "seed": seed}
-    check_same_run(config, folder / "config.yaml", RESUMABLE_CHANGES)
+    defaults = {f.name: f.default for f in dataclasses.fields(TransferRun) if f.default is not dataclasses.MISSING}
+    check_same_run(config, folder / "config.yaml", RESUMABLE_CHANGES, defaults=defaults)
     done = folder / "results.json"
     if done.is_file():
         return dict(json.loads(done.read_text()))

@@ -115,13 +115,18 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_same_run(config: dict[str, Any], saved: Path, may_change: Iterable[str] = ()) -> list[str]:
+def check_same_run(
+    config: dict[str, Any], saved: Path, may_change: Iterable[str] = (), defaults: dict[str, Any] | None = None
+) -> list[str]:
     """Refuse a run folder that holds a run with another config; returns the fields that changed but may.
 
     Args:
         config: The new run's config as plain data.
         saved: The folder's ``config.yaml``.
         may_change: Dotted field names allowed to differ (devices, workers, ...).
+        defaults: The config class's defaults as plain data: a field that the saved file lacks (a run started by
+            an older decur, before the field existed) is compared with its default instead, so upgrading decur
+            does not orphan a run whose settings did not change.
 
     Raises:
         ConfigError: Naming every other field that differs.
@@ -130,6 +135,7 @@ def check_same_run(config: dict[str, Any], saved: Path, may_change: Iterable[str
     if not saved.exists():
         return []
     old, new = flatten(yaml.safe_load(saved.read_text()) or {}), flatten(config)
+    old = {k: v for k, v in flatten(defaults or {}).items() if k in new} | old
     changed = sorted(k for k in old.keys() | new.keys() if _plain(old.get(k)) != _plain(new.get(k)))
     allowed = set(may_change)
     refused = [k for k in changed if k not in allowed]

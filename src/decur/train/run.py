@@ -125,7 +125,7 @@ def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = Non
 
 
 def _check_same_run(cfg: Config, saved: Path) -> None:
-    changed = check_same_run(cfg.to_dict(), saved, RESUMABLE_CHANGES)
+    changed = check_same_run(cfg.to_dict(), saved, RESUMABLE_CHANGES, defaults=Config().to_dict())
     if "trainer.max_epochs" in changed:
         old = int(yaml.safe_load(saved.read_text())["trainer"]["max_epochs"])
         if cfg.trainer.max_epochs < old:
