@@ -21,7 +21,8 @@ def test_trajectories_are_recorded_and_do_not_change_the_training(tmp_path):
     rows = run_convergence(cfg, tmp_path / "study")
     assert [r["step"] for r in rows] == [0, 3, 6, 8]  # start, every 3 steps, the last step (8 = 2 x 64 / 16)
     for key in ("align_common", "align_unique", "r2/common/optical/shared", "r2/unique/sar/sar",
-                "r2/features/optical/optical", "map/optical+sar", "map/sar"):  # fmt: skip
+                "r2/features/optical/optical", "r2m/common/optical/optical", "r2m/unique/sar/sar",
+                "map/optical+sar", "map/sar"):  # fmt: skip
         assert all(key in r for r in rows), key
     assert (tmp_path / "study" / "trajectories.png").stat().st_size > 1000
     assert "| align_common |" in (tmp_path / "study" / "summary.md").read_text()
@@ -50,3 +51,35 @@ def test_variants_are_named_runs_with_their_own_overrides(tmp_path):
 
     with pytest.raises(ConfigError, match="variants"):
         load_dataclass(ConvergenceConfig, None, ["variants=[a, b]"])
+
+
+def test_matched_slice_r2_compares_slices_at_equal_width():
+    from decur.data.synthetic import SyntheticMultimodal
+    from decur.evaluate.convergence import matched_slice_r2
+
+    ds = SyntheticMultimodal(length=8, image_size=16, num_classes=4)  # for the factor names and groups only
+    g = torch.Generator().manual_seed(0)
+    n, f = 600, len(ds.factor_names)
+    factors = torch.rand(n, f, generator=g)
+    groups = ds.factor_groups
+
+    def embedding(own: list[int]) -> torch.Tensor:
+        # 12 common dims: the shared factors mixed + one weak copy of the own factors spread over many dims (so that
+        # a wide probe finds them); 4 unique dims: the modality's own factors, cleanly
+        mix = torch.randn(len(groups["shared"]), 12, generator=g)
+        common = factors[:, groups["shared"]] @ mix + 0.05 * torch.randn(n, 12, generator=g)
+        common[:, :8] += 0.3 * factors[:, own].repeat(1, 4)
+        unique = factors[:, own].repeat(1, 2) + 0.05 * torch.randn(n, 4, generator=g)
+        return torch.cat([common, unique], 1)
+
+    z = {"optical": embedding(groups["optical"]), "sar": embedding(groups["sar"])}
+    split = {k: {f"emb/{m}": v[s] for m, v in z.items()} | {"factors": factors[s]}
+             for k, s in (("tr", slice(0, 400)), ("te", slice(400, n)))}  # fmt: skip
+    out = matched_slice_r2(split["tr"], split["te"], ["optical", "sar"], 12, ds)
+    assert set(out) == {f"r2m/{p}/{m}/{grp}" for p in ("common", "unique") for m in ("optical", "sar")
+                        for grp in ("shared", "optical", "sar")}  # fmt: skip
+    for m in ("optical", "sar"):
+        assert out[f"r2m/unique/{m}/{m}"] > 0.95  # the own factors sit cleanly in the unique dims
+        assert out[f"r2m/unique/{m}/{m}"] > out[f"r2m/common/{m}/{m}"]  # and less so in 4 of the common dims
+        assert out[f"r2m/common/{m}/shared"] > out[f"r2m/unique/{m}/shared"] + 0.3  # shared ones in common dims
+    assert matched_slice_r2(split["tr"], split["te"], ["optical", "sar"], 16, ds) == {}  # no unique dims
