@@ -245,8 +245,10 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
     panels = [("misalignment (1 − C_ii)²", ["align_common", "align_unique"]),
               ("R² shared factors", ["r2/common/optical/shared", "r2/unique/optical/shared"]),
               ("R² optical-only factors", ["r2/common/optical/optical", "r2/unique/optical/optical",
-                                           "r2/features/optical/optical"]),
-              ("R² SAR-only factors", ["r2/common/sar/sar", "r2/unique/sar/sar", "r2/features/sar/sar"]),
+                                           "r2/features/optical/optical", "r2m/common/optical/optical",
+                                           "r2m/unique/optical/optical"]),
+              ("R² SAR-only factors", ["r2/common/sar/sar", "r2/unique/sar/sar", "r2/features/sar/sar",
+                                       "r2m/common/sar/sar", "r2m/unique/sar/sar"]),
               ("probe mAP", ["map/optical+sar", "map/optical", "map/sar"])]  # fmt: skip
     fig, axes = plt.subplots(len(methods), len(panels), figsize=(4 * len(panels), 2.8 * len(methods)), squeeze=False)
     for i, m in enumerate(methods):
@@ -254,10 +256,12 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
             ax = axes[i, j]
             for c, k in enumerate(ks):
                 for s in cfg.seeds:
-                    pts = sorted((r["step"], r.get(k, np.nan)) for r in rows if r["method"] == m and r["seed"] == s)
+                    pts = sorted((r["step"], r[k]) for r in rows if r["method"] == m and r["seed"] == s and k in r)
                     if pts:
                         xs, ys = zip(*pts, strict=True)
-                        ax.plot(xs, ys, color=f"C{c}", alpha=0.8, label=k.split("/", 1)[-1] if s == cfg.seeds[0]
+                        ax.plot(xs, ys, color=f"C{c}", alpha=0.8, marker="o" if len(pts) == 1 else None,
+                                ls="--" if k.startswith("r2m/") else "-",
+                                label=_label(k) if s == cfg.seeds[0]
                                 else None)  # fmt: skip
             ax.set_title(f"{m}: {title}", fontsize=9)
             ax.set_xlabel("step", fontsize=8)
@@ -265,3 +269,8 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
     fig.tight_layout()
     fig.savefig(output / "trajectories.png", dpi=90)
     plt.close(fig)
+
+
+def _label(key: str) -> str:
+    """Legend text of a trajectory key: ``r2/common/sar/sar`` → ``common/sar/sar``; equal-width R² marked."""
+    return f"{key[4:]} (equal width)" if key.startswith("r2m/") else key.split("/", 1)[-1]
