@@ -263,6 +263,8 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
                                 ls="--" if k.startswith("r2m/") else "-",
                                 label=_label(k) if s == cfg.seeds[0]
                                 else None)  # fmt: skip
+            if title.startswith("R²"):  # a ridge probe on random-init features can score far below 0 at step 0
+                ax.set_ylim(bottom=max(ax.get_ylim()[0], -0.1))
             ax.set_title(f"{m}: {title}", fontsize=9)
             ax.set_xlabel("step", fontsize=8)
             ax.legend(fontsize=6)
