@@ -20,6 +20,8 @@ from .conftest import REPO
         (["data.dataset=geonrw"], "data.root"),
         (["method.name=mae"], "method.name"),
         (["method.name=barlow_twins_single"], "data.modalities"),
+        (["method.separation=-1"], "method.separation"),
+        (["method.name=barlow_twins_cross", "method.separation=1.0"], "method.separation"),
         (["data.modalities=[{name: optical, bands: 13, augment: fancy}, {name: sar, bands: 2}]"], "augment"),
         (["data.modalities=[{name: optical, bands: 13, mean: [0.1]}, {name: sar, bands: 2}]"], "mean"),
         (["trainer.precision=8-bit"], "trainer.precision"),
@@ -66,8 +68,9 @@ def test_shipped_configs_validate():
             from decur.evaluate.convergence import ConvergenceConfig
 
             conv = from_dict(ConvergenceConfig, raw, "")
-            for method in conv.methods:  # every run of the study is a valid pretraining config
-                load_config(None, [*conv.pretrain_overrides, f"method.name={method}"]).validate()
+            runs = [[f"method.name={m}"] for m in conv.methods] + list(conv.variants.values())
+            for overrides in runs:  # every run of the study is a valid pretraining config
+                load_config(None, [*conv.pretrain_overrides, *overrides]).validate()
         elif path.name.startswith("sweep_"):
             from_dict(SweepConfig, raw, "")
             for value in raw["values"]:  # every swept value gives a valid pretraining config

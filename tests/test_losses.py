@@ -232,6 +232,31 @@ def test_lambdas_are_separate():
     assert float(b["intra_2"]) > float(a["intra_2"])
 
 
+def test_separation_term_against_the_reference_and_its_properties():
+    zs = embeddings()
+    plain = losses.decur_loss(*zs, 4)
+    out = losses.decur_loss(*zs, 4, separation=0.3)
+    expected = 0.0
+    for z in zs:  # both views of both modalities, averaged over the two views
+        c = ref_corr(z.numpy(), z.numpy())
+        expected += 0.3 * (c[:4, 4:] ** 2).sum() / 2
+    assert float(out["separation"]) == pytest.approx(expected, rel=1e-4)  # standardize adds eps 1e-5 to the variance
+    torch.testing.assert_close(out["total"], plain["total"] + out["separation"])
+    assert "separation" not in plain  # off by default: the paper's loss unchanged
+    # independent common and unique blocks cost (almost) nothing, a unique dim copied into the common block a lot
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(4096, 8, generator=g, dtype=torch.float64)
+    low = float(losses.decur_loss(z, z, z, z, 4, separation=1.0)["separation"])
+    copied = z.clone()
+    copied[:, 0] = z[:, 6]
+    high = float(losses.decur_loss(copied, copied, z, z, 4, separation=1.0)["separation"])
+    assert low < 0.05 and high > 0.9
+    with pytest.raises(ValueError, match="separation"):
+        losses.decur_loss(*zs, 4, separation=1.0, decouple=False)
+    with pytest.raises(ValueError, match="separation"):
+        losses.decur_loss(*zs, 10, separation=1.0)
+
+
 # ---- baselines against lightly's implementations -----------------------------------------------------------------
 
 

@@ -139,6 +139,9 @@ class MethodConfig:
     Modalities after the second use ``lambda_intra_2``."""
     cross_both_views: bool = False
     """Reference-code behaviour: cross-modal terms averaged over both view pairs."""
+    separation: float = 0.0
+    """Not in the paper, off by default: weight of a term that decorrelates each modality's common dims from its own
+    unique dims (:func:`decur.losses.separation_objective`; DeCUR only; docs/results/convergence/README.md)."""
     temperature: float = 0.1
     """SimCLR temperature; CLIP's learnable temperature starts at 0.07."""
 
@@ -313,6 +316,11 @@ class Config:
             f"method {m.name!r} trains {wanted} modalit{'y' if wanted == '1' else 'ies'}, got {names}",
         )
         _require(m.pairs in ("sum", "mean"), "method.pairs", f"sum or mean, got {m.pairs!r}")
+        _require(
+            m.separation >= 0 and (m.separation == 0 or m.name == "decur"),
+            "method.separation",
+            f"a weight >= 0 for method decur (0 = off, the paper), got {m.separation} for {m.name!r}",
+        )
         _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
         _require(self.model.head_dim is None or self.model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
         if self.model.init_weights is not None:

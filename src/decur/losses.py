@@ -131,6 +131,7 @@ def decur_loss(
     cross_both_views: bool = False,
     intra: bool = True,
     decouple: bool = True,
+    separation: float = 0.0,
 ) -> dict[str, Tensor]:
     """DeCUR loss, Eq. 6: ``L = L_common + L_unique + L_M1 + L_M2``.
 
@@ -156,9 +157,11 @@ def decur_loss(
         intra: Ablation switch (Table 4, "w/o intra"): ``False`` drops ``L_M1`` and ``L_M2``.
         decouple: Ablation switch (Table 4, "w/o decoupling"): ``False`` treats all ``K`` dimensions as
             common, whatever ``common_dim`` says.
+        separation: Not in the paper, off (0) by default: weight of :func:`separation_objective`, which
+            decorrelates each modality's common dims from its own unique dims.
 
     Returns:
-        ``{"total", "common", "unique", "intra_1", "intra_2"}``, scalar tensors.
+        ``{"total", "common", "unique", "intra_1", "intra_2"}`` (and ``"separation"`` when it is on), scalars.
 
     Raises:
         ValueError: If the four inputs differ in shape, ``N < 2`` or ``common_dim`` is outside ``0..K``.
@@ -175,7 +178,19 @@ def decur_loss(
         cross_both_views=cross_both_views,
         intra=intra,
         decouple=decouple,
+        separation=separation,
     )
+
+
+def separation_objective(z: Tensor, common_dim: int) -> Tensor:
+    """``Σ_{i<K_c} Σ_{j≥K_c} C_ij²`` with ``C`` the correlation of one modality's view with itself (Eq. 1).
+
+    Not part of the paper's loss. Eq. 3 decorrelates a modality's unique dims from the *other* modality's unique
+    dims and Eq. 2 constrains the common dims only across modalities, so nothing keeps a factor of a modality's own
+    out of its common dims; this term penalises any linear trace of the unique dims in the common ones (and the
+    reverse) within the modality. ``z`` is standardised (:func:`standardize`), ``N x K``.
+    """
+    return _correlation(z[:, :common_dim], z[:, common_dim:]).pow(2).sum()
 
 
 PAIR_WEIGHTINGS = ("sum", "mean")
@@ -194,6 +209,7 @@ def decur_multimodal(
     cross_both_views: bool = False,
     intra: bool = True,
     decouple: bool = True,
+    separation: float = 0.0,
 ) -> dict[str, Tensor]:
     """DeCUR over ``M >= 2`` modalities: Eq. 2 and 3 for every pair of modalities, Eq. 4 for every modality.
 
@@ -214,10 +230,12 @@ def decur_multimodal(
         cross_both_views: cross-modal terms averaged over the first-view and the second-view pairs.
         intra: ``False`` drops the intra-modal terms (Table 4, "w/o intra").
         decouple: ``False`` treats all ``K`` dims as common (Table 4, "w/o decoupling").
+        separation: Not in the paper, 0 (off) by default: adds ``separation x`` :func:`separation_objective` of
+            every modality, averaged over its views (needs ``decouple`` and both a common and a unique block).
 
     Returns:
         ``{"total", "common", "unique", "intra_1", ..., "intra_M"}``; for ``M > 2`` also ``common_<a>_<b>`` and
-        ``unique_<a>_<b>`` per pair (modality numbers from 1).
+        ``unique_<a>_<b>`` per pair (modality numbers from 1); ``"separation"`` (weighted) when it is on.
 
     Raises:
         ValueError: On fewer than two modalities, inputs of different shapes, ``N < 2``, ``common_dim`` outside
@@ -241,6 +259,9 @@ def decur_multimodal(
     dim = first[0].shape[1]
     if not 0 <= common_dim <= dim:
         raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
+    if separation < 0 or (separation > 0 and not (decouple and 0 < common_dim < dim)):
+        raise ValueError(f"separation must be >= 0 and needs decoupling with 0 < common_dim < {dim}, got "
+                         f"separation={separation}, decouple={decouple}, common_dim={common_dim}")  # fmt: skip
     kc = dim if not decouple else common_dim
     s1 = [standardize(gather_batch(z)) for z in first]
     s2 = [standardize(gather_batch(z)) for z in second] if needs_second else []  # type: ignore[arg-type]
@@ -268,6 +289,10 @@ def decur_multimodal(
     intra_sum = torch.stack(intra_terms).sum()
     total = (intra_sum + (common + unique) / 2) / 3 if reference_weighting else common + unique + intra_sum
     out = {"total": total, "common": common, "unique": unique}
+    if separation > 0:
+        views = [s1, s2] if needs_second else [s1]
+        sep = sum(separation_objective(v[i], kc) for v in views for i in range(m)) / len(views)
+        out |= {"total": total + separation * sep, "separation": separation * sep}
     out |= {f"intra_{i + 1}": t for i, t in enumerate(intra_terms)}
     return out | terms
 

@@ -90,6 +90,7 @@ class Objective(nn.Module):
                 kwargs |= {
                     "reference_weighting": cfg.reference_weighting,
                     "cross_both_views": cfg.cross_both_views,
+                    "separation": cfg.separation,
                 }
         elif cfg.name.startswith("barlow_twins"):
             kwargs = {"lambda_offdiag": cfg.lambda_common}
@@ -131,5 +132,6 @@ class Objective(nn.Module):
             pairs=self.pairs,
             reference_weighting=bool(k.get("reference_weighting", False)),
             cross_both_views=bool(k.get("cross_both_views", False)),
+            separation=float(k.get("separation", 0.0)),  # type: ignore[arg-type]
             **(self.method.multimodal or {}),
         )
