@@ -290,9 +290,10 @@ def decur_multimodal(
     total = (intra_sum + (common + unique) / 2) / 3 if reference_weighting else common + unique + intra_sum
     out = {"total": total, "common": common, "unique": unique}
     if separation > 0:
-        views = [s1, s2] if needs_second else [s1]
-        sep = sum(separation_objective(v[i], kc) for v in views for i in range(m)) / len(views)
-        out |= {"total": total + separation * sep, "separation": separation * sep}
+        sep_views = [s1, s2] if needs_second else [s1]
+        sep = torch.stack([separation_objective(v[i], kc) for v in sep_views for i in range(m)]).sum()
+        sep = separation * sep / len(sep_views)
+        out |= {"total": total + sep, "separation": sep}
     out |= {f"intra_{i + 1}": t for i, t in enumerate(intra_terms)}
     return out | terms
 
