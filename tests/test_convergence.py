@@ -83,3 +83,17 @@ def test_matched_slice_r2_compares_slices_at_equal_width():
         assert out[f"r2m/unique/{m}/{m}"] > out[f"r2m/common/{m}/{m}"]  # and less so in 4 of the common dims
         assert out[f"r2m/common/{m}/shared"] > out[f"r2m/unique/{m}/shared"] + 0.3  # shared ones in common dims
     assert matched_slice_r2(split["tr"], split["te"], ["optical", "sar"], 16, ds) == {}  # no unique dims
+
+
+def test_a_study_cut_short_summarises_the_seeds_that_finished(tmp_path):
+    from decur.evaluate.convergence import _write
+
+    cfg = ConvergenceConfig(methods=["decur", "barlow_twins_cross"], seeds=[0, 1])
+    rows = [{"method": m, "seed": s, "step": t, "align_common": v + t / 100}
+            for m, seeds, v in (("decur", [0, 1], 0.1), ("barlow_twins_cross", [1], 0.3))
+            for s in seeds for t in (0, 10)]  # fmt: skip
+    _write(rows, cfg, tmp_path, 60.0)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Fewer seeds finished for: barlow_twins_cross [1]" in summary
+    assert "| align_common | 0.200 ± 0.000 | 0.400 ± 0.000 |" in summary
+    assert (tmp_path / "trajectories.png").stat().st_size > 0

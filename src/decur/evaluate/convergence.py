@@ -228,8 +228,9 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         writer.writeheader()
         writer.writerows(rows)
     methods = [m for m in run_names(cfg) if any(r["method"] == m for r in rows)]
-    last = {m: [max((r for r in rows if r["method"] == m and r["seed"] == s), key=lambda r: r["step"])
-                for s in cfg.seeds] for m in methods}  # fmt: skip
+    runs = {m: [[r for r in rows if r["method"] == m and r["seed"] == s] for s in cfg.seeds] for m in methods}
+    last = {m: [max(rs, key=lambda r: r["step"]) for rs in runs[m] if rs] for m in methods}  # a study cut short
+    short = {m: [r["seed"] for r in last[m]] for m in methods if len(last[m]) < len(cfg.seeds)}
     columns = [k for k in order[3:]]
 
     def cell(m: str, k: str) -> str:
@@ -238,6 +239,8 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
 
     lines = [f"# Convergence study: last evaluation (step {last[methods[0]][0]['step']}), mean ± std over seeds "
              f"{cfg.seeds}", "", f"{len(rows)} evaluations, {seconds / 60:.1f} min.", ""]  # fmt: skip
+    if short:
+        lines += ["Fewer seeds finished for: " + ", ".join(f"{m} {v}" for m, v in short.items()), ""]
     lines += ["| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(cell(m, k) for m in methods) + " |" for k in columns]
     (output / "summary.md").write_text("\n".join(lines) + "\n")
