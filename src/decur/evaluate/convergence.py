@@ -228,8 +228,8 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         writer.writeheader()
         writer.writerows(rows)
     methods = [m for m in run_names(cfg) if any(r["method"] == m for r in rows)]
-    runs = {m: [[r for r in rows if r["method"] == m and r["seed"] == s] for s in cfg.seeds] for m in methods}
-    last = {m: [max(rs, key=lambda r: r["step"]) for rs in runs[m] if rs] for m in methods}  # a study cut short
+    last = {m: [max(rs, key=lambda r: r["step"]) for s in cfg.seeds  # a study cut short: the seeds that finished
+                if (rs := [r for r in rows if r["method"] == m and r["seed"] == s])] for m in methods}  # fmt: skip
     short = {m: [r["seed"] for r in last[m]] for m in methods if len(last[m]) < len(cfg.seeds)}
     columns = [k for k in order[3:]]
 
