@@ -81,6 +81,56 @@ def test_preprocessing_is_the_papers_8_bit_s2_and_outlier_cut_s1():
     assert float(s1.min()) > -30 and float(s1.max()) < 0  # 2 % cut on both ends
 
 
+def test_s2_lookup_equals_the_formula_for_every_digital_number():
+    from decur.data.ssl4eo_v11 import _preprocess
+
+    every = np.arange(-32768, 32768, dtype=np.int64)
+    expected = (np.clip(every, 0, 10000) * 255 + 5000) // 10000
+    assert (_preprocess("s2l2a", every.astype(np.int16)[None, None]).numpy()[0, 0] == expected).all()
+    wide = np.array([[[0, 5000, 10000, 40000]]], dtype=np.uint16)  # another integer type takes the formula
+    assert _preprocess("s2l1c", wide).tolist() == [[[0, 128, 255, 255]]]
+
+
+@pytest.mark.parametrize("layout", ["blosc", "uncompressed", "deflated", "chunked_by_sample"])
+def test_direct_chunk_reads_equal_xarray_or_fall_back(tmp_path, layout):
+    import zipfile
+
+    import xarray as xr
+
+    from decur.data.ssl4eo_v11 import open_shard, read_timestamps
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "S2L1C" / "x.zarr.zip"
+    if layout in ("blosc", "deflated"):
+        write_shard(path, "S2L1C", ["0000001", "0000002", "0000003"], 8, rng)
+    else:  # the same variables written with another encoding
+        bands = rng.integers(0, 9000, (3, 4, 13, 8, 8)).astype(np.int16)
+        chunks = (3, 1, 13, 8, 8) if layout == "uncompressed" else (1, 4, 13, 8, 8)
+        ds = xr.Dataset({"bands": (("sample", "time", "band", "y", "x"), bands)})
+        ds.to_zarr(tmp_path / "tree", zarr_format=2, encoding={"bands": {"chunks": chunks, "compressors": None}})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as zf:
+            for f in sorted((tmp_path / "tree").rglob("*")):
+                zf.write(f, f.relative_to(tmp_path / "tree").as_posix())
+    if layout == "deflated":  # the same members, deflated
+        with zipfile.ZipFile(path) as src:
+            members = {i.filename: src.read(i) for i in src.infolist()}
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+    buffers: dict = {}
+    direct = read_timestamps(path, "bands", [3, 1], buffers)
+    if layout in ("deflated", "chunked_by_sample"):
+        assert direct is None  # the caller reads through xarray
+        return
+    assert direct is not None and sorted(direct) == [1, 3]
+    ds = open_shard(path)
+    for t in (1, 3):
+        assert np.array_equal(direct[t], ds["bands"].isel(time=t).values)
+    again = read_timestamps(path, "bands", [1], buffers)
+    assert again is not None and again[1] is buffers[("S2L1C", "bands", 1)]  # decoded into the same buffer
+
+
 def test_shards_are_disjoint_per_process_and_worker_and_change_every_epoch(split):
     seen = {}
     for rank in range(2):
