@@ -306,3 +306,21 @@ def test_cut_outliers_clips_to_torch_quantiles(shape, dtype):
     if shape[-1] * shape[-2] > 1000:  # 2 % of the pixels clipped at each end, per band
         clipped = (x < lo).flatten(-2).float().mean(-1)
         assert torch.allclose(clipped, torch.full_like(clipped, 0.02), atol=1 / shape[-1])
+
+
+@pytest.mark.parametrize("shape", [(2, 264, 264), (3, 17, 9), (1, 1, 5)])
+@pytest.mark.parametrize("values", ["backscatter", "ties_and_signed_zeros", "extremes"])
+def test_cut_outliers_half_equals_cut_outliers_exactly(shape, values):
+    from decur.data.preprocess import cut_outliers, cut_outliers_half
+
+    rng = np.random.default_rng(len(values) + shape[0])
+    if values == "backscatter":
+        x = rng.normal(-15, 4, shape).astype(np.float16)
+    elif values == "ties_and_signed_zeros":  # few distinct values: every rank lands on a tie
+        x = rng.choice(np.array([-0.0, 0.0, -1.5, 2.0, 7.25], np.float16), shape)
+    else:
+        x = rng.choice(np.array([-65504, -np.inf, np.inf, 65504, 6e-8, -6e-8], np.float16), shape)
+    expected = cut_outliers(torch.from_numpy(x.astype(np.float32)))
+    got = cut_outliers_half(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=0, rtol=0, equal_nan=True)  # bit for bit (inf - inf: NaN in both)

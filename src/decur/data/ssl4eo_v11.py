@@ -52,7 +52,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from decur.data.errors import DatasetError
-from decur.data.preprocess import cut_outliers
+from decur.data.preprocess import cut_outliers, cut_outliers_half
 
 MODALITIES = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 12), "s2rgb": ("S2RGB", 3)}
 """decur name → (release folder, bands)."""
@@ -378,10 +378,10 @@ def _preprocess(m: str, x: np.ndarray) -> Tensor:
     Always a copy: ``x`` may be a reused decode buffer.
     """
     if m == "s1grd":
+        if x.dtype == np.float16 and not np.isnan(x).any():  # the release's type: the exact counting cut
+            return cut_outliers_half(x).half()
         s1 = torch.from_numpy(x.astype(np.float32))
-        if s1.isnan().any():
-            s1 = torch.nan_to_num(s1, nan=float(s1.nanmean()))
-        return cut_outliers(s1).half()
+        return cut_outliers(torch.nan_to_num(s1, nan=float(s1.nanmean()))).half()
     if m == "s2rgb":
         return torch.from_numpy(x.astype(np.uint8))
     if x.dtype == np.int16:  # the release's S2 type
