@@ -195,9 +195,12 @@ def test_three_sensor_config_pretrains_on_release_shards(split, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp_path):
-    """`decur pretrain` on v1.1 shards under 2 gloo processes, each with 2 loader workers."""
+@pytest.mark.parametrize("layout", ["one_node", "two_nodes"])
+def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp_path, layout):
+    """`decur pretrain` on v1.1 shards under 2 gloo processes, each with 2 loader workers: one launch with 2
+    devices, or two launches as two nodes of 1 device (``NODE_RANK``, ``MASTER_ADDR``, as on a cluster)."""
     import os
+    import socket
     import subprocess
     import sys
 
@@ -206,11 +209,24 @@ def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp
     cmd = [sys.executable, "-m", "tests.ddp_probe", "pretrain", "--config",
            str(REPO / "configs" / "ssl4eo_s12_v11_three_sensors.yaml"), "--output", str(out), f"data.root={split}",
            "data.crop_size=16", "data.image_size=16", "data.batch_size=4", "data.num_workers=2",
-           "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+           "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.strategy=ddp",
            "trainer.precision=32-true", "model.arch=resnet18", "model.projector=[32, 32]"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DECUR_PROBE": str(probe), "PYTHONPATH": str(REPO)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+    if layout == "one_node":
+        done = subprocess.run([*cmd, "trainer.devices=2"], env=env, capture_output=True, text=True, timeout=600,
+                              cwd=REPO)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        nodes = [subprocess.Popen([*cmd, "trainer.devices=1", "trainer.num_nodes=2"], cwd=REPO, text=True,
+                                  env={**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                       "NODE_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for r in (0, 1)]  # fmt: skip
+        logs = [n.communicate(timeout=600)[0] for n in nodes]
+        for n, log in zip(nodes, logs, strict=True):
+            assert n.returncode == 0, log[-3000:]
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 8  # 2 epochs x (2 files x 4 locations per process / 2 per process and step)
     all_files = set(SSL4EOS12v11(split, MODS).files)
