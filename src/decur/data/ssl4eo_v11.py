@@ -11,9 +11,11 @@ Each file holds the same 64 locations (``sample`` coordinate) in every modality,
 each timestamp its own chunk. Modalities are named here as the release's folders in lower case: ``s1grd``,
 ``s2l1c``, ``s2l2a``, ``s2rgb``.
 
-Reading: xarray over the zip files, as the release documents. zarr 3 opens these Zarr-v2 zips only through its
-``ZipStore`` (the release's ``xr.open_zarr('x.zarr.zip')`` works with zarr 2 only); :func:`open_shard` passes a
-``ZipStore``, which zarr 2.11+ and zarr 3 both provide, so either works and nothing is pinned.
+Reading: xarray over the zip files, as the release documents, opens and checks every file. zarr 3 opens these
+Zarr-v2 zips only through its ``ZipStore`` (the release's ``xr.open_zarr('x.zarr.zip')`` works with zarr 2 only);
+:func:`open_shard` passes a ``ZipStore``, which zarr 2.11+ and zarr 3 both provide, so either works and nothing is
+pinned. The pixel chunks themselves, most of a worker's work, are decoded by :func:`read_timestamps` straight from
+the memory-mapped zip into reused buffers when the file has the release's layout, through xarray otherwise.
 
 Sampling: a timestamp is a season. Each sample returns ``views`` timestamps (drawn without replacement) per
 modality, stacked ``V x C x H x W``, the same timestamps for every modality (the paper's season pairing, as the
