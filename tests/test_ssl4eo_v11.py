@@ -131,6 +131,23 @@ def test_direct_chunk_reads_equal_xarray_or_fall_back(tmp_path, layout):
     assert again is not None and again[1] is buffers[("S2L1C", "bands", 1)]  # decoded into the same buffer
 
 
+def test_a_corrupt_chunk_is_named(tmp_path):
+    import zipfile
+
+    from decur.data.ssl4eo_v11 import read_timestamps
+
+    path = tmp_path / "S2L1C" / "x.zarr.zip"
+    write_shard(path, "S2L1C", ["0000001", "0000002"], 8, np.random.default_rng(0))
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("bands/0.2.0.0.0")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start : start + 16] = b"\xff" * 16  # the codec's header
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"x.zarr.zip.*bands/0.2.0.0.0 cannot be decoded"):
+        read_timestamps(path, "bands", [2])
+
+
 def test_shards_are_disjoint_per_process_and_worker_and_change_every_epoch(split):
     seen = {}
     for rank in range(2):

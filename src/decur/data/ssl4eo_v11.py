@@ -107,7 +107,7 @@ def read_timestamps(
     """Timestamps ``times`` of ``variable`` (``(sample, time, ...)``), decoded straight from the zip's chunks.
 
     The release's layout -- one chunk per timestamp holding every location, zip members stored, not deflated --
-    lets the codec decode a chunk from the memory-mapped file into a reused buffer: 5-9x faster than the same
+    lets the codec decode a chunk from the memory-mapped file into a reused buffer: 6-10x faster than the same
     chunk through xarray and zarr's ``ZipStore`` (which copy it twice and allocate fresh pages each time;
     ``benchmarks/loader_throughput.py``), and reading chunks is most of a loader worker's work. Any other layout
     (other chunking, filters, a deflated member, a chunk never written) returns ``None``; the caller then reads
@@ -123,6 +123,9 @@ def read_timestamps(
 
     Returns:
         ``{t: array (sample, ...)}``, or ``None`` when the file is not in the release's layout.
+
+    Raises:
+        DatasetError: A chunk that does not decode (corrupt or truncated), naming the file and the chunk.
 
     """
     import numcodecs
@@ -161,11 +164,15 @@ def read_timestamps(
                 buf = np.empty(chunk_shape, dtype)
                 if buffers is not None:
                     buffers[key] = buf
-            with memoryview(mm)[start : start + info.compress_size] as raw:
-                if codec is None:
-                    buf.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, np.uint8)
-                else:
-                    codec.decode(raw, out=buf)
+            try:
+                with memoryview(mm)[start : start + info.compress_size] as raw:
+                    if codec is None:
+                        buf.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, np.uint8)
+                    else:
+                        codec.decode(raw, out=buf)
+            except (RuntimeError, ValueError) as err:  # numcodecs: corrupt or truncated chunk
+                raise DatasetError(path, f"chunk {info.filename} cannot be decoded ({err})",
+                                   "re-download this file of the release") from None  # fmt: skip
             out[t] = buf
     return out
 
