@@ -334,19 +334,19 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         else:
             chosen = torch.stack([self._draw_times(times, None if clouds is None else clouds[i], g) for i in range(n)])
         needed = sorted(set(chosen.flatten().tolist()))
-        arrays = {m: self._timestamps(name, m, shards[m], needed) for m in self.modalities}
+        arrays = {m: self._timestamps(name, m, shards[m], "bands", needed) for m in self.modalities}
         for i in torch.randperm(n, generator=g).tolist():
             yield {
                 m: torch.stack([_preprocess(m, arrays[m][t][i]) for t in chosen[i].tolist()]) for m in self.modalities
             }
 
-    def _timestamps(self, name: str, m: str, shard: Any, times: list[int]) -> dict[int, np.ndarray]:
-        """``{t: (sample, C, H, W)}`` of one modality's file: straight from the zip, else through xarray."""
+    def _timestamps(self, name: str, m: str, shard: Any, variable: str, times: list[int]) -> dict[int, np.ndarray]:
+        """``{t: (sample, ...)}`` of one modality's file: straight from the zip, else through xarray."""
         # the buffers are reused file after file: _preprocess copies what it ships
-        direct = read_timestamps(self.root / MODALITIES[m][0] / name, "bands", times, self._buffers)
+        direct = read_timestamps(self.root / MODALITIES[m][0] / name, variable, times, self._buffers)
         if direct is not None:
             return direct
-        return {t: np.asarray(shard["bands"].isel(time=t).values) for t in times}
+        return {t: np.asarray(shard[variable].isel(time=t).values) for t in times}
 
     def _draw_times(self, times: int, cloud: np.ndarray | None, g: torch.Generator) -> Tensor:
         order = torch.randperm(times, generator=g)
@@ -363,10 +363,8 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
             return None
         for m in ("s2l1c", "s2l2a"):
             if m in shards and "cloud_mask" in shards[m]:
-                times = list(range(int(shards[m].sizes["time"])))
-                direct = read_timestamps(self.root / MODALITIES[m][0] / name, "cloud_mask", times)
-                mask = np.stack([direct[t] for t in times], 1) if direct else shards[m]["cloud_mask"].values
-                return np.asarray((mask > 0).mean(axis=(2, 3)))
+                masks = self._timestamps(name, m, shards[m], "cloud_mask", list(range(int(shards[m].sizes["time"]))))
+                return np.stack([(masks[t] > 0).mean(axis=(1, 2)) for t in sorted(masks)], 1)
         return None
 
 
