@@ -126,7 +126,7 @@ def test_dataset_hha_conversion_and_pretraining_on_real_frames(tmp_path):
 @needs_real
 def test_dataset_errors(tmp_path):
     root = _layout(tmp_path / "d", [("nyu", FRAMES / "NYU_color.ppm", FRAMES / "NYU_depth.pgm", "nyu_raw")])
-    with pytest.raises(DatasetError, match="HHA: folder for x is missing"):
+    with pytest.raises(DatasetError, match="HHA: folder for hha is missing"):
         RGBDSegmentation(root)
     with pytest.raises(DatasetError, match="split list is missing"):
         RGBDSegmentation(root, "test", depth_folder="Depth")

@@ -129,3 +129,28 @@ def test_hha_takes_per_image_intrinsics_and_clamps_far_depth(tmp_path):
     (tmp_path / "cams").mkdir()
     assert main(["data", "hha", str(scene / "depth"), str(tmp_path / "h2"), "--encoding", "sun",
                  "--intrinsics", str(tmp_path / "cams")]) == 1  # fmt: skip
+
+
+@pytest.mark.parametrize("config", ["transfer_sunrgbd.yaml", "transfer_nyuv2.yaml"])
+@pytest.mark.parametrize("modalities", ["[rgb]", "[rgb, hha]"])
+def test_shipped_rgbd_configs_run_on_mixed_sizes_with_one_and_both_modalities(sun, tmp_path, config, modalities):
+    # the shipped configs (modalities [rgb]) on SUN-RGBD's mixed sizes; tiny overrides: 2 steps, 32 px, random init
+    out = tmp_path / "seg"
+    args = [f"root={sun}", "pretrained=null", "arch=resnet18", "iterations=2", "batch_size=2", "crop_size=32",
+            "num_workers=0", f"modalities={modalities}"]  # fmt: skip
+    assert main(["transfer", "--config", str(REPO / "configs" / config), "--output", str(out), *args]) == 0
+    assert json.loads((out / "results.json").read_text())["runs"][0]["steps"] == 2
+
+
+def test_rgbd_reads_only_the_modalities_asked_for(sun, tmp_path):
+    import shutil
+
+    rgb_only = RGBDSegmentation(sun, "train", 37, modalities=["rgb"])
+    assert set(rgb_only[0]) == {"rgb", "mask"}
+    root = tmp_path / "no_hha"
+    shutil.copytree(sun, root)
+    shutil.rmtree(root / "HHA")
+    assert set(RGBDSegmentation(root, "train", 37, modalities=["rgb"])[0]) == {"rgb", "mask"}  # HHA never opened
+    assert set(RGBDSegmentation(sun, "train", 37, modalities=["hha"])[0]) == {"hha", "mask"}
+    with pytest.raises(ValueError, match="modalities"):
+        RGBDSegmentation(sun, "train", 37, modalities=["depth"])

@@ -106,6 +106,41 @@ def test_seasons_are_paired_by_order_or_drawn_independently(fixture_root):
     assert mismatches > 0
 
 
+def test_seasons_pair_by_acquisition_date_not_by_sorted_name(fixture_root):
+    from decur.data.ssl4eo_s12 import acquisition_date
+
+    ds = SSL4EOS12(fixture_root, size=36)
+    raw = sorted(p.name for p in (fixture_root / "s1" / "0000001").iterdir())
+    dates = [acquisition_date(Path(n)) for n in raw]
+    assert dates != sorted(dates)  # the fixture mixes S1A/S1B: sorting names would pair the wrong seasons
+    seasons = ds.seasons(1)
+    for s1, s2 in zip(seasons["s1"], seasons["s2c"], strict=True):
+        assert abs((acquisition_date(s1) - acquisition_date(s2)).days) < 40  # the fixture's S2 is a month later
+    assert [acquisition_date(f) for f in seasons["s1"]] == sorted(dates)
+
+
+def test_pair_by_date_with_unequal_counts_keeps_the_closest_seasons():
+    from decur.data.ssl4eo_s12 import pair_by_date
+
+    s1 = [Path(f"S1B_IW_GRDH_1SDV_2020{m}01T000000_x") for m in ("10", "04", "01", "07")]
+    s2 = [Path("20200720T000000_a_T1"), Path("20200110T000000_b_T1"), Path("20201005T000000_c_T1")]
+    expected = [(s1[2], s2[1]), (s1[3], s2[0]), (s1[0], s2[2])]  # April's S1 has no S2 partner: unused
+    assert pair_by_date(s1, s2) == expected
+    assert pair_by_date(s2, s1) == [(b, a) for a, b in expected]  # symmetric
+
+
+def test_season_folder_without_a_date_is_named(broken):
+    season = sorted((broken / "s1" / "0000002").iterdir())[0]
+    season.rename(season.with_name("my_scene"))
+    ds = SSL4EOS12(broken, size=36)
+    with pytest.raises(DatasetError, match="my_scene.*no acquisition date"):
+        ds[2]
+    from decur.data.check import check
+
+    problems = check("ssl4eo_s12", broken, size=36).problems
+    assert any("my_scene" in p and "acquisition date" in p for p in problems)
+
+
 def test_s2_compression_clips_instead_of_wrapping(fixture_root):
     ds = SSL4EOS12(fixture_root, size=36)
     folder = ds.seasons(0)["s2c"][0]
@@ -249,6 +284,7 @@ def test_pack_reproduces_raw_samples_and_reads_only_drawn_seasons(fixture_root, 
     assert main(["data", "pack", str(fixture_root), str(tmp_path / "pack"), "--size", "36", "--workers", "1"]) == 0
     packed, raw = PackedSSL4EOS12(tmp_path / "pack"), SSL4EOS12(fixture_root, size=36)
     assert packed.ids == raw.ids and packed.counts == [4] * 4
+    assert __import__("json").loads((tmp_path / "pack" / "index.json").read_text())["pairing"] == "acquisition-date"
     for index in range(4):
         torch.manual_seed(index)
         a = raw[index]
@@ -272,6 +308,21 @@ def test_packed_store_errors(tmp_path):
     (tmp_path / "index.json").write_text('{"format": "something-else"}')
     with pytest.raises(DatasetError, match="re-pack"):
         PackedSSL4EOS12(tmp_path)
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="cannot be read as JSON"):
+        PackedSSL4EOS12(tmp_path)
+
+
+def test_store_packed_by_name_sorting_must_be_repacked(tmp_path):
+    from decur.data.check import check
+    from decur.data.pack import PackedSSL4EOS12
+
+    old = {"format": "decur-ssl4eo-s12-pack/1", "ids": ["0000000"], "seasons": [4], "s2_product": "s2c", "size": 8}
+    (tmp_path / "index.json").write_text(__import__("json").dumps(old))
+    with pytest.raises(DatasetError, match="sorted folder name.*re-pack"):
+        PackedSSL4EOS12(tmp_path)
+    problems = check("ssl4eo_s12", tmp_path).problems
+    assert len(problems) == 1 and "re-pack" in problems[0]
 
 
 def test_skip_bad_replaces_and_reports_broken_samples(broken, tmp_path, capsys):

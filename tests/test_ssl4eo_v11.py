@@ -26,8 +26,8 @@ def split(tmp_path_factory):
 
 
 def _timestamp(x: torch.Tensor) -> list[int]:
-    """The fixture's fingerprint: band 0 of S2 is 1000 · (t + 1) + small, after 8-bit compression (uint8)."""
-    return [round(float(v) / 255 * 10000 / 1000) - 1 for v in x[:, 0].float().mean(dim=(1, 2))]
+    """The fixture's fingerprint: band 0 of S2 is 1000 · t + small after the offset and 8-bit compression (uint8)."""
+    return [round(float(v) / 255 * 10000 / 1000) for v in x[:, 0].float().mean(dim=(1, 2))]
 
 
 def test_samples_pair_timestamps_across_sensors_and_skip_cloudy_ones(split):
@@ -72,8 +72,9 @@ def test_file_draw_shares_one_season_pair_per_file_and_epoch(split):
 def test_preprocessing_is_the_papers_8_bit_s2_and_outlier_cut_s1():
     from decur.data.ssl4eo_v11 import _preprocess
 
-    dn = np.array([[[0, 5000, 10000, 12000, -5, 39]]], dtype=np.int16)
-    assert _preprocess("s2l1c", dn).tolist() == [[[0, 128, 255, 255, 0, 1]]]  # x / 10000 · 255, half up, clipped
+    dn = np.array([[[1000, 6000, 11000, 13000, -5, 1039, 999, 0]]], dtype=np.int16)
+    # (x - 1000) / 10000 · 255, half up, clipped: the release's +1000 DN offset removed first
+    assert _preprocess("s2l1c", dn).tolist() == [[[0, 128, 255, 255, 0, 1, 0, 0]]]
     db = np.linspace(-30, 0, 100, dtype=np.float32).reshape(1, 10, 10).astype(np.float16)
     db[0, 0, 0] = np.nan
     s1 = _preprocess("s1grd", db).float()
@@ -85,10 +86,20 @@ def test_s2_lookup_equals_the_formula_for_every_digital_number():
     from decur.data.ssl4eo_v11 import _preprocess
 
     every = np.arange(-32768, 32768, dtype=np.int64)
-    expected = (np.clip(every, 0, 10000) * 255 + 5000) // 10000
+    expected = np.clip(np.floor((every - 1000) / 10000 * 255 + 0.5), 0, 255)
     assert (_preprocess("s2l2a", every.astype(np.int16)[None, None]).numpy()[0, 0] == expected).all()
-    wide = np.array([[[0, 5000, 10000, 40000]]], dtype=np.uint16)  # another integer type takes the formula
+    wide = np.array([[[1000, 6000, 11000, 40000]]], dtype=np.uint16)  # another integer type takes the formula
     assert _preprocess("s2l1c", wide).tolist() == [[[0, 128, 255, 255]]]
+
+
+def test_release_statistics_lose_the_offset_and_match_v10():
+    from decur.data.ssl4eo_s12 import STATS as V10
+    from decur.data.ssl4eo_v11 import STATS
+
+    mean, std = STATS["s2l1c"]
+    # after removing 1000 DN, v1.1's L1C means are v1.0's within 30 DN (another sample of locations) in every band
+    np.testing.assert_allclose(mean, V10["s2c"][0], atol=3e-3)
+    assert std[10] == pytest.approx(45.626e-4) and STATS["s2rgb"][0][0] == pytest.approx(100.708 / 255)
 
 
 @pytest.mark.parametrize("layout", ["blosc", "uncompressed", "deflated", "chunked_by_sample"])

@@ -276,8 +276,14 @@ class Config:
                          f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}")  # fmt: skip
             mcf = d.max_cloud_fraction
             _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
+            masked = [n for n in names if n in ("s2l1c", "s2l2a")]
+            _require(mcf is None or bool(masked), "data.max_cloud_fraction",
+                     f"needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got {names}: "
+                     "add one or set it to null")  # fmt: skip
             _require(d.timestamp_draw in ("sample", "file"), "data.timestamp_draw",
                      f"must be sample or file, got {d.timestamp_draw!r}")  # fmt: skip
+        _require(d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11", "data.max_cloud_fraction",
+                 f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null")  # fmt: skip
         if d.dataset == "geonrw":
             bands = {mod.name: mod.bands for mod in d.modalities}
             _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
@@ -321,6 +327,12 @@ class Config:
             "method.separation",
             f"a weight >= 0 for method decur (0 = off, the paper), got {m.separation} for {m.name!r}",
         )
+        from decur.models.encoder import check_arch
+
+        try:
+            check_arch(self.model.arch)
+        except ValueError as err:
+            raise ConfigError(f"config field `model.arch`: {err}") from None
         _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
         _require(self.model.head_dim is None or self.model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
         if self.model.init_weights is not None:
@@ -396,7 +408,15 @@ def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {path}{where}: not valid YAML ({what})") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path}: cannot be read ({err})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: the top level must be a mapping")
         raw = loaded
@@ -410,7 +430,10 @@ def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[st
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: `{p}` is not a section")
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML (quote it)") from None
     return from_dict(cls, raw, "")
 
 

@@ -130,6 +130,23 @@ def sentinel_stats(insert_b10: bool) -> dict[str, tuple[list[float], list[float]
     return {"s1": STATS["s1"], "s2": (mean, std)}
 
 
+def check_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
+    """The modalities a BigEarthNet reader returns: a non-empty subset of s1, s2."""
+    if not modalities or not set(modalities) <= {"s1", "s2"}:
+        raise ValueError(f"modalities must be among ('s1', 's2'), got {list(modalities)}")
+    return tuple(modalities)
+
+
+def read_pair(modalities: Sequence[str], s1_folder: Path, s2_folder: Path, insert_b10: bool) -> dict[str, Tensor]:
+    """The patches of ``modalities`` (``s1``, ``s2``) of one BigEarthNet sample; the others are not read."""
+    out = {}
+    if "s1" in modalities:
+        out["s1"] = read_s1_patch(s1_folder)
+    if "s2" in modalities:
+        out["s2"] = read_s2_patch(s2_folder, insert_b10)
+    return out
+
+
 class BigEarthNetMM(Dataset[dict[str, Tensor]]):
     """BigEarthNet-MM v1.0 patches: ``s1``, ``s2`` and the 19-class ``label``.
 
@@ -156,8 +173,10 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         insert_b10: bool = True,
         exclude: Sequence[str | Path] = (),
         lists: str | Path | None = None,
+        modalities: Sequence[str] = ("s1", "s2"),
     ) -> None:
         self.root = Path(root)
+        self.modalities = check_modalities(modalities)
         self.lists = Path(lists) if lists is not None else self.root
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
@@ -210,8 +229,7 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         except (json.JSONDecodeError, KeyError) as err:
             raise DatasetError(meta_path, f"is not a valid labels file ({err})", "restore it") from None
         return {
-            "s1": read_s1_patch(s1_folder),
-            "s2": read_s2_patch(s2_folder, self.insert_b10),
+            **read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10),
             "label": labels_to_19(labels, meta_path),
         }
 
@@ -275,10 +293,12 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
         insert_b10: bool = True,
         exclude_snow: bool = True,
         exclude_clouds: bool = True,
+        modalities: Sequence[str] = ("s1", "s2"),
     ) -> None:
         import pyarrow.parquet as pq
 
         self.root = Path(root)
+        self.modalities = check_modalities(modalities)
         split = "validation" if split == "val" else split
         if split not in ("train", "validation", "test"):
             raise ValueError(f"split must be train, validation or test, got {split!r}")
@@ -318,4 +338,4 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
             if name not in LABELS_19:
                 raise DatasetError(self.root / "metadata.parquet", f"unknown 19-class label {name!r} ({s2})", "fix it")
             target[list(LABELS_19).index(name)] = 1
-        return {"s1": read_s1_patch(s1_folder), "s2": read_s2_patch(s2_folder, self.insert_b10), "label": target}
+        return {**read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10), "label": target}

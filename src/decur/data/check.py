@@ -10,6 +10,9 @@ import torch
 
 from decur.data.errors import DatasetError
 
+MAX_PAIR_DAYS = 92
+"""Season pairs further apart than this (about one season) are reported by ``decur data check``."""
+
 
 @dataclass
 class CheckReport:
@@ -50,31 +53,58 @@ class CheckReport:
 
 
 def check_ssl4eo_s12(root: Path, s2_product: str = "s2c", size: int = 264) -> CheckReport:
-    """Read every season of every location (both modalities) of an SSL4EO-S12 folder."""
-    from decur.data.ssl4eo_s12 import SSL4EOS12
+    """Read every season of every location (both modalities) of an SSL4EO-S12 folder.
+
+    Also names every season folder whose name carries no acquisition date, locations whose modalities have
+    different season counts, and date-paired seasons more than :data:`MAX_PAIR_DAYS` apart.
+    """
+    from decur.data.ssl4eo_s12 import SSL4EOS12, acquisition_date, pair_by_date
 
     report = CheckReport("ssl4eo_s12", root)
     ds = SSL4EOS12(root, s2_product=s2_product, size=size, skip_bad=True)
     report.problems += [f"{root}/s1|{s2_product}/{s}" for s in ds.skipped]
-    readers = {"s1": ds._read_s1, "s2": ds._read_s2}
-    for index in range(len(ds)):
-        try:
-            seasons = ds.seasons(index)
-        except DatasetError as err:
-            report.problems.append(str(err))
-            continue
-        counts = {m: len(v) for m, v in seasons.items()}
+    readers = {"s1": ds._read_s1, s2_product: ds._read_s2}
+    for loc in ds.ids:
+        found = {m: sorted(p for p in (root / m / loc).iterdir() if p.is_dir()) for m in readers}
+        counts = {m: len(v) for m, v in found.items()}
         if len(set(counts.values())) > 1:
-            report.problems.append(f"{root}/*/{ds.ids[index]}: season counts differ {counts}; extra seasons unused")
-        for product, folders in seasons.items():
+            report.problems.append(f"{root}/*/{loc}: season counts differ {counts}; extra seasons unused")
+        undated = []
+        for folder in (f for folders in found.values() for f in folders):
+            try:
+                acquisition_date(folder)
+            except DatasetError as err:
+                undated.append(folder)
+                report.problems.append(str(err))
+        if not undated and all(found.values()):
+            for a, b in pair_by_date(found["s1"], found[s2_product]):
+                days = abs((acquisition_date(a) - acquisition_date(b)).days)
+                if days > MAX_PAIR_DAYS:
+                    report.problems.append(f"{a} and {b}: paired seasons {days} days apart (> {MAX_PAIR_DAYS})")
+        for product, folders in found.items():
+            if not folders:
+                report.problems.append(f"{root / product / loc}: holds no season folders (fix: re-extract it)")
             modality = "s1" if product == "s1" else "s2"
             for folder in folders:
                 try:
-                    report.see(modality, readers[modality](folder))
+                    report.see(modality, readers[product](folder))
                 except DatasetError as err:
                     report.problems.append(str(err))
     report.items = len(ds)
     return report
+
+
+def check_packed_ssl4eo_s12(root: Path) -> CheckReport:
+    """A ``decur data pack`` store: its index (format and season pairing rule), then every sample."""
+    from decur.data.pack import PackedSSL4EOS12
+
+    try:
+        store = PackedSSL4EOS12(root)
+    except DatasetError as err:
+        report = CheckReport("ssl4eo_s12 (packed)", root)
+        report.problems.append(str(err))
+        return report
+    return check_samples(store, "ssl4eo_s12 (packed)", root)
 
 
 def check_samples(dataset: Any, name: str, root: Path) -> CheckReport:
@@ -126,6 +156,8 @@ def check_ssl4eo_s12_v11(root: Path) -> CheckReport:
 
 def check(name: str, root: Path, split: str = "train", s2_product: str = "s2c", size: int = 264) -> CheckReport:
     """Walk dataset ``name`` at ``root`` (see :data:`DATASETS`) and report what was found."""
+    if name == "ssl4eo_s12" and (root / "index.json").is_file():
+        return check_packed_ssl4eo_s12(root)
     if name == "ssl4eo_s12":
         return check_ssl4eo_s12(root, s2_product, size)
     if name == "ssl4eo_s12_v11":

@@ -20,6 +20,7 @@ leaves the DEM unnormalised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
         patch_size: int | None = 250,
         dem_channels: int = 3,
         cities: tuple[str, ...] | None = None,
+        modalities: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         if split not in ("train", "test"):
@@ -74,6 +76,9 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
         if dem_channels not in (1, 3):
             raise ValueError(f"dem_channels must be 1 or 3, got {dem_channels}")
         self.dem_channels = dem_channels
+        self.modalities = ("rgb", "dem") if modalities is None else tuple(modalities)
+        if not self.modalities or not set(self.modalities) <= {"rgb", "dem"}:
+            raise ValueError(f"modalities must be among ('rgb', 'dem'), got {list(self.modalities)}")
         wanted = cities if cities is not None else (TRAIN_CITIES if split == "train" else TEST_CITIES)
         missing = [c for c in wanted if not (self.root / c).is_dir()]
         if missing:
@@ -110,15 +115,18 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
         row, col = divmod(k, per_row)
         base = self.tiles[tile]
         window = (row * self.patch, col * self.patch)
-        rgb = torch.from_numpy(self._read(Path(f"{base}_rgb.jp2"), window, 3).astype(np.float32) / 255)
-        dem = torch.from_numpy(self._read(Path(f"{base}_dem.tif"), window, 1).astype(np.float32))
-        if not torch.isfinite(dem).all():
-            raise DatasetError(f"{base}_dem.tif", "holds NaN/Inf elevations", "fill the DEM's no-data pixels")
-        dem = dem - dem.mean()
+        sample = {}
+        if "rgb" in self.modalities:
+            sample["rgb"] = torch.from_numpy(self._read(Path(f"{base}_rgb.jp2"), window, 3).astype(np.float32) / 255)
+        if "dem" in self.modalities:
+            dem = torch.from_numpy(self._read(Path(f"{base}_dem.tif"), window, 1).astype(np.float32))
+            if not torch.isfinite(dem).all():
+                raise DatasetError(f"{base}_dem.tif", "holds NaN/Inf elevations", "fill the DEM's no-data pixels")
+            sample["dem"] = (dem - dem.mean()).expand(self.dem_channels, -1, -1).clone()
         mask = torch.from_numpy(self._read(Path(f"{base}_seg.tif"), window, 1)[0].astype(np.int64))
         if int(mask.max()) >= len(CLASSES) or int(mask.min()) < 0:
             raise DatasetError(f"{base}_seg.tif", f"holds class {int(mask.max())}, expected 0-10", "check the mask")
-        return {"rgb": rgb, "dem": dem.expand(self.dem_channels, -1, -1).clone(), "mask": mask}
+        return {**sample, "mask": mask}
 
     def _read(self, path: Path, offset: tuple[int, int], bands: int) -> np.ndarray:
         import rasterio

@@ -2,7 +2,7 @@
 
 Store layout (one folder)::
 
-    index.json   ids, seasons per location, s2 product, tile size, format version
+    index.json   ids, seasons per location, s2 product, tile size, format version, season pairing rule
     s1.npy       float16 [locations, 4, 2, size, size]   backscatter in dB, 2 % outliers already cut per image
     s2.npy       uint8   [locations, 4, bands, size, size] the paper's 8-bit S2 (x / 10000 · 255, clipped),
                                                            20/60 m bands already resampled to the 10 m grid
@@ -28,9 +28,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from decur.data.ssl4eo_s12 import SSL4EOS12, STATS
+from decur.data.errors import DatasetError
+from decur.data.ssl4eo_s12 import PAIRING, SSL4EOS12, STATS
 
-FORMAT = "decur-ssl4eo-s12-pack/1"
+FORMAT = "decur-ssl4eo-s12-pack/2"
+"""Format 2 pairs the S1 and S2 seasons by acquisition date; format 1 (decur before 2026-12) paired them by sorted
+folder name, which pairs e.g. a December S1B scene with a June S2 scene, and is refused: re-pack."""
 SEASONS = 4
 
 
@@ -70,7 +73,14 @@ def pack_ssl4eo_s12(
         print()
     s1.flush()
     s2.flush()
-    index = {"format": FORMAT, "ids": raw.ids, "seasons": counts, "s2_product": s2_product, "size": size}
+    index = {
+        "format": FORMAT,
+        "pairing": PAIRING,
+        "ids": raw.ids,
+        "seasons": counts,
+        "s2_product": s2_product,
+        "size": size,
+    }
     (out / "index.json").write_text(json.dumps(index))
     return out
 
@@ -92,6 +102,32 @@ def _read_location(index: int) -> tuple[int, np.ndarray, np.ndarray]:
     return index, s1, np.stack(s2).astype(np.uint8)
 
 
+def read_index(root: Path) -> dict[str, Any]:
+    """The ``index.json`` of a packed store, checked for its format and season pairing rule.
+
+    Raises:
+        DatasetError: Not a store, unreadable, or packed by an older decur (seasons paired by sorted folder name).
+
+    """
+    path = root / "index.json"
+    if not path.is_file():
+        raise DatasetError(path, "is missing: not a packed store", "run `decur data pack` first")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetError(path, f"cannot be read as JSON ({err})", "re-pack with `decur data pack`") from None
+    if index.get("format") == "decur-ssl4eo-s12-pack/1":
+        raise DatasetError(
+            path,
+            "was packed by an older decur that paired S1 and S2 seasons by sorted folder name (wrong wherever a "
+            "location mixes S1A and S1B scenes)",
+            f"re-pack it with `decur data pack` (this decur pairs seasons by {PAIRING})",
+        )
+    if index.get("format") != FORMAT or index.get("pairing") != PAIRING:
+        raise DatasetError(path, f"has format {index.get('format')!r}, expected {FORMAT}", "re-pack")
+    return index
+
+
 class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
     """SSL4EO-S12 from a :func:`pack_ssl4eo_s12` store; samples equal :class:`SSL4EOS12`'s after ``as_float``.
 
@@ -104,15 +140,7 @@ class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
     def __init__(self, root: str | Path, views: int = 2, pair_seasons: bool = True) -> None:
         self.root = Path(root)
         index_path = self.root / "index.json"
-        if not index_path.is_file():
-            from decur.data.errors import DatasetError
-
-            raise DatasetError(index_path, "is missing: not a packed store", "run `decur data pack` first")
-        index = json.loads(index_path.read_text())
-        if index.get("format") != FORMAT:
-            from decur.data.errors import DatasetError
-
-            raise DatasetError(index_path, f"has format {index.get('format')!r}, expected {FORMAT}", "re-pack")
+        index = read_index(self.root)
         self.ids, self.counts = index["ids"], index["seasons"]
         self.s2_product, self.size = index["s2_product"], index["size"]
         self.views, self.pair_seasons = views, pair_seasons

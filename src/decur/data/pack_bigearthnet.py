@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from multiprocessing import get_context
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from decur.data.bigearthnet import LABELS_19, BigEarthNetMM, BigEarthNetV2, sentinel_stats
+from decur.data.bigearthnet import LABELS_19, BigEarthNetMM, BigEarthNetV2, check_modalities, sentinel_stats
 from decur.data.errors import DatasetError
 
 FORMAT = "decur-bigearthnet-pack/1"
@@ -123,8 +124,9 @@ class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
 
     """
 
-    def __init__(self, root: str | Path, split: str = "train") -> None:
+    def __init__(self, root: str | Path, split: str = "train", modalities: Sequence[str] = ("s1", "s2")) -> None:
         self.root = Path(root)
+        self.modalities = check_modalities(modalities)
         index_path = self.root / "index.json"
         if not is_packed_bigearthnet(self.root):
             raise DatasetError(index_path, f"is not a {FORMAT} store", "run `decur data pack --dataset bigearthnet`")
@@ -150,8 +152,5 @@ class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
             self._arrays = {m: np.load(self.root / f"{m}.npy", mmap_mode="r") for m in ("s1", "s2", "labels")}
         k = self.start + index
         a = self._arrays
-        return {
-            "s1": torch.from_numpy(np.array(a["s1"][k])),
-            "s2": torch.from_numpy(np.array(a["s2"][k])),
-            "label": torch.from_numpy(np.array(a["labels"][k])).float(),
-        }
+        out = {m: torch.from_numpy(np.array(a[m][k])) for m in self.modalities}
+        return {**out, "label": torch.from_numpy(np.array(a["labels"][k])).float()}

@@ -12,6 +12,7 @@ Dataset layout::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,8 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
         depth_folder: ``None`` reads ``HHA/``; a name (e.g. ``"Depth"``) reads depth images instead.
         depth_encoding: Encoding of those depth images (see :func:`read_depth`).
         with_mask: Read ``Label/`` (segmentation); pretraining leaves it out.
+        modalities: The modalities to read and return (``rgb`` and/or ``hha``/``depth``); ``None``: both. A run on
+            one modality reads (and checks the folder of) that one only.
 
     Images may differ in size between samples (SUN-RGBD); the modalities and the mask of one sample must agree.
 
@@ -177,6 +180,7 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
         depth_folder: str | None = None,
         depth_encoding: str = "mm",
         with_mask: bool = True,
+        modalities: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.num_classes, self.depth_folder, self.depth_encoding = num_classes, depth_folder, depth_encoding
@@ -189,13 +193,18 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
             if not names:
                 raise DatasetError(listing, "lists no samples", "fill the split list")
             self.names += names
-        self.folders = {"rgb": "RGB", "x": depth_folder or "HHA"}
+        self.x_name = "depth" if depth_folder else "hha"
+        wanted = ("rgb", self.x_name) if modalities is None else tuple(modalities)
+        unknown = sorted(set(wanted) - {"rgb", self.x_name})
+        if unknown or not wanted:
+            raise ValueError(f"modalities must be among ('rgb', {self.x_name!r}), got {list(wanted)}")
+        self.folders = {"rgb": "RGB", self.x_name: depth_folder or "HHA"}
+        self.folders = {k: v for k, v in self.folders.items() if k in wanted}
         if with_mask:
             self.folders["mask"] = "Label"
         for key, folder in self.folders.items():
             if not (self.root / folder).is_dir():
                 raise DatasetError(self.root / folder, f"folder for {key} is missing", "check the dataset layout")
-        self.x_name = "depth" if depth_folder else "hha"
 
     def __len__(self) -> int:
         return len(self.names)
@@ -209,16 +218,16 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         name = self.names[index]
-        rgb_path = self._find(self.folders["rgb"], name)
-        with Image.open(rgb_path) as img:
-            rgb = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-        x_path = self._find(self.folders["x"], name)
-        if self.depth_folder:
-            x = torch.from_numpy(read_depth(x_path, self.depth_encoding).astype(np.float32))[None]
-        else:
-            with Image.open(x_path) as img:
-                x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-        sample, paths = {"rgb": rgb, self.x_name: x}, {self.x_name: x_path}
+        sample: dict[str, Tensor] = {}
+        paths: dict[str, Path] = {}
+        for key in (k for k in ("rgb", self.x_name) if k in self.folders):
+            paths[key] = self._find(self.folders[key], name)
+            if key == "depth":
+                sample[key] = torch.from_numpy(read_depth(paths[key], self.depth_encoding).astype(np.float32))[None]
+            else:
+                with Image.open(paths[key]) as img:
+                    image = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+                sample[key] = torch.from_numpy(image).permute(2, 0, 1)
         if "mask" in self.folders:
             mask_path = self._find(self.folders["mask"], name)
             with Image.open(mask_path) as img:
@@ -232,8 +241,9 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
                     mask_path, f"holds class {int(mask.max())} > {self.num_classes}", "check num_classes"
                 )
             sample["mask"], paths["mask"] = mask, mask_path
+        first = next(iter(paths))
         for key, path in paths.items():
-            if sample[key].shape[-2:] != rgb.shape[-2:]:
-                size, expected = tuple(sample[key].shape[-2:]), tuple(rgb.shape[-2:])
-                raise DatasetError(path, f"{key} size {size} differs from the RGB image's {expected}", "align them")
+            if sample[key].shape[-2:] != sample[first].shape[-2:]:
+                size, expected = tuple(sample[key].shape[-2:]), tuple(sample[first].shape[-2:])
+                raise DatasetError(path, f"{key} size {size} differs from the {first} image's {expected}", "align them")
         return sample

@@ -7,8 +7,15 @@ Layout (Wang et al. 2022, arXiv:2211.07044)::
     root/s2a/<7-digit id>/<season folder>/B1.tif ... B12.tif  uint16 L2A reflectance x 10000, 12 bands (no B10)
 
 S2 bands come at their native resolution (10 m bands 264 px, 20 m 132 px, 60 m 44 px) and are resampled
-bilinearly to the 10 m grid. Season folders carry different dates in ``s1`` and ``s2*`` for the same location:
-seasons are paired by their sorted order, not by name.
+bilinearly to the 10 m grid.
+
+Season pairing (:func:`pair_by_date`): season folders carry different names and dates in ``s1`` and ``s2*`` for the
+same location. S2 folders start with the acquisition time (``20200604T054639_20200604T054831_T43RCP``), S1 folders
+with the satellite (``S1A_IW_GRDH_1SDV_20200607T010800_…``, ``S1B_…``), so sorting the names does not sort them in
+time wherever a location mixes S1A and S1B scenes. decur parses the first ``YYYYMMDDTHHMMSS`` of every folder name,
+orders each modality's seasons by that date and pairs them in that order (with unequal counts: the order-preserving
+pairing with the smallest total date difference; the extra seasons are unused). A folder name without such a date
+raises :class:`DatasetError` naming the folder (``decur data check`` lists every such folder at once).
 
 Sampling as the paper: every sample returns ``views`` seasons per modality (one per augmented view), stacked as
 ``V x C x H x W``. With ``pair_seasons=True`` (default) the S1 and S2 tensors of view *v* come from the same season;
@@ -25,7 +32,10 @@ Why not ``torchgeo.datasets.SSL4EOS12``: it returns one product at a time and ca
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +68,52 @@ STATS: dict[str, tuple[list[float], list[float]]] = {
     ),
 }
 """Per-band mean/std of the returned values (SSL4EO-S12 repository, ``ssl4eo_dataset.py``, 50k samples)."""
+
+PAIRING = "acquisition-date"
+"""The season pairing rule of this reader (recorded in packed stores; older stores paired by sorted folder name)."""
+_DATE = re.compile(r"(\d{8}T\d{6})")
+
+
+def acquisition_date(folder: Path) -> datetime:
+    """The acquisition time in a season folder's name: its first ``YYYYMMDDTHHMMSS``.
+
+    Raises:
+        DatasetError: The name carries no such date (the release's S1 and S2 names always do).
+
+    """
+    found = _DATE.search(folder.name)
+    try:
+        if found is None:
+            raise ValueError(folder.name)
+        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%S")
+    except ValueError:
+        raise DatasetError(
+            folder,
+            "season folder name carries no acquisition date YYYYMMDDTHHMMSS, so it cannot be paired by date",
+            "keep the release's names (S2 '20200604T054639_…', S1 'S1A_IW_GRDH_1SDV_20200607T010800_…')",
+        ) from None
+
+
+def pair_by_date(first: list[Path], second: list[Path]) -> list[tuple[Path, Path]]:
+    """Pair two modalities' season folders of one location in order of acquisition date.
+
+    Each list is ordered by :func:`acquisition_date`; equal counts pair in that order. With unequal counts, the
+    longer list keeps the order-preserving subset whose total date difference to the shorter one is smallest.
+
+    Raises:
+        DatasetError: A folder name carries no date.
+
+    """
+    a = sorted(first, key=acquisition_date)
+    b = sorted(second, key=acquisition_date)
+    swap = len(a) > len(b)
+    short, long = (b, a) if swap else (a, b)
+
+    def cost(chosen: tuple[Path, ...]) -> float:
+        return sum(abs((acquisition_date(x) - acquisition_date(y)).total_seconds()) for x, y in zip(short, chosen))
+
+    best = min(itertools.combinations(long, len(short)), key=cost)
+    return [(y, x) if swap else (x, y) for x, y in zip(short, best, strict=True)]
 
 
 class SSL4EOS12(Dataset[dict[str, Tensor]]):
@@ -123,21 +179,24 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
         return len(self.ids)
 
     def seasons(self, index: int) -> dict[str, list[Path]]:
-        """Season folders of one location per modality, sorted (pairing is by this order)."""
+        """Season folders of one location per modality, paired by acquisition date (:func:`pair_by_date`).
+
+        Entry *k* of both lists is season pair *k*; unpaired extra seasons are left out.
+        """
         loc = self.ids[index]
-        out = {}
+        found = {}
         for m in ("s1", self.s2_product):
             folder = self.root / m / loc
-            found = sorted(p for p in folder.iterdir() if p.is_dir())
-            if not found:
+            found[m] = [p for p in folder.iterdir() if p.is_dir()]
+            if not found[m]:
                 raise DatasetError(folder, "holds no season folders", "re-extract this location")
-            out[m] = found
-        return out
+        pairs = pair_by_date(found["s1"], found[self.s2_product])
+        return {"s1": [a for a, _ in pairs], self.s2_product: [b for _, b in pairs]}
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         seasons = self.seasons(index)
         s1_seasons, s2_seasons = seasons["s1"], seasons[self.s2_product]
-        common = min(len(s1_seasons), len(s2_seasons))
+        common = len(s1_seasons)
         pick_s1 = torch.randint(0, common, (self.views,)).tolist()
         pick_s2 = pick_s1 if self.pair_seasons else torch.randint(0, common, (self.views,)).tolist()
         s1 = torch.stack([self._read_s1(s1_seasons[k]) for k in pick_s1])

@@ -23,11 +23,11 @@ v1.0 reader). With ``max_cloud_fraction`` the draw takes timestamps whose S2 clo
 S2L1C or S2L2A, whichever is loaded) covers at most that share of the tile; when fewer than ``views`` qualify, the
 least cloudy ones.
 
-Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``x / 10000 · 255``); S1 clipped per image and
-band to its 2nd-98th percentile; S2RGB as stored. Like the packed v1.0 store, workers ship S2 and S2RGB as ``uint8``
+Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``(x − 1000) / 10000 · 255``, see
+:data:`S2_OFFSET`); S1 clipped per image and band to its 2nd-98th percentile; S2RGB as stored. Like the packed v1.0 store, workers ship S2 and S2RGB as ``uint8``
 and S1 as ``float16`` (``decur.augment.as_float`` divides 8-bit bands by 255 on the training device), and convert
 only the timestamps a sample uses. Standardisation uses the release's values (:data:`STATS`, converted to these
-units: S2 / 10000, S2RGB / 255, S1 dB), applied in the view pipelines.
+units: S2 (DN − 1000) / 10000, S2RGB / 255, S1 dB), applied in the view pipelines.
 
 Sharding (:class:`SSL4EOS12v11`, an ``IterableDataset``): every epoch the file list is permuted by (seed, epoch);
 each process takes ``n_files // world_size`` whole files of it (the few left over rotate with the permutation, so
@@ -74,11 +74,26 @@ _RELEASE = {
     "s2rgb": ([100.708, 87.489, 61.932], [68.550, 47.647, 40.592]),
     "s1grd": ([-12.577, -20.265], [5.179, 5.872]),
 }
+S2_OFFSET = 1000
+"""Digital-number offset of v1.1's S2L1C and S2L2A, removed before the 8-bit step: ``reflectance = (DN − 1000) / 1e4``.
+
+Sentinel-2 products of processing baseline 04.00 and later (ESA, 25 January 2022; the whole archive since the
+Collection-1 reprocessing) store ``DN = 10000 · reflectance + 1000`` (``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET`` =
+−1000 in the product metadata). The v1.1 release does not say so in its README or loader, but its own statistics
+(:data:`_RELEASE`, from the release README) show it, in every file: the S2L1C means are v1.0's plus 1000–1028 DN in
+all 13 bands, and B10 (cirrus, near-zero reflectance) has mean 1021.8 and std 45.6 against v1.0's 22.1 and 51.2 — a
+std that small is only possible when (almost) every pixel of the release carries the offset (with a share *p* of
+offset files the std would be at least 1000·√(p(1−p)), so *p* > 0.998). S2L2A's means, 1793 DN for B1, are likewise
+about 1000 above L2A surface reflectance. Applying v1.0's ``x / 10000 · 255`` to the raw DN would shift every band
+up by 25 levels of 8 bit and clip at a reflectance of 0.9. S2RGB (8-bit already) and S1GRD (dB) have no offset.
+"""
+_OFFSET = {"s2l1c": S2_OFFSET, "s2l2a": S2_OFFSET, "s2rgb": 0, "s1grd": 0}
 _SCALE = {"s2l1c": 1e-4, "s2l2a": 1e-4, "s2rgb": 1 / 255, "s1grd": 1.0}
 STATS: dict[str, tuple[list[float], list[float]]] = {
-    m: ([v * _SCALE[m] for v in mean], [v * _SCALE[m] for v in std]) for m, (mean, std) in _RELEASE.items()
+    m: ([(v - _OFFSET[m]) * _SCALE[m] for v in mean], [v * _SCALE[m] for v in std])
+    for m, (mean, std) in _RELEASE.items()
 }
-"""Per-band mean/std in the units returned here (S2 DN / 10000, S2RGB / 255, S1 dB)."""
+"""Per-band mean/std in the units returned here (S2 (DN − 1000) / 10000, S2RGB / 255, S1 dB)."""
 
 
 def open_shard(path: Path) -> Any:
@@ -370,18 +385,23 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
 
 def _s2_lookup() -> np.ndarray:
     dn = np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.int64)  # every int16, indexed by its bits
-    return ((np.clip(dn, 0, 10000) * 255 + 5000) // 10000).astype(np.uint8)
+    return _to_8bit(dn)
+
+
+def _to_8bit(dn: np.ndarray) -> np.ndarray:
+    """Offset removed (:data:`S2_OFFSET`), then the paper's ``x / 10000 · 255`` rounded half up, clipped to 8 bit."""
+    return ((np.clip(dn.astype(np.int64) - S2_OFFSET, 0, 10000) * 255 + 5000) // 10000).astype(np.uint8)
 
 
 _S2_8BIT = _s2_lookup()
-"""The paper's 8-bit value of every int16 digital number: one table lookup instead of five passes per image."""
+"""The 8-bit value of every int16 digital number: one table lookup instead of five passes per image."""
 
 
 def _preprocess(m: str, x: np.ndarray) -> Tensor:
     """One location-timestamp ``C x H x W`` as the loader ships it (converted to float on the training device).
 
-    S2: the paper's 8 bit, ``x / 10000 · 255`` rounded half up and clipped, as ``uint8`` (``as_float`` divides by
-    255); S2RGB: its ``uint8``; S1: NaN (no data) → the image's mean, the 2 % outliers cut per band, ``float16``.
+    S2: the offset removed, then the paper's 8 bit, ``(x − 1000) / 10000 · 255`` rounded half up and clipped, as
+    ``uint8`` (``as_float`` divides by 255); S2RGB: its ``uint8``; S1: NaN (no data) → the image's mean, the 2 % outliers cut per band, ``float16``.
     Always a copy: ``x`` may be a reused decode buffer.
     """
     if m == "s1grd":
@@ -393,8 +413,7 @@ def _preprocess(m: str, x: np.ndarray) -> Tensor:
         return torch.from_numpy(x.astype(np.uint8))
     if x.dtype == np.int16:  # the release's S2 type
         return torch.from_numpy(np.take(_S2_8BIT, x.view(np.uint16)))
-    scaled = (np.clip(x.astype(np.int64), 0, 10000) * 255 + 5000) // 10000
-    return torch.from_numpy(scaled.astype(np.uint8))
+    return torch.from_numpy(_to_8bit(x))
 
 
 def full_batches(files_per_process: int, workers: int, batch_size: int, per_file: int = SAMPLES_PER_FILE) -> int:

@@ -275,20 +275,24 @@ def load_data(run: TransferRun) -> TransferData:
             classes = max(2, 1 + max(int(test[i]["mask"].max()) for i in range(min(run.test_samples, 64))))
         return TransferData(train, test, bands, band_stats(train, list(bands)), None, classes, run.image_size)
     root = str(run.root)
+    used = list(run.modalities or bands)  # read only the modalities the run uses (less I/O, nothing uncropped)
+    bands = {m: c for m, c in bands.items() if m in used}
     if run.dataset == "bigearthnet":
         from decur.data.pack_bigearthnet import PackedBigEarthNet, is_packed_bigearthnet
 
         if is_packed_bigearthnet(root):  # `decur data pack --dataset bigearthnet[_v2]`
-            p_tr, p_te = PackedBigEarthNet(root, run.train_split), PackedBigEarthNet(root, run.test_split)
+            p_tr = PackedBigEarthNet(root, run.train_split, used)
+            p_te = PackedBigEarthNet(root, run.test_split, used)
             return TransferData(p_tr, p_te, bands, p_tr.stats, None, 19, 120)
-        tr, te = BigEarthNetMM(root, run.train_split), BigEarthNetMM(root, run.test_split)
+        tr = BigEarthNetMM(root, run.train_split, modalities=used)
+        te = BigEarthNetMM(root, run.test_split, modalities=used)
         return TransferData(tr, te, bands, tr.stats, None, 19, 120)
     if run.dataset == "geonrw":
-        g_tr, g_te = GeoNRW(root, "train"), GeoNRW(root, "test")
+        g_tr, g_te = GeoNRW(root, "train", modalities=used), GeoNRW(root, "test", modalities=used)
         return TransferData(g_tr, g_te, bands, band_stats(g_tr, list(bands)), 0, 11, 250)
     classes = 37 if run.dataset == "sunrgbd" else 40
-    r_tr = RGBDSegmentation(root, run.train_split, classes)
-    r_te = RGBDSegmentation(root, run.test_split, classes)
+    r_tr = RGBDSegmentation(root, run.train_split, classes, modalities=used)
+    r_te = RGBDSegmentation(root, run.test_split, classes, modalities=used)
     return TransferData(r_tr, r_te, bands, band_stats(r_tr, list(bands), samples=64), 0, classes + 1, 480)
 
 

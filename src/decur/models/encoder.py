@@ -11,6 +11,29 @@ import torch
 from torch import nn
 
 
+FAMILIES = ("resnet", "resnext", "wide_resnet", "seresnet", "seresnext", "resnetrs")
+"""timm families decur runs at any crop size (convolutional, globally pooled); plus SegFormer's ``mit_b0``-``b5``."""
+
+
+def check_arch(arch: str) -> None:
+    """Refuse an encoder name decur cannot run, naming the families it supports.
+
+    Raises:
+        ValueError: ``arch`` is not a MiT nor a timm model of :data:`FAMILIES`.
+
+    """
+    from decur.models.mit import is_mit
+
+    if is_mit(arch):
+        return
+    family = arch.split("_")[0].rstrip("0123456789d") if not arch.startswith("wide_resnet") else "wide_resnet"
+    if family not in FAMILIES or arch not in timm.list_models():
+        raise ValueError(
+            f"encoder architecture {arch!r} is not supported: use a timm model of the families {', '.join(FAMILIES)} "
+            "(e.g. resnet18, resnet50) or SegFormer's mit_b0..mit_b5"
+        )
+
+
 def create_encoder(arch: str, in_chans: int) -> nn.Module:
     """A backbone returning pooled features ``N x num_features``, randomly initialised.
 
@@ -27,8 +50,7 @@ def create_encoder(arch: str, in_chans: int) -> nn.Module:
 
     if is_mit(arch):
         return create_mit(arch, in_chans)
-    if arch not in timm.list_models():
-        raise ValueError(f"unknown encoder architecture {arch!r}; a timm model name (e.g. resnet50) or mit_b0..mit_b5")
+    check_arch(arch)
     return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=0)
 
 

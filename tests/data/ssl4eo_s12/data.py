@@ -4,7 +4,9 @@
 
 Writes ``s1/`` (VV, VH float32 dB, EPSG:4326), ``s2c/`` (13 bands) and ``s2a/`` (12 bands, uint16, UTM) for
 ``LOCATIONS`` locations x 4 seasons, with native 10/20/60 m raster sizes for a ``SIZE`` px tile and season folder
-names that differ between the modalities (as in the release, where seasons pair by order, not by name).
+names that differ between the modalities (as in the release). S1 scenes alternate between Sentinel-1A and -1B
+(``S1B_…`` for even seasons), so sorting the S1 folder names does not sort them in time: seasons must be paired by
+the acquisition date in the names (a reader pairing by sorted name pairs January SAR with August optical).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def generate(root: Path, size: int = SIZE, locations: tuple[str, ...] = LOCATION
     for loc in locations:
         for season in range(SEASONS):
             day = 10 + season
-            s1 = root / "s1" / loc / f"S1A_IW_GRDH_1SDV_2020{3 * season + 1:02d}{day}T010800_{loc}"
+            sat, stamp = "S1B" if season % 2 == 0 else "S1A", f"2020{3 * season + 1:02d}{day}T010800"
+            s1 = root / "s1" / loc / f"{sat}_IW_GRDH_1SDV_{stamp}_{stamp}_032904_03CFBA_D{season}{loc[-2:]}"
             for band, mean in (("VV", -12.5), ("VH", -20.2)):
                 db = rng.normal(mean, 5.0, (size, size)).astype(np.float32)
                 write_tif(s1 / f"{band}.tif", db, "EPSG:4326", 0.0001)

@@ -9,7 +9,8 @@ per sample, ``sample_id``/``file_id``/``time_`` per (sample, time), coordinates 
 ``time``, ``x``, ``y``; each timestamp its own chunk. The zip holds the Zarr v2 directory tree (stored, not
 deflated), as the release's files. Timestamp 3 of every location is fully cloudy, the others clear, so cloud
 filtering is observable; the S2 digital numbers of location ``i`` at timestamp ``t`` are ``1000 · (t + 1) + i``
-in band 0 (a fingerprint that tests read back).
+in band 0, i.e. a reflectance of ``(1000 · t + i) / 10000`` after the release's +1000 DN offset (a fingerprint that
+tests read back). The other S2 DN lie in [1000, 7000): reflectances of 0-0.6 plus the offset, as the release.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def write_shard(path: Path, folder: str, ids: list[str], size: int, rng: np.rand
     elif folder == "S2RGB":
         bands = rng.integers(0, 256, (n, times, c, size, size)).astype(np.uint8)
     else:
-        bands = rng.integers(200, 6000, (n, times, c, size, size)).astype(np.int16)
+        bands = rng.integers(1000, 7000, (n, times, c, size, size)).astype(np.int16)
         for i in range(n):
             for t in range(times):
                 bands[i, t, 0] = 1000 * (t + 1) + int(ids[i]) % 1000
