@@ -133,7 +133,7 @@ def test_season_folder_without_a_date_is_named(broken):
     season = sorted((broken / "s1" / "0000002").iterdir())[0]
     season.rename(season.with_name("my_scene"))
     ds = SSL4EOS12(broken, size=36)
-    with pytest.raises(DatasetError, match="my_scene.*no acquisition date"):
+    with pytest.raises(DatasetError, match=r"my_scene.*no acquisition date"):
         ds[2]
     from decur.data.check import check
 
@@ -319,7 +319,7 @@ def test_store_packed_by_name_sorting_must_be_repacked(tmp_path):
 
     old = {"format": "decur-ssl4eo-s12-pack/1", "ids": ["0000000"], "seasons": [4], "s2_product": "s2c", "size": 8}
     (tmp_path / "index.json").write_text(__import__("json").dumps(old))
-    with pytest.raises(DatasetError, match="sorted folder name.*re-pack"):
+    with pytest.raises(DatasetError, match=r"sorted folder name.*re-pack"):
         PackedSSL4EOS12(tmp_path)
     problems = check("ssl4eo_s12", tmp_path).problems
     assert len(problems) == 1 and "re-pack" in problems[0]

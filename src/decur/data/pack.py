@@ -139,7 +139,6 @@ class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
 
     def __init__(self, root: str | Path, views: int = 2, pair_seasons: bool = True) -> None:
         self.root = Path(root)
-        index_path = self.root / "index.json"
         index = read_index(self.root)
         self.ids, self.counts = index["ids"], index["seasons"]
         self.s2_product, self.size = index["s2_product"], index["size"]

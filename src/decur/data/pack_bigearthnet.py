@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from multiprocessing import get_context
 from collections.abc import Sequence
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 

@@ -110,7 +110,9 @@ def pair_by_date(first: list[Path], second: list[Path]) -> list[tuple[Path, Path
     short, long = (b, a) if swap else (a, b)
 
     def cost(chosen: tuple[Path, ...]) -> float:
-        return sum(abs((acquisition_date(x) - acquisition_date(y)).total_seconds()) for x, y in zip(short, chosen))
+        return sum(
+            abs((acquisition_date(x) - acquisition_date(y)).total_seconds()) for x, y in zip(short, chosen, strict=True)
+        )
 
     best = min(itertools.combinations(long, len(short)), key=cost)
     return [(y, x) if swap else (x, y) for x, y in zip(short, best, strict=True)]

@@ -24,10 +24,11 @@ S2L1C or S2L2A, whichever is loaded) covers at most that share of the tile; when
 least cloudy ones.
 
 Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``(x − 1000) / 10000 · 255``, see
-:data:`S2_OFFSET`); S1 clipped per image and band to its 2nd-98th percentile; S2RGB as stored. Like the packed v1.0 store, workers ship S2 and S2RGB as ``uint8``
-and S1 as ``float16`` (``decur.augment.as_float`` divides 8-bit bands by 255 on the training device), and convert
-only the timestamps a sample uses. Standardisation uses the release's values (:data:`STATS`, converted to these
-units: S2 (DN − 1000) / 10000, S2RGB / 255, S1 dB), applied in the view pipelines.
+:data:`S2_OFFSET`); S1 clipped per image and band to its 2nd-98th percentile; S2RGB as stored. Like the packed
+v1.0 store, workers ship S2 and S2RGB as ``uint8`` and S1 as ``float16`` (``decur.augment.as_float`` divides 8-bit
+bands by 255 on the training device), and convert only the timestamps a sample uses. Standardisation uses the
+release's values (:data:`STATS`, converted to these units: S2 (DN − 1000) / 10000, S2RGB / 255, S1 dB), applied in
+the view pipelines.
 
 Sharding (:class:`SSL4EOS12v11`, an ``IterableDataset``): every epoch the file list is permuted by (seed, epoch);
 each process takes ``n_files // world_size`` whole files of it (the few left over rotate with the permutation, so
@@ -401,7 +402,8 @@ def _preprocess(m: str, x: np.ndarray) -> Tensor:
     """One location-timestamp ``C x H x W`` as the loader ships it (converted to float on the training device).
 
     S2: the offset removed, then the paper's 8 bit, ``(x − 1000) / 10000 · 255`` rounded half up and clipped, as
-    ``uint8`` (``as_float`` divides by 255); S2RGB: its ``uint8``; S1: NaN (no data) → the image's mean, the 2 % outliers cut per band, ``float16``.
+    ``uint8`` (``as_float`` divides by 255); S2RGB: its ``uint8``; S1: NaN (no data) → the image's mean, the 2 %
+    outliers cut per band, ``float16``.
     Always a copy: ``x`` may be a reused decode buffer.
     """
     if m == "s1grd":

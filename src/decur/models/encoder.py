@@ -10,7 +10,6 @@ import timm
 import torch
 from torch import nn
 
-
 FAMILIES = ("resnet", "resnext", "wide_resnet", "seresnet", "seresnext", "resnetrs")
 """timm families decur runs at any crop size (convolutional, globally pooled); plus SegFormer's ``mit_b0``-``b5``."""
 
