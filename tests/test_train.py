@@ -65,6 +65,8 @@ def test_a_field_added_after_the_run_started_is_compared_with_its_default(tmp_pa
 
     saved = tmp_path / "config.yaml"
     saved.write_text(yaml.safe_dump({"data": {"root": "x"}, "method": {"name": "decur"}}))  # an older decur's file
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")  # a run that started
     defaults = {"data": {"root": None, "timestamp_draw": "sample"}, "method": {"name": "decur"}}
     new = {"data": {"root": "x", "timestamp_draw": "sample"}, "method": {"name": "decur"}}
     assert check_same_run(new, saved, defaults=defaults) == []
@@ -290,11 +292,17 @@ def test_seeded_dataset_draws_under_the_sample_seed_and_leaves_the_global_rng_al
 
 
 def test_resume_accepts_layout_worker_and_longer_runs_but_not_other_changes(tmp_path):
-    from decur.config import ConfigError, load_config, save_config
+    from decur.config import ConfigError, load_config
+    from decur.train.engine import save_yaml
     from decur.train.run import _check_same_run
 
     saved = tmp_path / "config.yaml"
-    save_config(load_config(None, []), saved)
+    save_yaml(load_config(None, []).to_dict(), saved)
+    _check_same_run(load_config(None, ["optim.lr_weights=0.3"]), saved)  # no checkpoint: no run to continue
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    _check_same_run(load_config(None, ["data.root=/scratch/staged/"]), saved)  # the data moved: allowed, recorded
+    assert "data.root changed from None to /scratch/staged/" in (tmp_path / "history.log").read_text()
     _check_same_run(load_config(None, ["model.channels_last=true", "data.num_workers=0"]), saved)
     _check_same_run(load_config(None, ["trainer.max_epochs=99"]), saved)  # extending a run
     with pytest.raises(ConfigError, match=r"trainer\.max_epochs.*shorten"):

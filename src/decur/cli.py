@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,11 +28,26 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from decur.config import load_any
+
+    failed = 0
     for path in args.configs:
-        cfg = load_config(path)
-        cfg.validate(check_paths=False)
-        print(f"{path}: ok ({cfg.method.name}, {cfg.model.arch}, K={cfg.embed_dim}, K_c={cfg.common_dim})")
-    return 0
+        try:
+            kind, cfg = load_any(path, args.kind)
+            cfg.validate(check_paths=args.check_paths)
+        except ConfigError as err:
+            failed += 1
+            print(f"{path}: FAILED: {err}")
+            continue
+        what = (
+            f", {cfg.method.name}, {cfg.model.arch}, K={cfg.embed_dim}, K_c={cfg.common_dim}"
+            if kind == "pretrain"
+            else ""
+        )
+        print(f"{path}: ok ({kind}{what})")
+    if failed:
+        print(f"{failed} of {len(args.configs)} config(s) failed", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -90,11 +106,7 @@ def _data_hha(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from decur.export import export_backbone
 
-    try:
-        weights, card = export_backbone(args.run, args.modality, args.out)
-    except (FileNotFoundError, KeyError) as err:
-        print(f"decur: error: {err}", file=sys.stderr)
-        return 2
+    weights, card = export_backbone(args.run, args.modality, args.out)
     print(f"wrote {weights} and {card}")
     return 0
 
@@ -178,6 +190,7 @@ def _convergence(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DECUR_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "pretrain",
@@ -231,8 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--modality", required=True)
     e.add_argument("--out", required=True, help="FILE.safetensors")
     e.set_defaults(func=_export)
-    v = sub.add_parser("validate", help="check config files without running them (paths not checked)")
+    v = sub.add_parser("validate", help="check config files of any kind without running them (every file, each named)")
     v.add_argument("configs", nargs="+")
+    v.add_argument("--kind", choices=["pretrain", "transfer", "experiment", "sweep", "convergence"],
+                   help="the kind of every file (default: detected from its keys)")  # fmt: skip
+    v.add_argument("--check-paths", action="store_true", help="also check that data folders and files exist")
     v.set_defaults(func=_validate)
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     c = data.add_parser("check", help="read every file of a dataset, summarise it, name every bad file")
@@ -275,18 +291,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``decur`` console script."""
-    from decur.data.errors import DatasetError
+    """Entry point of the ``decur`` console script.
+
+    decur's own errors (config, data, run folder) and the OS errors a user can fix (permissions, missing files,
+    full disks) are printed as one line ``decur: error: …`` with exit code 2 (config) or 1; ``--debug`` or
+    ``DECUR_DEBUG=1`` shows the traceback instead.
+    """
+    from decur.errors import DecurError
+    from decur.train.module import NonFiniteGradientError, NonFiniteLossError
 
     args = build_parser().parse_args(argv)
+    if args.debug or os.environ.get("DECUR_DEBUG", "") not in ("", "0"):
+        return int(args.func(args))
     try:
         return int(args.func(args))
-    except ConfigError as err:
+    except (DecurError, NonFiniteLossError, NonFiniteGradientError) as err:
         print(f"decur: error: {err}", file=sys.stderr)
-        return 2
-    except DatasetError as err:  # a dataset file or folder: the message names it and the fix
-        print(f"decur: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
+    except OSError as err:  # a path the user can fix: read-only, missing, below a file, disk full
+        print(f"decur: error: {_os_error(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("decur: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+def _os_error(err: OSError) -> str:
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err} (pass --debug for the traceback)"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from decur.errors import DecurError
+
 METHOD_NAMES = (
     "decur",
     "decur_no_intra",
@@ -30,7 +32,7 @@ AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
 DATASETS = ("synthetic", "ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders", "geonrw", "sunrgbd")
 
 
-class ConfigError(ValueError):
+class ConfigError(DecurError, ValueError):
     """A configuration value is missing, unknown or out of range; the message names the field."""
 
 
@@ -403,23 +405,7 @@ def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[st
         ConfigError: On a missing file, unknown keys, wrong types or bad override syntax.
 
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            what = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(f"config file {path}{where}: not valid YAML ({what})") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"config file {path}: cannot be read ({err})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: the top level must be a mapping")
-        raw = loaded
+    raw: dict[str, Any] = {} if path is None else _read_yaml(Path(path))
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -435,6 +421,29 @@ def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[st
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML (quote it)") from None
     return from_dict(cls, raw, "")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file.
+
+    Raises:
+        ConfigError: Missing, unreadable, not YAML (with line and column), or not a mapping.
+
+    """
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({what})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path}: cannot be read ({err})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    return loaded
 
 
 def from_dict(cls: type, raw: Any, where: str) -> Any:
@@ -490,6 +499,48 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"config field `{where}`: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def save_config(cfg: Config, path: Path) -> None:
-    """Write the resolved config as YAML."""
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+# --------------------------------------------------------------------------------------------------------------
+# Every kind of config decur reads
+
+
+def config_kinds() -> dict[str, type]:
+    """The config class of every command, by kind.
+
+    ``pretrain``, ``transfer``, ``experiment``, ``sweep``, ``convergence``: each has ``validate(check_paths)``
+    raising :class:`ConfigError` naming the field.
+    """
+    from decur.evaluate.convergence import ConvergenceConfig
+    from decur.evaluate.experiment import ExperimentConfig, SweepConfig
+    from decur.evaluate.transfer import TransferRun
+
+    return {"pretrain": Config, "transfer": TransferRun, "sweep": SweepConfig, "experiment": ExperimentConfig,
+            "convergence": ConvergenceConfig}  # fmt: skip
+
+
+def detect_kind(path: str | Path) -> str:
+    """The kind of the config file at ``path``.
+
+    The first of :func:`config_kinds` whose fields hold every top-level key (an empty file is a pretraining config).
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or its keys fit no kind (naming the unknown keys).
+
+    """
+    keys = set(_read_yaml(Path(path)))
+    kinds = config_kinds()
+    for kind, cls in kinds.items():
+        if keys <= {f.name for f in dataclasses.fields(cls)}:
+            return kind
+    best = min(kinds, key=lambda k: len(keys - {f.name for f in dataclasses.fields(kinds[k])}))
+    unknown = sorted(keys - {f.name for f in dataclasses.fields(kinds[best])})
+    raise ConfigError(f"config file {path}: fits no kind of decur config (closest {best!r}, whose unknown "
+                      f"fields are {unknown}); pass --kind to name it")  # fmt: skip
+
+
+def load_any(path: str | Path, kind: str | None = None, overrides: list[str] | None = None) -> tuple[str, Any]:
+    """``(kind, config)`` of any decur config file (kind detected unless given); not validated yet."""
+    kind = kind or detect_kind(path)
+    kinds = config_kinds()
+    if kind not in kinds:
+        raise ConfigError(f"config kind {kind!r} is not one of {list(kinds)}")
+    return kind, load_dataclass(kinds[kind], path, overrides)

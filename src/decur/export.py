@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from decur.config import ConfigError
 from decur.models import create_encoder
 from decur.models.encoder import read_weights_file
 from decur.train.module import checkpoint_path
@@ -18,7 +18,9 @@ ENCODER_PREFIX = "model.encoders."
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from decur.train.engine import read_checkpoint
+
+    return read_checkpoint(path, "export")
 
 
 def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> tuple[Path, Path]:
@@ -31,7 +33,8 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     with, the common/unique split of the embedding and a hash of the training config.
 
     Raises:
-        KeyError: If the checkpoint has no encoder for ``modality`` (the message lists those it has).
+        ConfigError: If the checkpoint has no encoder for ``modality`` (the message lists those it has).
+        RunError: No checkpoint, or not a decur checkpoint.
 
     """
     from safetensors.torch import save_file
@@ -42,7 +45,7 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     weights = {k.removeprefix(prefix): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not weights:
         have = sorted({k.split(".")[2] for k in ckpt["state_dict"] if k.startswith(ENCODER_PREFIX)})
-        raise KeyError(f"no encoder for modality {modality!r} in the checkpoint; it has {have}")
+        raise ConfigError(f"--modality {modality!r}: no such encoder in {run_or_ckpt}; it has {have}")
     mod = next(m for m in config["data"]["modalities"] if m["name"] == modality)
     mean = mod["mean"] if mod["mean"] is not None else stats[modality][0]
     std = mod["std"] if mod["std"] is not None else stats[modality][1]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from decur.errors import DecurError
 
-class DatasetError(ValueError):
+
+class DatasetError(DecurError, ValueError):
     """A dataset file or folder is missing or wrong; the message names the path, the problem and the fix."""
 
     def __init__(self, path: str | Path, problem: str, fix: str) -> None:

@@ -49,6 +49,26 @@ class ConvergenceConfig:
     eval_train_samples: int = 512
     eval_test_samples: int = 512
 
+    def validate(self, check_paths: bool = True) -> ConvergenceConfig:
+        """Check every field, and every method and variant as a pretraining config; raises :class:`ConfigError`."""
+        from decur.config import ConfigError, load_config
+
+        def need(ok: bool, name: str, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"convergence config field `{name}`: {why}")
+
+        need(bool(self.seeds), "seeds", "an empty list runs nothing; give e.g. [0]")
+        need(bool(self.methods) or bool(self.variants), "methods", "name at least one method or variant")
+        for name in ("every_n_steps", "eval_train_samples", "eval_test_samples"):
+            need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        runs = {m: [f"method.name={m}"] for m in self.methods} | self.variants
+        for name, overrides in runs.items():
+            try:
+                load_config(None, [*self.pretrain_overrides, *overrides]).validate(check_paths=False)
+            except ConfigError as err:
+                raise ConfigError(f"convergence config run {name!r}: {err}") from None
+        return self
+
 
 class TrajectoryProbe(L.Callback):
     """Evaluates the model being trained every ``every`` optimiser steps; rows in :attr:`rows`.
@@ -191,6 +211,7 @@ def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]
     from decur.data.build import build_dataset
     from decur.train.run import pretrain
 
+    cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from decur.config import load_config
+from decur.config import METHOD_NAMES, ConfigError, load_config
 from decur.data.synthetic import UNIQUE_FACTORS
 from decur.evaluate.transfer import TransferRun, run_transfer
 
@@ -52,6 +52,20 @@ class ProbeSettings:
     image_size: int = 64
     batch_size: int = 64
 
+    def _validate_settings(self, kind: str) -> None:
+        _need(bool(self.seeds), kind, "seeds", "an empty list runs nothing; give e.g. [0]")
+        for name in ("linear_epochs", "train_samples", "test_samples", "image_size", "batch_size"):
+            _need(getattr(self, name) >= 1, kind, name, f"must be >= 1, got {getattr(self, name)}")
+        _need(bool(self.modalities) and all(self.modalities), kind, "modalities", "non-empty lists of modalities")
+        for mods in self.modalities:
+            TransferRun(modalities=mods).validate(check_paths=False)
+        load_config(None, self.pretrain_overrides).validate(check_paths=False)
+
+
+def _need(ok: bool, kind: str, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{kind} config field `{name}`: {why}")
+
 
 @dataclass
 class ExperimentConfig(ProbeSettings):
@@ -62,12 +76,32 @@ class ExperimentConfig(ProbeSettings):
     label_fractions: list[float] = field(default_factory=lambda: [0.01, 1.0])
     finetune_epochs: int = 5
 
+    def validate(self, check_paths: bool = True) -> ExperimentConfig:
+        """Check every field before anything runs; raises :class:`ConfigError` naming it."""
+        self._validate_settings("experiment")
+        _need(bool(self.methods), "experiment", "methods", "an empty list runs nothing")
+        for entry in self.methods:
+            name, _, single = entry.partition(":")
+            known = name in (*METHOD_NAMES, "random", "random_bn")
+            _need(
+                known, "experiment", "methods", f"{entry!r}: not a method of {[*METHOD_NAMES, 'random', 'random_bn']}"
+            )
+            _need(not single or single in ("optical", "sar"), "experiment", "methods",
+                  f"{entry!r}: the single modality is optical or sar")  # fmt: skip
+        _need(set(self.protocols) <= {"linear", "finetune"} and bool(self.protocols), "experiment", "protocols",
+              f"linear and/or finetune, got {self.protocols}")  # fmt: skip
+        _need(bool(self.label_fractions) and all(0 < f <= 1 for f in self.label_fractions), "experiment",
+              "label_fractions", f"shares in (0, 1], got {self.label_fractions}")  # fmt: skip
+        _need(self.finetune_epochs >= 1, "experiment", "finetune_epochs", f"must be >= 1, got {self.finetune_epochs}")
+        return self
+
 
 def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) -> list[dict[str, Any]]:
     """Run the grid into ``output``; returns the rows of ``results.csv``."""
     from decur.evaluate.probe import evaluate_run
     from decur.train.run import pretrain
 
+    cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -208,6 +242,15 @@ class SweepConfig(ProbeSettings):
     parameter: str = "method.common_share"
     values: list[Any] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.875, 1.0])
 
+    def validate(self, check_paths: bool = True) -> SweepConfig:
+        """Check every field, and every value of the swept parameter as a pretraining config."""
+        self._validate_settings("sweep")
+        _need(bool(self.values), "sweep", "values", "an empty list runs nothing")
+        for value in self.values:
+            override = f"{self.parameter}={json.dumps(value)}"
+            load_config(None, [*self.pretrain_overrides, override]).validate(check_paths=False)
+        return self
+
 
 def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
     """Pretrain once per value, probe every modality combination; writes ``sweep.{csv,md,png}``."""
@@ -219,6 +262,7 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
 
     from decur.train.run import pretrain
 
+    cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []

@@ -37,6 +37,7 @@ from decur.augment import ViewPipeline
 from decur.config import ConfigError, EngineConfig
 from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import OptimSettings, TransferModule
+from decur.train.engine import run_lock
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
@@ -53,7 +54,8 @@ SEGMENTATION_DATASETS = ("geonrw", "sunrgbd", "nyuv2")
 PROTOCOLS = ("linear", "finetune")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")
-RESUMABLE_CHANGES = ("trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy", "num_workers")
+RESUMABLE_CHANGES = ("trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy", "num_workers",
+                     "root")  # fmt: skip
 
 
 @dataclass
@@ -194,6 +196,10 @@ class TransferRun:
                               f"got {self.crop_size}")  # fmt: skip
         if self.train_scales is not None and (not self.train_scales or min(self.train_scales) <= 0):
             raise ConfigError(f"transfer config field `train_scales`: positive factors, got {self.train_scales}")
+        if self.seeds is not None and not self.seeds:
+            raise ConfigError(
+                "transfer config field `seeds`: an empty list runs nothing; give e.g. [0] or leave it out"
+            )
         if self.warmup_epochs < 0:
             raise ConfigError(f"transfer config field `warmup_epochs`: must be >= 0, got {self.warmup_epochs}")
         available = DATASETS[self.dataset]
@@ -206,9 +212,8 @@ class TransferRun:
                 raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
             if check_paths and not Path(self.root).is_dir():
                 raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
-        if self.pretrained is not None and check_paths and not Path(self.pretrained).exists():
-            raise ConfigError(f"transfer config field `pretrained`: {self.pretrained} does not exist (give a run "
-                              "folder or a .ckpt file, or null for random initialisation)")  # fmt: skip
+        if self.pretrained is not None and check_paths:
+            check_pretrained(self.pretrained)
         from decur.train.engine import PRECISIONS
 
         _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
@@ -237,6 +242,34 @@ class TransferRun:
             return "pretrained"
         full = self.resolved_protocol == "finetune" and self.label_fraction == 1.0
         return "supervised" if full else "random_init"
+
+
+def check_pretrained(pretrained: str) -> None:
+    """Refuse a ``pretrained`` value decur cannot start from, before any data are read.
+
+    Raises:
+        ConfigError: Naming the path, what it is, and what is accepted.
+
+    """
+    from decur.errors import RunError
+    from decur.train.engine import read_checkpoint
+
+    accepted = "a decur run folder (holding checkpoints/last.ckpt) or its .ckpt file, or null for random init"
+    path = Path(pretrained)
+    if not path.exists():
+        raise ConfigError(f"transfer config field `pretrained`: {path} does not exist; give {accepted}")
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise ConfigError(f"transfer config field `pretrained`: {path} is missing (the run has not written a "
+                              f"checkpoint yet); give {accepted}")  # fmt: skip
+    if path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
+        raise ConfigError(f"transfer config field `pretrained`: {path} is a weights file, not a decur training "
+                          f"checkpoint; give {accepted}")  # fmt: skip
+    try:
+        read_checkpoint(path, "transfer")
+    except RunError as err:
+        raise ConfigError(f"transfer config field `pretrained`: {err}") from None
 
 
 def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -313,6 +346,11 @@ def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) ->
     """
     run.validate()
     output = Path(output)
+    with run_lock(output):
+        return _run_all(run, output, progress)
+
+
+def _run_all(run: TransferRun, output: Path, progress: bool) -> dict[str, Any]:
     data = load_data(run)
     if run.task == "retrieval":
         return _run_retrieval(run, data, output, progress)
@@ -336,7 +374,7 @@ def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) ->
 def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, progress: bool) -> dict[str, Any]:
     from decur.data.crops import ScaleCrop, TrainCrop
     from decur.data.sampling import seeded_loader
-    from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point, save_yaml
+    from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point
 
     config = {**dataclasses.asdict(run), "seed": seed}
     defaults = {f.name: f.default for f in dataclasses.fields(TransferRun) if f.default is not dataclasses.MISSING}
@@ -359,9 +397,8 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
         max_steps=run.iterations or -1,
         every_n_steps=run.checkpoint_every,
         progress=progress,
+        run_config=config,
     )
-    if trainer.is_global_zero:
-        save_yaml(config, folder / "config.yaml")
     per_process = per_process_batch(run.batch_size, trainer, "batch_size")
     keys = list(module.model.encoders)
     if run.task == "classification" and linear and run.cache_features:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import time
@@ -21,15 +22,52 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        """Save atomically."""
+        """Save atomically; on failure remove the partial file and raise :class:`RunError` naming the cause.
+
+        Raises:
+            RunError: The file cannot be written (disk full, read-only, no permission); the previous checkpoint
+                is left as it was.
+
+        """
+        from decur.errors import RunError
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            tmp.unlink(missing_ok=True)
+            full = "unexpected pos" in str(err) or getattr(err, "errno", None) == errno.ENOSPC
+            cause = "no space left on device" if full else (getattr(err, "strerror", None) or str(err).splitlines()[0])
+            kept = "the previous checkpoint is intact" if path.is_file() else "no earlier checkpoint exists"
+            raise RunError(
+                f"{path}: cannot write the checkpoint ({cause}); {kept}. Fix: free space or make the folder "
+                "writable, then re-run the same command to resume"
+            ) from None
+
+
+class WriteConfig(L.Callback):
+    """Writes the run's config to ``config.yaml`` (rank 0) when training really starts.
+
+    A start that fails earlier (too few devices, bad data) leaves no config behind, so it cannot refuse the
+    corrected command as "a run with a different config".
+    """
+
+    def __init__(self, config: dict[str, Any], path: Path) -> None:
+        self.config, self.path = config, path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the file."""
+        if trainer.is_global_zero:
+            import yaml
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
 
 class LastCheckpoint(L.Callback):

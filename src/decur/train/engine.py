@@ -3,11 +3,21 @@
 A run is a folder: ``config.yaml`` (the resolved config), ``checkpoints/last.ckpt`` (the full training state,
 written atomically), ``metrics.csv`` and a summary JSON. Re-running the same command on the same folder resumes
 from ``last.ckpt``; a folder holding a run with another config is refused, naming the fields that differ.
+
+``config.yaml`` is written when training really starts (:class:`WriteConfig`), and a folder is compared only with
+a run that has a checkpoint: a start that failed (too few devices, a bad path) never binds its folder to its
+config. While a process trains in a folder it holds ``<folder>/.lock`` (:func:`run_lock`); a second process on
+the same folder is refused, naming the holder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +26,8 @@ import torch
 import yaml
 
 from decur.config import ConfigError, EngineConfig
-from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, Throughput
+from decur.errors import RunError
+from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, Throughput, WriteConfig
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
 
@@ -32,6 +43,7 @@ def build_trainer(
     progress: bool = True,
     sparse_metrics: dict[str, int] | None = None,
     extra_callbacks: Iterable[L.Callback] = (),
+    run_config: dict[str, Any] | None = None,
 ) -> L.Trainer:
     """A Lightning trainer writing into the run folder ``output``.
 
@@ -45,6 +57,10 @@ def build_trainer(
         progress: Show the progress bar (samples/s, ETA).
         sparse_metrics: Metric-name prefix → the step interval at which it is measured (left empty in between).
         extra_callbacks: Further callbacks.
+        run_config: The run's config as plain data, written to ``output/config.yaml`` when training starts.
+
+    Raises:
+        ConfigError: The accelerator, devices, nodes, strategy or precision cannot be set up on this machine.
 
     """
     loggers: list[Any] = []
@@ -55,6 +71,40 @@ def build_trainer(
         loggers.append(TensorBoardLogger(output, name="tensorboard", version=""))
     except ImportError:
         pass
+    callbacks: list[L.Callback] = [] if run_config is None else [WriteConfig(run_config, output / "config.yaml")]
+    try:
+        return _trainer(
+            output,
+            engine,
+            max_epochs,
+            max_steps,
+            progress,
+            loggers,
+            [
+                *callbacks,
+                LastCheckpoint(output / "checkpoints" / "last.ckpt", every_n_steps),
+                Throughput(global_batch),
+                CSVMetrics(output / "metrics.csv", engine.log_every_n_steps, sparse_metrics),
+                *extra_callbacks,
+            ],
+        )
+    except (ValueError, RuntimeError) as err:  # Lightning's MisconfigurationException is a ValueError
+        what = f"accelerator={engine.accelerator!r}, devices={engine.devices!r}, strategy={engine.strategy!r}"
+        raise ConfigError(
+            f"config section `trainer` ({what}) cannot run on this machine: {str(err).splitlines()[0]} "
+            "(e.g. trainer.accelerator=cpu trainer.devices=1 trainer.strategy=auto)"
+        ) from None
+
+
+def _trainer(
+    output: Path,
+    engine: EngineConfig,
+    max_epochs: int,
+    max_steps: int,
+    progress: bool,
+    loggers: list[Any],
+    callbacks: list[L.Callback],
+) -> L.Trainer:
     return L.Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
@@ -66,12 +116,7 @@ def build_trainer(
         precision=engine.precision,  # type: ignore[arg-type]
         logger=loggers or False,
         log_every_n_steps=engine.log_every_n_steps,
-        callbacks=[
-            LastCheckpoint(output / "checkpoints" / "last.ckpt", every_n_steps),
-            Throughput(global_batch),
-            CSVMetrics(output / "metrics.csv", engine.log_every_n_steps, sparse_metrics),
-            *extra_callbacks,
-        ],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,  # LastCheckpoint writes last.ckpt; Lightning's default would add a second copy
         default_root_dir=output,
@@ -99,9 +144,84 @@ def resume_point(checkpoint: Path) -> dict[str, int] | None:
     """
     if not checkpoint.is_file():
         return None
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    state = read_checkpoint(checkpoint, "resume")
     position = state.get("decur_position") or {"epoch": state.get("epoch", 0), "step": state.get("global_step", 0)}
     return {"epoch": int(position["epoch"]), "step": int(position["step"])}
+
+
+def read_checkpoint(path: Path, purpose: str) -> dict[str, Any]:
+    """A decur (Lightning) checkpoint, memory-mapped, checked to be one before anything uses it.
+
+    Args:
+        path: The ``.ckpt`` file.
+        purpose: What it is read for, said in the error (``resume``, ``transfer``, ``export`` ...).
+
+    Raises:
+        RunError: The file is truncated, corrupt, not a checkpoint, or another program's checkpoint.
+
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise RunError(
+            f"{path}: cannot be read as a checkpoint for {purpose} ({type(err).__name__}: {reason}); it is truncated "
+            "or corrupt. Fix: restore it, or delete it to start the run over"
+        ) from None
+    if not isinstance(state, dict) or "state_dict" not in state or "pytorch-lightning_version" not in state:
+        keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
+        raise RunError(
+            f"{path}: not a decur checkpoint (found {keys}; expected the training state decur writes, with "
+            "state_dict and pytorch-lightning_version). Fix: point at a decur run folder or its checkpoints/last.ckpt"
+        )
+    return state
+
+
+def is_launcher() -> bool:
+    """True in the process that launches (or alone runs) a job: no launcher gave it a non-zero rank."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` while a run trains in ``folder``; released when the process ends, however it ends.
+
+    Only the launching process takes it (the DDP worker processes it starts share its run).
+
+    Raises:
+        RunError: Another process holds the lock (the message names its pid, host and start time).
+
+    """
+    if not is_launcher():
+        yield
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(
+            f"{folder}: cannot create the run folder ({err.strerror or err}). Fix: choose another "
+            "--output, or make its parent writable"
+        ) from None
+    path = folder / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunError(
+            f"{folder}: a run is already training in this folder ({holder}). Fix: wait for it, stop it, or choose "
+            "another --output"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -122,7 +242,7 @@ def check_same_run(
 
     Args:
         config: The new run's config as plain data.
-        saved: The folder's ``config.yaml``.
+        saved: The folder's ``config.yaml``; compared only when the folder also holds ``checkpoints/last.ckpt``.
         may_change: Dotted field names allowed to differ (devices, workers, ...).
         defaults: The config class's defaults as plain data: a field that the saved file lacks (a run started by
             an older decur, before the field existed) is compared with its default instead, so upgrading decur
@@ -132,8 +252,8 @@ def check_same_run(
         ConfigError: Naming every other field that differs.
 
     """
-    if not saved.exists():
-        return []
+    if not saved.exists() or not (saved.parent / "checkpoints" / "last.ckpt").exists():
+        return []  # no run started here (or it failed before its first checkpoint): nothing to continue
     old, new = flatten(yaml.safe_load(saved.read_text()) or {}), flatten(config)
     old = {k: v for k, v in flatten(defaults or {}).items() if k in new} | old
     changed = sorted(k for k in old.keys() | new.keys() if _plain(old.get(k)) != _plain(new.get(k)))

@@ -23,12 +23,19 @@ from decur.train import monitors
 
 
 def checkpoint_path(run_or_ckpt: str | Path) -> Path:
-    """``<run>/checkpoints/last.ckpt`` for a run folder, the path itself for a checkpoint file."""
+    """``<run>/checkpoints/last.ckpt`` for a run folder, the path itself for a checkpoint file.
+
+    Raises:
+        RunError: There is no checkpoint at that path (the run has not finished an epoch, or it is no run).
+
+    """
+    from decur.errors import RunError
+
     path = Path(run_or_ckpt)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint here (give a run folder or a .ckpt file)")
+        raise RunError(f"{path}: no checkpoint here (give a decur run folder that has trained an epoch, or a .ckpt)")
     return path
 
 
@@ -109,7 +116,10 @@ class PretrainModule(L.LightningModule):
     @classmethod
     def from_run(cls, run_or_ckpt: str | Path) -> PretrainModule:
         """The module of a run folder (its ``checkpoints/last.ckpt``) or of a checkpoint file, on the CPU."""
+        from decur.train.engine import read_checkpoint
+
         path = checkpoint_path(run_or_ckpt)
+        read_checkpoint(path, "loading the model")  # a clear error for a truncated or foreign file
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
     def setup(self, stage: str) -> None:

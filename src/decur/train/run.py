@@ -12,11 +12,11 @@ import lightning as L
 import yaml
 from torch.utils.data import IterableDataset
 
-from decur.config import Config, ConfigError, save_config
+from decur.config import Config, ConfigError
 from decur.data.build import build_dataset, dataset_stats
 from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
-from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point
+from decur.train.engine import build_trainer, check_same_run, is_launcher, per_process_batch, resume_point, run_lock
 from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
@@ -27,6 +27,7 @@ RESUMABLE_CHANGES = (
     "trainer.accelerator",
     "trainer.max_epochs",
     "data.num_workers",
+    "data.root",  # the data's location is not part of a run's identity (staged to scratch, '/x' vs '/x/')
     "model.channels_last",
 )
 
@@ -49,10 +50,16 @@ def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = Non
 
     Raises:
         ConfigError: Invalid config, or ``output`` holds a run with a different config.
+        RunError: Another process trains in ``output``, its checkpoint is unreadable, or a checkpoint cannot be
+            written.
 
     """
     cfg.validate()
-    output.mkdir(parents=True, exist_ok=True)
+    with run_lock(output):
+        return _pretrain(cfg, output, callbacks)
+
+
+def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> dict[str, Any]:
     _check_same_run(cfg, output / "config.yaml")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
@@ -68,9 +75,8 @@ def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = Non
         max_epochs=cfg.trainer.max_epochs,
         sparse_metrics={"rank_": cfg.trainer.rank_every},
         extra_callbacks=callbacks or (),
+        run_config=cfg.to_dict(),
     )
-    if trainer.is_global_zero:
-        save_config(cfg, output / "config.yaml")
     last = output / "checkpoints" / "last.ckpt"
     resumed = resume_point(last)
     if resumed is None and cfg.model.init_weights is not None:  # a fresh run starts from SegFormer's weights
@@ -126,6 +132,12 @@ def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = Non
 
 def _check_same_run(cfg: Config, saved: Path) -> None:
     changed = check_same_run(cfg.to_dict(), saved, RESUMABLE_CHANGES, defaults=Config().to_dict())
+    if "data.root" in changed and is_launcher():
+        old = (yaml.safe_load(saved.read_text()) or {}).get("data", {}).get("root")
+        note = f"data.root changed from {old} to {cfg.data.root} (allowed: the data's location is not the run)"
+        print(f"resuming with {note}")
+        with open(saved.parent / "history.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with {note}\n")
     if "trainer.max_epochs" in changed:
         old = int(yaml.safe_load(saved.read_text())["trainer"]["max_epochs"])
         if cfg.trainer.max_epochs < old:
