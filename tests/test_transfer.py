@@ -92,6 +92,29 @@ def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
     assert module.results["map_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)
 
 
+def test_macro_map_leaves_out_classes_without_positives():
+    from torch import nn
+
+    from decur.evaluate.module import OptimSettings
+    from decur.models import LateFusionClassifier
+
+    # class 2 has no positive in this test set: its AP is undefined and must not count as 0 in the macro mean
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.8, 0.7, 0.2], [0.2, 0.6, 0.9], [0.1, 0.3, 0.4]])
+    labels = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 0]])
+    model = LateFusionClassifier({"m": nn.Identity()}, 3, 3)
+    model.head.weight.data = torch.eye(3)
+    model.head.bias.data.zero_()
+    view = ViewPipeline("none", 3, 8, (1.0, 1.0), [0.0] * 3, [1.0] * 3)
+    view.normalize = lambda x: x
+    module = TransferModule(model, {"m": view}, True, OptimSettings("sgd", 0.1, 0.0, "step"), 3)
+    module.test_step({"m": scores, "label": labels}, 0)
+    module.on_test_epoch_end()
+    r = module.results
+    assert r["map_macro"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)  # classes 0 and 1 only, as hand-computed
+    assert r["map_macro_classes"] == 2 and r["ap_per_class"][2] is None
+    assert r["ap_per_class"][:2] == pytest.approx([1.0, (1 + 2 / 3) / 2])
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     run = tmp_path_factory.mktemp("pretrained") / "run"
@@ -115,7 +138,7 @@ def test_linear_probe_leaves_encoders_and_batchnorm_statistics_unchanged(pretrai
     assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running_mean/var, num_batches_tracked
     r = summary["runs"][0]
     assert r["cached_features"] is cache and r["lr"] == 0.5 and r["steps"] == 4 and summary["setting"] == "pretrained"
-    assert set(r["test"]) == {"map_micro", "map_macro", "f1_micro"}
+    assert set(r["test"]) == {"map_micro", "map_macro", "map_macro_classes", "ap_per_class", "f1_micro"}
 
 
 def test_finetune_moves_encoders_and_missing_modality_works(pretrained, tmp_path):

@@ -53,7 +53,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from decur.data.check import check
 
-    report = check(args.dataset, Path(args.root), args.split, args.s2_product, args.size)
+    report = check(args.dataset, Path(args.root), args.split, args.s2_product, args.size, args.quick)
     print(report.format())
     return 1 if report.problems else 0
 
@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="train", help="split to walk (not SSL4EO-S12; v1.1: ROOT is the split folder)")
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
+    c.add_argument("--quick", action="store_true", help="SSL4EO-S12 v1.1: decode one timestamp per file, not all")
     c.set_defaults(func=_data_check)
     k = data.add_parser("pack", help="convert raw SSL4EO-S12 or BigEarthNet into a packed store (memory-mapped arrays)")
     k.add_argument("root")

@@ -80,6 +80,8 @@ class DataConfig:
     """SSL4EO-S12 v1.1: ``sample`` draws each location's timestamps (as v1.0); ``file`` draws one set per file and
     epoch for all its 64 locations, so a worker decodes 2 of the file's 4 timestamp chunks (about twice the
     samples/s; every location still sees a random season pair per epoch, but the locations of a file share it)."""
+    cities: list[str] | None = None
+    """GeoNRW: the city folders to pretrain on (default: the release's train cities)."""
     void_ids: str | None = None
     """SSL4EO-S12: text file of location ids to leave out (one per line), e.g. the release's void-ids list."""
     num_classes: int = 8
@@ -284,6 +286,8 @@ class Config:
                      "add one or set it to null")  # fmt: skip
             _require(d.timestamp_draw in ("sample", "file"), "data.timestamp_draw",
                      f"must be sample or file, got {d.timestamp_draw!r}")  # fmt: skip
+        _require(d.cities is None or (d.dataset == "geonrw" and len(d.cities) > 0), "data.cities",
+                 f"a non-empty list of GeoNRW city folders (dataset is {d.dataset!r})")  # fmt: skip
         _require(d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11", "data.max_cloud_fraction",
                  f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null")  # fmt: skip
         if d.dataset == "geonrw":

@@ -8,7 +8,8 @@ Layout of the official download (Sumbul et al., IEEE GRSM 2021)::
     root/bigearthnet-{split}.csv       alternatively torchgeo's lists, "s2,s1" per line
 
 The S1 metadata's ``corresponding_s2_patch`` pairs the modalities (scanned once and cached in
-``root/.decur-bigearthnet-s1.json`` when the folder is writable). Samples:
+``root/.decur-bigearthnet-s1.json`` when the folder is writable; the cache records the S1 folder's entry count and
+modification time and is rebuilt when either changed, or when it lacks a patch the split needs). Samples:
 
 - ``s1``: 2 x 120 x 120 dB, VV then VH (sorting the file names would put VH first), 2 % outliers cut per image;
 - ``s2``: the 12 L2A bands in the order B01..B09, B11, B12 with B8A after B08 (Sentinel-2's band order), resampled
@@ -183,7 +184,12 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         self.s2_root, self.s1_root = self.root / s2_dir, self.root / s1_dir
         for folder in (self.s2_root, self.s1_root):
             if not folder.is_dir():
-                raise DatasetError(folder, "folder is missing", "extract the BigEarthNet-MM archives under root")
+                raise DatasetError(
+                    folder,
+                    "folder is missing",
+                    "extract the BigEarthNet-MM v1.0 archives under root, or give a v2.0 tree (metadata.parquet) "
+                    "or a `decur data pack` store",
+                )
         self.insert_b10 = insert_b10
         names, s1_of = self._split(split)
         excluded: set[str] = set()
@@ -196,6 +202,8 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
             raise DatasetError(self.root, f"the {split} split is empty after exclusions", "check the split list")
         if s1_of is None:
             s1_of = self._scan_s1()
+            if any(p not in s1_of for p in self.patches):  # the folder may have grown since the cache was written
+                s1_of = self._scan_s1(use_cache=False)
         missing = [p for p in self.patches if p not in s1_of]
         if missing:
             raise DatasetError(
@@ -247,10 +255,17 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
             f"put the official {split}.csv (or torchgeo's bigearthnet-{split}.csv) in root",
         )
 
-    def _scan_s1(self) -> dict[str, str]:
+    def _scan_s1(self, use_cache: bool = True) -> dict[str, str]:
         cache = self.root / ".decur-bigearthnet-s1.json"
-        if cache.is_file():
-            return dict(json.loads(cache.read_text()))
+        stamp = self.s1_root.stat()
+        state = {"entries": sum(1 for _ in self.s1_root.iterdir()), "mtime_ns": stamp.st_mtime_ns}
+        if use_cache and cache.is_file():
+            try:
+                saved = json.loads(cache.read_text())
+            except (OSError, ValueError):
+                saved = {}
+            if isinstance(saved, dict) and saved.get("folder") == state and isinstance(saved.get("pairs"), dict):
+                return dict(saved["pairs"])
         pairs = {}
         for folder in sorted(p for p in self.s1_root.iterdir() if p.is_dir()):
             meta = folder / f"{folder.name}_labels_metadata.json"
@@ -261,10 +276,15 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
             except (json.JSONDecodeError, KeyError) as err:
                 raise DatasetError(meta, f"has no corresponding_s2_patch ({err})", "restore the file") from None
         try:
-            cache.write_text(json.dumps(pairs))
+            cache.write_text(json.dumps({"folder": state, "pairs": pairs}))
         except OSError:
             pass  # a read-only dataset folder: scan again next time
         return pairs
+
+
+def is_bigearthnet_v2(root: str | Path) -> bool:
+    """True when ``root`` is a BigEarthNet v2.0 release tree (``metadata.parquet`` and ``BigEarthNet-S2/``)."""
+    return (Path(root) / "metadata.parquet").is_file() and (Path(root) / "BigEarthNet-S2").is_dir()
 
 
 class BigEarthNetV2(Dataset[dict[str, Tensor]]):

@@ -40,7 +40,9 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
         from decur.data.geonrw import GeoNRW
 
         dem = next((m.bands for m in d.modalities if m.name == "dem"), 3)
-        return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem)
+        cities = tuple(d.cities) if d.cities is not None else None
+        names = [m.name for m in d.modalities]
+        return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem, cities=cities, modalities=names)
     if d.dataset == "sunrgbd":
         from decur.data.crops import CroppedViews
         from decur.data.rgbd import RGBDSegmentation

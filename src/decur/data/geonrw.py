@@ -85,7 +85,8 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
             raise DatasetError(
                 self.root / missing[0],
                 f"{len(missing)} city folder(s) of the {split} split are missing ({', '.join(missing[:5])})",
-                "extract the GeoNRW release under root, or pass cities=... for a subset",
+                "extract the GeoNRW release under root, or name a subset (transfer: train_cities / test_cities; "
+                "pretraining: data.cities)",
             )
         self.tiles: list[Path] = []
         for city in wanted:
@@ -102,8 +103,13 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
         with rasterio.open(f"{self.tiles[0]}_rgb.jp2") as src:
             self.tile_size = int(src.height)  # 1000 in the release
         self.patch = patch_size or self.tile_size
-        if self.tile_size % self.patch:
-            raise ValueError(f"patch_size {self.patch} must divide the tile size {self.tile_size}")
+        if self.patch > self.tile_size or self.tile_size % self.patch:
+            raise DatasetError(
+                f"{self.tiles[0]}_rgb.jp2",
+                f"tiles are {self.tile_size} px, which patch_size {self.patch} does not divide",
+                f"set the patch size (data.image_size) to a divisor of {self.tile_size} (the release's 1000 px "
+                "tiles: 250, 500 or 1000)",
+            )
         self.per_tile = (self.tile_size // self.patch) ** 2
 
     def __len__(self) -> int:

@@ -135,23 +135,72 @@ def convert_folder_to_hha(
         intrinsics: Folder of per-image ``<stem>.txt`` camera matrices (see :func:`camera_for`).
         max_depth_m: Clamp depth beyond this (:data:`MAX_DEPTH_M`).
 
+    Raises:
+        DatasetError: ``dst`` is ``src`` or any output would overwrite an input file; no depth images in ``src``.
+
+    Warns:
+        UserWarning: Once per folder, naming examples, when depth images look wrongly decoded: no valid pixel
+            (all zero), more than half of the valid pixels beyond ``max_depth_m``, or a median nearer than 0.2 m
+            (indoor scenes lie at 0.5-8 m; a wrong ``encoding`` is the usual cause).
+
     """
     from decur.data.hha import depth_to_hha
 
     src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise DatasetError(src, "depth folder does not exist", "give the folder of depth images")
     files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise DatasetError(src, "holds no depth images", "check the folder")
+    inputs = {p.resolve() for p in files}
+    outputs = {path: dst / f"{path.stem}.png" for path in files}
+    clash = [out for out in outputs.values() if out.resolve() in inputs]
+    if dst.resolve() == src.resolve() or clash:
+        raise DatasetError(dst, "would overwrite the depth images with HHA", "give another destination, e.g. HHA/")
     dst.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, odd = [], DepthRangeNotes(max_depth_m)
     folder = Path(intrinsics) if intrinsics is not None else None
     for path in files:
-        depth = np.minimum(read_depth(path, encoding), max_depth_m)
+        depth = read_depth(path, encoding)
+        odd.see(path, depth)
+        depth = np.minimum(depth, max_depth_m)
         hha = depth_to_hha(depth, camera_for(path, camera, folder), valid=depth > 0)
-        out = dst / f"{path.stem}.png"
-        Image.fromarray(hha).save(out)
-        written.append(out)
+        Image.fromarray(hha).save(outputs[path])
+        written.append(outputs[path])
+    odd.warn(encoding)
     return written
+
+
+class DepthRangeNotes:
+    """Collects depth images whose values are implausible for indoor RGB-D, to warn once per folder."""
+
+    def __init__(self, max_depth_m: float) -> None:
+        self.max_depth_m = max_depth_m
+        kinds = ("no valid pixel (all zero)", f"most pixels beyond {max_depth_m:g} m", "median nearer than 0.2 m")
+        self.found: dict[str, list[str]] = {kind: [] for kind in kinds}
+
+    def see(self, path: Path, depth: np.ndarray) -> None:
+        """Check one image (metres, 0 = missing)."""
+        valid = depth[depth > 0]
+        notes = list(self.found)
+        if valid.size == 0:
+            self.found[notes[0]].append(path.name)
+        elif (valid > self.max_depth_m).mean() > 0.5:
+            self.found[notes[1]].append(path.name)
+        elif float(np.median(valid)) < 0.2:
+            self.found[notes[2]].append(path.name)
+
+    def warn(self, encoding: str) -> None:
+        """One warning per kind of problem, with up to three examples."""
+        import warnings
+
+        for note, names in self.found.items():
+            if names:
+                warnings.warn(
+                    f"{len(names)} depth image(s) with {note}, e.g. {', '.join(names[:3])}: check --encoding "
+                    f"(now {encoding!r}; SUN RGB-D PNGs are 'sun', raw NYU PGMs 'nyu_raw', 16-bit mm PNGs 'mm')",
+                    stacklevel=3,
+                )
 
 
 class RGBDSegmentation(Dataset[dict[str, Tensor]]):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from decur.augment import ViewPipeline
-from decur.evaluate.metrics import SegmentationScores, predict_classes
+from decur.evaluate.metrics import PositiveCounts, SegmentationScores, macro_average_precision, predict_classes
 from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
 from decur.train.module import NonFiniteLossError
 
@@ -81,7 +81,8 @@ class TransferModule(L.LightningModule):
         else:
             self.loss_fn = nn.MultiLabelSoftMarginLoss()
             self.map_micro = MultilabelAveragePrecision(num_classes, average="micro")
-            self.map_macro = MultilabelAveragePrecision(num_classes, average="macro")
+            self.ap_per_class = MultilabelAveragePrecision(num_classes, average="none")
+            self.positives = PositiveCounts(num_classes)
             self.f1_micro = MultilabelF1Score(num_classes, average="micro")
         self.results: dict[str, Any] = {}
 
@@ -128,7 +129,8 @@ class TransferModule(L.LightningModule):
         else:
             target = batch["label"].long()
             self.map_micro.update(scores, target)
-            self.map_macro.update(scores, target)
+            self.ap_per_class.update(scores, target)
+            self.positives.update(target)
             self.f1_micro.update(torch.sigmoid(scores), target)
 
     def on_test_epoch_end(self) -> None:
@@ -137,15 +139,10 @@ class TransferModule(L.LightningModule):
             self.results = self.scores.compute()
             self.scores.reset()
         else:
-            self.results = {
-                name: float(metric.compute())
-                for name, metric in (
-                    ("map_micro", self.map_micro),
-                    ("map_macro", self.map_macro),
-                    ("f1_micro", self.f1_micro),
-                )
-            }
-            for metric in (self.map_micro, self.map_macro, self.f1_micro):
+            self.results = {"map_micro": float(self.map_micro.compute())}
+            self.results.update(macro_average_precision(self.ap_per_class.compute(), self.positives.compute()))
+            self.results["f1_micro"] = float(self.f1_micro.compute())
+            for metric in (self.map_micro, self.ap_per_class, self.positives, self.f1_micro):
                 metric.reset()
 
     def configure_optimizers(self) -> Any:

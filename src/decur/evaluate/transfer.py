@@ -71,6 +71,10 @@ class TransferRun:
     root: str | None = None
     train_split: str = "train"
     test_split: str = "test"
+    train_cities: list[str] | None = None
+    """GeoNRW: the city folders of the training set (default: the release's train cities)."""
+    test_cities: list[str] | None = None
+    """GeoNRW: the city folders of the test set (default: the release's test cities)."""
     pretrained: str | None = None
     """A decur run folder or checkpoint; ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned on
     100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
@@ -196,6 +200,10 @@ class TransferRun:
                               f"got {self.crop_size}")  # fmt: skip
         if self.train_scales is not None and (not self.train_scales or min(self.train_scales) <= 0):
             raise ConfigError(f"transfer config field `train_scales`: positive factors, got {self.train_scales}")
+        for name in ("train_cities", "test_cities"):
+            if getattr(self, name) is not None and (self.dataset != "geonrw" or not getattr(self, name)):
+                raise ConfigError(f"transfer config field `{name}`: a non-empty list of GeoNRW city folders "
+                                  f"(dataset is {self.dataset!r})")  # fmt: skip
         if self.seeds is not None and not self.seeds:
             raise ConfigError(
                 "transfer config field `seeds`: an empty list runs nothing; give e.g. [0] or leave it out"
@@ -292,7 +300,8 @@ class TransferData:
 
 def load_data(run: TransferRun) -> TransferData:
     """The datasets named by ``run`` (validated), band statistics, ignore index and class count."""
-    from decur.data import BigEarthNetMM, GeoNRW, RGBDSegmentation
+    from decur.data import BigEarthNetMM, BigEarthNetV2, GeoNRW, RGBDSegmentation
+    from decur.data.bigearthnet import is_bigearthnet_v2
     from decur.data.build import band_stats
     from decur.data.synthetic import SyntheticMultimodal
 
@@ -317,11 +326,17 @@ def load_data(run: TransferRun) -> TransferData:
             p_tr = PackedBigEarthNet(root, run.train_split, used)
             p_te = PackedBigEarthNet(root, run.test_split, used)
             return TransferData(p_tr, p_te, bands, p_tr.stats, None, 19, 120)
+        if is_bigearthnet_v2(root):  # the v2.0 (reBEN) release tree: metadata.parquet + BigEarthNet-S1/-S2
+            v_tr = BigEarthNetV2(root, run.train_split, modalities=used)
+            v_te = BigEarthNetV2(root, run.test_split, modalities=used)
+            return TransferData(v_tr, v_te, bands, v_tr.stats, None, 19, 120)
         tr = BigEarthNetMM(root, run.train_split, modalities=used)
         te = BigEarthNetMM(root, run.test_split, modalities=used)
         return TransferData(tr, te, bands, tr.stats, None, 19, 120)
     if run.dataset == "geonrw":
-        g_tr, g_te = GeoNRW(root, "train", modalities=used), GeoNRW(root, "test", modalities=used)
+        tr_c, te_c = (tuple(c) if c is not None else None for c in (run.train_cities, run.test_cities))
+        g_tr = GeoNRW(root, "train", cities=tr_c, modalities=used)
+        g_te = GeoNRW(root, "test", cities=te_c, modalities=used)
         return TransferData(g_tr, g_te, bands, band_stats(g_tr, list(bands)), 0, 11, 250)
     classes = 37 if run.dataset == "sunrgbd" else 40
     r_tr = RGBDSegmentation(root, run.train_split, classes, modalities=used)

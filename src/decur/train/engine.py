@@ -24,6 +24,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from decur.config import ConfigError, EngineConfig
 from decur.errors import RunError
@@ -88,7 +89,7 @@ def build_trainer(
                 *extra_callbacks,
             ],
         )
-    except (ValueError, RuntimeError) as err:  # Lightning's MisconfigurationException is a ValueError
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
         what = f"accelerator={engine.accelerator!r}, devices={engine.devices!r}, strategy={engine.strategy!r}"
         raise ConfigError(
             f"config section `trainer` ({what}) cannot run on this machine: {str(err).splitlines()[0]} "

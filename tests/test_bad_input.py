@@ -1,0 +1,389 @@
+"""Bad input as a new user makes it: each ends in one line naming the file or field and the fix, nothing lost.
+
+Every test here was checked to fail with its bug put back (see the mutation list in ``tests/mutants.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from decur.cli import main
+from decur.config import ConfigError, load_config
+from decur.errors import RunError
+from decur.train.run import pretrain
+
+from .conftest import REPO
+
+SMOKE = REPO / "configs" / "smoke.yaml"
+TINY = ["data.length=16", "trainer.max_epochs=1", "eval.enabled=false"]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.startswith("decur: error:"), err[-2000:]
+    return err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    pretrain(load_config(SMOKE, TINY), run)
+    return run
+
+
+# ---- the run folder ----------------------------------------------------------------------------------------------
+
+
+def test_a_second_process_on_the_same_folder_is_refused_naming_the_holder(tmp_path, capsys):
+    from decur.train.engine import run_lock
+
+    with run_lock(tmp_path / "run"):  # another trainer holds the folder (a separate open file: flock conflicts)
+        with pytest.raises(RunError, match=r"already training in this folder \(pid \d+ on "):
+            pretrain(load_config(SMOKE, TINY), tmp_path / "run")
+        assert main(["pretrain", "--config", str(SMOKE), "--output", str(tmp_path / "run"), *TINY]) == 1
+        assert "already training" in _one_line_error(capsys)
+    assert not (tmp_path / "run" / "metrics.csv").exists()  # the refused process wrote nothing
+    pretrain(load_config(SMOKE, TINY), tmp_path / "run")  # released: the folder is usable
+
+
+def test_the_lock_is_released_when_training_fails(tmp_path):
+    from decur.train.engine import run_lock
+
+    with pytest.raises(ConfigError):
+        pretrain(load_config(SMOKE, [*TINY, "data.batch_size=64"]), tmp_path)  # exceeds the dataset
+    with run_lock(tmp_path):
+        pass  # nothing holds it
+
+
+def test_a_failed_start_does_not_bind_the_folder_to_its_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    # the first attempt asks for devices this machine does not have: refused before training
+    args = ["pretrain", "--config", str(SMOKE), "--output", str(out), *TINY]
+    assert main([*args, "trainer.accelerator=gpu"]) == 2
+    assert "trainer" in _one_line_error(capsys)
+    assert not (out / "config.yaml").exists()
+    assert main([*args, "trainer.accelerator=cpu", "optim.lr_weights=0.3"]) == 0  # the corrected command runs
+    capsys.readouterr()
+    # a start that failed after the config was written but before a checkpoint does not bind it either
+    (out / "checkpoints" / "last.ckpt").unlink()
+    assert main([*args, "optim.lr_weights=0.5"]) == 0
+    capsys.readouterr()
+    assert main([*args, "optim.lr_weights=0.7"]) == 2  # a run with a checkpoint: a changed config is refused
+    assert "lr_weights: 0.5 -> 0.7" in _one_line_error(capsys)
+
+
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_and_no_tmp(tmp_path, monkeypatch, capsys):
+    import decur.train.callbacks as callbacks
+
+    out = tmp_path / "run"
+    pretrain(load_config(SMOKE, TINY), out)
+    before = (out / "checkpoints" / "last.ckpt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"x" * 4096)  # part of the file got written, then the device filled up
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4096 vs 8192")
+
+    monkeypatch.setattr(callbacks.torch, "save", full_disk)
+    args = ["pretrain", "--config", str(SMOKE), "--output", str(out), *TINY[:1], "trainer.max_epochs=2",
+            "eval.enabled=false"]  # fmt: skip
+    assert main(args) == 1
+    err = _one_line_error(capsys)
+    assert "no space left on device" in err and "previous checkpoint is intact" in err and "last.ckpt" in err
+    assert not (out / "checkpoints" / "last.ckpt.tmp").exists()
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
+    monkeypatch.setattr(callbacks.torch, "save", real_save)
+    assert main(args) == 0  # space freed: the same command resumes from epoch 1
+    assert "resuming" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])
+def test_a_damaged_or_foreign_checkpoint_on_resume_is_one_line(finished_run, tmp_path, capsys, damage):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    elif damage == "garbage":
+        ckpt.write_bytes(b"\x00" * 1000)
+    else:
+        torch.save({"epoch": 3, "model": {"w": torch.zeros(2)}, "optimizer": {}}, ckpt)  # another program's
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(out), *TINY]) == 1
+    err = _one_line_error(capsys)
+    assert str(ckpt) in err and ("not a decur checkpoint" if damage == "foreign" else "truncated or corrupt") in err
+    assert len(err) < 600 and "resuming" not in capsys.readouterr().out
+
+
+def test_explain_and_export_without_a_checkpoint_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), "--modality", "sar", "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert "no checkpoint here" in _one_line_error(capsys)
+    assert main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "ex")]) == 1
+    assert "no checkpoint here" in _one_line_error(capsys)
+
+
+def test_an_output_below_a_regular_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(tmp_path / "file" / "run"), *TINY]) == 1
+    assert "file" in _one_line_error(capsys)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError):
+        main(["--debug", "export", str(tmp_path / "empty"), "--modality", "sar", "--out", str(tmp_path / "x")])
+
+
+def test_the_data_may_move_between_attempts(finished_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    # the synthetic data has no folder; the run's identity must not include data.root either way
+    summary = pretrain(load_config(SMOKE, [*TINY[:1], "trainer.max_epochs=2", "eval.enabled=false",
+                                           "data.root=/scratch/moved/"]), out)  # fmt: skip
+    assert summary["resumed_from"] == {"epoch": 1, "step": 1}
+    assert "data.root changed from None to /scratch/moved/" in (out / "history.log").read_text()
+
+
+# ---- configs -----------------------------------------------------------------------------------------------------
+
+
+def test_yaml_syntax_errors_name_the_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  dataset: synthetic\n  length: [1, 2\n")
+    assert main(["pretrain", "--config", str(bad)]) == 2
+    err = _one_line_error(capsys)
+    assert "bad.yaml line" in err and "not valid YAML" in err
+    assert main(["pretrain", "--config", str(SMOKE), "data.length=[1"]) == 2
+    assert "data.length=[1" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("model.arch=resnet1000", "model.arch"),
+        ("model.arch=vit_tiny_patch16_224", "model.arch"),
+        ("data.max_cloud_fraction=0.5", "data.max_cloud_fraction"),
+    ],
+)
+def test_config_fields_decur_cannot_honour_are_refused(override, field, capsys):
+    assert main(["pretrain", "--config", str(SMOKE), override]) == 2
+    assert field in _one_line_error(capsys)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(SMOKE, [override]).validate()
+
+
+def test_cloud_filter_needs_a_product_with_a_cloud_mask():
+    base = ["data.dataset=ssl4eo_s12_v11", "data.root=.", "data.max_cloud_fraction=0.3"]
+    s1_only = ["data.modalities=[{name: s1grd, bands: 2, augment: sar}]", "method.name=barlow_twins_single"]
+    with pytest.raises(ConfigError, match=r"max_cloud_fraction.*s2l1c or s2l2a.*\['s1grd'\]"):
+        load_config(None, [*base, *s1_only]).validate(check_paths=False)
+    rgb = ["data.modalities=[{name: s1grd, bands: 2, augment: sar}, {name: s2rgb, bands: 3, augment: rgb}]"]
+    with pytest.raises(ConfigError, match="max_cloud_fraction"):
+        load_config(None, [*base, *rgb]).validate(check_paths=False)
+    l2a = ["data.modalities=[{name: s1grd, bands: 2, augment: sar}, {name: s2l2a, bands: 12, augment: optical}]"]
+    load_config(None, [*base, *l2a]).validate(check_paths=False)
+
+
+def test_validate_checks_every_shipped_config_of_every_kind(capsys):
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    assert main(["validate", *map(str, configs)]) == 0
+    out = capsys.readouterr().out
+    kinds = {line.split("(")[1].split(",")[0].rstrip(")") for line in out.splitlines() if ": ok (" in line}
+    assert kinds == {"pretrain", "transfer", "experiment", "sweep", "convergence"}
+    assert out.count(": ok (") == len(configs)
+
+
+def test_validate_names_each_failing_file_and_checks_all(tmp_path, capsys):
+    bad_transfer = tmp_path / "t.yaml"
+    bad_transfer.write_text("task: classification\ndataset: synthetic\nseeds: []\n")
+    bad_sweep = tmp_path / "s.yaml"
+    bad_sweep.write_text("parameter: method.common_share\nvalues: [0.5, 2.0]\n")
+    unknown = tmp_path / "u.yaml"
+    unknown.write_text("lerning_rate: 0.1\n")
+    good = REPO / "configs" / "transfer_geonrw.yaml"
+    assert main(["validate", str(bad_transfer), str(good), str(bad_sweep), str(unknown)]) == 2
+    out = capsys.readouterr().out
+    assert f"{bad_transfer}: FAILED" in out and "`seeds`" in out
+    assert f"{good}: ok (transfer)" in out
+    assert f"{bad_sweep}: FAILED" in out and "method.common_share" in out
+    assert f"{unknown}: FAILED" in out and "lerning_rate" in out
+    assert main(["validate", "--kind", "transfer", str(good)]) == 0
+
+
+@pytest.mark.parametrize("command", ["transfer", "experiment"])
+def test_empty_seed_lists_are_refused(command, tmp_path, capsys):
+    assert main([command, "--output", str(tmp_path / "x"), "seeds=[]"]) == 2
+    assert "seeds" in _one_line_error(capsys)
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "foreign", "missing", "run_without_checkpoint"])
+def test_pretrained_is_validated_before_any_data_are_read(kind, tmp_path, monkeypatch):
+    import decur.evaluate.transfer as transfer
+    from decur.evaluate.transfer import TransferRun
+
+    path = tmp_path / {"safetensors": "enc.safetensors", "foreign": "x.ckpt"}.get(kind, "run")
+    if kind == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({"conv1.weight": torch.zeros(1)}, str(path))
+    elif kind == "foreign":
+        torch.save({"epoch": 1, "model": {}, "optimizer": {}}, path)
+    elif kind == "run_without_checkpoint":
+        path.mkdir()
+    monkeypatch.setattr(transfer, "load_data", lambda run: pytest.fail("data read before pretrained was checked"))
+    with pytest.raises(ConfigError, match=r"`pretrained`") as err:
+        transfer.run_transfer(TransferRun(pretrained=str(path)), tmp_path / "out")
+    assert "weights_only" not in str(err.value)
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+
+
+def _depth_folder(root: Path, values_mm: list[int]) -> Path:
+    root.mkdir(parents=True)
+    for i, v in enumerate(values_mm):
+        depth = np.full((24, 32), v, np.uint16)
+        depth[::5] = 0
+        Image.fromarray(depth).save(root / f"d{i}.png")
+    return root
+
+
+def test_hha_never_writes_over_its_input(tmp_path, capsys):
+    depth = _depth_folder(tmp_path / "Depth", [2000, 2500])
+    before = {p.name: p.read_bytes() for p in depth.iterdir()}
+    for dst in (depth, tmp_path / "x" / ".." / "Depth"):
+        assert main(["data", "hha", str(depth), str(dst), "--encoding", "mm"]) == 1
+        assert "would overwrite the depth images" in _one_line_error(capsys)
+    assert {p.name: p.read_bytes() for p in depth.iterdir()} == before
+    assert main(["data", "hha", str(depth), str(tmp_path / "HHA"), "--encoding", "mm"]) == 0
+    assert sorted(p.name for p in (tmp_path / "HHA").iterdir()) == ["d0.png", "d1.png"]
+
+
+@pytest.mark.parametrize(
+    ("values", "encoding", "note"),
+    [([0, 0], "mm", "no valid pixel"), ([20000, 30000], "mm", "beyond 8 m"), ([1000, 1500], "0.1mm", "nearer")],
+)
+def test_hha_warns_on_implausible_depth(tmp_path, values, encoding, note):
+    from decur.data.rgbd import convert_folder_to_hha
+
+    depth = _depth_folder(tmp_path / "Depth", values)
+    with pytest.warns(UserWarning, match=f"2 depth image.*{note}.*--encoding"):
+        convert_folder_to_hha(depth, tmp_path / "HHA", encoding)
+
+
+def test_plausible_depth_gives_no_warning(tmp_path):
+    import warnings
+
+    from decur.data.rgbd import convert_folder_to_hha
+
+    depth = _depth_folder(tmp_path / "Depth", [1500, 4000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert_folder_to_hha(depth, tmp_path / "HHA", "mm")
+
+
+def test_geonrw_city_subsets_from_the_config_and_small_tiles(tmp_path, capsys):
+    from decur.data.errors import DatasetError
+    from decur.data.geonrw import GeoNRW
+    from decur.evaluate.transfer import TransferRun, load_data
+
+    from .data.geonrw.data import generate
+
+    root = generate(tmp_path / "geonrw", tile=250)  # one 250 px patch per tile, the transfer protocol's size
+    cities = sorted(p.name for p in root.iterdir() if p.is_dir())
+    run = TransferRun(task="segmentation", dataset="geonrw", root=str(root), train_cities=cities[:1],
+                      test_cities=cities[-1:])  # fmt: skip
+    data = load_data(run.validate())
+    assert {t.parent.name for t in data.train.tiles} == {cities[0]}  # type: ignore[attr-defined]
+    assert {t.parent.name for t in data.test.tiles} == {cities[-1]}  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="train_cities"):
+        TransferRun(dataset="synthetic", train_cities=["x"]).validate()
+    with pytest.raises(DatasetError, match=r"rgb\.jp2.*patch_size 500 does not divide"):
+        GeoNRW(root, "train", patch_size=500, cities=tuple(cities[:1]))  # larger than the tiles
+
+
+def test_a_stale_bigearthnet_pairing_cache_is_rebuilt(tmp_path):
+    import shutil
+
+    from decur.data.bigearthnet import BigEarthNetMM
+
+    from .data.bigearthnet.data import make_v1
+
+    root = make_v1(tmp_path / "ben")
+    s1 = root / "BigEarthNet-S1-v1.0"
+    moved = tmp_path / "later"
+    moved.mkdir()
+    first = sorted(s1.iterdir())[0]
+    shutil.move(str(first), moved / first.name)  # extracted partly
+    with pytest.raises(Exception, match="have no S1 patch"):
+        BigEarthNetMM(root, "train")
+    assert (root / ".decur-bigearthnet-s1.json").is_file()
+    shutil.move(str(moved / first.name), s1 / first.name)  # the user extracts the rest, as the error said
+    assert len(BigEarthNetMM(root, "train")) > 0
+
+
+def test_a_raw_bigearthnet_v2_tree_transfers_directly(tmp_path):
+    from decur.data.bigearthnet import BigEarthNetV2
+    from decur.evaluate.transfer import TransferRun, load_data
+
+    from .data.bigearthnet.data import make_v2
+
+    root = make_v2(tmp_path / "v2")
+    data = load_data(TransferRun(dataset="bigearthnet", root=str(root), test_split="validation").validate())
+    assert isinstance(data.train, BigEarthNetV2) and set(data.train[0]) == {"s1", "s2", "label"}
+
+
+def test_v11_check_decodes_every_chunk(tmp_path, capsys):
+    import zipfile
+
+    from .data.ssl4eo_v11.data import make_v11
+
+    split = make_v11(tmp_path, files=1, samples=2, size=8, folders=("S1GRD", "S2L1C"))
+    path = next((split / "S2L1C").glob("*.zarr.zip"))
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("bands/0.3.0.0.0")  # the last timestamp: a check of timestamp 0 alone misses it
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start : start + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    assert main(["data", "check", str(split), "--dataset", "ssl4eo_s12_v11"]) == 1
+    assert "bands/0.3.0.0.0 cannot be decoded" in capsys.readouterr().out
+    assert main(["data", "check", str(split), "--dataset", "ssl4eo_s12_v11", "--quick"]) == 0  # said in --help
+
+
+def test_concurrent_checkpoint_rename_is_not_reachable(tmp_path):
+    """Two threads of one process cannot both take the run lock (the second is refused at once)."""
+    from decur.train.engine import run_lock
+
+    errors: list[BaseException] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with run_lock(tmp_path):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    inside.wait(10)
+    try:
+        with run_lock(tmp_path):
+            pass
+    except RunError as err:
+        errors.append(err)
+    release.set()
+    t.join()
+    assert len(errors) == 1 and json.dumps(str(errors[0]))
