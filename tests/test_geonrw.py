@@ -59,7 +59,7 @@ def test_errors(root, tmp_path):
     ds = GeoNRW(broken, "test", patch_size=20, cities=("duesseldorf",))
     with pytest.raises(DatasetError, match="is 1 x 30 x 30, expected 1 x 40 x 40"):
         ds[0]
-    with pytest.raises(ValueError, match="must divide"):
+    with pytest.raises(DatasetError, match="does not divide"):
         GeoNRW(root, "test", patch_size=30)
 
 
