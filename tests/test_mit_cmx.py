@@ -125,6 +125,46 @@ def test_cross_attention_against_an_explicit_per_head_loop():
             torch.testing.assert_close(out_b[n][:, s], b[n][:, s] @ torch.softmax(k.T @ v / d**0.5, dim=0))
 
 
+def test_fusion_module_against_the_papers_formula():
+    """FFM, written out: embed each branch's tokens into residual and interactive halves (linear + ReLU), cross
+    attention between the interactive halves, project [residual, attended] back with a residual of the input
+    tokens and LayerNorm (stage 1); concatenate RGB then X, mixed channel embedding (1x1, DW 3x3, ReLU, 1x1, BN)
+    plus a 1x1 skip, then BatchNorm (stage 2)."""
+    import torch.nn.functional as F
+
+    from decur.models.cmx import Fusion
+
+    torch.manual_seed(0)
+    c, h, w = 8, 3, 5
+    ffm = Fusion(c, 2).double().eval()
+    for module in ffm.modules():  # non-trivial affine and running statistics, so every term shows
+        if isinstance(module, torch.nn.LayerNorm | torch.nn.BatchNorm2d):
+            torch.nn.init.normal_(module.weight, 1.0, 0.3)
+            torch.nn.init.normal_(module.bias, 0.0, 0.3)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    a, b = torch.randn(2, c, h, w, dtype=torch.float64), torch.randn(2, c, h, w, dtype=torch.float64)
+
+    def bn(x, m):
+        return F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    tokens = [x.flatten(2).transpose(1, 2) for x in (a, b)]
+    embedded = [F.relu(t @ e.weight.T + e.bias) for t, e in zip(tokens, ffm.embed, strict=True)]
+    residual, interactive = [e[..., :c] for e in embedded], [e[..., c:] for e in embedded]
+    attended = ffm.attention(*interactive)  # its own formula test is above
+    stage1 = [
+        F.layer_norm(t + torch.cat([r, x], -1) @ p.weight.T + p.bias, (c,), n.weight, n.bias, n.eps)
+        for t, r, x, p, n in zip(tokens, residual, attended, ffm.project, ffm.norm, strict=True)
+    ]
+    pair = torch.cat(stage1, -1).transpose(1, 2).reshape(2, 2 * c, h, w)  # RGB's channels first
+    conv1, dw, _, conv2, mix_bn = ffm.mix
+    mixed = F.conv2d(F.relu(F.conv2d(F.conv2d(pair, conv1.weight, conv1.bias), dw.weight, dw.bias, padding=1,
+                                     groups=c)), conv2.weight, conv2.bias)  # fmt: skip
+    expected = bn(F.conv2d(pair, ffm.skip.weight) + bn(mixed, mix_bn), ffm.out_norm)
+    torch.testing.assert_close(ffm(a, b), expected)
+
+
 def test_cmx_trains_with_both_modalities_and_decodes_one_with_a_warning():
     torch.manual_seed(0)
     model = CMX({"rgb": create_mit("mit_b0", 3), "hha": create_mit("mit_b0", 3)}, num_classes=5, decoder_dim=32)

@@ -32,7 +32,14 @@ def test_monitor_values_on_known_embeddings():
     assert common == pytest.approx(1.0, abs=1e-4) and unique < 0.05
 
 
-@pytest.mark.slow  # a whole run forced to collapse; the monitors themselves are tested on known embeddings above
+def test_the_collapse_threshold_is_a_tenth_of_the_healthy_spread():
+    # unit-variance embeddings of K dims have emb_std 1/sqrt(K); collapse is declared below a tenth of that
+    for k in (4, 64, 8192):
+        healthy = 1 / math.sqrt(k)
+        assert monitors.collapsed(0.0999 * healthy, k) and not monitors.collapsed(0.1001 * healthy, k)
+    assert monitors.collapsed(0.005, 64) and not monitors.collapsed(0.005, 8192)  # the same std, another K
+
+
 def test_a_collapsing_run_warns_and_records_the_monitors(tmp_path, monkeypatch):
     from decur.models import MultimodalModel
 
@@ -43,7 +50,8 @@ def test_a_collapsing_run_warns_and_records_the_monitors(tmp_path, monkeypatch):
         return 1e-4 * z + torch.ones_like(z)
 
     monkeypatch.setattr(MultimodalModel, "embed", towards_one_point)
-    overrides = ["trainer.max_epochs=1", "eval.enabled=false", "trainer.log_every_n_steps=1", "trainer.rank_every=2"]
+    overrides = ["data.length=32", "trainer.max_epochs=1", "eval.enabled=false", "trainer.log_every_n_steps=1",
+                 "trainer.rank_every=2"]  # fmt: skip
     cfg = load_config(REPO / "configs" / "smoke.yaml", overrides)
     with pytest.warns(UserWarning, match="the optical embedding has collapsed at step 1"):
         pretrain(cfg, tmp_path)

@@ -33,12 +33,36 @@ def _views(m: int, n: int = 24, k: int = 10, seed: int = 0) -> tuple[list[torch.
 @pytest.mark.parametrize("kc", [0, 4, 10])
 def test_two_modalities_reduce_exactly_to_the_papers_loss(flags, kc):
     (z1, z2), (z1p, z2p) = _views(2)
+    ref = _reference_with_flags(*(z.numpy() for z in (z1, z1p, z2, z2p)), kc, **flags)
+    for pairs in ("sum", "mean"):  # against an independent transcription of Eq. 1-6 (tests/test_losses.py)
+        many = losses.decur_multimodal([z1, z2], [z1p, z2p], kc, lambda_intra=[0.0051, 0.0051], pairs=pairs, **flags)
+        for key, value in ref.items():
+            assert float(many[key]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
     two = losses.decur_loss(z1, z1p, z2, z2p, kc, lambda_intra_2=0.01, **flags)
     for pairs in ("sum", "mean"):
         many = losses.decur_multimodal([z1, z2], [z1p, z2p], kc, lambda_intra=[0.0051, 0.01], pairs=pairs, **flags)
         assert set(many) == set(two)
         for key, value in two.items():
             torch.testing.assert_close(many[key], value, rtol=1e-12, atol=1e-12)
+
+
+def _reference_with_flags(z1, z1p, z2, z2p, kc, reference_weighting=False, cross_both_views=False, intra=True,
+                          decouple=True):  # fmt: skip
+    """Eq. 6 from the independent reference, with the reference code's switches written out from their definition."""
+    from .test_losses import ref_decur
+
+    kc = kc if decouple else z1.shape[1]
+    first = ref_decur(z1, z1p, z2, z2p, kc)
+    if cross_both_views:  # the cross-modal terms averaged over (z1, z2) and (z1', z2')
+        second = ref_decur(z1p, z1, z2p, z2, kc)
+        first["common"] = (first["common"] + second["common"]) / 2
+        first["unique"] = (first["unique"] + second["unique"]) / 2
+    if not intra:
+        first["intra_1"] = first["intra_2"] = 0.0
+    cross = first["common"] + first["unique"]
+    intra_sum = first["intra_1"] + first["intra_2"]
+    first["total"] = (intra_sum + cross / 2) / 3 if reference_weighting else cross + intra_sum
+    return first
 
 
 @pytest.mark.parametrize("m", [3, 4])
@@ -112,6 +136,23 @@ def test_retrieval_ranks_on_hand_built_sets():
     out = pairwise_retrieval(feats, {"a": x, "b": x + 0.01 * torch.randn(20, 6, generator=g)}, common_dim=2)
     assert set(out) == {"a->b", "b->a"} and set(out["a->b"]) == {"common", "embedding", "features"}
     assert out["a->b"]["embedding"]["recall@1"] == 1.0
+
+
+def test_common_slice_retrieval_scores_the_common_dims_only():
+    g = torch.Generator().manual_seed(1)
+    n, kc = 30, 3
+    shared = torch.randn(n, kc, generator=g)
+    # common dims: identical across modalities (perfect retrieval); unique dims: independent noise (chance)
+    emb = {m: torch.cat([shared, torch.randn(n, 5, generator=g)], 1) for m in ("a", "b")}
+    feats = {m: torch.randn(n, 4, generator=g) for m in ("a", "b")}
+    out = pairwise_retrieval(feats, emb, common_dim=kc)
+    for pair in ("a->b", "b->a"):
+        assert out[pair]["common"]["recall@1"] == 1.0 and out[pair]["common"]["median_rank"] == 1.0
+        assert out[pair]["embedding"]["recall@1"] < 0.5  # the unique dims' noise hides the match
+        assert out[pair]["features"]["recall@1"] < 0.3
+    swapped = {m: torch.cat([e[:, kc:], e[:, :kc]], 1) for m, e in emb.items()}  # common dims last: not scored
+    assert pairwise_retrieval(feats, swapped, common_dim=kc)["a->b"]["common"]["recall@1"] < 0.3
+    assert "common" not in pairwise_retrieval(feats, emb, common_dim=0)["a->b"]
 
 
 def test_three_modality_decur_on_the_built_in_data(tmp_path):

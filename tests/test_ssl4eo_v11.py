@@ -265,3 +265,52 @@ def test_two_processes_read_disjoint_shards_and_keep_the_global_batch(split, tmp
         assert set(read[0]) | set(read[1]) == all_files  # every shard once per epoch, none twice
     losses = [[float(v) for v in (probe / f"loss-r{r}.txt").read_text().split()] for r in (0, 1)]
     assert len(losses[0]) == 8 and losses[0] == pytest.approx(losses[1], rel=1e-6)  # the same global loss
+
+
+def _s1_timestamp(x: torch.Tensor) -> list[int]:
+    """The fixture's S1 fingerprint: VV is about -20 + 3 t dB (the 2 % cut keeps the mean)."""
+    return [round((float(v) + 20) / 3) for v in x[:, 0].float().mean(dim=(1, 2))]
+
+
+def test_sar_views_come_from_the_same_timestamps_as_the_optical_ones(split):
+    for s in SSL4EOS12v11(split, ["s1grd", "s2l1c"]):
+        assert _s1_timestamp(s["s1grd"]) == _timestamp(s["s2l1c"])
+
+
+def test_too_few_clear_timestamps_fall_back_to_the_least_cloudy(split):
+    # cloud shares 0, 1/3, 2/3, 1: at most 0.2 leaves only timestamp 0, so the draw takes the two least cloudy
+    for s in SSL4EOS12v11(split, MODS, max_cloud_fraction=0.2):
+        assert sorted(_timestamp(s["s2l1c"])) == [0, 1]
+    for s in SSL4EOS12v11(split, MODS, max_cloud_fraction=0.5):
+        assert set(_timestamp(s["s2l1c"])) <= {0, 1}  # enough clear ones: only those
+
+
+def test_an_uneven_file_count_gives_every_process_as_many_whole_files_and_rotates_the_rest(tmp_path):
+    odd = make_v11(tmp_path, files=5, samples=2, size=8, folders=("S1GRD",))
+    unread = set()
+    for epoch in range(8):
+        shares = [SSL4EOS12v11(odd, ["s1grd"]).shard(r, 2).epoch_files(epoch) for r in range(2)]
+        assert [len(s) for s in shares] == [2, 2] and not set(shares[0]) & set(shares[1])  # 5 // 2 each, disjoint
+        (left,) = set(SSL4EOS12v11(odd, ["s1grd"]).files) - set(shares[0]) - set(shares[1])
+        unread.add(left)
+    assert len(unread) > 1  # the file left over changes with the epoch's permutation
+
+
+def test_draws_do_not_depend_on_which_worker_reads_a_file(split):
+    from torch.utils.data import DataLoader
+
+    def drawn(workers: int) -> set[bytes]:  # each sample by its content: location and the timestamps drawn for it
+        loader = DataLoader(SSL4EOS12v11(split, ["s2l1c"]), batch_size=None, num_workers=workers)
+        return {s["s2l1c"].numpy().tobytes() for s in loader}
+
+    alone = drawn(0)
+    assert len(alone) == 16 and drawn(2) == alone
+
+
+def test_sar_no_data_is_filled_with_the_image_mean_before_the_cut():
+    from decur.data.ssl4eo_v11 import _preprocess
+
+    db = np.linspace(-18, -12, 400, dtype=np.float32).reshape(1, 20, 20)
+    db[0, 10, 10] = np.nan  # a no-data pixel in the middle of the value range
+    out = _preprocess("s1grd", db.astype(np.float16)).float()
+    assert float(out[0, 10, 10]) == pytest.approx(float(np.nanmean(db)), abs=0.01)  # not 0 dB, not NaN

@@ -161,6 +161,14 @@ def test_random_init_finetuned_on_all_labels_is_the_supervised_row():
     assert TransferRun(protocol="linear").setting() == "random_init"
 
 
+def _metric_rows(path):
+    import csv
+
+    timing = {"samples_per_s", "data_wait", "eta_min"}
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(f)]
+
+
 def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
     args = {"task": "segmentation", "epochs": 3, "image_size": 32, "seeds": [0], **_tiny()}
     whole = run_transfer(TransferRun(**args), tmp_path / "whole", progress=False)["runs"][0]
@@ -181,7 +189,13 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
     resumed = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
     assert resumed["resumed_from"] == {"epoch": 2, "step": 4} and whole["resumed_from"] is None
     assert resumed["steps"] == whole["steps"] == 6
+    assert resumed["steps_run"] == 2 and whole["steps_run"] == 6  # the second process ran only epoch 3
     assert resumed["test"] == whole["test"]
+    # one history with the uninterrupted run's values: the resumed steps' loss and lr, no duplicated or missing rows
+    rows = {name: _metric_rows(tmp_path / name / "seed0" / "metrics.csv") for name in ("whole", "killed")}
+    assert [r["step"] for r in rows["killed"]] == [r["step"] for r in rows["whole"]] == sorted({r["step"] for r in
+                                                                                              rows["whole"]})  # fmt: skip
+    assert rows["killed"] == rows["whole"]
     # a finished seed is skipped: its results are read back, nothing trains
     again = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
     assert again["test"] == whole["test"]

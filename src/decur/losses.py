@@ -138,7 +138,8 @@ def decur_loss(
     The first ``common_dim`` embedding dimensions are common: their cross-modal correlation is pulled to the
     identity (Eq. 2). The remaining ``K − common_dim`` unique dimensions are decorrelated across modalities
     (Eq. 3). Within each modality all ``K`` dimensions follow Barlow Twins between the two views (Eq. 4, 5).
-    The cross-modal terms use the first views ``z1`` and ``z2``. (:func:`decur_multimodal` with two modalities.)
+    The cross-modal terms use the first views ``z1`` and ``z2``. The reference code's variants and the separation
+    term are computed by :func:`decur_multimodal` (the same pieces, applied to every pair of modalities).
 
     Args:
         z1: Modality 1, view 1, ``N x K`` raw projector outputs.
@@ -167,19 +168,35 @@ def decur_loss(
         ValueError: If the four inputs differ in shape, ``N < 2`` or ``common_dim`` is outside ``0..K``.
 
     """
-    return decur_multimodal(
-        [z1, z2],
-        [z1_prime, z2_prime],
-        common_dim,
-        lambda_common=lambda_common,
-        lambda_unique=lambda_unique,
-        lambda_intra=[lambda_intra_1, lambda_intra_2],
-        reference_weighting=reference_weighting,
-        cross_both_views=cross_both_views,
-        intra=intra,
-        decouple=decouple,
-        separation=separation,
-    )
+    if reference_weighting or cross_both_views or separation:  # the reference code's variants, one extension
+        return decur_multimodal(
+            [z1, z2],
+            [z1_prime, z2_prime],
+            common_dim,
+            lambda_common=lambda_common,
+            lambda_unique=lambda_unique,
+            lambda_intra=[lambda_intra_1, lambda_intra_2],
+            reference_weighting=reference_weighting,
+            cross_both_views=cross_both_views,
+            intra=intra,
+            decouple=decouple,
+            separation=separation,
+        )
+    for z in (z1_prime, z2, z2_prime):
+        _check_pair(z1, z)
+    _check_pair(z1, z1)
+    dim = z1.shape[1]
+    if not 0 <= common_dim <= dim:
+        raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
+    kc = common_dim if decouple else dim
+    s1, s1p, s2, s2p = (standardize(gather_batch(z)) for z in (z1, z1_prime, z2, z2_prime))
+    zero = s1.new_zeros(())
+    common = invariance_objective(s1[:, :kc], s2[:, :kc], lambda_common) if kc > 0 else zero  # Eq. 2
+    unique = decorrelation_objective(s1[:, kc:], s2[:, kc:], lambda_unique) if kc < dim else zero  # Eq. 3
+    intra_1 = invariance_objective(s1, s1p, lambda_intra_1) if intra else zero  # Eq. 4
+    intra_2 = invariance_objective(s2, s2p, lambda_intra_2) if intra else zero  # Eq. 5
+    total = common + unique + intra_1 + intra_2  # Eq. 6
+    return {"total": total, "common": common, "unique": unique, "intra_1": intra_1, "intra_2": intra_2}
 
 
 def separation_objective(z: Tensor, common_dim: int) -> Tensor:

@@ -9,7 +9,7 @@ Layout of the official download (Sumbul et al., IEEE GRSM 2021)::
 
 The S1 metadata's ``corresponding_s2_patch`` pairs the modalities (scanned once and cached in
 ``root/.decur-bigearthnet-s1.json`` when the folder is writable; the cache records the S1 folder's entry count and
-modification time and is rebuilt when either changed, or when it lacks a patch the split needs). Samples:
+modification time and is rebuilt when either changed, e.g. after more patches were extracted). Samples:
 
 - ``s1``: 2 x 120 x 120 dB, VV then VH (sorting the file names would put VH first), 2 % outliers cut per image;
 - ``s2``: the 12 L2A bands in the order B01..B09, B11, B12 with B8A after B08 (Sentinel-2's band order), resampled
@@ -202,8 +202,6 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
             raise DatasetError(self.root, f"the {split} split is empty after exclusions", "check the split list")
         if s1_of is None:
             s1_of = self._scan_s1()
-            if any(p not in s1_of for p in self.patches):  # the folder may have grown since the cache was written
-                s1_of = self._scan_s1(use_cache=False)
         missing = [p for p in self.patches if p not in s1_of]
         if missing:
             raise DatasetError(
@@ -255,11 +253,11 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
             f"put the official {split}.csv (or torchgeo's bigearthnet-{split}.csv) in root",
         )
 
-    def _scan_s1(self, use_cache: bool = True) -> dict[str, str]:
+    def _scan_s1(self) -> dict[str, str]:
         cache = self.root / ".decur-bigearthnet-s1.json"
         stamp = self.s1_root.stat()
         state = {"entries": sum(1 for _ in self.s1_root.iterdir()), "mtime_ns": stamp.st_mtime_ns}
-        if use_cache and cache.is_file():
+        if cache.is_file():
             try:
                 saved = json.loads(cache.read_text())
             except (OSError, ValueError):

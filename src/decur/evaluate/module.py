@@ -85,6 +85,8 @@ class TransferModule(L.LightningModule):
             self.positives = PositiveCounts(num_classes)
             self.f1_micro = MultilabelF1Score(num_classes, average="micro")
         self.results: dict[str, Any] = {}
+        self.steps_run = 0
+        """Optimiser steps this process ran (a resumed run counts only the steps after its checkpoint)."""
 
     def inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The standardised images of the modalities the model uses."""
@@ -119,6 +121,7 @@ class TransferModule(L.LightningModule):
                 "the last checkpoint is intact"
             )
         self.log("train/loss", loss.detach(), prog_bar=True)
+        self.steps_run += 1
         return loss
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -452,6 +452,7 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
         "train_indices": indices,
         "resumed_from": resumed,
         "steps": trainer.global_step,
+        "steps_run": module.steps_run,
         "lr": module.optim.lr,
         "final_lr": trainer.optimizers[0].param_groups[0]["lr"],
         "cached_features": cached,

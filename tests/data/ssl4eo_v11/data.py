@@ -7,8 +7,8 @@ release's variables and dimensions: ``bands (sample, time, band, y, x)`` (S1GRD 
 uint8), ``cloud_mask (sample, time, y, x)`` uint8 in the S2 products, ``center_lat``/``center_lon``/``crs``
 per sample, ``sample_id``/``file_id``/``time_`` per (sample, time), coordinates ``band``, ``sample`` (7-digit ids),
 ``time``, ``x``, ``y``; each timestamp its own chunk. The zip holds the Zarr v2 directory tree (stored, not
-deflated), as the release's files. Timestamp 3 of every location is fully cloudy, the others clear, so cloud
-filtering is observable; the S2 digital numbers of location ``i`` at timestamp ``t`` are ``1000 · (t + 1) + i``
+deflated), as the release's files. Timestamp ``t`` of every location is cloudy over ``t / 3`` of the tile (3 is
+fully cloudy), so cloud filtering and its least-cloudy fallback are observable; S1's VV is about ``-20 + 3 t`` dB; the S2 digital numbers of location ``i`` at timestamp ``t`` are ``1000 · (t + 1) + i``
 in band 0, i.e. a reflectance of ``(1000 · t + i) / 10000`` after the release's +1000 DN offset (a fingerprint that
 tests read back). The other S2 DN lie in [1000, 7000): reflectances of 0-0.6 plus the offset, as the release.
 """
@@ -39,6 +39,8 @@ def write_shard(path: Path, folder: str, ids: list[str], size: int, rng: np.rand
     n, c = len(ids), FOLDERS[folder]
     if folder == "S1GRD":
         bands = (rng.normal(-15, 4, (n, times, c, size, size))).astype(np.float16)
+        for t in range(times):  # the timestamp fingerprint of S1: VV around -20 + 3 t dB
+            bands[:, t, 0] = rng.normal(-20 + 3 * t, 0.5, (n, size, size)).astype(np.float16)
     elif folder == "S2RGB":
         bands = rng.integers(0, 256, (n, times, c, size, size)).astype(np.uint8)
     else:
@@ -58,7 +60,8 @@ def write_shard(path: Path, folder: str, ids: list[str], size: int, rng: np.rand
     encoding = {"bands": {"chunks": (n, 1, c, size, size)}}
     if folder in ("S2L1C", "S2L2A"):
         cloud = np.zeros((n, times, size, size), np.uint8)
-        cloud[:, times - 1] = 1  # the last timestamp is cloudy everywhere
+        for t in range(times):  # cloud shares 0, 1/3, 2/3, 1: timestamp 3 is cloudy everywhere
+            cloud[:, t, : round(t / (times - 1) * size)] = 1
         data["cloud_mask"] = (("sample", "time", "y", "x"), cloud)
         encoding["cloud_mask"] = {"chunks": (n, 1, size, size)}
     coords = {"band": BAND_NAMES[folder], "sample": ids, "time": np.arange(times), "y": np.arange(size),

@@ -1,0 +1,167 @@
+"""The mutation check: plausible one-line bugs put back into decur, one at a time; the fast tests must catch each.
+
+    python -m tests.mutants            # every mutant (make mutants)
+    python -m tests.mutants pairing    # the mutants whose name contains "pairing"
+
+Each :class:`Mutant` replaces one exact piece of source (it must occur exactly once, so a refactoring that moves
+it makes the check fail loudly instead of silently testing nothing) in a copy of ``src/``, then runs the tests
+that make the claim, with that copy first on ``PYTHONPATH``. A mutant the tests do not catch "survives"; the check
+prints a table and exits 1 when any survives or no longer applies.
+
+Adding one: write the bug as ``Mutant(name, file, old, new, tests)`` below, next to its area; ``tests`` are pytest
+node ids or ``file::-k expression`` selections, as few and as fast as still catch it. Run
+``python -m tests.mutants NAME`` to see it caught.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One plausible bug: ``old`` → ``new`` in ``src/decur/<file>``, caught by ``tests``."""
+
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+def _t(path: str, k: str | None = None) -> str:
+    return f"{path}::-k {k}" if k else path
+
+
+MUTANTS = [
+    # ---- losses ----------------------------------------------------------------------------------------------
+    Mutant("loss: cross-correlation not divided by the batch", "losses.py",
+           "c = z1.T @ z2 / n", "c = z1.T @ z2",
+           (_t("tests/test_losses.py", "reference or eq"),)),
+    # ---- data: SSL4EO-S12 v1.0 pairing, v1.1 offset --------------------------------------------------------
+    Mutant("pairing: seasons by sorted name", "data/ssl4eo_s12.py",
+           "a = sorted(first, key=acquisition_date)", "a = sorted(first)",
+           (_t("tests/test_ssl4eo_s12.py", "pair"),)),
+    Mutant("pairing: packed stores of the old rule accepted", "data/pack.py",
+           'if index.get("format") == "decur-ssl4eo-s12-pack/1":', 'if index.get("format") == "never":',
+           (_t("tests/test_ssl4eo_s12.py", "repacked"),)),
+    Mutant("v1.1: S2 offset kept", "data/ssl4eo_v11.py",
+           "np.clip(dn.astype(np.int64) - S2_OFFSET, 0, 10000)", "np.clip(dn.astype(np.int64), 0, 10000)",
+           (_t("tests/test_ssl4eo_v11.py", "preprocessing or lookup"),)),
+    Mutant("v1.1: statistics keep the offset", "data/ssl4eo_v11.py",
+           "([(v - _OFFSET[m]) * _SCALE[m] for v in mean]", "([v * _SCALE[m] for v in mean]",
+           (_t("tests/test_ssl4eo_v11.py", "statistics"),)),
+    Mutant("v1.1: data check decodes one timestamp", "data/check.py",
+           "times = [0] if quick else list(range(int(ds.sizes[\"time\"])))", "times = [0]",
+           (_t("tests/test_bad_input.py", "v11_check"),)),
+    # ---- data: modalities, caches, depth ----------------------------------------------------------------------
+    Mutant("transfer: every modality read", "evaluate/transfer.py",
+           "used = list(run.modalities or bands)", "used = list(bands)",
+           (_t("tests/test_rgbd_fixtures.py", "shipped and rgb and not hha and sunrgbd"),)),
+    Mutant("rgbd: modalities argument ignored", "data/rgbd.py",
+           "self.folders = {k: v for k, v in self.folders.items() if k in wanted}", "pass",
+           (_t("tests/test_rgbd_fixtures.py", "only_the_modalities"),)),
+    Mutant("hha: writes into its source folder", "data/rgbd.py",
+           "if dst.resolve() == src.resolve() or clash:", "if False:",
+           (_t("tests/test_bad_input.py", "overwrites or never_writes"),)),
+    Mutant("hha: no warning on far depth", "data/rgbd.py",
+           "elif (valid > self.max_depth_m).mean() > 0.5:", "elif False:",
+           (_t("tests/test_bad_input.py", "implausible"),)),
+    Mutant("bigearthnet: stale pairing cache trusted", "data/bigearthnet.py",
+           'saved.get("folder") == state', "True",
+           (_t("tests/test_bad_input.py", "stale"),)),
+    Mutant("config: cloud filter without a mask accepted", "config.py",
+           "_require(mcf is None or bool(masked),", "_require(True,",
+           (_t("tests/test_bad_input.py", "cloud_filter"),)),
+    # ---- metrics ---------------------------------------------------------------------------------------------
+    Mutant("metrics: macro mAP counts classes without positives", "evaluate/metrics.py",
+           "present = positives > 0", "present = positives >= 0",
+           (_t("tests/test_transfer.py", "macro"),)),
+    Mutant("metrics: mIoU counts absent classes", "evaluate/metrics.py",
+           "present = [k for k in classes if union[k] > 0]", "present = classes",
+           (_t("tests/test_transfer.py", "segmentation or iou"),)),
+    # ---- run folder: lock, config, checkpoints, resume --------------------------------------------------------
+    Mutant("run: no lock", "train/engine.py",
+           "fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
+           (_t("tests/test_bad_input.py", "second_process or concurrent"),)),
+    Mutant("run: a failed start binds its folder", "train/engine.py",
+           'if not saved.exists() or not (saved.parent / "checkpoints" / "last.ckpt").exists():',
+           "if not saved.exists():",
+           (_t("tests/test_bad_input.py", "failed_start"),)),
+    Mutant("run: tmp checkpoint left on a full disk", "train/callbacks.py",
+           "tmp.unlink(missing_ok=True)", "pass",
+           (_t("tests/test_bad_input.py", "full_disk"),)),
+    Mutant("run: foreign checkpoints accepted", "train/engine.py",
+           'if not isinstance(state, dict) or "state_dict" not in state or "pytorch-lightning_version" not in state:',
+           "if not isinstance(state, dict):",
+           (_t("tests/test_bad_input.py", "damaged"),)),
+    Mutant("run: data.root is part of the identity", "train/run.py",
+           '"data.root",  # the data', '# "data.root",  # the data',
+           (_t("tests/test_bad_input.py", "data_may_move"),)),
+    # ---- configs ---------------------------------------------------------------------------------------------
+    Mutant("validate: stops at the first failing file", "cli.py",
+           "            failed += 1\n", "            return 2\n",
+           (_t("tests/test_bad_input.py", "validate_names"),)),
+    Mutant("transfer: empty seed list accepted", "evaluate/transfer.py",
+           "if self.seeds is not None and not self.seeds:", "if False:",
+           (_t("tests/test_bad_input.py", "empty_seed and transfer"),)),
+    Mutant("transfer: pretrained checked after the data", "evaluate/transfer.py",
+           "            check_pretrained(self.pretrained)", "            pass",
+           (_t("tests/test_bad_input.py", "pretrained_is_validated"),)),
+]  # fmt: skip
+
+
+def _selection(spec: str) -> list[str]:
+    path, _, k = spec.partition("::-k ")
+    return [path, "-k", k] if k else [path]
+
+
+def run(mutant: Mutant, tmp: Path) -> tuple[str, float]:
+    """``caught``, ``SURVIVED`` or ``STALE`` (the original text is not found exactly once), and the seconds taken."""
+    src = tmp / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    target = src / "decur" / mutant.file
+    text = target.read_text()
+    if text.count(mutant.old) != 1:
+        return "STALE", 0.0
+    target.write_text(text.replace(mutant.old, mutant.new))
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    started = time.perf_counter()
+    for spec in mutant.tests:
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow",
+               *_selection(spec)]  # fmt: skip
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        if done.returncode == 1:  # tests failed: caught (5 = nothing selected, 2+ = an error of the harness)
+            return "caught", time.perf_counter() - started
+        if done.returncode not in (0, 1):
+            return f"ERROR ({done.returncode}: {done.stdout.strip().splitlines()[-1:]})", time.perf_counter() - started
+    return "SURVIVED", time.perf_counter() - started
+
+
+def main(argv: list[str]) -> int:
+    """Run the mutants whose names contain any of ``argv`` (all without arguments); 1 when any is not caught."""
+    chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="decur-mutants-") as tmp:
+        print(f"{'mutant':<58} {'result':<10} seconds")
+        for mutant in chosen:
+            result, seconds = run(mutant, Path(tmp))
+            bad += result != "caught"
+            print(f"{mutant.name:<58} {result:<10} {seconds:6.1f}", flush=True)
+    print(f"{len(chosen) - bad} of {len(chosen)} mutants caught")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
