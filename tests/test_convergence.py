@@ -85,6 +85,26 @@ def test_matched_slice_r2_compares_slices_at_equal_width():
     assert matched_slice_r2(split["tr"], split["te"], ["optical", "sar"], 16, ds) == {}  # no unique dims
 
 
+def test_slice_r2_reads_the_common_and_the_unique_slice_where_they_are():
+    from decur.data.synthetic import SyntheticMultimodal
+    from decur.evaluate.convergence import slice_r2
+
+    ds = SyntheticMultimodal(length=8, image_size=16, num_classes=4)
+    g = torch.Generator().manual_seed(1)
+    n, groups = 500, ds.factor_groups
+    factors = torch.rand(n, len(ds.factor_names), generator=g)
+    # 6 common dims carry the shared factors only, 2 unique dims the modality's own ones only
+    z = {m: torch.cat([factors[:, groups["shared"]] @ torch.randn(len(groups["shared"]), 6, generator=g),
+                       factors[:, groups[m]]], 1) for m in ("optical", "sar")}  # fmt: skip
+    split = {k: {f"emb/{m}": v[s] for m, v in z.items()} | {f"feat/{m}": v[s] for m, v in z.items()}
+             | {"factors": factors[s]} for k, s in (("tr", slice(0, 350)), ("te", slice(350, n)))}  # fmt: skip
+    out = slice_r2(split["tr"], split["te"], ["optical", "sar"], 6, ds)
+    for m in ("optical", "sar"):
+        assert out[f"r2/common/{m}/shared"] > 0.9 and out[f"r2/unique/{m}/shared"] < 0.2
+        assert out[f"r2/unique/{m}/{m}"] > 0.9 and out[f"r2/common/{m}/{m}"] < 0.2
+        assert out[f"r2/features/{m}/shared"] > 0.9
+
+
 def test_a_study_cut_short_summarises_the_seeds_that_finished(tmp_path):
     from decur.evaluate.convergence import _write
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -148,3 +149,90 @@ def test_cam_layer_is_the_deepest_stage_at_least_7_pixels_wide():
     assert cam_layer(encoder, torch.rand(1, 2, 64, 64))[0] == "layer2"  # 8 x 8 (layer3 would be 4 x 4)
     name, module = cam_layer(encoder, torch.rand(1, 2, 8, 8))  # nothing is 7 wide: the first stage
     assert name == "conv1" and module is encoder.conv1
+
+
+# ---- Algorithm 2 on hand-built models whose answers are known ---------------------------------------------------
+
+
+class _Halves(torch.nn.Module):
+    """Channel 0 sees only the left half of the image, channel 1 only the right half."""
+
+    def __init__(self, bands: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(bands, 2, 1, bias=False)
+        torch.nn.init.constant_(self.conv.weight, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv(x)
+        left = torch.zeros_like(a[:, :1])
+        left[..., : a.shape[-1] // 2] = 1
+        return torch.cat([a[:, :1] * left, a[:, 1:] * (1 - left)], 1)
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self, bands: int) -> None:
+        super().__init__()
+        self.stage = _Halves(bands)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage(x).mean(dim=(2, 3))  # z_0: left half, z_1: right half
+
+
+def _hand_built(bands: dict[str, int]):
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(
+        modalities=list(bands),
+        encoders={m: _Encoder(c) for m, c in bands.items()},
+        projectors={m: torch.nn.Identity() for m in bands},
+    )
+    views = {m: SimpleNamespace(normalize=lambda x: x) for m in bands}
+    return SimpleNamespace(model=model, views=views)
+
+
+def test_gradcam_explains_the_dims_it_is_asked_about():
+    from decur.explain import ExplainOptions, Parts, saliency_over_set
+
+    module = _hand_built({"a": 2, "b": 1})
+    g = torch.Generator().manual_seed(0)
+    data = [{"a": torch.rand(2, 16, 16, generator=g) + 0.5, "b": torch.rand(1, 16, 16, generator=g) + 0.5}
+            for _ in range(6)]  # fmt: skip
+    options = ExplainOptions(batch_size=3, standardize=False)  # raw outputs: a linear map, the answer is exact
+    sal = saliency_over_set(module, data, 6, Parts(kc=1, k=2), options, torch.device("cpu"))
+    for m in ("a", "b"):
+        common, unique = sal.shown["common"][m].abs(), sal.shown["unique"][m].abs()
+        # dim 0 (common, K_c = 1) depends on the left half only, dim 1 (unique) on the right half only
+        assert float(common[:, 9:].max()) <= 1e-4 * float(common[:, :7].min()) and common[:, :7].min() > 0
+        assert float(unique[:, :7].max()) <= 1e-4 * float(unique[:, 9:].min()) and unique[:, 9:].min() > 0
+    assert set(sal.scores) == {"common", "unique"} and len(sal.scores["common"]) == 6
+    assert sal.layers == {"a": "stage", "b": "stage"}
+
+
+def test_integrated_gradients_keep_the_sign_of_each_band():
+    from decur.explain import spectral_saliency
+
+    module = _hand_built({"a": 3})
+    w = torch.tensor([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    module.model.encoders["a"].stage.conv.weight.data = w[:, :, None, None]
+    x = {"a": torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) + 0.5}
+    left = torch.zeros(8, 8)
+    left[:, :4] = 1
+    ig = spectral_saliency(module, x, slice(0, 1), standardize=False, steps=8)["a"]
+    # a linear output: IG is exactly (x - 0) · gradient; per band w_c · mean over the left half of x_c, normalised
+    per_band = w[0] * (x["a"] * left).mean(dim=(2, 3))
+    expected = per_band / per_band.abs().sum(1, keepdim=True)
+    np.testing.assert_allclose(ig, expected.numpy(), rtol=1e-4)
+    assert (ig[:, 1] < 0).all() and (ig[:, 0] > 0).all()  # the negative band stays negative
+
+
+def test_saliency_score_is_the_mean_of_the_normalised_log_product():
+    from decur.explain import saliency_scores
+
+    # unit maps a = [0, 0.5, 1], b = [0, 0.5, 1] (already in [0, 1]): product [0, 0.25, 1]; log(p + 1e-6)
+    # normalised to [0, 1] gives [0, 1 - ln 4 / ln 1e6 ... ]: mean = (0 + (ln 0.25 - ln 1e-6) / -ln 1e-6 + 1) / 3
+    a = torch.tensor([[[0.0, 0.5, 1.0]]])
+    score = float(saliency_scores({"a": a, "b": a * 4 - 2})[0])  # b: another scale and offset, the same unit map
+    lo = math.log(1e-6)
+    expected = (0 + (math.log(0.25 + 1e-6) - lo) / (math.log(1 + 1e-6) - lo) + 1) / 3
+    assert score == pytest.approx(expected, rel=1e-5)
+    assert abs(score - (0 + 0.25 + 1) / 3) > 0.1  # without the log it would be 0.417

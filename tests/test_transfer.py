@@ -213,10 +213,33 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
         ("modalities=[rgb]", "modalities"),
         ("dataset=bigearthnet", "root"),
         ("dataset=imagenet", "dataset"),
+        *[
+            (f"{name}=0", name)
+            for name in ("epochs", "batch_size", "iterations", "eval_batch_size", "checkpoint_every", "decoder_dim")
+        ],
+        ("trainer.precision=64", "trainer.precision"),
+        ("pretrained=/no/such/run", "pretrained"),
+        ("model=unet", "model"),
+        ("task=segmentation model=late_fusion", "model"),
+        ("dataset=geonrw root=. task=classification", "dataset"),
+        ("task=segmentation crop_size=[1,2,3]", "crop_size"),
+        ("task=segmentation crop_size=0", "crop_size"),
+        ("train_scales=[0.5,0]", "train_scales"),
+        ("warmup_epochs=-1", "warmup_epochs"),
+        ("seeds=[]", "seeds"),
+        ("train_cities=[aachen]", "train_cities"),
+        ("modalities=[]", "modalities"),
+        ("task=retrieval", "pretrained"),
+        ("task=segmentation model=cmx modalities=[optical]", "modalities"),
+        ("task=segmentation model=cmx modalities=[optical,sar] arch=resnet18", "arch"),
+        (
+            "task=segmentation model=cmx modalities=[optical,sar] arch=mit_b0 segformer_weights=/no/file.pth",
+            "segformer_weights",
+        ),
     ],
 )
 def test_every_transfer_field_is_validated_before_anything_is_built(tmp_path, capsys, override, field):
-    assert main(["transfer", "--output", str(tmp_path), override]) == 2
+    assert main(["transfer", "--output", str(tmp_path), *override.split()]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"`{field}`" in err[0], err
     assert not (tmp_path / "seed0").exists()

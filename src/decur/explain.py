@@ -264,6 +264,99 @@ def resolve_device(accelerator: str = "auto") -> torch.device:
     raise ValueError(f"accelerator {accelerator!r} is not one of auto, cpu, gpu, cuda, mps")
 
 
+@dataclass
+class Parts:
+    """The common and unique slices of a run's embedding (``K_c`` and ``K``), and which of them exist."""
+
+    kc: int
+    k: int
+
+    @property
+    def common(self) -> slice:
+        """The first ``K_c`` dims."""
+        return slice(0, self.kc)
+
+    @property
+    def unique(self) -> slice:
+        """The last ``K − K_c`` dims."""
+        return slice(self.kc, self.k)
+
+    def present(self) -> list[tuple[str, slice]]:
+        """``(name, slice)`` of the non-empty parts, common first."""
+        return [(n, sl) for n, sl in (("common", self.common), ("unique", self.unique)) if sl.stop > sl.start]
+
+
+def alignment_summary(per_batch: list[dict[str, np.ndarray]], parts: Parts, batch: int) -> dict[str, Any]:
+    """Algorithm 2, step 1, as numbers: per pair the per-batch ``(1 − C_ii)²``, dims above 1, common/unique means."""
+    names = dict(parts.present())
+    summary: dict[str, Any] = {"batch_size": batch, "batches": len(per_batch), "pairs": {}}
+    for pair in per_batch[0] if per_batch else []:
+        values = np.stack([b[pair] for b in per_batch])  # batches x K
+        summary["pairs"][pair] = {
+            "per_batch": values.tolist(),
+            "above_one": [int((v > 1).sum()) for v in values],  # anti-correlated dims, outside range (0, 1)
+            **{f"{n}_mean": float(values[:, names[n]].mean()) if n in names else None for n in ("common", "unique")},
+        }
+    for part in ("common", "unique"):
+        vals = [p[f"{part}_mean"] for p in summary["pairs"].values() if p[f"{part}_mean"] is not None]
+        summary[f"{part}_mean"] = float(np.mean(vals)) if vals else None
+    return summary
+
+
+def dimension_tsne(z: dict[str, Tensor]) -> np.ndarray:
+    """Algorithm 2, step 2: a 2-D t-SNE in which each embedding dimension of each modality is one point."""
+    from sklearn.manifold import TSNE
+
+    points = torch.cat([(v - v.mean(0)) / (v.std(0) + 1e-6) for v in z.values()], dim=1).T.numpy()
+    return TSNE(2, perplexity=min(30, max(5, len(points) // 10)), init="pca", random_state=0).fit_transform(points)
+
+
+@dataclass
+class Saliency:
+    """Steps 3-5 over an evaluation set: pair scores and per-sample band attributions per part, the CAM layers."""
+
+    scores: dict[str, np.ndarray]
+    """Per part: one spatial saliency score per image pair (step 4)."""
+    spectral: dict[str, dict[str, np.ndarray]]
+    """Per part and modality: ``samples x bands`` signed Integrated-Gradients shares (step 5)."""
+    layers: dict[str, str]
+    """Per modality: the encoder stage GradCAM reads (step 3)."""
+    shown: dict[str, dict[str, Tensor]]
+    """The first image (``raw``) and its GradCAM maps per part, for the figure."""
+
+
+def saliency_over_set(
+    module: Any, dataset: Dataset, n_samples: int, parts: Parts, o: ExplainOptions, device: torch.device
+) -> Saliency:
+    """Algorithm 2, steps 3-5 on the first ``n_samples`` samples, in batches of ``o.batch_size``."""
+    mods = module.model.modalities
+    chosen = parts.present()
+    scores: dict[str, list[Tensor]] = {n: [] for n, _ in chosen}
+    spectral: dict[str, dict[str, list[np.ndarray]]] = {n: {m: [] for m in mods} for n, _ in chosen}
+    layers: dict[str, tuple[str, nn.Module]] = {}
+    shown: dict[str, dict[str, Tensor]] = {}
+    for raw in DataLoader(Subset(dataset, range(n_samples)), batch_size=max(2, o.batch_size)):
+        if len(next(iter(raw.values()))) < 2:  # the batch standardisation needs two images
+            continue
+        x_raw = {m: _first_view(raw[m]) for m in mods}
+        x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m].to(device)) for m in mods}
+        layers = layers or {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}
+        for n, sl in chosen:
+            cams = gradcam_maps(module, x, sl, {m: lay for m, (_, lay) in layers.items()}, relu=o.cam_relu,
+                                standardize=o.standardize)  # fmt: skip
+            scores[n].append(saliency_scores(cams))
+            if n not in shown:
+                shown[n], shown["raw"] = {m: c[0] for m, c in cams.items()}, {m: v[0] for m, v in x_raw.items()}
+            for m, v in spectral_saliency(module, x, sl, standardize=o.standardize, steps=o.ig_steps).items():
+                spectral[n][m].append(v)
+    return Saliency(
+        {n: torch.cat(v).numpy() for n, v in scores.items() if v},
+        {n: {m: np.concatenate(v) for m, v in d.items() if v} for n, d in spectral.items()},
+        {m: name for m, (name, _) in layers.items()},
+        shown,
+    )
+
+
 def explain(
     run: str | Path,
     out: str | Path,
@@ -272,14 +365,9 @@ def explain(
 ) -> dict:
     """Write every plot, ``explain.json`` and ``report.md`` for ``run`` into ``out``; returns the numbers.
 
+    Each step of Algorithm 2 is computed by its own function (numbers first); the plots and the report read them.
     Forward passes, GradCAM and Integrated Gradients run on ``options.accelerator`` (the GPU when there is one).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
-
     from decur.data.build import build_dataset
     from decur.train.module import PretrainModule
 
@@ -289,166 +377,194 @@ def explain(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(o.accelerator)
     module = PretrainModule.from_run(run).to(device)
-    cfg = module.cfg
-    mods = module.model.modalities
+    cfg, mods = module.cfg, module.model.modalities
     if len(mods) < 2:
         raise ValueError(f"{run}: explain compares modalities, this run has one ({mods})")
-    dataset = build_dataset(cfg, seed_offset=3_000, length=o.samples) if cfg.data.dataset == "synthetic" else (
-        build_dataset(cfg))  # fmt: skip
+    synthetic = cfg.data.dataset == "synthetic"
+    dataset = build_dataset(cfg, seed_offset=3_000, length=o.samples) if synthetic else build_dataset(cfg)
     if isinstance(dataset, torch.utils.data.IterableDataset):
         raise ValueError(f"{run}: explain reads samples by index; point it at a map-style copy of the data")
     n_samples = min(o.samples, len(dataset))  # type: ignore[arg-type]
-    kc, k = cfg.common_dim, cfg.embed_dim
-    common, unique = slice(0, kc), slice(kc, k)
-    has_common, has_unique = kc > 0, kc < k
-    numbers: dict[str, Any] = {"run": str(run), "modalities": mods, "common_dim": kc, "embed_dim": k,
+    parts = Parts(cfg.common_dim, cfg.embed_dim)
+    numbers: dict[str, Any] = {"run": str(run), "modalities": mods, "common_dim": parts.kc, "embed_dim": parts.k,
                                "options": dict(vars(o))}  # fmt: skip
-    notes: list[str] = []
-    if not has_unique:
-        notes.append("this run has no unique dimensions (common_dim = K): unique-dimension outputs are skipped")
-    if not has_common:
-        notes.append("this run has no common dimensions (common_dim = 0): common-dimension outputs are skipped")
-    plots: list[tuple[str, str]] = []
+    notes = [f"this run has no {n} dimensions (common_dim = {'K' if n == 'unique' else 0}): {n}-dimension outputs "
+             "are skipped" for n in ("unique", "common") if n not in dict(parts.present())]  # fmt: skip
 
     def stage(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.1f} s] {text}", flush=True)
 
-    # 1. alignment per training-style batch ---------------------------------------------------------------------
     batch = min(cfg.data.batch_size, n_samples)
     stage(f"alignment on {o.alignment_batches} training-style batches of {batch}")
     per_batch = alignment_per_batch(module, dataset, o.alignment_batches, batch)
-    pairs = list(per_batch[0]) if per_batch else []
-    summary: dict[str, Any] = {"batch_size": batch, "batches": len(per_batch), "pairs": {}}
-    for pair in pairs:
-        values = np.stack([b[pair] for b in per_batch])  # batches x K
-        summary["pairs"][pair] = {
-            "per_batch": values.tolist(),
-            "above_one": [int((v > 1).sum()) for v in values],  # anti-correlated dims, outside range (0, 1)
-            "common_mean": float(values[:, common].mean()) if has_common else None,
-            "unique_mean": float(values[:, unique].mean()) if has_unique else None,
-        }
-    for part in ("common", "unique"):
-        vals = [p[f"{part}_mean"] for p in summary["pairs"].values() if p[f"{part}_mean"] is not None]
-        summary[f"{part}_mean"] = float(np.mean(vals)) if vals else None
-    above = sum(sum(p["above_one"]) for p in summary["pairs"].values())
+    numbers["alignment"] = alignment_summary(per_batch, parts, batch)
+    above = sum(sum(p["above_one"]) for p in numbers["alignment"]["pairs"].values())
     if above:
         notes.append(f"{above} dimension(s) over all batches and pairs have (1 − C_ii)² > 1 (anti-correlated): "
                      "outside the histogram's range (0, 1), counted in explain.json "
                      "(alignment.pairs.*.above_one)")  # fmt: skip
-    numbers["alignment"] = summary
+    compared = None
+    if compare is not None:
+        other = PretrainModule.from_run(compare).to(device)
+        first = next(iter(alignment_per_batch(other, dataset, 1, batch)[0].values()))
+        numbers["compare"] = {"run": str(compare), "per_dimension": first.tolist(), "above_one": int((first > 1).sum())}
+        compared = (first, other.cfg.method.name)
+
+    stage(f"embeddings of {n_samples} samples, t-SNE of the embedding dimensions")
+    z = embeddings(module, dataset, n_samples)
+    numbers["tsne"] = {"points": dimension_tsne(z).tolist()}
+
+    stage(f"GradCAM and Integrated Gradients on {n_samples} samples, batches of {o.batch_size}")
+    sal = saliency_over_set(module, dataset, n_samples, parts, o, device)
+    numbers["gradcam_layer"] = sal.layers
+    numbers["saliency_pairs"] = len(next(iter(sal.scores.values()))) if sal.scores else 0
+    numbers["saliency_statistics"] = {
+        n: {"scores": v.tolist(), "mean": float(v.mean()), "std": float(v.std())} for n, v in sal.scores.items()
+    }
+    bands = {mod.name: mod.bands for mod in cfg.data.modalities}
+    names = {m: band_names(m, bands[m]) for m in mods}
+    numbers["spectral_bands"] = names
+    numbers["spectral_saliency"] = {
+        n: {m: dict(zip(names[m], map(float, v.mean(0)), strict=True)) for m, v in d.items()}
+        for n, d in sal.spectral.items()
+    }
+    if isinstance(dataset, SyntheticMultimodal) and len(parts.present()) == 2:
+        stage("ground-truth check against the synthetic factors")
+        numbers["ground_truth"] = ground_truth_check(dataset, z, parts.kc, numbers["spectral_saliency"])
+    numbers["notes"] = notes
+    numbers["seconds"] = round(time.perf_counter() - started, 1)
+    plots = _plots(out, numbers, per_batch, compared, parts, sal, o.cam_relu)
+    (out / "explain.json").write_text(json.dumps(numbers, indent=1))
+    (out / "report.md").write_text(_report(run, numbers, plots, n_samples))
+    return numbers
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The figures, drawn from the numbers above
+
+
+def _plots(
+    out: Path,
+    numbers: dict[str, Any],
+    per_batch: list[dict[str, np.ndarray]],
+    compared: tuple[np.ndarray, str] | None,
+    parts: Parts,
+    sal: Saliency,
+    cam_relu: bool,
+) -> list[tuple[str, str]]:
+    """Every figure of the report into ``out``; returns ``(file, caption)`` pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    mods = numbers["modalities"]
+    layer = numbers["gradcam_layer"]
+    _plot_alignment(out / "alignment.png", per_batch, numbers["alignment"]["batch_size"], parts, compared)
+    _plot_tsne(out / "tsne_dimensions.png", np.array(numbers["tsne"]["points"]), mods, parts)
+    _plot_gradcam(out / "gradcam.png", sal.shown, mods, parts)
+    _plot_scores(out / "saliency_statistics.png", sal.scores)
+    _plot_spectral(out / "spectral_saliency.png", sal.spectral, numbers["spectral_bands"], mods, parts)
+    return [
+        ("alignment.png", "Per-dimension cross-modal misalignment on training-style batches (one outline per batch); "
+         "common dims should sit near 0, unique dims near 1."),
+        ("tsne_dimensions.png", "Each point is one embedding dimension; colour = modality x common/unique."),
+        ("gradcam.png", f"GradCAM of the mean common / unique output of BN(f(x)) at stage {layer}"
+         f"{' (ReLU)' if cam_relu else ' (signed, no ReLU)'}."),
+        ("saliency_statistics.png", f"One common and one unique score per image pair, {numbers['saliency_pairs']} "
+         "pairs (Fig. 5a)."),
+        ("spectral_saliency.png", "Integrated Gradients per band for the common / unique output: one value per "
+         "sample and band (signed mean over the image, normalised per sample), box plots over the set (Fig. 5b)."),
+    ]  # fmt: skip
+
+
+def _plot_alignment(
+    path: Path,
+    per_batch: list[dict[str, np.ndarray]],
+    batch: int,
+    parts: Parts,
+    compared: tuple[np.ndarray, str] | None,
+) -> None:
+    import matplotlib.pyplot as plt
+
+    pairs = list(per_batch[0]) if per_batch else []
     fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 3.5), squeeze=False)
     bins = np.linspace(0, 1, 41)
     for ax, pair in zip(axes[0], pairs, strict=True):
         for i, b in enumerate(per_batch):
-            for part, sl, colour in (("common", common, "C0"), ("unique", unique, "C1")):
-                if sl.stop > sl.start:
-                    ax.hist(b[pair][sl], bins, range=(0, 1), histtype="step", color=colour, alpha=0.5 + 0.5 / (i + 1),
-                            label=f"{part} ({sl.stop - sl.start})" if i == 0 else None)  # fmt: skip
+            for part, sl in parts.present():
+                colour = {"common": "C0", "unique": "C1"}[part]
+                ax.hist(b[pair][sl], bins, range=(0, 1), histtype="step", color=colour, alpha=0.5 + 0.5 / (i + 1),
+                        label=f"{part} ({sl.stop - sl.start})" if i == 0 else None)  # fmt: skip
         ax.set_title(f"{pair}: {len(per_batch)} batches of {batch}")
         ax.set_xlabel("(1 − C_ii)²  (0 = aligned across modalities)")
         ax.set_ylabel("dimensions")
-    if compare is not None:
-        other = PretrainModule.from_run(compare).to(device)
-        other_batches = alignment_per_batch(other, dataset, 1, batch)
-        first = next(iter(other_batches[0].values()))
-        numbers["compare"] = {"run": str(compare), "per_dimension": first.tolist(), "above_one": int((first > 1).sum())}
-        axes[0, 0].hist(first, bins, range=(0, 1), histtype="stepfilled", color="k", alpha=0.2,
-                        label=f"{other.cfg.method.name} (one batch)")  # fmt: skip
+    if compared is not None:
+        axes[0, 0].hist(compared[0], bins, range=(0, 1), histtype="stepfilled", color="k", alpha=0.2,
+                        label=f"{compared[1]} (one batch)")  # fmt: skip
     for ax in axes[0]:
         ax.legend(fontsize=8)
-    _save(fig, out / "alignment.png")
-    plots.append(("alignment.png", "Per-dimension cross-modal misalignment on training-style batches (one outline "
-                  "per batch); common dims should sit near 0, unique dims near 1."))  # fmt: skip
+    _save(fig, path)
 
-    # 2. t-SNE of dimensions ----------------------------------------------------------------------------------
-    stage(f"embeddings of {n_samples} samples, t-SNE of the embedding dimensions")
-    z = embeddings(module, dataset, n_samples)
-    points = torch.cat([(v - v.mean(0)) / (v.std(0) + 1e-6) for v in z.values()], dim=1).T.numpy()
-    xy = TSNE(2, perplexity=min(30, max(5, len(points) // 10)), init="pca", random_state=0).fit_transform(points)
-    numbers["tsne"] = {"points": xy.tolist()}
+
+def _plot_tsne(path: Path, xy: np.ndarray, mods: list[str], parts: Parts) -> None:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 5))
+    markers = {"common": "o", "unique": "x"}
     for i, m in enumerate(mods):
-        part_xy = xy[i * k : (i + 1) * k]
-        for name, sl, marker in (("common", common, "o"), ("unique", unique, "x")):
-            if sl.stop > sl.start:
-                ax.scatter(part_xy[sl, 0], part_xy[sl, 1], s=8, marker=marker, label=f"{m} {name}")
+        part_xy = xy[i * parts.k : (i + 1) * parts.k]
+        for name, sl in parts.present():
+            ax.scatter(part_xy[sl, 0], part_xy[sl, 1], s=8, marker=markers[name], label=f"{m} {name}")
     ax.legend(fontsize=8)
     ax.set_title("t-SNE of embedding dimensions")
-    _save(fig, out / "tsne_dimensions.png")
-    plots.append(("tsne_dimensions.png", "Each point is one embedding dimension; colour = modality x common/unique."))
+    _save(fig, path)
 
-    # 3.-5. GradCAM, spatial saliency statistics, spectral saliency over the whole set ---------------------------
-    parts = [(n, sl) for n, sl, ok in (("common", common, has_common), ("unique", unique, has_unique)) if ok]
-    scores: dict[str, list[Tensor]] = {n: [] for n, _ in parts}
-    spectral: dict[str, dict[str, list[np.ndarray]]] = {n: {m: [] for m in mods} for n, _ in parts}
-    layers: dict[str, tuple[str, nn.Module]] = {}
-    shown: dict[str, Any] = {}
-    stage(f"GradCAM and Integrated Gradients on {n_samples} samples, batches of {o.batch_size}")
-    loader = DataLoader(Subset(dataset, range(n_samples)), batch_size=max(2, o.batch_size))
-    for raw in loader:
-        if len(next(iter(raw.values()))) < 2:  # the batch standardisation needs two images
-            continue
-        x_raw = {m: _first_view(raw[m]) for m in mods}
-        x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m].to(device)) for m in mods}
-        if not layers:
-            layers = {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}
-        for n, sl in parts:
-            cams = gradcam_maps(module, x, sl, {m: lay for m, (_, lay) in layers.items()}, relu=o.cam_relu,
-                                standardize=o.standardize)  # fmt: skip
-            scores[n].append(saliency_scores(cams))
-            if not shown.get(n):
-                shown[n] = {m: c[0] for m, c in cams.items()}
-                shown["raw"] = {m: v[0] for m, v in x_raw.items()}
-            for m, v in spectral_saliency(module, x, sl, standardize=o.standardize, steps=o.ig_steps).items():
-                spectral[n][m].append(v)
-    numbers["gradcam_layer"] = {m: name for m, (name, _) in layers.items()}
-    pair_scores = {n: torch.cat(v).numpy() for n, v in scores.items() if v}
-    numbers["saliency_pairs"] = len(next(iter(pair_scores.values()))) if pair_scores else 0
-    numbers["saliency_statistics"] = {
-        n: {"scores": v.tolist(), "mean": float(v.mean()), "std": float(v.std())} for n, v in pair_scores.items()
-    }
-    fig, axes = plt.subplots(len(mods), 1 + len(parts), figsize=(3 * (1 + len(parts)), 3 * len(mods)), squeeze=False)
+
+def _plot_gradcam(path: Path, shown: dict[str, dict[str, Tensor]], mods: list[str], parts: Parts) -> None:
+    import matplotlib.pyplot as plt
+
+    chosen = parts.present()
+    fig, axes = plt.subplots(len(mods), 1 + len(chosen), figsize=(3 * (1 + len(chosen)), 3 * len(mods)),
+                             squeeze=False)  # fmt: skip
     for r, m in enumerate(mods):
         image = _render(m, shown["raw"][m]) if "raw" in shown else np.zeros((8, 8))
         axes[r, 0].imshow(image, cmap="gray")
         axes[r, 0].set_title(m)
-        for c, (n, _) in enumerate(parts, start=1):
+        for c, (n, _) in enumerate(chosen, start=1):
             axes[r, c].imshow(image, cmap="gray")
             if n in shown:
                 axes[r, c].imshow(shown[n][m].numpy(), cmap="jet", alpha=0.45)
             axes[r, c].set_title(f"{m}: {n}")
     for a in axes.flat:
         a.axis("off")
-    _save(fig, out / "gradcam.png")
-    plots.append(("gradcam.png", f"GradCAM of the mean common / unique output of BN(f(x)) at stage "
-                  f"{numbers['gradcam_layer']}{' (ReLU)' if o.cam_relu else ' (signed, no ReLU)'}."))  # fmt: skip
+    _save(fig, path)
+
+
+def _plot_scores(path: Path, scores: dict[str, np.ndarray]) -> None:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for n, v in pair_scores.items():
+    for n, v in scores.items():
         ax.hist(v, bins=30, range=(0, 1), alpha=0.6, label=f"{n} (mean {v.mean():.3f})")
     ax.set_xlabel("score of an image pair: mean of the per-patch normalised log product of the saliency maps")
     ax.set_ylabel("image pairs")
     ax.legend()
-    _save(fig, out / "saliency_statistics.png")
-    plots.append(("saliency_statistics.png", f"One common and one unique score per image pair, "
-                  f"{numbers['saliency_pairs']} pairs (Fig. 5a)."))  # fmt: skip
+    _save(fig, path)
 
-    per_sample = {n: {m: np.concatenate(v) for m, v in d.items() if v} for n, d in spectral.items()}
-    bands = {mod.name: mod.bands for mod in cfg.data.modalities}
-    names = {m: band_names(m, bands[m]) for m in mods}
-    numbers["spectral_bands"] = names
-    numbers["spectral_saliency"] = {
-        n: {m: dict(zip(names[m], map(float, v.mean(0)), strict=True)) for m, v in d.items()}
-        for n, d in per_sample.items()
-    }
+
+def _plot_spectral(
+    path: Path, spectral: dict[str, dict[str, np.ndarray]], names: dict[str, list[str]], mods: list[str], parts: Parts
+) -> None:
+    import matplotlib.pyplot as plt
+
+    chosen = parts.present()
     fig, axes = plt.subplots(1, len(mods), figsize=(5.5 * len(mods), 3.8), squeeze=False)
+    width = 0.8 / max(1, len(chosen))
     for c, m in enumerate(mods):
-        width = 0.8 / max(1, len(parts))
-        for i, (n, _) in enumerate(parts):
-            if n not in per_sample or m not in per_sample[n]:
+        for i, (n, _) in enumerate(chosen):
+            if m not in spectral.get(n, {}):
                 continue
             pos = np.arange(len(names[m])) + i * width
-            box = axes[0, c].boxplot(per_sample[n][m], positions=pos, widths=width * 0.9, patch_artist=True,
+            box = axes[0, c].boxplot(spectral[n][m], positions=pos, widths=width * 0.9, patch_artist=True,
                                      showfliers=False)  # fmt: skip
             for patch in box["boxes"]:
                 patch.set_facecolor(f"C{i}")
@@ -458,19 +574,7 @@ def explain(
         axes[0, c].set_xticklabels(names[m], rotation=45, fontsize=8)
         axes[0, c].set_title(f"{m}: signed IG share per band, per sample")
         axes[0, c].legend(fontsize=8)
-    _save(fig, out / "spectral_saliency.png")
-    plots.append(("spectral_saliency.png", "Integrated Gradients per band for the common / unique output: one value "
-                  "per sample and band (signed mean over the image, normalised per sample), box plots over the set "
-                  "(Fig. 5b)."))  # fmt: skip
-
-    if isinstance(dataset, SyntheticMultimodal) and has_common and has_unique:
-        stage("ground-truth check against the synthetic factors")
-        numbers["ground_truth"] = ground_truth_check(dataset, z, kc, numbers["spectral_saliency"])
-    numbers["notes"] = notes
-    numbers["seconds"] = round(time.perf_counter() - started, 1)
-    (out / "explain.json").write_text(json.dumps(numbers, indent=1))
-    (out / "report.md").write_text(_report(run, numbers, plots, n_samples))
-    return numbers
+    _save(fig, path)
 
 
 def _report(run: str | Path, numbers: dict[str, Any], plots: list[tuple[str, str]], n: int) -> str:

@@ -124,7 +124,7 @@ def evaluate_state(
     module: Any, train: SyntheticMultimodal, test: SyntheticMultimodal, common_dim: int
 ) -> dict[str, float]:
     """The study's numbers for the module's current weights (the module is put back in training mode)."""
-    from decur.evaluate.probe import extract, grouped_r2, probe_map, probe_r2
+    from decur.evaluate.probe import extract, probe_map
     from decur.explain import alignment
 
     model = module.model
@@ -138,9 +138,35 @@ def evaluate_state(
     k = mis.shape[0]
     out["align_common"] = float(mis[:common_dim].mean()) if common_dim > 0 else float("nan")
     out["align_unique"] = float(mis[common_dim:].mean()) if common_dim < k else float("nan")
+    out.update(slice_r2(tr, te, mods, common_dim, test))
+    out.update(matched_slice_r2(tr, te, mods, common_dim, test))
+    combos = {"+".join(mods): mods, **{m: [m] for m in mods}}
+    for name, members in combos.items():
+        xtr = torch.cat([tr[f"feat/{m}"] for m in members], 1)
+        xte = torch.cat([te[f"feat/{m}"] for m in members], 1)
+        out[f"map/{name}"] = probe_map(xtr, tr["label"], xte, te["label"])["map_micro"]
+    return out
+
+
+def slice_r2(
+    tr: dict[str, torch.Tensor],
+    te: dict[str, torch.Tensor],
+    mods: list[str],
+    common_dim: int,
+    test: SyntheticMultimodal,
+) -> dict[str, float]:
+    """R² of each factor group from each modality's common slice, unique slice and backbone features.
+
+    ``r2/<common|unique|features>/<m>/<group>``: ridge probes fitted on ``tr``, scored on ``te`` (the embeddings
+    ``emb/<m>``, features ``feat/<m>`` and ``factors`` of the train and test scenes).
+    """
+    from decur.evaluate.probe import grouped_r2, probe_r2
+
+    k = tr[f"emb/{mods[0]}"].shape[1]
     slices = {"common": slice(0, common_dim), "unique": slice(common_dim, k)}
     factor_names = test.factor_names
     groups = {g: [factor_names[i] for i in test.factor_groups[g]] for g in GROUPS if g != "shared"}
+    out: dict[str, float] = {}
     for m in mods:
         reps = {f"{part}/{m}": (tr[f"emb/{m}"][:, sl], te[f"emb/{m}"][:, sl]) for part, sl in slices.items()
                 if sl.stop > sl.start}  # fmt: skip
@@ -150,12 +176,6 @@ def evaluate_state(
             out[f"r2/{rep}/shared"] = r2["shared"]
             for g, names in groups.items():
                 out[f"r2/{rep}/{g}"] = float(np.mean([r2[n] for n in names]))
-    out.update(matched_slice_r2(tr, te, mods, common_dim, test))
-    combos = {"+".join(mods): mods, **{m: [m] for m in mods}}
-    for name, members in combos.items():
-        xtr = torch.cat([tr[f"feat/{m}"] for m in members], 1)
-        xte = torch.cat([te[f"feat/{m}"] for m in members], 1)
-        out[f"map/{name}"] = probe_map(xtr, tr["label"], xte, te["label"])["map_micro"]
     return out
 
 
