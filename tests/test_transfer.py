@@ -193,8 +193,8 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
     assert resumed["test"] == whole["test"]
     # one history with the uninterrupted run's values: the resumed steps' loss and lr, no duplicated or missing rows
     rows = {name: _metric_rows(tmp_path / name / "seed0" / "metrics.csv") for name in ("whole", "killed")}
-    assert [r["step"] for r in rows["killed"]] == [r["step"] for r in rows["whole"]] == sorted({r["step"] for r in
-                                                                                              rows["whole"]})  # fmt: skip
+    steps = [r["step"] for r in rows["whole"]]
+    assert [r["step"] for r in rows["killed"]] == steps == sorted(set(steps), key=int)
     assert rows["killed"] == rows["whole"]
     # a finished seed is skipped: its results are read back, nothing trains
     again = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]

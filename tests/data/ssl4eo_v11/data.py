@@ -4,13 +4,14 @@
 
 ``OUT_DIR/train/{S1GRD,S2L1C,S2L2A,S2RGB}/ssl4eos12_train_seasonal_data_<6 digits>.zarr.zip``, every file with the
 release's variables and dimensions: ``bands (sample, time, band, y, x)`` (S1GRD float16 dB, S2 int16 DN, S2RGB
-uint8), ``cloud_mask (sample, time, y, x)`` uint8 in the S2 products, ``center_lat``/``center_lon``/``crs``
-per sample, ``sample_id``/``file_id``/``time_`` per (sample, time), coordinates ``band``, ``sample`` (7-digit ids),
+uint8), ``cloud_mask (sample, time, y, x)`` uint8 in the S2 products, ``center_lat``/``center_lon``/``crs`` per
+sample, ``sample_id``/``file_id``/``time_`` per (sample, time), coordinates ``band``, ``sample`` (7-digit ids),
 ``time``, ``x``, ``y``; each timestamp its own chunk. The zip holds the Zarr v2 directory tree (stored, not
 deflated), as the release's files. Timestamp ``t`` of every location is cloudy over ``t / 3`` of the tile (3 is
-fully cloudy), so cloud filtering and its least-cloudy fallback are observable; S1's VV is about ``-20 + 3 t`` dB; the S2 digital numbers of location ``i`` at timestamp ``t`` are ``1000 · (t + 1) + i``
-in band 0, i.e. a reflectance of ``(1000 · t + i) / 10000`` after the release's +1000 DN offset (a fingerprint that
-tests read back). The other S2 DN lie in [1000, 7000): reflectances of 0-0.6 plus the offset, as the release.
+fully cloudy), so cloud filtering and its least-cloudy fallback are observable; S1's VV is about ``-20 + 3 t`` dB;
+the S2 digital numbers of location ``i`` at timestamp ``t`` are ``1000 · (t + 1) + i`` in band 0, i.e. a reflectance
+of ``(1000 · t + i) / 10000`` after the release's +1000 DN offset (a fingerprint that tests read back). The other S2
+DN lie in [1000, 7000): reflectances of 0-0.6 plus the offset, as the release.
 """
 
 from __future__ import annotations
