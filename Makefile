@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench experiment clean convergence
+.PHONY: demo test test-slow lint bench experiment clean convergence mutants
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 ## tests marked slow
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## the mutation check: 48 plausible one-line bugs put back one at a time, each must fail its tests (~10 min)
+mutants: $(STAMP)
+	$(BIN)/python -m tests.mutants
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

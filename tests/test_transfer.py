@@ -170,22 +170,25 @@ def _metric_rows(path):
 
 
 def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
-    args = {"task": "segmentation", "epochs": 3, "image_size": 32, "seeds": [0], **_tiny()}
+    from decur.config import EngineConfig
+
+    engine = EngineConfig(log_every_n_steps=1)  # a metrics row every step: rows past the checkpoint must go
+    args = {"task": "segmentation", "epochs": 3, "image_size": 32, "seeds": [0], "trainer": engine, **_tiny()}
     whole = run_transfer(TransferRun(**args), tmp_path / "whole", progress=False)["runs"][0]
 
-    original = TransferModule.on_train_epoch_start
+    original = TransferModule.on_train_batch_start
 
-    def killed(self):
-        if self.current_epoch == 2:
-            raise KeyboardInterrupt  # a killed job, after the checkpoint of epoch 2
-        original(self)
+    def killed(self, batch, batch_idx):
+        if self.global_step == 5:
+            raise KeyboardInterrupt  # a killed job: step 5 logged, the last checkpoint is the one of step 4
+        return original(self, batch, batch_idx)
 
-    monkeypatch.setattr(TransferModule, "on_train_epoch_start", killed)
+    monkeypatch.setattr(TransferModule, "on_train_batch_start", killed)
     with pytest.raises(BaseException):  # noqa: B017 - Lightning turns the interrupt into its own exit
         run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)
     assert (tmp_path / "killed" / "seed0" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "killed" / "seed0" / "results.json").exists()
-    monkeypatch.setattr(TransferModule, "on_train_epoch_start", original)
+    monkeypatch.setattr(TransferModule, "on_train_batch_start", original)
     resumed = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
     assert resumed["resumed_from"] == {"epoch": 2, "step": 4} and whole["resumed_from"] is None
     assert resumed["steps"] == whole["steps"] == 6
@@ -217,7 +220,7 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
             (f"{name}=0", name)
             for name in ("epochs", "batch_size", "iterations", "eval_batch_size", "checkpoint_every", "decoder_dim")
         ],
-        ("trainer.precision=64", "trainer.precision"),
+        ("trainer.precision=bf32", "trainer.precision"),
         ("pretrained=/no/such/run", "pretrained"),
         ("model=unet", "model"),
         ("task=segmentation model=late_fusion", "model"),
