@@ -409,7 +409,11 @@ def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[st
         ConfigError: On a missing file, unknown keys, wrong types or bad override syntax.
 
     """
-    raw: dict[str, Any] = {} if path is None else _read_yaml(Path(path))
+    return _build(cls, {} if path is None else _read_yaml(Path(path)), overrides)
+
+
+def _build(cls: type, raw: dict[str, Any], overrides: list[str] | None) -> Any:
+    """``cls`` from the plain data of a file with the ``a.b=value`` overrides applied."""
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -530,21 +534,24 @@ def detect_kind(path: str | Path) -> str:
         ConfigError: The file is missing, not YAML, or its keys fit no kind (naming the unknown keys).
 
     """
-    keys = set(_read_yaml(Path(path)))
-    kinds = config_kinds()
-    for kind, cls in kinds.items():
-        if keys <= {f.name for f in dataclasses.fields(cls)}:
+    return _detect(set(_read_yaml(Path(path))), path)
+
+
+def _detect(keys: set[str], path: str | Path) -> str:
+    fields = {kind: {f.name for f in dataclasses.fields(cls)} for kind, cls in config_kinds().items()}
+    for kind, names in fields.items():
+        if keys <= names:
             return kind
-    best = min(kinds, key=lambda k: len(keys - {f.name for f in dataclasses.fields(kinds[k])}))
-    unknown = sorted(keys - {f.name for f in dataclasses.fields(kinds[best])})
+    best = min(fields, key=lambda k: len(keys - fields[k]))
     raise ConfigError(f"config file {path}: fits no kind of decur config (closest {best!r}, whose unknown "
-                      f"fields are {unknown}); pass --kind to name it")  # fmt: skip
+                      f"fields are {sorted(keys - fields[best])}); pass --kind to name it")  # fmt: skip
 
 
 def load_any(path: str | Path, kind: str | None = None, overrides: list[str] | None = None) -> tuple[str, Any]:
     """``(kind, config)`` of any decur config file (kind detected unless given); not validated yet."""
-    kind = kind or detect_kind(path)
+    raw = _read_yaml(Path(path))
+    kind = kind or _detect(set(raw), path)
     kinds = config_kinds()
     if kind not in kinds:
         raise ConfigError(f"config kind {kind!r} is not one of {list(kinds)}")
-    return kind, load_dataclass(kinds[kind], path, overrides)
+    return kind, _build(kinds[kind], raw, overrides)

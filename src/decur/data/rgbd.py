@@ -247,8 +247,8 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
         unknown = sorted(set(wanted) - {"rgb", self.x_name})
         if unknown or not wanted:
             raise ValueError(f"modalities must be among ('rgb', {self.x_name!r}), got {list(wanted)}")
-        self.folders = {"rgb": "RGB", self.x_name: depth_folder or "HHA"}
-        self.folders = {k: v for k, v in self.folders.items() if k in wanted}
+        known = {"rgb": "RGB", self.x_name: depth_folder or "HHA"}
+        self.folders = {k: v for k, v in known.items() if k in wanted}
         if with_mask:
             self.folders["mask"] = "Label"
         for key, folder in self.folders.items():

@@ -104,18 +104,17 @@ def pair_by_date(first: list[Path], second: list[Path]) -> list[tuple[Path, Path
         DatasetError: A folder name carries no date.
 
     """
-    a = sorted(first, key=acquisition_date)
-    b = sorted(second, key=acquisition_date)
+    a = sorted((acquisition_date(f), f) for f in first)
+    b = sorted((acquisition_date(f), f) for f in second)
     swap = len(a) > len(b)
     short, long = (b, a) if swap else (a, b)
 
-    def cost(chosen: tuple[Path, ...]) -> float:
-        return sum(
-            abs((acquisition_date(x) - acquisition_date(y)).total_seconds()) for x, y in zip(short, chosen, strict=True)
-        )
+    def gap(chosen: tuple[tuple[datetime, Path], ...]) -> float:
+        return sum(abs((x[0] - y[0]).total_seconds()) for x, y in zip(short, chosen, strict=True))
 
-    best = min(itertools.combinations(long, len(short)), key=cost)
-    return [(y, x) if swap else (x, y) for x, y in zip(short, best, strict=True)]
+    best = [f for _, f in min(itertools.combinations(long, len(short)), key=gap)]
+    short_folders = [f for _, f in short]
+    return [(y, x) if swap else (x, y) for x, y in zip(short_folders, best, strict=True)]
 
 
 class SSL4EOS12(Dataset[dict[str, Tensor]]):
