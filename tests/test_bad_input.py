@@ -5,7 +5,7 @@ Every test here was checked to fail with its bug put back (see the mutation list
 
 from __future__ import annotations
 
-import json
+import os
 import threading
 from pathlib import Path
 
@@ -222,7 +222,13 @@ def test_validate_names_each_failing_file_and_checks_all(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["transfer", "experiment"])
-def test_empty_seed_lists_are_refused(command, tmp_path, capsys):
+def test_empty_seed_lists_are_refused(command, tmp_path, capsys, monkeypatch):
+    import decur.evaluate.transfer as transfer
+    import decur.train.run as run
+
+    # refused before any work: nothing may be trained or read (and a regression fails at once, not after a grid)
+    monkeypatch.setattr(run, "pretrain", lambda *a, **k: pytest.fail("pretrained despite seeds=[]"))
+    monkeypatch.setattr(transfer, "load_data", lambda *a, **k: pytest.fail("read data despite seeds=[]"))
     assert main([command, "--output", str(tmp_path / "x"), "seeds=[]"]) == 2
     assert "seeds" in _one_line_error(capsys)
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
@@ -363,8 +369,8 @@ def test_v11_check_decodes_every_chunk(tmp_path, capsys):
     assert main(["data", "check", str(split), "--dataset", "ssl4eo_s12_v11", "--quick"]) == 0  # said in --help
 
 
-def test_concurrent_checkpoint_rename_is_not_reachable(tmp_path):
-    """Two threads of one process cannot both take the run lock (the second is refused at once)."""
+def test_a_lock_held_elsewhere_refuses_at_once(tmp_path):
+    """While one holder trains (here a thread), a second taker is refused at once, naming the holder's pid."""
     from decur.train.engine import run_lock
 
     errors: list[BaseException] = []
@@ -386,4 +392,4 @@ def test_concurrent_checkpoint_rename_is_not_reachable(tmp_path):
         errors.append(err)
     release.set()
     t.join()
-    assert len(errors) == 1 and json.dumps(str(errors[0]))
+    assert len(errors) == 1 and f"pid {os.getpid()}" in str(errors[0])
