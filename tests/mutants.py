@@ -233,7 +233,7 @@ MUTANTS = [
            "if self.seeds is not None and not self.seeds:", "if False:",
            (_t("tests/test_bad_input.py", "empty_seed and transfer"),)),
     Mutant("transfer: pretrained checked after the data", "evaluate/transfer.py",
-           "            check_pretrained(self.pretrained)", "            pass",
+           "            check_pretrained(self.pretrained, self.pretrained_modalities", "            (print(",
            (_t("tests/test_bad_input.py", "pretrained_is_validated"),)),
 ]  # fmt: skip
 

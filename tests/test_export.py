@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from decur.cli import main
 from decur.config import load_config
-from decur.export import load_backbone
 from decur.train.module import PretrainModule
 from decur.train.run import pretrain
+from decur.weights import WeightsError, load_backbone
 
 from .conftest import REPO
 
@@ -29,8 +29,9 @@ def test_export_round_trip_through_plain_timm(run, tmp_path, capsys):
     target = tmp_path / "optical.safetensors"
     assert main(["export", str(run), "--modality", "optical", "--out", str(target)]) == 0
     card = json.loads(target.with_suffix(".json").read_text())
-    assert card["arch"] == "resnet18" and card["bands"] == 13 and card["common_dim"] == 48
-    assert len(card["preprocessing"]["mean"]) == 13 and len(card["config_sha256"]) == 64
+    assert card["arch"] == "resnet18" and card["in_chans"] == 13 and card["common_dim"] == 48
+    assert card["transform"]["steps"][-1]["op"] == "standardize" and len(card["transform"]["steps"][-1]["mean"]) == 13
+    assert len(card["config_sha256"]) == 64
     plain = timm.create_model("resnet18", pretrained=False, in_chans=13, num_classes=0)
     plain.load_state_dict(load_file(str(target)), strict=True)
     module = PretrainModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -52,13 +53,13 @@ def test_load_backbone_from_every_source(run, tmp_path):
     torch.save(state, tmp_path / "torchgeo_style.pth")
     for source, kwargs in (
         (tmp_path / "sar.safetensors", {}),
-        (tmp_path / "torchgeo_style.pth", {}),
+        (tmp_path / "torchgeo_style.pth", {"names": ["sar"]}),
         (run, {"modality": "sar"}),
         (run / "checkpoints" / "last.ckpt", {"modality": "sar"}),
     ):
-        encoder = load_backbone(source, "resnet18", 2, **kwargs).eval()
+        encoder = load_backbone(source, in_chans=2, **kwargs).eval()
         torch.testing.assert_close(encoder(x), expected)
-    with pytest.raises(ValueError, match="do not fit resnet18 with 3 input bands"):
-        load_backbone(tmp_path / "sar.safetensors", "resnet18", 3)
-    with pytest.raises(ValueError, match="needs the modality"):
-        load_backbone(run, "resnet18", 2)
+    with pytest.raises(WeightsError, match="takes 2 bands, not 3"):
+        load_backbone(tmp_path / "sar.safetensors", in_chans=3)
+    with pytest.raises(WeightsError, match="say which with modality="):
+        load_backbone(run)

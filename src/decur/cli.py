@@ -104,10 +104,28 @@ def _data_hha(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from decur.export import export_backbone
+    from decur.weights import export_backbone, read_run, write_export
 
+    if args.modality is None:
+        card = write_export(read_run(Path(args.run)), args.out)
+        print(f"wrote {card.parent}/ (card.json, one .safetensors + .pth per modality)")
+        return 0
     weights, card = export_backbone(args.run, args.modality, args.out)
     print(f"wrote {weights} and {card}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from decur.weights import import_weights, read_export
+
+    modalities = args.modalities.split(",") if args.modalities else None
+    card = import_weights(args.file, args.out, modalities, args.input_transform)
+    pre = read_export(card)
+    for m in pre.modalities:
+        t = pre.transforms[m]
+        print(f"{m}: {pre.arch}, {pre.bands[m]} bands ({t.units}), input transform {t.rule}: "
+              f"{' -> '.join(s['op'] for s in t.steps)}")  # fmt: skip
+    print(f"wrote {card.parent}/ (card.json, one .safetensors + .pth per modality)")
     return 0
 
 
@@ -237,13 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ig-steps", type=int, default=16, help="Integrated-Gradients interpolation steps")
     ex.add_argument("--accelerator", default="auto", help="auto (the GPU when there is one), cpu, gpu, mps")
     ex.set_defaults(func=_explain)
-    e = sub.add_parser(
-        "export", help="one modality's backbone as a plain timm (or SegFormer MiT) state dict (.safetensors + .json)"
-    )
+    e = sub.add_parser("export", help="a run's encoders as plain timm / SegFormer state dicts + a card")
     e.add_argument("run", help="run folder or checkpoint")
-    e.add_argument("--modality", required=True)
-    e.add_argument("--out", required=True, help="FILE.safetensors")
+    e.add_argument("--modality", help="one modality only: --out FILE.safetensors (+ FILE.json)")
+    e.add_argument("--out", required=True, help="the export folder (FILE.safetensors with --modality)")
     e.set_defaults(func=_export)
+    im = sub.add_parser("import", help="published DeCUR weights (release, torchgeo, timm, SegFormer) -> an export")
+    im.add_argument("file", help="weights file or folder")
+    im.add_argument("--out", required=True, help="the export folder to write")
+    im.add_argument("--modalities", help="names of the encoders in file order, e.g. s1,s2 (joint release files)")
+    im.add_argument("--input-transform", choices=["decur", "ssl4eo_release", "torchgeo"],
+                    help="the rule the weights were trained with when no card records it")  # fmt: skip
+    im.set_defaults(func=_import)
     v = sub.add_parser("validate", help="check config files of any kind without running them (every file, each named)")
     v.add_argument("configs", nargs="+")
     v.add_argument("--kind", choices=["pretrain", "transfer", "experiment", "sweep", "convergence"],

@@ -101,14 +101,17 @@ def read_list(path: Path) -> list[str]:
     return [line.split(",")[0].strip() for line in raw.splitlines() if line.strip()]
 
 
-def read_s1_patch(folder: Path) -> Tensor:
-    """``2 x 120 x 120`` dB, VV then VH, outliers cut, from a patch folder ``<name>/<name>_{VV,VH}.tif``."""
-    bands = [read_band(folder / f"{folder.name}_{b}.tif", (120, 120), np.float32) for b in ("VV", "VH")]
-    return cut_outliers(torch.from_numpy(np.stack(bands)))
+def read_s1_patch(folder: Path, raw: bool = False) -> Tensor:
+    """``2 x 120 x 120`` dB, VV then VH, outliers cut (``raw``: as stored), from ``<name>/<name>_{VV,VH}.tif``."""
+    bands = torch.from_numpy(np.stack([read_band(folder / f"{folder.name}_{b}.tif", (120, 120), np.float32)
+                                       for b in ("VV", "VH")]))  # fmt: skip
+    return bands if raw else cut_outliers(bands)
 
 
-def read_s2_patch(folder: Path, insert_b10: bool) -> Tensor:
-    """``12 (13) x 120 x 120`` in [0, 1] from ``<name>/<name>_B*.tif``, 20/60 m bands resampled bilinearly."""
+def read_s2_patch(folder: Path, insert_b10: bool, raw: bool = False) -> Tensor:
+    """``12 (13) x 120 x 120`` in [0, 1] (``raw``: DN) from ``<name>/<name>_B*.tif``, 20/60 m bands resampled
+    bilinearly; B10 (absent from L2A) inserted as zeros when ``insert_b10``.
+    """
     bands = []
     for b in S2_BANDS:
         side = S2_SIDE.get(b, 120)
@@ -120,7 +123,7 @@ def read_s2_patch(folder: Path, insert_b10: bool) -> Tensor:
         bands.append(band)
         if b == "B09" and insert_b10:
             bands.append(torch.zeros(120, 120))
-    return s2_to_unit(torch.stack(bands))
+    return torch.stack(bands) if raw else s2_to_unit(torch.stack(bands))
 
 
 def sentinel_stats(insert_b10: bool) -> dict[str, tuple[list[float], list[float]]]:
@@ -138,13 +141,15 @@ def check_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
     return tuple(modalities)
 
 
-def read_pair(modalities: Sequence[str], s1_folder: Path, s2_folder: Path, insert_b10: bool) -> dict[str, Tensor]:
+def read_pair(
+    modalities: Sequence[str], s1_folder: Path, s2_folder: Path, insert_b10: bool, raw: bool = False
+) -> dict[str, Tensor]:
     """The patches of ``modalities`` (``s1``, ``s2``) of one BigEarthNet sample; the others are not read."""
     out = {}
     if "s1" in modalities:
-        out["s1"] = read_s1_patch(s1_folder)
+        out["s1"] = read_s1_patch(s1_folder, raw)
     if "s2" in modalities:
-        out["s2"] = read_s2_patch(s2_folder, insert_b10)
+        out["s2"] = read_s2_patch(s2_folder, insert_b10, raw)
     return out
 
 
@@ -159,6 +164,9 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         insert_b10: Insert an all-zero B10 after B09 (13 bands, the paper's choice).
         lists: Folder holding the split lists (default: ``root``).
         exclude: Files listing S2 patch names to leave out (seasonal snow, cloud and shadow, no 19-class label).
+        modalities: The modalities to read.
+        raw: Return the stored values (S2 DN, S1 dB) instead of decur's (8 bit / 255, outliers cut), for an
+            input transform applied afterwards (:mod:`decur.data.transforms`).
 
     Raises:
         DatasetError: Missing folders or split list, unpaired patches, bad files or labels.
@@ -175,6 +183,7 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         exclude: Sequence[str | Path] = (),
         lists: str | Path | None = None,
         modalities: Sequence[str] = ("s1", "s2"),
+        raw: bool = False,
     ) -> None:
         self.root = Path(root)
         self.modalities = check_modalities(modalities)
@@ -190,7 +199,7 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
                     "extract the BigEarthNet-MM v1.0 archives under root, or give a v2.0 tree (metadata.parquet) "
                     "or a `decur data pack` store",
                 )
-        self.insert_b10 = insert_b10
+        self.insert_b10, self.raw = insert_b10, raw
         names, s1_of = self._split(split)
         excluded: set[str] = set()
         for path in exclude:
@@ -235,7 +244,7 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         except (json.JSONDecodeError, KeyError) as err:
             raise DatasetError(meta_path, f"is not a valid labels file ({err})", "restore it") from None
         return {
-            **read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10),
+            **read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10, self.raw),
             "label": labels_to_19(labels, meta_path),
         }
 
@@ -301,6 +310,8 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
         insert_b10: Insert an all-zero B10 (13 bands, the paper's choice).
         exclude_snow: Leave out patches flagged ``contains_seasonal_snow``.
         exclude_clouds: Leave out patches flagged ``contains_cloud_or_shadow``.
+        modalities: The modalities to read.
+        raw: Stored values (S2 DN, S1 dB), as :class:`BigEarthNetMM`.
 
     """
 
@@ -312,6 +323,7 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
         exclude_snow: bool = True,
         exclude_clouds: bool = True,
         modalities: Sequence[str] = ("s1", "s2"),
+        raw: bool = False,
     ) -> None:
         import pyarrow.parquet as pq
 
@@ -336,7 +348,7 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
         ]
         if not self.rows:
             raise DatasetError(meta_path, f"holds no {split} patches after exclusions", "check the split name")
-        self.insert_b10 = insert_b10
+        self.insert_b10, self.raw = insert_b10, raw
 
     @property
     def stats(self) -> dict[str, tuple[list[float], list[float]]]:
@@ -356,4 +368,4 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
             if name not in LABELS_19:
                 raise DatasetError(self.root / "metadata.parquet", f"unknown 19-class label {name!r} ({s2})", "fix it")
             target[list(LABELS_19).index(name)] = 1
-        return {**read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10), "label": target}
+        return {**read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10, self.raw), "label": target}

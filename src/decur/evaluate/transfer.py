@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -38,6 +38,9 @@ from decur.config import ConfigError, EngineConfig
 from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import OptimSettings, TransferModule
 from decur.train.engine import run_lock
+
+if TYPE_CHECKING:
+    from decur.evaluate.start import Start
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
@@ -76,8 +79,17 @@ class TransferRun:
     test_cities: list[str] | None = None
     """GeoNRW: the city folders of the test set (default: the release's test cities)."""
     pretrained: str | None = None
-    """A decur run folder or checkpoint; ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned on
-    100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
+    """The encoders to start from: a decur run folder or checkpoint, a decur export (``decur export`` / ``decur
+    import``), the DeCUR release's checkpoints (joint or one backbone), torchgeo's DeCUR weights, a timm or SegFormer
+    state dict (:mod:`decur.weights.formats`); ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned
+    on 100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
+    pretrained_modalities: list[str] | None = None
+    """Names of the encoders in ``pretrained``, in file order (a joint release file: backbone_1, backbone_2);
+    default the dataset's modalities in order (s1, s2 / rgb, dem / rgb, hha), or by band count for one encoder."""
+    input_transform: str | None = None
+    """How stored pixels become encoder input: ``decur``, ``ssl4eo_release`` or ``torchgeo``
+    (:mod:`decur.data.transforms`); default the one the weights were trained with (their run or card; the
+    release's for the release's and torchgeo's Sentinel weights; ``decur`` for random init)."""
     model: str | None = None
     """``late_fusion`` (classification), ``fcn`` (segmentation, ResNets, the default) or ``cmx`` (segmentation,
     two MiT branches with rectification and fusion: :class:`decur.models.CMX`)."""
@@ -220,12 +232,27 @@ class TransferRun:
                 raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
             if check_paths and not Path(self.root).is_dir():
                 raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
+        if self.input_transform is not None:
+            from decur.data.transforms import RULES
+
+            _allowed("input_transform", self.input_transform, RULES)
+        if self.pretrained_modalities is not None:
+            if self.pretrained is None or not self.pretrained_modalities:
+                raise ConfigError("transfer config field `pretrained_modalities`: names the encoders of "
+                                  "`pretrained` in file order; give a non-empty list with `pretrained`")  # fmt: skip
         if self.pretrained is not None and check_paths:
-            check_pretrained(self.pretrained)
+            check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
         from decur.train.engine import PRECISIONS
 
         _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
         return self
+
+    def dataset_bands(self) -> dict[str, int]:
+        """The modalities this run reads and their band counts (synthetic's elevation only when asked for)."""
+        bands = DATASETS[self.dataset]
+        if self.dataset == "synthetic" and "elevation" not in (self.modalities or []):
+            bands = {m: c for m, c in bands.items() if m != "elevation"}
+        return dict(bands)
 
     def _validate_cmx(self, check_paths: bool) -> None:
         from decur.models.mit import is_mit
@@ -252,32 +279,24 @@ class TransferRun:
         return "supervised" if full else "random_init"
 
 
-def check_pretrained(pretrained: str) -> None:
+def check_pretrained(
+    pretrained: str, names: list[str] | None = None, task: str = "classification", bands: dict[str, int] | None = None
+) -> None:
     """Refuse a ``pretrained`` value decur cannot start from, before any data are read.
 
     Raises:
         ConfigError: Naming the path, what it is, and what is accepted.
 
     """
-    from decur.errors import RunError
-    from decur.train.engine import read_checkpoint
+    from decur.weights import WeightsError, read_pretrained
 
-    accepted = "a decur run folder (holding checkpoints/last.ckpt) or its .ckpt file, or null for random init"
-    path = Path(pretrained)
-    if not path.exists():
-        raise ConfigError(f"transfer config field `pretrained`: {path} does not exist; give {accepted}")
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise ConfigError(f"transfer config field `pretrained`: {path} is missing (the run has not written a "
-                              f"checkpoint yet); give {accepted}")  # fmt: skip
-    if path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
-        raise ConfigError(f"transfer config field `pretrained`: {path} is a weights file, not a decur training "
-                          f"checkpoint; give {accepted}")  # fmt: skip
     try:
-        read_checkpoint(path, "transfer")
-    except RunError as err:
+        pre = read_pretrained(pretrained, names, bands)
+    except WeightsError as err:
         raise ConfigError(f"transfer config field `pretrained`: {err}") from None
+    if task == "retrieval" and pre.kind != "decur-run":
+        raise ConfigError(f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "
+                          f"{pretrained} is a {pre.kind} file")  # fmt: skip
 
 
 def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -296,6 +315,8 @@ class TransferData:
     ignore_index: int | None
     num_classes: int
     crop_size: int
+    raw: bool = False
+    """The readers return stored values (S2 DN, S1 dB) rather than decur's preprocessed ones."""
 
 
 def load_data(run: TransferRun) -> TransferData:
@@ -305,10 +326,10 @@ def load_data(run: TransferRun) -> TransferData:
     from decur.data.build import band_stats
     from decur.data.synthetic import SyntheticMultimodal
 
-    bands = DATASETS[run.dataset]
+    bands = run.dataset_bands()
+    raw = run.task != "retrieval"  # raw trees give stored values (DN, dB); the input transform follows
     if run.dataset == "synthetic":
-        third = "elevation" in (run.modalities or [])  # the optional third modality, when asked for
-        bands = {m: c for m, c in bands.items() if third or m != "elevation"}
+        third = "elevation" in bands
         train: Dataset = SyntheticMultimodal(run.train_samples, run.image_size, seed=10_000, elevation=third)
         test: Dataset = SyntheticMultimodal(run.test_samples, run.image_size, seed=20_000, elevation=third)
         if run.task == "classification":
@@ -327,12 +348,12 @@ def load_data(run: TransferRun) -> TransferData:
             p_te = PackedBigEarthNet(root, run.test_split, used)
             return TransferData(p_tr, p_te, bands, p_tr.stats, None, 19, 120)
         if is_bigearthnet_v2(root):  # the v2.0 (reBEN) release tree: metadata.parquet + BigEarthNet-S1/-S2
-            v_tr = BigEarthNetV2(root, run.train_split, modalities=used)
-            v_te = BigEarthNetV2(root, run.test_split, modalities=used)
-            return TransferData(v_tr, v_te, bands, v_tr.stats, None, 19, 120)
-        tr = BigEarthNetMM(root, run.train_split, modalities=used)
-        te = BigEarthNetMM(root, run.test_split, modalities=used)
-        return TransferData(tr, te, bands, tr.stats, None, 19, 120)
+            v_tr = BigEarthNetV2(root, run.train_split, modalities=used, raw=raw)
+            v_te = BigEarthNetV2(root, run.test_split, modalities=used, raw=raw)
+            return TransferData(v_tr, v_te, bands, v_tr.stats, None, 19, 120, raw)
+        tr = BigEarthNetMM(root, run.train_split, modalities=used, raw=raw)
+        te = BigEarthNetMM(root, run.test_split, modalities=used, raw=raw)
+        return TransferData(tr, te, bands, tr.stats, None, 19, 120, raw)
     if run.dataset == "geonrw":
         tr_c, te_c = (tuple(c) if c is not None else None for c in (run.train_cities, run.test_cities))
         g_tr = GeoNRW(root, "train", cities=tr_c, modalities=used)
@@ -366,14 +387,25 @@ def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) ->
 
 
 def _run_all(run: TransferRun, output: Path, progress: bool) -> dict[str, Any]:
+    from decur.evaluate.start import Transformed, starting_point
+    from decur.train.engine import is_launcher
+
     data = load_data(run)
     if run.task == "retrieval":
         return _run_retrieval(run, data, output, progress)
-    results = [_run_seed(run, seed, data, output / f"seed{seed}", progress) for seed in run.seeds or [0]]
+    start = starting_point(run, data)
+    if is_launcher():
+        print(start.describe())
+    data = dataclasses.replace(
+        data, train=Transformed(data.train, start.transforms), test=Transformed(data.test, start.transforms)
+    )
+    results = [_run_seed(run, seed, data, start, output / f"seed{seed}", progress) for seed in run.seeds or [0]]
     summary: dict[str, Any] = {
         "config": dataclasses.asdict(run),
         "protocol": run.resolved_protocol,
         "setting": run.setting(),
+        "input_transforms": {m: t.to_card() for m, t in start.transforms.items()},
+        "pretrained_kind": start.pretrained.kind if start.pretrained else None,
         "runs": results,
     }
     for key, value in results[0]["test"].items():
@@ -386,7 +418,9 @@ def _run_all(run: TransferRun, output: Path, progress: bool) -> dict[str, Any]:
     return summary
 
 
-def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, progress: bool) -> dict[str, Any]:
+def _run_seed(
+    run: TransferRun, seed: int, data: TransferData, start: Start, folder: Path, progress: bool
+) -> dict[str, Any]:
     from decur.data.crops import ScaleCrop, TrainCrop
     from decur.data.sampling import seeded_loader
     from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point
@@ -398,7 +432,7 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
     if done.is_file():
         return dict(json.loads(done.read_text()))
     L.seed_everything(seed, workers=True, verbose=False)
-    module = _module(run, data, seed)
+    module = _module(run, data, seed, start)
     indices = label_subset(len(data.train), run.label_fraction, seed)  # type: ignore[arg-type]
     linear, cached = run.resolved_protocol == "linear", False
     train: Dataset[dict[str, Tensor]] = Subset(data.train, indices)
@@ -424,7 +458,7 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
         crop = run.crop_size or data.crop_size
         size = (crop, crop) if isinstance(crop, int) else (crop[0], crop[-1])
         if run.train_scales:
-            fill = {m: data.stats[m][0] for m in keys}
+            fill = {m: start.transforms[m].fill_value(data.stats[m][0]) for m in keys}
             ignore = -100 if data.ignore_index is None else data.ignore_index
             train = ScaleCrop(train, keys, run.train_scales, size, fill, ignore)
         else:
@@ -463,31 +497,23 @@ def _run_seed(run: TransferRun, seed: int, data: TransferData, folder: Path, pro
     return {**result, "rank": trainer.global_rank}
 
 
-def _module(run: TransferRun, data: TransferData, seed: int) -> TransferModule:
-    """The transfer model on pretrained (or random) encoders, wrapped in a :class:`TransferModule`."""
+def _module(run: TransferRun, data: TransferData, seed: int, start: Start) -> TransferModule:
+    """The transfer model on pretrained (or random) encoders, wrapped in a :class:`TransferModule`.
+
+    The data arrive transformed (:class:`decur.evaluate.start.Transformed`), so the module's views only cast.
+    """
     from decur.evaluate.probe import adapt_batchnorm
-    from decur.models import CMX, FCN, LateFusionClassifier, create_encoder, encoder_width, feature_encoder, is_mit
-    from decur.train.module import PretrainModule
+    from decur.models import CMX, FCN, LateFusionClassifier, encoder_width, feature_encoder, is_mit
 
     torch.manual_seed(seed)
-    if run.pretrained:
-        pretrained = PretrainModule.from_run(run.pretrained)
-        encoders = dict(pretrained.model.encoders.items())
-        views = {m: cast(ViewPipeline, v) for m, v in pretrained.views.items()}
-        arch = pretrained.model.arch
-        missing = sorted(set(run.modalities or data.bands) - set(encoders))
-        if missing:
-            raise ConfigError(f"transfer config field `modalities`: {missing} not among the encoders of "
-                              f"{run.pretrained} ({list(encoders)})")  # fmt: skip
-    else:
-        arch = run.arch
-        encoders = {m: create_encoder(arch, c) for m, c in data.bands.items()}
+    arch, encoders = start.arch, start.encoders()
+    views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), [0.0] * c, [1.0] * c) for m, c in start.bands.items()}
+    if not run.pretrained:
         if run.segformer_weights is not None:
             from decur.models.mit import load_segformer_weights
 
             for encoder in encoders.values():
                 load_segformer_weights(encoder, run.segformer_weights)
-        views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), *data.stats[m]) for m, c in data.bands.items()}
         if run.adapt_bn:
             adapt_batchnorm(encoders, views, data.train)
     use = run.modalities or list(encoders)

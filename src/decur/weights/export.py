@@ -1,0 +1,245 @@
+"""decur's weights format: an export folder (one card + per-modality plain state dicts), written and read.
+
+``decur export RUN --out DIR`` and ``decur import FILE --out DIR`` write the same layout::
+
+    DIR/card.json                      format decur-export/1: arch, common/unique split, per modality:
+                                       in_chans, band names, input units, the input transform (steps + statistics)
+    DIR/<modality>.safetensors         the encoder: timm keys (timm.create_model(arch, in_chans, num_classes=0)
+                                       loads it strictly), SegFormer's keys for MiT
+    DIR/<modality>.pth                 the same tensors saved with torch.save (torchgeo / TerraTorch read .pth)
+    DIR/<modality>.projector.safetensors   the projector (decur.models.projector layout), when known
+
+``decur export RUN --modality M --out FILE.safetensors`` writes one encoder and its card ``FILE.json``
+(format decur-backbone/2: the same fields for one modality).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from decur.data.transforms import InputTransform, image_transform, sentinel_transform
+from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256
+
+SENTINEL_DATASETS = ("ssl4eo_s12", "ssl4eo_s12_v11", "ssl4eo_s12_packed", "bigearthnet")
+
+
+def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[float], list[float]]) -> InputTransform:
+    """The ``decur`` input transform of one modality of a pretraining run on ``dataset``."""
+    if dataset.startswith(("ssl4eo", "bigearthnet")) and bands in (2, 12, 13):
+        return sentinel_transform("decur", modality, bands, stats)
+    transform = image_transform("decur", modality, bands, stats)
+    if dataset not in ("sunrgbd", "nyuv2", "geonrw"):
+        transform.units = f"as decur's {dataset} reader returns them"
+    return transform
+
+
+def read_run(path: Path) -> Pretrained:
+    """The encoders, projectors and input transforms of a decur run folder or checkpoint."""
+    from decur.errors import RunError
+    from decur.train.engine import read_checkpoint
+    from decur.train.module import checkpoint_path
+
+    try:
+        ckpt = read_checkpoint(checkpoint_path(path), "loading its encoders")
+    except RunError as err:
+        raise WeightsError(str(err)) from None
+    config, stats = ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["stats"]
+    state = ckpt["state_dict"]
+    encoders, projectors, bands, transforms = {}, {}, {}, {}
+    for mod in config["data"]["modalities"]:
+        m = mod["name"]
+        encoders[m] = {k: v.contiguous() for k, v in _strip(state, f"model.encoders.{m}.").items()}
+        projectors[m] = dict(_strip(state, f"model.projectors.{m}."))
+        bands[m] = int(mod["bands"])
+        mean = mod["mean"] if mod["mean"] is not None else stats[m][0]
+        std = mod["std"] if mod["std"] is not None else stats[m][1]
+        transforms[m] = run_transform(config["data"]["dataset"], m, bands[m], (mean, std))
+    k = config["model"]["projector"][-1] if config["model"]["projector"] else None
+    common = config["method"]["common_dim"]
+    if common is None and k is not None:
+        common = round(config["method"]["common_share"] * k)
+    card = {
+        "method": config["method"]["name"],
+        "embed_dim": k,
+        "projector_widths": config["model"]["projector"],
+        "dataset": config["data"]["dataset"],
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
+        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+    }
+    return Pretrained(path, "decur-run", config["model"]["arch"], encoders, bands, transforms, projectors,
+                      config["model"].get("head_dim"), common, card)  # fmt: skip
+
+
+def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_with(arch: str, in_chans: int) -> str:
+    """How other code loads one exported encoder (said in the card)."""
+    from decur.models.mit import is_mit
+
+    if is_mit(arch):
+        return (f"SegFormer's original {arch} backbone (SegFormer / CMX code: load_state_dict(weights, strict=True));"
+                f" in decur: decur.models.mit.create_mit('{arch}', in_chans={in_chans})")  # fmt: skip
+    return f"timm.create_model('{arch}', in_chans={in_chans}, num_classes=0)"
+
+
+def _modality_card(pre: Pretrained, m: str) -> dict[str, Any]:
+    transform = pre.transforms.get(m)
+    return {
+        "in_chans": pre.bands[m],
+        "bands": transform.bands if transform else None,
+        "units": transform.units if transform else None,
+        "transform": transform.to_card() if transform else None,
+        "load_with": load_with(pre.arch, pre.bands[m]),
+    }
+
+
+def write_export(pre: Pretrained, out: str | Path, source: dict[str, Any] | None = None) -> Path:
+    """Write ``pre`` as an export folder (module docstring); returns the card's path.
+
+    Raises:
+        WeightsError: A modality has no input transform (give one: ``decur import --input-transform``).
+
+    """
+    from safetensors.torch import save_file
+
+    missing = [m for m in pre.modalities if m not in pre.transforms]
+    if missing:
+        raise WeightsError(f"{pre.source}: no input transform recorded for {missing}; give --input-transform")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    modalities = {}
+    for m in pre.modalities:
+        weights = {k: v.contiguous() for k, v in pre.encoders[m].items()}
+        save_file(weights, str(out / f"{m}.safetensors"), metadata={"arch": pre.arch, "modality": m})
+        torch.save(weights, out / f"{m}.pth")
+        entry = {**_modality_card(pre, m), "weights": f"{m}.safetensors", "weights_pth": f"{m}.pth", "projector": None}
+        if pre.projectors.get(m):
+            save_file(
+                {k: v.contiguous() for k, v in pre.projectors[m].items()}, str(out / f"{m}.projector.safetensors")
+            )
+            entry["projector"] = f"{m}.projector.safetensors"
+        modalities[m] = entry
+    card = {
+        "format": "decur-export/1",
+        "arch": pre.arch,
+        "modalities": modalities,
+        "common_dim": pre.common_dim,
+        "head_dim": pre.head_dim,
+        "source": source or {"kind": pre.kind, "path": str(pre.source)},
+        **{k: v for k, v in pre.card.items() if k not in ("format", "arch", "modalities")},
+    }
+    path = out / CARD
+    path.write_text(json.dumps(card, indent=2))
+    return path
+
+
+def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> tuple[Path, Path]:
+    """Write one modality's encoder as ``out`` (safetensors) and its card ``out.with_suffix('.json')``.
+
+    The state dict has plain timm keys (``timm.create_model(arch, in_chans=bands, num_classes=0)`` loads it with
+    ``strict=True``); for MiT, SegFormer's original backbone keys. The card (``decur-backbone/2``) records arch,
+    band names, units and the input transform, the common/unique split and a hash of the training config.
+
+    Raises:
+        ConfigError: If the run has no encoder for ``modality`` (the message lists those it has).
+        WeightsError: No checkpoint, or not a decur checkpoint.
+
+    """
+    from safetensors.torch import save_file
+
+    from decur.config import ConfigError
+
+    pre = read_run(Path(run_or_ckpt))
+    if modality not in pre.encoders:
+        raise ConfigError(f"--modality {modality!r}: no such encoder in {run_or_ckpt}; it has {pre.modalities}")
+    card = {"format": "decur-backbone/2", "arch": pre.arch, "modality": modality, **_modality_card(pre, modality),
+            "common_dim": pre.common_dim, "head_dim": pre.head_dim, **pre.card}  # fmt: skip
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(pre.encoders[modality], str(out), metadata={"arch": pre.arch, "modality": modality})
+    card_path = out.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2))
+    return out, card_path
+
+
+def read_export(path: Path) -> Pretrained:
+    """An export folder (or its ``card.json``), or one ``.safetensors`` encoder with its ``.json`` card.
+
+    Raises:
+        WeightsError: A card or weights file is missing or unreadable, or a band count disagrees with the card.
+
+    """
+    from safetensors.torch import load_file
+
+    if path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    card_path = path / CARD if path.is_dir() else path
+    card = card_json(card_path)
+    folder = card_path.parent
+    if card["format"].startswith("decur-backbone/"):
+        weights = card_path.with_suffix(".safetensors")
+        entries = {card["modality"]: {**card, "weights": weights.name}}
+    else:
+        entries = card["modalities"]
+    encoders, projectors, bands, transforms = {}, {}, {}, {}
+    for m, entry in entries.items():
+        file = folder / entry["weights"]
+        if not file.is_file():
+            raise WeightsError(f"{card_path}: lists {file.name} for {m!r}, which is missing")
+        encoders[m] = load_file(str(file))
+        bands[m] = int(entry.get("in_chans", entry.get("bands")))  # decur-backbone/1 stored the count as bands
+        if isinstance(entry.get("transform"), dict):
+            transforms[m] = InputTransform.from_card(entry["transform"])
+        if entry.get("projector"):
+            projectors[m] = load_file(str(folder / entry["projector"]))
+    extra = {k: v for k, v in card.items() if k not in ("modalities", "common_dim", "head_dim", "arch")}
+    return Pretrained(card_path, "decur-export", card["arch"], encoders, bands, transforms, projectors,
+                      card.get("head_dim"), card.get("common_dim"), extra)  # fmt: skip
+
+
+def import_weights(
+    source: str | Path,
+    out: str | Path,
+    modalities: list[str] | None = None,
+    input_transform: str | None = None,
+) -> Path:
+    """``decur import``: read any accepted layout (:func:`decur.weights.read_pretrained`), write an export folder.
+
+    Args:
+        source: The weights file or folder.
+        out: The export folder to write.
+        modalities: Names of the encoders in file order (a joint release file needs two, e.g. ``[s1, s2]``).
+        input_transform: Rule for modalities without a recorded transform (:data:`decur.data.transforms.RULES`);
+            default ``ssl4eo_release`` for the release's and torchgeo's Sentinel weights.
+
+    Returns:
+        The written ``card.json``.
+
+    """
+    from decur.weights.formats import read_pretrained
+    from decur.weights.inputs import default_transforms
+
+    path = Path(source)
+    names = modalities or None
+    pre = read_pretrained(path, names, _default_names(path, names))
+    pre.transforms = default_transforms(pre, input_transform, "import")
+    source_card = {"kind": pre.kind, "path": str(path.resolve())}
+    if path.is_file():
+        source_card["sha256"] = sha256(path)
+    return write_export(pre, out, source_card)
+
+
+def _default_names(path: Path, names: list[str] | None) -> dict[str, int] | None:
+    """Without names, Sentinel weights are named by band count (2 → s1, 13 / 12 → s2)."""
+    if names:
+        return None
+    return {"s1": 2, "s2": 13} if path.is_file() else None
