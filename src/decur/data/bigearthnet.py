@@ -109,8 +109,9 @@ def read_s1_patch(folder: Path, raw: bool = False) -> Tensor:
 
 
 def read_s2_patch(folder: Path, insert_b10: bool, raw: bool = False) -> Tensor:
-    """``12 (13) x 120 x 120`` in [0, 1] (``raw``: DN) from ``<name>/<name>_B*.tif``, 20/60 m bands resampled
-    bilinearly; B10 (absent from L2A) inserted as zeros when ``insert_b10``.
+    """``12 (13) x 120 x 120`` in [0, 1] (``raw``: DN) from ``<name>/<name>_B*.tif``.
+
+    20/60 m bands are resampled bilinearly; B10 (absent from L2A) is inserted as zeros when ``insert_b10``.
     """
     bands = []
     for b in S2_BANDS:

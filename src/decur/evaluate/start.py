@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from decur.config import ConfigError
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
+from decur.errors import DecurError
 from decur.weights import Pretrained, WeightsError, read_pretrained
 from decur.weights.inputs import after_reader, default_transforms
 
@@ -69,7 +70,7 @@ def starting_point(run: TransferRun, data: TransferData) -> Start:
     if run.pretrained:
         try:
             pre = read_pretrained(run.pretrained, run.pretrained_modalities, data.bands)
-        except WeightsError as err:
+        except DecurError as err:
             raise ConfigError(f"transfer config field `pretrained`: {err}") from None
         missing = sorted(set(use) - set(pre.encoders))
         if missing:

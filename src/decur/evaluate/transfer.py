@@ -288,11 +288,12 @@ def check_pretrained(
         ConfigError: Naming the path, what it is, and what is accepted.
 
     """
-    from decur.weights import WeightsError, read_pretrained
+    from decur.errors import DecurError
+    from decur.weights import read_pretrained
 
     try:
         pre = read_pretrained(pretrained, names, bands)
-    except WeightsError as err:
+    except DecurError as err:
         raise ConfigError(f"transfer config field `pretrained`: {err}") from None
     if task == "retrieval" and pre.kind != "decur-run":
         raise ConfigError(f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "

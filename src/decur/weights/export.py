@@ -41,14 +41,10 @@ def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[flo
 
 def read_run(path: Path) -> Pretrained:
     """The encoders, projectors and input transforms of a decur run folder or checkpoint."""
-    from decur.errors import RunError
     from decur.train.engine import read_checkpoint
     from decur.train.module import checkpoint_path
 
-    try:
-        ckpt = read_checkpoint(checkpoint_path(path), "loading its encoders")
-    except RunError as err:
-        raise WeightsError(str(err)) from None
+    ckpt = read_checkpoint(checkpoint_path(path), "loading its encoders")
     config, stats = ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["stats"]
     state = ckpt["state_dict"]
     encoders, projectors, bands, transforms = {}, {}, {}, {}
@@ -151,7 +147,7 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
 
     Raises:
         ConfigError: If the run has no encoder for ``modality`` (the message lists those it has).
-        WeightsError: No checkpoint, or not a decur checkpoint.
+        RunError: No checkpoint, or not a decur checkpoint.
 
     """
     from safetensors.torch import save_file
@@ -196,7 +192,10 @@ def read_export(path: Path) -> Pretrained:
         if not file.is_file():
             raise WeightsError(f"{card_path}: lists {file.name} for {m!r}, which is missing")
         encoders[m] = load_file(str(file))
-        bands[m] = int(entry.get("in_chans", entry.get("bands")))  # decur-backbone/1 stored the count as bands
+        count = entry.get("in_chans", entry.get("bands"))  # decur-backbone/1 stored the count as bands
+        if not isinstance(count, int):
+            raise WeightsError(f"{card_path}: {m!r} has no in_chans (band count)")
+        bands[m] = count
         if isinstance(entry.get("transform"), dict):
             transforms[m] = InputTransform.from_card(entry["transform"])
         if entry.get("projector"):

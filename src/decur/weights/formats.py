@@ -42,9 +42,12 @@ from decur.errors import DecurError
 
 CARD = "card.json"
 """The card of an export folder (:mod:`decur.weights.export`)."""
-RESNET_DEPTHS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101",
-                 (3, 8, 36, 3): "resnet152"}  # fmt: skip
-MIT_DEPTHS = {(3, 4, 6, 3): "mit_b2", (3, 4, 18, 3): "mit_b3", (3, 8, 27, 3): "mit_b4", (3, 6, 40, 3): "mit_b5"}
+RESNET_DEPTHS: dict[tuple[int, ...], str] = {
+    (2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101", (3, 8, 36, 3): "resnet152"
+}  # fmt: skip
+MIT_DEPTHS: dict[tuple[int, ...], str] = {
+    (3, 4, 6, 3): "mit_b2", (3, 4, 18, 3): "mit_b3", (3, 8, 27, 3): "mit_b4", (3, 6, 40, 3): "mit_b5"
+}  # fmt: skip
 VIT_WIDTHS = {192: "tiny", 384: "small", 768: "base", 1024: "large"}
 RELEASE_COMMON = {2: 7168, 3: 6144}
 """The release scripts' ``--dim_common`` by the first backbone's band count: SSL4EO-S12 (S1 first) 7168 of 8192,
