@@ -255,3 +255,50 @@ def test_a_release_transform_on_a_packed_store_is_refused_before_training(ben, r
     run.input_transform = "decur"
     assert run_transfer(run, tmp_path / "out2", progress=False)["input_transforms"]["s2"]["steps"][0]["op"] == (
         "standardize")  # fmt: skip
+
+
+def test_joint_encoder_from_a_stacked_input_with_a_band_map(release_file):
+    from decur.models.joint import MultimodalEncoder
+
+    pre = read_pretrained(release_file, ["s1", "s2"], None)
+    encs = {}
+    for m, c in pre.bands.items():
+        encs[m] = timm.create_model("resnet18", in_chans=c, num_classes=0).eval()
+        encs[m].load_state_dict(pre.encoders[m])
+    # TerraTorch / GEO-Bench-2 style stack: S2 L2A (12 bands, zero-padded names, no B10) then S1
+    stack = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "VV", "VH"]
+    joint = MultimodalEncoder.from_export(release_file, "pooled", ["s1", "s2"], stack_bands=stack)
+    x = torch.randn(2, 14, 32, 32)
+    s2 = torch.cat([x[:, :10], torch.zeros(2, 1, 32, 32), x[:, 10:12]], dim=1)  # B10 inserted as zeros
+    expected = torch.cat([encs["s1"](x[:, 12:]), encs["s2"](s2)], dim=1)
+    torch.testing.assert_close(joint(x), expected)
+    alone = joint({"s1": x[:, 12:]})  # missing modality: left out, nothing filled in
+    torch.testing.assert_close(alone, encs["s1"](x[:, 12:]))
+    maps = MultimodalEncoder.from_export(release_file, "maps", ["s1", "s2"])({"s1": x[:, 12:], "s2": s2})
+    assert [tuple(t.shape) for t in maps] == [(2, 256, 4, 4), (2, 512, 2, 2), (2, 1024, 1, 1)]
+    common = MultimodalEncoder.from_export(release_file, "common", ["s1", "s2"])
+    z = [common.projectors[m](encs[m](v))[:, : common.common_dim] for m, v in (("s1", x[:, 12:]), ("s2", s2))]
+    torch.testing.assert_close(common({"s1": x[:, 12:], "s2": s2}), (z[0] + z[1]) / 2)
+    with pytest.raises(ValueError, match="lack"):
+        MultimodalEncoder.from_export(release_file, "pooled", ["s1", "s2"], stack_bands=["VV", "B02", "B03"])
+
+
+@pytest.mark.slow
+def test_an_export_is_a_torchgeo_weights_enum_that_torchgeo_loads(release_file, tmp_path):
+    tg = pytest.importorskip("torchgeo.models", reason="torchgeo is an optional extra: pip install decur[torchgeo]")
+    from torchgeo.trainers import ClassificationTask
+
+    from decur.weights import import_weights
+    from decur.weights.torchgeo import torchgeo_weights
+
+    import_weights(release_file, tmp_path / "exp")
+    weights = torchgeo_weights(tmp_path / "exp", "s2")
+    assert weights.meta["in_chans"] == 13 and weights.meta["bands"][10] == "B10"
+    model = tg.resnet18(weights=weights).eval()
+    ours = load_backbone(tmp_path / "exp", "s2").eval()
+    dn = torch.from_numpy(DN)[None]
+    x = weights.transforms(dn)
+    torch.testing.assert_close(x, sentinel_transform("ssl4eo_release", "s2", 13)(dn))
+    torch.testing.assert_close(model.forward_features(x).mean(dim=(2, 3)), ours(x))
+    task = ClassificationTask(model="resnet18", weights=weights, in_channels=13, num_classes=19)
+    torch.testing.assert_close(task.model.eval().forward_features(x).mean(dim=(2, 3)), ours(x))
