@@ -302,3 +302,18 @@ def test_an_export_is_a_torchgeo_weights_enum_that_torchgeo_loads(release_file, 
     torch.testing.assert_close(model.forward_features(x).mean(dim=(2, 3)), ours(x))
     task = ClassificationTask(model="resnet18", weights=weights, in_channels=13, num_classes=19)
     torch.testing.assert_close(task.model.eval().forward_features(x).mean(dim=(2, 3)), ours(x))
+
+
+def test_release_vit_s16_joint_file_loads_into_decur_vits(tmp_path):
+    """The DeCUR code base's ViT-S/16 layout: timm vit_small_patch16_224, patch_embed.proj of 2 / 13 bands."""
+    from decur.models import create_encoder
+
+    nets = [timm.create_model("vit_small_patch16_224", in_chans=c, num_classes=0).eval() for c in (2, 13)]
+    state = {f"module.backbone_{i}.{k}": v for i, n in ((1, nets[0]), (2, nets[1])) for k, v in n.state_dict().items()}
+    torch.save({"epoch": 99, "model": state, "optimizer": {}}, tmp_path / "vits16.pth")
+    pre = read_pretrained(tmp_path / "vits16.pth", None, {"s1": 2, "s2": 13})
+    assert pre.arch == "vit_small_patch16_224" and pre.bands == {"s1": 2, "s2": 13}
+    mine = create_encoder(pre.arch, 13).eval()
+    mine.load_state_dict(pre.encoders["s2"], strict=True)
+    x = torch.randn(1, 13, 64, 64)  # another size than 224: the position grid is resampled
+    torch.testing.assert_close(mine(x), nets[1].set_input_size((64, 64)) or nets[1](x))

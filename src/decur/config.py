@@ -333,12 +333,18 @@ class Config:
             "method.separation",
             f"a weight >= 0 for method decur (0 = off, the paper), got {m.separation} for {m.name!r}",
         )
-        from decur.models.encoder import check_arch
+        from decur.models.encoder import check_arch, vit_patch
 
         try:
             check_arch(self.model.arch)
         except ValueError as err:
             raise ConfigError(f"config field `model.arch`: {err}") from None
+        patch = vit_patch(self.model.arch)
+        _require(
+            patch is None or d.crop_size % patch == 0,
+            "data.crop_size",
+            f"{self.model.arch} cuts the crop into {patch}-px patches: give a multiple of {patch}, got {d.crop_size}",
+        )
         _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
         _require(self.model.head_dim is None or self.model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
         if self.model.init_weights is not None:

@@ -75,21 +75,27 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "dist_token")
+"""ViT parameters kept out of weight decay whatever their shape."""
+
+
 def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size: int) -> list[dict]:
     """Weights (LARS-adapted, decayed) vs biases and norm parameters (neither), with scaled learning rates.
 
     A parameter is a "bias or norm parameter" when it has fewer than 2 dimensions: biases, BatchNorm/LayerNorm
-    weights and biases, and scalars such as CLIP's temperature.
+    weights and biases, and scalars such as CLIP's temperature. A ViT's position embedding and class / register
+    tokens join them (no weight decay, as in the ViT self-supervised literature: DINO, MAE, iBOT).
     """
     seen: set[int] = set()
     weights: list[nn.Parameter] = []
     others: list[nn.Parameter] = []
     for module in modules:
-        for p in module.parameters():
+        for name, p in module.named_parameters():
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            (weights if p.ndim >= 2 else others).append(p)
+            token = name.rsplit(".", 1)[-1] in NO_DECAY_NAMES
+            (weights if p.ndim >= 2 and not token else others).append(p)
     scale = batch_size / 256 if cfg.scale_lr else 1.0
     if cfg.name == "adamw":
         lr = cfg.adamw_lr * scale

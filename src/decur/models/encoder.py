@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -11,7 +12,20 @@ import torch
 from torch import nn
 
 FAMILIES = ("resnet", "resnext", "wide_resnet", "seresnet", "seresnext", "resnetrs")
-"""timm families decur runs at any crop size (convolutional, globally pooled); plus SegFormer's ``mit_b0``-``b5``."""
+"""timm families decur runs at any crop size (convolutional, globally pooled); plus SegFormer's ``mit_b0``-``b5``
+and the plain timm ViTs (:data:`VIT`)."""
+VIT = re.compile(r"^vit_(tiny|small|base|large|huge)_patch(\d+)_(\d+)$")
+"""Plain timm Vision Transformers (``vit_small_patch16_224`` ...): built with their default 224-px position grid
+and ``dynamic_img_size=True``, so they run at any crop that the patch size divides (the embedding is resampled
+per forward) and their state dict loads strictly into ``timm.create_model(arch, in_chans=C, num_classes=0)`` and
+torchgeo's ViT constructors. The pooled feature is timm's default for these models: the class token after the
+final norm."""
+
+
+def vit_patch(arch: str) -> int | None:
+    """The patch size of a plain ViT name, ``None`` for other architectures."""
+    match = VIT.match(arch)
+    return int(match.group(2)) if match else None
 
 
 def check_arch(arch: str) -> None:
@@ -23,13 +37,14 @@ def check_arch(arch: str) -> None:
     """
     from decur.models.mit import is_mit
 
-    if is_mit(arch):
+    if is_mit(arch) or (VIT.match(arch) and arch in timm.list_models()):
         return
     family = arch.split("_")[0].rstrip("0123456789d") if not arch.startswith("wide_resnet") else "wide_resnet"
     if family not in FAMILIES or arch not in timm.list_models():
         raise ValueError(
             f"encoder architecture {arch!r} is not supported: use a timm model of the families {', '.join(FAMILIES)} "
-            "(e.g. resnet18, resnet50) or SegFormer's mit_b0..mit_b5"
+            "(e.g. resnet18, resnet50), a plain ViT (vit_tiny|small|base|large_patch16_224 ...) or SegFormer's "
+            "mit_b0..mit_b5"
         )
 
 
@@ -50,7 +65,8 @@ def create_encoder(arch: str, in_chans: int) -> nn.Module:
     if is_mit(arch):
         return create_mit(arch, in_chans)
     check_arch(arch)
-    return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=0)
+    extra = {"dynamic_img_size": True} if VIT.match(arch) else {}
+    return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=0, **extra)
 
 
 @cache

@@ -37,8 +37,47 @@ class LateFusionClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+class _Channels:
+    def __init__(self, widths: list[int]) -> None:
+        self.widths = widths
+
+    def channels(self) -> list[int]:
+        return self.widths
+
+
+class ViTFeatures(nn.Module):
+    """A plain ViT as a three-level feature extractor for the FCN.
+
+    The tokens of four evenly spaced blocks (for 12 blocks: 3, 6, 9, 12) are reshaped to ``N x D x H/p x W/p``
+    maps; the last three are resampled bilinearly to strides 8, 16 and 32 (parameter-free, so a linear probe stays
+    linear), the levels of the paper's FCN. A 16-px patch ViT gives its stride-16 map unchanged at level 2.
+    """
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+        depth = len(cast(Any, vit).blocks)
+        self.blocks = [round(depth * (i + 1) / 4) - 1 for i in range(4)]
+        width = int(cast(Any, vit).embed_dim)
+        self.feature_info = _Channels([width] * len(LEVELS))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Maps at strides 8, 16, 32 of the input."""
+        maps = cast(Any, self.vit).forward_intermediates(x, indices=self.blocks, intermediates_only=True)
+        h, w = x.shape[-2:]
+        return [F.interpolate(f, size=(max(1, h // s), max(1, w // s)), mode="bilinear")
+                for f, s in zip(maps[1:], (8, 16, 32), strict=True)]  # fmt: skip
+
+
 def feature_encoder(arch: str, in_chans: int, state: dict[str, Tensor] | None = None) -> nn.Module:
     """Timm backbone returning the feature maps of :data:`LEVELS`; ``state`` is a plain encoder state dict."""
+    from decur.models.encoder import VIT, create_encoder
+
+    if VIT.match(arch):
+        vit = create_encoder(arch, in_chans)
+        if state is not None:
+            vit.load_state_dict(state, strict=True)
+        return ViTFeatures(vit)
     net = timm.create_model(arch, pretrained=False, in_chans=in_chans, features_only=True, out_indices=LEVELS)
     if state is not None:
         missing, unexpected = net.load_state_dict(state, strict=False)

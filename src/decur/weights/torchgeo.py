@@ -54,7 +54,7 @@ def torchgeo_weights(export: str | Path, modality: str) -> Any:
     transform = InputTransform.from_card(entry["transform"])
     pth = (folder / entry["weights_pth"]).resolve()
 
-    class DecurWeights(WeightsEnum):  # type: ignore[misc]
+    class DecurWeights(WeightsEnum):
         """Weights of a decur export, read from the local ``.pth``."""
 
         def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
@@ -74,5 +74,5 @@ def torchgeo_weights(export: str | Path, modality: str) -> Any:
         "decur_card": card,
     }
     member = Weights(url=f"file://{pth}", transforms=CardTransform(transform), meta=meta)
-    enum = DecurWeights("DecurWeights", {modality.upper(): member})  # type: ignore[call-overload]
+    enum = DecurWeights("DecurWeights", {modality.upper(): member})
     return enum[modality.upper()]
