@@ -57,8 +57,9 @@ def test_fcn_on_vit_maps_forward_and_backward(modalities):
 @pytest.fixture(scope="module")
 def vit_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vit") / "run"
-    cfg = load_config(REPO / "configs" / "smoke.yaml", [f"model.arch={ARCH}", "data.crop_size=32", "optim.name=adamw",
-                      "optim.adamw_lr=0.002", "optim.scale_lr=false", "trainer.max_epochs=4", "eval.enabled=false"])  # fmt: skip
+    overrides = [f"model.arch={ARCH}", "data.crop_size=32", "optim.name=adamw", "optim.adamw_lr=0.002",
+                 "optim.scale_lr=false", "trainer.max_epochs=4", "eval.enabled=false"]  # fmt: skip
+    cfg = load_config(REPO / "configs" / "smoke.yaml", overrides)
     pretrain(cfg, out)
     return out
 

@@ -65,7 +65,7 @@ def create_encoder(arch: str, in_chans: int) -> nn.Module:
     if is_mit(arch):
         return create_mit(arch, in_chans)
     check_arch(arch)
-    extra = {"dynamic_img_size": True} if VIT.match(arch) else {}
+    extra: dict[str, Any] = {"dynamic_img_size": True} if VIT.match(arch) else {}
     return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=0, **extra)
 
 
