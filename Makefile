@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench experiment clean convergence mutants
+.PHONY: demo test test-slow lint bench experiment clean convergence mutants docs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 ## tests marked slow
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## the documentation site (docs/ -> site/, strict: broken links and references fail)
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[docs]'
+	$(BIN)/mkdocs build --strict
 
 ## the mutation check: 55 plausible one-line bugs put back one at a time, each must fail its tests (~10 min)
 mutants: $(STAMP)
@@ -53,4 +58,4 @@ experiment: $(STAMP)
 	$(BIN)/decur sweep --config configs/sweep_projector.yaml --output docs/results/sweep-projector
 
 clean:
-	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf runs site .pytest_cache .mypy_cache .ruff_cache
