@@ -317,3 +317,17 @@ def test_release_vit_s16_joint_file_loads_into_decur_vits(tmp_path):
     mine.load_state_dict(pre.encoders["s2"], strict=True)
     x = torch.randn(1, 13, 64, 64)  # another size than 224: the position grid is resampled
     torch.testing.assert_close(mine(x), nets[1].set_input_size((64, 64)) or nets[1](x))
+
+
+def test_the_transfer_start_transforms_raw_pixels_by_the_weights_rule(ben, release_file):
+    from decur.data import BigEarthNetMM
+    from decur.evaluate.start import Transformed, starting_point
+    from decur.evaluate.transfer import TransferRun, load_data
+
+    run = TransferRun(dataset="bigearthnet", root=str(ben), pretrained=str(release_file)).validate()
+    data = load_data(run)
+    start = starting_point(run, data)
+    sample = Transformed(data.test, start.transforms)[1]
+    raw = BigEarthNetMM(ben, "test", raw=True)[1]
+    for m, bands in (("s1", 2), ("s2", 13)):
+        torch.testing.assert_close(sample[m], sentinel_transform("ssl4eo_release", m, bands)(raw[m]))
