@@ -172,7 +172,7 @@ def test_yaml_syntax_errors_name_the_file_and_line(tmp_path, capsys):
     ("override", "field"),
     [
         ("model.arch=resnet1000", "model.arch"),
-        ("model.arch=vit_tiny_patch16_224", "model.arch"),
+        ("model.arch=vit_base_r50_s16_224", "model.arch"),
         ("data.max_cloud_fraction=0.5", "data.max_cloud_fraction"),
     ],
 )

@@ -29,7 +29,7 @@ def test_unknown_arch():
     with pytest.raises(ValueError, match="not supported"):
         create_encoder("resnet1000", 3)
     with pytest.raises(ValueError, match=r"families resnet.*mit_b0"):  # a timm model decur cannot run yet
-        create_encoder("vit_tiny_patch16_224", 3)
+        create_encoder("vit_base_r50_s16_224", 3)
 
 
 def test_projector_layout():
