@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from decur.cli import main
-from decur.data.transforms import RELEASE_S1, RELEASE_S2C, InputTransform, sentinel_transform
+from decur.data.ssl4eo_s12 import S2C_DN_STATS
+from decur.data.transforms import RELEASE_S1, InputTransform, sentinel_transform
 from decur.models import create_mit, projector
 from decur.weights import WeightsError, infer_arch, load_backbone, read_export, read_pretrained
 
@@ -48,11 +49,11 @@ def _check(rule, x, expected, atol):
 
 
 def test_release_rule_is_the_uint8_lmdb_of_the_release():
-    _check("ssl4eo_release", DN, _release_uint8(DN, *RELEASE_S2C) / 255, 1e-7)
+    _check("ssl4eo_release", DN, _release_uint8(DN, *S2C_DN_STATS) / 255, 1e-7)
     _check("ssl4eo_release", DB, _release_uint8(_quantile_clip(DB, 0.01), *RELEASE_S1) / 255, 1e-7)
     t = sentinel_transform("ssl4eo_release", "s2", 13)
     codes = t(torch.from_numpy(DN)).numpy() * 255  # exactly the stored uint8 codes, truncated not rounded
-    np.testing.assert_array_equal(np.round(codes), _release_uint8(DN, *RELEASE_S2C))
+    np.testing.assert_array_equal(np.round(codes), _release_uint8(DN, *S2C_DN_STATS))
 
 
 def test_torchgeo_rule_is_dn_over_10000_and_a_db_zscore():
@@ -199,8 +200,9 @@ def test_import_writes_an_export_that_timm_and_decur_load(tmp_path, capsys):
     torch.testing.assert_close(load_backbone(out, "s2").eval()(x), n2(x))
     pre = read_export(out)
     assert pre.transforms["s2"].to_card() == sentinel_transform("ssl4eo_release", "s2", 13).to_card()
-    assert main(["import", str(tmp_path / "joint.pth"), "--out", str(out), "--input-transform", "torchgeo"]) == 0
-    assert read_export(out).transforms["s2"].steps == [{"op": "scale", "factor": 1e-4}]
+    # an override replaces even a recorded transform (the export's ssl4eo_release)
+    assert main(["import", str(out), "--out", str(tmp_path / "again"), "--input-transform", "torchgeo"]) == 0
+    assert read_export(tmp_path / "again").transforms["s2"].steps == [{"op": "scale", "factor": 1e-4}]
 
 
 def test_raw_reader_plus_decur_transform_equals_decur_s_preprocessed_reader(tmp_path):

@@ -116,11 +116,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from decur.weights import import_weights, read_export
+    from decur.weights import import_weights
 
     modalities = args.modalities.split(",") if args.modalities else None
-    card = import_weights(args.file, args.out, modalities, args.input_transform)
-    pre = read_export(card)
+    card, pre = import_weights(args.file, args.out, modalities, args.input_transform)
     for m in pre.modalities:
         t = pre.transforms[m]
         print(f"{m}: {pre.arch}, {pre.bands[m]} bands ({t.units}), input transform {t.rule}: "

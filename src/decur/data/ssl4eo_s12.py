@@ -58,6 +58,8 @@ _S2C_MEAN = [1605.57504906, 1390.78157673, 1314.8729939, 1363.52445545, 1549.443
              2299.90463006, 2560.29504086, 830.06605044, 22.10351321, 2177.07172323, 1524.06546312]  # fmt: skip
 _S2C_STD = [786.78685367, 850.34818441, 875.06484736, 1138.84957046, 1122.17775652, 1161.59187054, 1274.39184232,
             1248.42891965, 1345.52684884, 577.31607053, 51.15431158, 1336.09932639, 1136.53823676]  # fmt: skip
+S2C_DN_STATS = (_S2C_MEAN, _S2C_STD)
+"""Per-band mean/std of Sentinel-2 L1C digital numbers (the release's ``S2C_MEAN`` / ``S2C_STD``)."""
 STATS: dict[str, tuple[list[float], list[float]]] = {
     "s1": (_S1_MEAN, _S1_STD),
     # S2 statistics in the units returned here (reflectance x 10000 -> /10000); L2A reuses L1C's without B10.

@@ -25,22 +25,14 @@ import torch
 from torch import Tensor
 
 from decur.data.preprocess import cut_outliers, s2_to_unit
+from decur.data.ssl4eo_s12 import S1_BANDS, S2C_BANDS, S2C_DN_STATS, STATS
 
 RULES = ("decur", "ssl4eo_release", "torchgeo")
 """Named transform rules (see the module docstring)."""
 
-# The SSL4EO-S12 statistics of the release (DN for S2 L1C, dB for S1 VV/VH). The S1 values are those its uint8
-# LMDB and torchgeo's DeCUR transform use; decur's own (data.ssl4eo_s12.STATS) carry more digits.
+# The release's S1 statistics (its uint8 LMDB and torchgeo's DeCUR transform); decur's carry more digits.
 RELEASE_S1 = ([-12.59, -20.26], [5.26, 5.91])
-RELEASE_S2C = (
-    [1605.57504906, 1390.78157673, 1314.8729939, 1363.52445545, 1549.44374991, 2091.74883118, 2371.7172463,
-     2299.90463006, 2560.29504086, 830.06605044, 22.10351321, 2177.07172323, 1524.06546312],
-    [786.78685367, 850.34818441, 875.06484736, 1138.84957046, 1122.17775652, 1161.59187054, 1274.39184232,
-     1248.42891965, 1345.52684884, 577.31607053, 51.15431158, 1336.09932639, 1136.53823676],
-)  # fmt: skip
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-S1_BANDS = ["VV", "VH"]
-S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 
 
 def _per_band(values: Sequence[float], x: Tensor) -> Tensor:
@@ -171,18 +163,16 @@ def sentinel_transform(rule: str, modality: str, bands: int, stats: tuple[list[f
     if rule not in RULES:
         raise ValueError(f"input transform {rule!r} is not one of {list(RULES)}")
     if bands == 2:
-        names, mean, std = S1_BANDS, *RELEASE_S1
+        names, (mean, std) = list(S1_BANDS), RELEASE_S1
         units = "dB"
     elif bands in (12, 13):
-        keep = [i for i, b in enumerate(S2_BANDS) if bands == 13 or b != "B10"]
-        names = [S2_BANDS[i] for i in keep]
-        mean, std = ([RELEASE_S2C[k][i] for i in keep] for k in (0, 1))
+        keep = [i for i, b in enumerate(S2C_BANDS) if bands == 13 or b != "B10"]
+        names = [S2C_BANDS[i] for i in keep]
+        mean, std = ([S2C_DN_STATS[k][i] for i in keep] for k in (0, 1))
         units = "DN"
     else:
         raise ValueError(f"{modality}: {bands} bands is neither Sentinel-1 (2) nor Sentinel-2 (12, 13)")
     if rule == "decur":
-        from decur.data.ssl4eo_s12 import STATS
-
         m, s = stats or STATS["s1" if bands == 2 else "s2c" if bands == 13 else "s2a"]
         first = {"op": "cut_outliers", "fraction": 0.02} if bands == 2 else {"op": "s2_8bit"}
         source = "decur: SSL4EO-S12 band statistics (SSL4EO-S12 repository, 50k samples)" if stats is None else (

@@ -38,18 +38,12 @@ class Start:
         """Fresh encoders (one per used modality), loaded with the pretrained weights strictly, or random."""
         from decur.models import create_encoder
 
-        out = {}
-        for m, c in self.bands.items():
-            encoder = create_encoder(self.arch, c)
-            if self.pretrained is not None:
-                try:
-                    encoder.load_state_dict(self.pretrained.encoders[m], strict=True)
-                except RuntimeError as err:
-                    raise ConfigError(f"transfer config field `pretrained`: the {m} weights of "
-                                      f"{self.pretrained.source} do not fit {self.arch} with {c} bands "
-                                      f"({str(err).splitlines()[0][:160]})") from None  # fmt: skip
-            out[m] = encoder
-        return out
+        if self.pretrained is None:
+            return {m: create_encoder(self.arch, c) for m, c in self.bands.items()}
+        try:
+            return {m: self.pretrained.encoder(m) for m in self.bands}
+        except WeightsError as err:
+            raise ConfigError(f"transfer config field `pretrained`: {err}") from None
 
     def describe(self) -> str:
         """One line per modality: the rule and its steps (printed at the start of a run)."""

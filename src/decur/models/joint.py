@@ -87,23 +87,17 @@ class MultimodalEncoder(nn.Module):
             **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's) of :class:`MultimodalEncoder`.
 
         """
-        from decur.models import create_encoder
         from decur.models.multimodal import projector
-        from decur.weights import read_pretrained
+        from decur.weights import WeightsError, read_pretrained
+        from decur.weights.inputs import default_transforms
 
         pre = read_pretrained(source, modalities, None)
-        encoders = {}
-        for m, c in pre.bands.items():
-            encoders[m] = create_encoder(pre.arch, c)
-            encoders[m].load_state_dict(pre.encoders[m], strict=True)
+        encoders = {m: pre.encoder(m) for m in pre.modalities}
         projectors = {}
         if output == "common":
             for m, state in pre.projectors.items():
                 projectors[m] = _projector_from_state(state, projector)
                 projectors[m].load_state_dict(state, strict=True)
-        from decur.weights import WeightsError
-        from decur.weights.inputs import default_transforms
-
         try:  # the recorded transforms, else the rule the weights were trained with (band names come with it)
             transforms = default_transforms(pre, None, "MultimodalEncoder")
         except WeightsError:

@@ -38,20 +38,11 @@ def load_backbone(
         WeightsError: Unreadable or ambiguous file, or weights that do not fit (the message says why).
 
     """
-    from decur.models import create_encoder
-
     pre = read_pretrained(source, names, None)
     if modality is None:
         if len(pre.encoders) != 1:
             raise WeightsError(f"{source}: holds encoders {pre.modalities}; say which with modality=")
         modality = pre.modalities[0]
-    if modality not in pre.encoders:
-        raise WeightsError(f"{source}: has no encoder {modality!r}; it has {pre.modalities}")
-    if in_chans is not None and pre.bands[modality] != in_chans:
+    if in_chans is not None and pre.bands.get(modality, in_chans) != in_chans:
         raise WeightsError(f"{source}: the {modality} encoder takes {pre.bands[modality]} bands, not {in_chans}")
-    encoder = create_encoder(pre.arch, pre.bands[modality])
-    try:
-        encoder.load_state_dict(pre.encoders[modality], strict=True)
-    except RuntimeError as err:
-        raise WeightsError(f"{source}: weights do not fit {pre.arch} ({str(err).splitlines()[0][:200]})") from None
-    return encoder
+    return pre.encoder(modality)

@@ -15,18 +15,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
-from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256
-
-SENTINEL_DATASETS = ("ssl4eo_s12", "ssl4eo_s12_v11", "ssl4eo_s12_packed", "bigearthnet")
+from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256, strip_prefix
 
 
 def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[float], list[float]]) -> InputTransform:
@@ -50,8 +48,8 @@ def read_run(path: Path) -> Pretrained:
     encoders, projectors, bands, transforms = {}, {}, {}, {}
     for mod in config["data"]["modalities"]:
         m = mod["name"]
-        encoders[m] = {k: v.contiguous() for k, v in _strip(state, f"model.encoders.{m}.").items()}
-        projectors[m] = dict(_strip(state, f"model.projectors.{m}."))
+        encoders[m] = {k: v.contiguous() for k, v in strip_prefix(state, f"model.encoders.{m}.").items()}
+        projectors[m] = dict(strip_prefix(state, f"model.projectors.{m}."))
         bands[m] = int(mod["bands"])
         mean = mod["mean"] if mod["mean"] is not None else stats[m][0]
         std = mod["std"] if mod["std"] is not None else stats[m][1]
@@ -71,10 +69,6 @@ def read_run(path: Path) -> Pretrained:
     }
     return Pretrained(path, "decur-run", config["model"]["arch"], encoders, bands, transforms, projectors,
                       config["model"].get("head_dim"), common, card)  # fmt: skip
-
-
-def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_with(arch: str, in_chans: int) -> str:
@@ -210,7 +204,7 @@ def import_weights(
     out: str | Path,
     modalities: list[str] | None = None,
     input_transform: str | None = None,
-) -> Path:
+) -> tuple[Path, Pretrained]:
     """``decur import``: read any accepted layout (:func:`decur.weights.read_pretrained`), write an export folder.
 
     Args:
@@ -221,24 +215,17 @@ def import_weights(
             default ``ssl4eo_release`` for the release's and torchgeo's Sentinel weights.
 
     Returns:
-        The written ``card.json``.
+        The written ``card.json`` and the weights as written (with their input transforms).
 
     """
     from decur.weights.formats import read_pretrained
     from decur.weights.inputs import default_transforms
 
     path = Path(source)
-    names = modalities or None
-    pre = read_pretrained(path, names, _default_names(path, names))
-    pre.transforms = default_transforms(pre, input_transform, "import")
+    # without names, Sentinel weights are named by band count (2 -> s1, 13 -> s2); runs and exports have names
+    pre = read_pretrained(path, modalities or None, None if modalities else {"s1": 2, "s2": 13})
+    pre = dataclasses.replace(pre, transforms=default_transforms(pre, input_transform, "import"))
     source_card = {"kind": pre.kind, "path": str(path.resolve())}
     if path.is_file():
         source_card["sha256"] = sha256(path)
-    return write_export(pre, out, source_card)
-
-
-def _default_names(path: Path, names: list[str] | None) -> dict[str, int] | None:
-    """Without names, Sentinel weights are named by band count (2 → s1, 13 / 12 → s2)."""
-    if names:
-        return None
-    return {"s1": 2, "s2": 13} if path.is_file() else None
+    return write_export(pre, out, source_card), pre

@@ -27,6 +27,7 @@ with its band count.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -35,16 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from decur.data.transforms import InputTransform
 from decur.errors import DecurError
 
 CARD = "card.json"
 """The card of an export folder (:mod:`decur.weights.export`)."""
-RESNET_DEPTHS: dict[tuple[int, ...], str] = {
-    (2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101", (3, 8, 36, 3): "resnet152"
+RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], str] = {
+    (False, (2, 2, 2, 2)): "resnet18", (False, (3, 4, 6, 3)): "resnet34", (True, (3, 4, 6, 3)): "resnet50",
+    (True, (3, 4, 23, 3)): "resnet101", (True, (3, 8, 36, 3)): "resnet152",
 }  # fmt: skip
+"""(bottleneck blocks, blocks per stage) → timm / torchvision ResNet."""
 MIT_DEPTHS: dict[tuple[int, ...], str] = {
     (3, 4, 6, 3): "mit_b2", (3, 4, 18, 3): "mit_b3", (3, 8, 27, 3): "mit_b4", (3, 6, 40, 3): "mit_b5"
 }  # fmt: skip
@@ -92,6 +95,26 @@ class Pretrained:
         """Modality names, in order."""
         return list(self.encoders)
 
+    def encoder(self, modality: str) -> nn.Module:
+        """A fresh encoder of ``modality`` holding these weights (loaded with strict key matching).
+
+        Raises:
+            WeightsError: No such modality, or weights that do not fit the architecture.
+
+        """
+        from decur.models import create_encoder
+
+        if modality not in self.encoders:
+            raise WeightsError(f"{self.source}: has no encoder {modality!r}; it has {self.modalities}")
+        encoder = create_encoder(self.arch, self.bands[modality])
+        try:
+            encoder.load_state_dict(self.encoders[modality], strict=True)
+        except RuntimeError as err:
+            reason = str(err).splitlines()[0][:160]
+            raise WeightsError(f"{self.source}: the {modality} weights do not fit {self.arch} with "
+                               f"{self.bands[modality]} bands ({reason})") from None  # fmt: skip
+        return encoder
+
 
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file (recorded in import cards)."""
@@ -103,7 +126,22 @@ def sha256(path: Path) -> str:
 
 
 def _load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` (memory-mapped when the file allows), or a one-line error."""
+    """:func:`_load_file` of ``path``, read once while the file is unchanged.
+
+    Transfer validates the weights before any data are read and builds the encoders from them afterwards; a
+    release checkpoint is about 1 GB.
+    """
+    stat = path.stat()
+    return _load_file(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_file(name: str, mtime_ns: int, size: int) -> Any:
+    """``torch.load`` with ``weights_only=True`` (memory-mapped when the file allows), or a one-line error.
+
+    The result is shared by the callers of :func:`_load`: it is read, never modified.
+    """
+    path = Path(name)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -129,7 +167,8 @@ def _load(path: Path) -> Any:
     raise AssertionError("unreachable")
 
 
-def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries under ``prefix``, with it removed."""
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
@@ -142,10 +181,7 @@ def infer_arch(state: dict[str, Tensor], where: Path) -> tuple[str, int]:
     """
     if "conv1.weight" in state and "layer4.0.conv1.weight" in state:
         depths = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
-        bottleneck = "layer1.0.conv3.weight" in state
-        arch = RESNET_DEPTHS.get(depths) if bottleneck or depths != (2, 2, 2, 2) else "resnet18"
-        if depths == (3, 4, 6, 3) and not bottleneck:
-            arch = "resnet34"
+        arch = RESNET_DEPTHS.get(("layer1.0.conv3.weight" in state, depths))
         if arch is None:
             raise WeightsError(f"{where}: a ResNet with blocks {depths} per stage, which decur does not know")
         return arch, int(state["conv1.weight"].shape[1])
@@ -167,7 +203,7 @@ def infer_arch(state: dict[str, Tensor], where: Path) -> tuple[str, int]:
 
 
 def _clean_backbone(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop classifier heads (``fc.`` ResNet, ``head.`` ViT / MiT) and the identity-only keys of wrappers."""
+    """Drop classifier heads (``fc.`` ResNet, ``head.`` ViT / MiT)."""
     return {k: v for k, v in state.items() if not k.startswith(("fc.", "head."))}
 
 
@@ -229,10 +265,10 @@ def read_pretrained(
 def _read_joint(
     path: Path, state: dict[str, Tensor], modalities: list[str] | None, dataset_bands: dict[str, int] | None
 ) -> Pretrained:
-    encoders = {i: _strip(state, f"backbone_{i}.") for i in (1, 2)}
+    encoders = {i: strip_prefix(state, f"backbone_{i}.") for i in (1, 2)}
     if not encoders[2]:
         raise WeightsError(f"{path}: has backbone_1 but no backbone_2 keys; not a complete DeCUR joint checkpoint")
-    heads = {i: _strip(encoders[i], "head.") for i in (1, 2)}
+    heads = {i: strip_prefix(encoders[i], "head.") for i in (1, 2)}
     encoders = {i: _clean_backbone(e) for i, e in encoders.items()}
     arch, b1 = infer_arch(encoders[1], path)
     arch2, b2 = infer_arch(encoders[2], path)
@@ -251,7 +287,7 @@ def _read_joint(
     projectors: dict[str, dict[str, Tensor]] = {}
     head_dim = None
     for i, name in enumerate(names, start=1):
-        proj = _strip(state, f"projector{i}.")
+        proj = strip_prefix(state, f"projector{i}.")
         if heads[i]:  # the release's MiT head (512 -> 2048) runs before the projector: decur's head_dim layout
             head_dim = int(heads[i]["weight"].shape[0])
             proj = {**{f"0.{k}": v for k, v in heads[i].items()}, **_shift(proj, 1)}

@@ -51,8 +51,7 @@ def default_transforms(
                                f"{where} to one of {list(RULES)}")  # fmt: skip
         try:
             if bands in SENTINEL_BANDS and m not in ("rgb", "hha", "dem"):
-                keep = recorded.steps[-1] if recorded and chosen == "decur" and recorded.rule == "decur" else None
-                out[m] = sentinel_transform(chosen, m, bands, _stats(keep))
+                out[m] = sentinel_transform(chosen, m, bands)
             else:
                 base = stats.get(m) if stats else None
                 if chosen == "decur" and base is None:
@@ -61,12 +60,6 @@ def default_transforms(
         except ValueError as err:
             raise WeightsError(f"{where}: {err}") from None
     return out
-
-
-def _stats(step: dict | None) -> tuple[list[float], list[float]] | None:
-    if step is None or step.get("op") != "standardize":
-        return None
-    return list(step["mean"]), list(step["std"])
 
 
 def after_reader(transform: InputTransform, modality: str, raw: bool, where: str) -> InputTransform:
