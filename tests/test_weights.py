@@ -322,6 +322,8 @@ def test_release_vit_s16_joint_file_loads_into_decur_vits(tmp_path):
 
 
 def test_the_transfer_start_transforms_raw_pixels_by_the_weights_rule(ben, release_file):
+    import rasterio
+
     from decur.data import BigEarthNetMM
     from decur.evaluate.start import Transformed, starting_point
     from decur.evaluate.transfer import TransferRun, load_data
@@ -330,6 +332,27 @@ def test_the_transfer_start_transforms_raw_pixels_by_the_weights_rule(ben, relea
     data = load_data(run)
     start = starting_point(run, data)
     sample = Transformed(data.test, start.transforms)[1]
+    ds = BigEarthNetMM(ben, "test")
+    name = ds.s1_of[ds.patches[1]]  # the stored S1 dB, read here without decur's reader
+    stored = []
+    for band in ("VV", "VH"):
+        with rasterio.open(ds.s1_root / name / f"{name}_{band}.tif") as src:
+            stored.append(torch.from_numpy(src.read(1).astype("float32")))
+    expected = sentinel_transform("ssl4eo_release", "s1", 2)(torch.stack(stored))
+    torch.testing.assert_close(sample["s1"], expected)
     raw = BigEarthNetMM(ben, "test", raw=True)[1]
-    for m, bands in (("s1", 2), ("s2", 13)):
-        torch.testing.assert_close(sample[m], sentinel_transform("ssl4eo_release", m, bands)(raw[m]))
+    torch.testing.assert_close(sample["s2"], sentinel_transform("ssl4eo_release", "s2", 13)(raw["s2"]))
+
+
+def test_a_rewritten_weights_file_is_read_again(tmp_path):
+    import os
+
+    path = tmp_path / "s2.pth"
+    first, second = (timm.create_model("resnet18", in_chans=13, num_classes=0).state_dict() for _ in range(2))
+    torch.save(first, path)
+    assert torch.equal(read_pretrained(path, ["s2"]).encoders["s2"]["conv1.weight"], first["conv1.weight"])
+    (tmp_path / "new").mkdir()  # replaced as tools do: a new file (same name, so same size) renamed over it
+    torch.save(second, tmp_path / "new" / "s2.pth")
+    os.replace(tmp_path / "new" / "s2.pth", path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert torch.equal(read_pretrained(path, ["s2"]).encoders["s2"]["conv1.weight"], second["conv1.weight"])
