@@ -54,6 +54,18 @@ def test_fcn_on_vit_maps_forward_and_backward(modalities):
     assert all(p.grad is not None for p in fcn.encoders[modalities[0]].vit.blocks[-1].parameters())
 
 
+def test_vit_pyramid_levels_are_four_blocks_at_strides_4_to_32():
+    from decur.models.heads import pyramid, vit_blocks
+
+    vit = create_encoder(ARCH, 3).eval()
+    x = torch.randn(1, 3, 64, 96)
+    levels = pyramid(vit, x)
+    assert vit_blocks(vit) == [2, 5, 8, 11]
+    assert [tuple(t.shape[-2:]) for t in levels] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+    tokens = vit.forward_intermediates(x, indices=[8], intermediates_only=True)[0]  # block 9: stride 16, unchanged
+    torch.testing.assert_close(levels[2], tokens)
+
+
 @pytest.fixture(scope="module")
 def vit_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vit") / "run"

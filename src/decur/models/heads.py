@@ -45,28 +45,51 @@ class _Channels:
         return self.widths
 
 
-class ViTFeatures(nn.Module):
-    """A plain ViT as a three-level feature extractor for the FCN.
+def vit_blocks(vit: nn.Module) -> list[int]:
+    """Four evenly spaced blocks of a ViT (for 12 blocks: 3, 6, 9, 12, counted from 1)."""
+    depth = len(cast(Any, vit).blocks)
+    return [round(depth * (i + 1) / 4) - 1 for i in range(4)]
 
-    The tokens of four evenly spaced blocks (for 12 blocks: 3, 6, 9, 12) are reshaped to ``N x D x H/p x W/p``
-    maps; the last three are resampled bilinearly to strides 8, 16 and 32 (parameter-free, so a linear probe stays
-    linear), the levels of the paper's FCN. A 16-px patch ViT gives its stride-16 map unchanged at level 2.
+
+PYRAMID_STRIDES = (4, 8, 16, 32)
+"""Strides of the four ViT levels of :func:`pyramid` (those of a MiT)."""
+
+
+def pyramid(encoder: nn.Module, x: Tensor) -> list[Tensor]:
+    """Every feature level of an encoder, finest first.
+
+    - timm CNN (ResNet ...): the five stages, strides 2, 4, 8, 16, 32;
+    - :class:`decur.models.MiT`: its four stages, strides 4, 8, 16, 32;
+    - plain ViT: the tokens of the four :func:`vit_blocks` reshaped to ``N x D x H/p x W/p`` and resampled
+      bilinearly to strides 4, 8, 16, 32 (parameter-free, so a linear probe stays linear).
+    """
+    net = cast(Any, encoder)
+    if hasattr(net, "forward_stages"):
+        return list(net.forward_stages(x))
+    if hasattr(net, "blocks") and hasattr(net, "patch_embed"):
+        maps = net.forward_intermediates(x, indices=vit_blocks(encoder), intermediates_only=True)
+        h, w = x.shape[-2:]
+        return [F.interpolate(f, size=(max(1, h // s), max(1, w // s)), mode="bilinear")
+                for f, s in zip(maps, PYRAMID_STRIDES, strict=True)]  # fmt: skip
+    return list(net.forward_intermediates(x, intermediates_only=True))
+
+
+class ViTFeatures(nn.Module):
+    """A plain ViT as a three-level feature extractor for the FCN: the last three levels of :func:`pyramid`.
+
+    The tokens of blocks 6, 9, 12 (of 12) at strides 8, 16 and 32, the levels of the paper's FCN; a 16-px patch ViT
+    gives its stride-16 map unchanged.
     """
 
     def __init__(self, vit: nn.Module) -> None:
         super().__init__()
         self.vit = vit
-        depth = len(cast(Any, vit).blocks)
-        self.blocks = [round(depth * (i + 1) / 4) - 1 for i in range(4)]
         width = int(cast(Any, vit).embed_dim)
         self.feature_info = _Channels([width] * len(LEVELS))
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Maps at strides 8, 16, 32 of the input."""
-        maps = cast(Any, self.vit).forward_intermediates(x, indices=self.blocks, intermediates_only=True)
-        h, w = x.shape[-2:]
-        return [F.interpolate(f, size=(max(1, h // s), max(1, w // s)), mode="bilinear")
-                for f, s in zip(maps[1:], (8, 16, 32), strict=True)]  # fmt: skip
+        return pyramid(self.vit, x)[1:]
 
 
 def feature_encoder(arch: str, in_chans: int, state: dict[str, Tensor] | None = None) -> nn.Module:

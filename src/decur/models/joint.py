@@ -6,8 +6,10 @@ GEO-Bench-2's S1 + S2 stacks, torchgeo's BigEarthNet ``bands='all'``) split by b
 - ``pooled``: late fusion, the pooled features of the present modalities concatenated (``N x M·D``);
 - ``common``: the mean over the present modalities of the common embedding dimensions (``N x common_dim``; they
   were trained to agree across modalities, so any subset gives the same space);
-- ``maps``: per level (strides 8, 16, 32 for ResNets; 4 … 32 for MiT) the feature maps of the present modalities
-  concatenated along channels, the input of a decoder (the paper's FCN does this).
+- ``maps``: per level the feature maps of the present modalities concatenated along channels, the input of a
+  decoder (the paper's FCN does this). By default strides 8, 16, 32 for ResNets and ViTs, 4 … 32 for MiT;
+  ``levels`` picks others from :func:`decur.models.heads.pyramid` (ResNet: 0-4 = strides 2-32; MiT and ViT:
+  0-3 = strides 4-32).
 
 Missing modality (decur's rule): a modality absent from the input is left out — no zeros are fed in its place.
 A stacked input missing Sentinel-2's B10 (L2A products, BigEarthNet) gets it as zeros, as decur's readers do.
@@ -45,6 +47,7 @@ class MultimodalEncoder(nn.Module):
         common_dim: Common embedding dimensions (required for ``common``).
         stack_bands: Band names of a stacked input tensor, in channel order (``None``: dict input only).
         transforms: Modality → input transform applied to the input first (``None``: inputs are already prepared).
+        levels: Indices into :func:`decur.models.heads.pyramid` returned by ``maps`` (``None``: the default above).
 
     Raises:
         ValueError: An unknown output, ``common`` without projectors, or a stack lacking a band of a modality.
@@ -60,6 +63,7 @@ class MultimodalEncoder(nn.Module):
         common_dim: int | None = None,
         stack_bands: list[str] | None = None,
         transforms: dict[str, InputTransform] | None = None,
+        levels: list[int] | None = None,
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
@@ -73,6 +77,7 @@ class MultimodalEncoder(nn.Module):
         self.band_names = {m: list(b) for m, b in band_names.items()}
         self.transforms = transforms or {}
         self.band_map = self._band_map(stack_bands) if stack_bands is not None else None
+        self.levels = levels
 
     @classmethod
     def from_export(
@@ -84,7 +89,7 @@ class MultimodalEncoder(nn.Module):
             source: The weights (:func:`decur.weights.read_pretrained`).
             output: One of :data:`OUTPUTS`.
             modalities: Names of the encoders in file order (release files: e.g. ``["s1", "s2"]``).
-            **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's) of :class:`MultimodalEncoder`.
+            **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's), ``levels`` of :class:`MultimodalEncoder`.
 
         """
         from decur.models.multimodal import projector
@@ -147,12 +152,32 @@ class MultimodalEncoder(nn.Module):
         common = [self.projectors[m](pooled[m])[:, : self.common_dim] for m in present]
         return torch.stack(common).mean(dim=0)
 
-    def _maps(self, m: str, x: Tensor) -> list[Tensor]:
-        encoder = cast(Any, self.encoders[m])
-        if hasattr(encoder, "forward_stages"):  # MiT: strides 4, 8, 16, 32
-            return list(encoder.forward_stages(x))
-        feats = encoder.forward_intermediates(x, indices=3, intermediates_only=True)  # timm: the last three stages
-        return list(feats)
+    def _maps(self, m: str, x: Tensor, every: bool = False) -> list[Tensor]:
+        from decur.models.heads import pyramid
+
+        maps = pyramid(self.encoders[m], x)
+        if every:
+            return maps
+        if self.levels is not None:
+            return [maps[i] for i in self.levels]
+        return maps if len(maps) == 4 and hasattr(self.encoders[m], "forward_stages") else maps[-3:]
+
+    def out_channels(self, every: bool = False) -> list[int]:
+        """Channels of each ``maps`` level (``every``: of every pyramid level), all modalities together.
+
+        Read off one small forward pass in eval mode (running statistics stay as they are).
+        """
+        widths = []
+        for m, encoder in self.encoders.items():
+            patch = int(getattr(getattr(encoder, "patch_embed", None), "patch_size", (1,))[0])
+            side = patch * -(-64 // patch)  # >= 64 px, a multiple of a ViT's patch
+            probe = next(encoder.parameters()).new_zeros(1, len(self.band_names[m]), side, side)
+            mode = encoder.training
+            encoder.eval()
+            with torch.no_grad():
+                widths.append([int(f.shape[1]) for f in self._maps(m, probe, every)])
+            encoder.train(mode)
+        return [sum(w) for w in zip(*widths, strict=True)]
 
 
 def _projector_from_state(state: dict[str, Tensor], make: Any) -> nn.Module:
