@@ -310,7 +310,7 @@ MUTANTS = [
            "joint.levels = picked", "joint.levels = list(range(len(widths)))",
            (_t("tests/test_terratorch.py", "dict_input"),)),
     Mutant("terratorch: dict input taken in the card's band order", "weights/terratorch.py",
-           "inputs[m] = _reorder(value, self.orders[m]) if m in self.orders else value", "inputs[m] = value",
+           "inputs[m] = take_bands(value, self.orders[m]) if m in self.orders else value", "inputs[m] = value",
            (_t("tests/test_terratorch.py", "dict_input"),)),
     Mutant("terratorch: input_transform none still transforms", "weights/terratorch.py",
            'transforms=input_transform == "card")', "transforms=True)",

@@ -36,6 +36,20 @@ def band_key(name: str) -> str:
     return re.sub(r"^B0*(\d)", r"B\1", name.strip().upper())
 
 
+def band_index(given: list[str], names: list[str]) -> tuple[list[int | None], list[str]]:
+    """Channel of each of ``names`` in ``given`` (``None``: absent), and the absent ones not zero-filled."""
+    where = {band_key(b): i for i, b in enumerate(given)}
+    index = [where.get(band_key(b)) for b in names]
+    lacking = [b for b, i in zip(names, index, strict=True) if i is None and band_key(b) not in ZERO_FILLED]
+    return index, lacking
+
+
+def take_bands(x: Tensor, index: list[int | None]) -> Tensor:
+    """The channels ``index`` of ``N x C x H x W`` ``x`` in that order, zeros where an entry is ``None``."""
+    zeros = x.new_zeros(x.shape[0], 1, *x.shape[2:])
+    return torch.cat([x[:, i : i + 1] if i is not None else zeros for i in index], dim=1)
+
+
 class MultimodalEncoder(nn.Module):
     """Every modality's encoder (and projector, for ``common``) of a DeCUR model.
 
@@ -115,11 +129,9 @@ class MultimodalEncoder(nn.Module):
         return net.eval()
 
     def _band_map(self, stack: list[str]) -> dict[str, list[int | None]]:
-        where = {band_key(b): i for i, b in enumerate(stack)}
         out: dict[str, list[int | None]] = {}
         for m, names in self.band_names.items():
-            index = [where.get(band_key(b)) for b in names]
-            lacking = [b for b, i in zip(names, index, strict=True) if i is None and band_key(b) not in ZERO_FILLED]
+            index, lacking = band_index(stack, names)
             if lacking and len(lacking) < len(names):
                 raise ValueError(f"the stacked bands {stack} lack {lacking} of modality {m!r} ({names})")
             if not lacking:
@@ -132,9 +144,7 @@ class MultimodalEncoder(nn.Module):
         """The modalities of a stacked ``N x C x H x W`` input (zeros for missing B10)."""
         if self.band_map is None:
             raise ValueError("a stacked input needs stack_bands=[...] (the band names of its channels)")
-        zeros = x.new_zeros(x.shape[0], 1, *x.shape[2:])
-        return {m: torch.cat([x[:, i : i + 1] if i is not None else zeros for i in index], dim=1)
-                for m, index in self.band_map.items()}  # fmt: skip
+        return {m: take_bands(x, index) for m, index in self.band_map.items()}
 
     def forward(self, x: dict[str, Tensor] | Tensor) -> Tensor | list[Tensor]:
         """The joint representation of ``x`` (a modality dict, or a stacked tensor with ``stack_bands``)."""
@@ -160,7 +170,7 @@ class MultimodalEncoder(nn.Module):
             return maps
         if self.levels is not None:
             return [maps[i] for i in self.levels]
-        return maps if len(maps) == 4 and hasattr(self.encoders[m], "forward_stages") else maps[-3:]
+        return maps if hasattr(self.encoders[m], "forward_stages") else maps[-3:]
 
     def out_channels(self, every: bool = False) -> list[int]:
         """Channels of each ``maps`` level (``every``: of every pyramid level), all modalities together.

@@ -25,10 +25,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from decur.models.joint import ZERO_FILLED, MultimodalEncoder, band_key
+from decur.models.joint import MultimodalEncoder, band_index, band_key, take_bands
 from decur.weights.formats import WeightsError
 
 SOURCE = "decur"
@@ -120,19 +119,12 @@ class DecurBackbone(nn.Module):
             if m is None:
                 raise WeightsError(f"decur backbone: input key {key!r} is no modality of {list(self.joint.encoders)};"
                                    " map it with modality_keys: {" + key + ": <modality>}")  # fmt: skip
-            inputs[m] = _reorder(value, self.orders[m]) if m in self.orders else value
+            inputs[m] = take_bands(value, self.orders[m]) if m in self.orders else value
         return list(self.joint(inputs))
 
 
-def _reorder(x: Tensor, order: list[int | None]) -> Tensor:
-    zeros = x.new_zeros(x.shape[0], 1, *x.shape[2:])
-    return torch.cat([x[:, i : i + 1] if i is not None else zeros for i in order], dim=1)
-
-
 def _order(given: list[str], names: list[str], modality: str) -> list[int | None]:
-    where = {band_key(b): i for i, b in enumerate(given)}
-    order = [where.get(band_key(b)) for b in names]
-    lacking = [b for b, i in zip(names, order, strict=True) if i is None and band_key(b) not in ZERO_FILLED]
+    order, lacking = band_index(given, names)
     if lacking:
         raise WeightsError(f"decur backbone: model_bands[{modality!r}] {given} lacks {lacking} ({names})")
     return order
@@ -177,9 +169,10 @@ def build(
         raise WeightsError(f"{ckpt_data}: has no modality {unknown}; it has {list(joint.encoders)}")
     if not pretrained:
         from decur.models import create_encoder
+        from decur.weights import read_pretrained
 
+        arch = read_pretrained(ckpt_data, names, None).arch  # the read of from_export, cached
         for m in keep:
-            arch = _arch(ckpt_data, names)
             joint.encoders[m] = create_encoder(arch, len(joint.band_names[m])).eval()
     stack, orders = None, None
     known = {m: joint.band_names[m] for m in keep}
@@ -196,12 +189,6 @@ def build(
     )
     keys = {k: m for k, m in TERRATORCH_KEYS.items() if m in keep} | dict(modality_keys or {})
     return DecurBackbone(net.train(), out_indices, keys, orders)
-
-
-def _arch(source: str | Path, names: list[str] | None) -> str:
-    from decur.weights import read_pretrained
-
-    return read_pretrained(source, names, None).arch
 
 
 def joint(**kwargs: Any) -> DecurBackbone:
