@@ -98,3 +98,116 @@ def test_vit_export_loads_strictly_into_plain_timm_and_transfers(vit_run, tmp_pa
     assert main(["transfer", "--output", str(out), *args]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["pretrained_kind"] == "decur-export" and 0 <= results["map_micro"]["mean"] <= 1
+
+
+def test_vit_pool_avg_is_the_mean_of_the_normed_patch_tokens_with_the_keys_of_token_pooling():
+    token, avg = create_encoder(ARCH, 4).eval(), create_encoder(ARCH, 4, "avg").eval()
+    assert token.state_dict().keys() == avg.state_dict().keys()
+    avg.load_state_dict(token.state_dict(), strict=True)
+    x = torch.randn(2, 4, 48, 32)
+    tokens = token.forward_features(x)  # after the final norm, class token first
+    torch.testing.assert_close(token(x), tokens[:, 0])
+    torch.testing.assert_close(avg(x), tokens[:, 1:].mean(dim=1))
+    with pytest.raises(ConfigError, match="model.vit_pool"):
+        load_config(REPO / "configs" / "smoke.yaml", ["model.vit_pool=avg"]).validate()  # smoke is a ResNet
+    with pytest.raises(ConfigError, match="model.vit_pool"):
+        load_config(REPO / "configs" / "smoke.yaml", [f"model.arch={ARCH}", "data.crop_size=32",
+                                                        "model.vit_pool=max"]).validate()  # fmt: skip
+
+
+def test_layer_decay_scales_each_vit_block_and_leaves_the_head_at_the_base_rate():
+    from decur.evaluate.module import OptimSettings, TransferModule
+    from decur.models import LateFusionClassifier
+    from decur.optim import layer_decay_scales
+
+    vit = create_encoder(ARCH, 3)
+    scales = layer_decay_scales(vit, 0.5)
+    assert scales["pos_embed"] == scales["cls_token"] == scales["patch_embed.proj.weight"] == 0.5**13
+    assert scales["blocks.0.attn.qkv.weight"] == 0.5**12 and scales["blocks.11.mlp.fc2.bias"] == 0.5
+    assert scales["norm.weight"] == 1.0 and len(scales) == len(list(vit.parameters()))
+    model = LateFusionClassifier({"a": vit, "b": create_encoder(ARCH, 2)}, 192, 5)
+    module = TransferModule(model, {}, False, OptimSettings("adamw", 0.01, 0.05, "constant", 0, 0.5), 5)
+    lr = {id(p): (g["lr"], g["weight_decay"]) for g in module.param_groups() for p in g["params"]}
+    assert len(lr) == len([p for p in model.parameters()])
+    assert lr[id(model.encoders["b"].blocks[3].attn.proj.weight)] == (pytest.approx(0.01 * 0.5**9), 0.05)
+    assert lr[id(model.encoders["a"].pos_embed)] == (pytest.approx(0.01 * 0.5**13), 0.0)
+    head = [p for n, p in model.named_parameters() if not n.startswith("encoders.")]
+    assert head and all(lr[id(p)][0] == 0.01 for p in head)
+
+
+def test_layer_decay_is_refused_for_linear_probes_and_convolutional_encoders():
+    from decur.evaluate.transfer import TransferRun
+
+    with pytest.raises(ConfigError, match="layer_decay"):
+        TransferRun(layer_decay=0.75).validate()  # synthetic classification: linear by default
+    with pytest.raises(ConfigError, match="layer_decay"):
+        TransferRun(layer_decay=1.5, protocol="finetune").validate()
+    args = ["protocol=finetune", "layer_decay=0.75", "epochs=1", "train_samples=16", "test_samples=8",
+            "image_size=32", "num_workers=0", "seeds=[0]"]  # fmt: skip
+    assert main(["transfer", "--output", "/nonexistent/never-written", *args]) == 2  # resnet18 from random
+
+
+def test_vit_gradcam_is_gradcam_on_the_last_blocks_input_tokens():
+    from decur.explain import _Slice, cam_layer, token_gradcam
+
+    torch.manual_seed(0)
+    vit = create_encoder(ARCH, 3).eval()
+    proj = torch.nn.Linear(192, 8)
+    net = _Slice(vit, proj, slice(0, 4))
+    x = torch.randn(3, 3, 48, 64)
+    name, layer = cam_layer(vit, x)
+    assert name == "blocks.11.norm1" and layer is vit.blocks[11].norm1
+    cam = token_gradcam(net, vit, layer, x, relu=False)
+    # independent: swap the layer's output for a leaf tensor and differentiate by autograd on it
+    leaf: list[torch.Tensor] = []
+
+    def swap(_m, _i, out):
+        leaf.append(out.detach().requires_grad_(True))
+        return leaf[0]
+
+    hook = layer.register_forward_hook(swap)
+    net(x)[:, 0].sum().backward()
+    hook.remove()
+    a, g = leaf[0][:, 1:].detach(), leaf[0].grad[:, 1:]
+    expected = torch.einsum("ntd,nd->nt", a, g.mean(dim=1)).reshape(3, 1, 3, 4)
+    torch.testing.assert_close(cam, expected)
+    assert cam.shape == (3, 1, 3, 4) and cam.abs().sum() > 0
+
+
+def test_explain_runs_on_a_vit_run(vit_run, tmp_path):
+    out = tmp_path / "explain"
+    assert main(["explain", str(vit_run), "--out", str(out), "--samples", "8", "--batch-size", "4",
+                 "--alignment-batches", "1", "--ig-steps", "2"]) == 0  # fmt: skip
+    numbers = json.loads((out / "explain.json").read_text())
+    assert numbers["gradcam_layer"] == {"optical": "blocks.11.norm1", "sar": "blocks.11.norm1"}
+    assert (out / "gradcam.png").is_file()
+
+
+def test_vit_card_records_patch_grid_and_pooling(vit_run, tmp_path):
+    from decur.weights import load_backbone
+
+    assert main(["export", str(vit_run), "--out", str(tmp_path / "exp")]) == 0
+    card = json.loads((tmp_path / "exp" / "card.json").read_text())
+    assert (card["patch_size"], card["pos_embed_size"], card["vit_pool"], card["crop_size"]) == (16, 224, "token", 32)
+    card["vit_pool"] = "avg"  # the same weights read as mean-pooled: the card decides the pooled feature
+    (tmp_path / "exp" / "card.json").write_text(json.dumps(card))
+    avg = load_backbone(tmp_path / "exp", "optical").eval()
+    x = torch.randn(2, 13, 64, 64)
+    torch.testing.assert_close(avg(x), avg.forward_features(x)[:, 1:].mean(dim=1))
+
+
+@pytest.mark.slow
+def test_a_vit_export_loads_into_torchgeos_vit_constructor(tmp_path):
+    tg = pytest.importorskip("torchgeo.models", reason="torchgeo is an optional extra: pip install decur[torchgeo]")
+    from safetensors.torch import load_file
+
+    from decur.weights import import_weights, load_backbone
+
+    nets = [timm.create_model("vit_small_patch16_224", in_chans=c, num_classes=0) for c in (2, 13)]
+    state = {f"module.backbone_{i + 1}.{k}": v for i, n in enumerate(nets) for k, v in n.state_dict().items()}
+    torch.save(state, tmp_path / "vits16.pth")
+    import_weights(tmp_path / "vits16.pth", tmp_path / "exp")
+    theirs = tg.vit_small_patch16_224(weights=None, in_chans=13, num_classes=0).eval()
+    theirs.load_state_dict(load_file(str(tmp_path / "exp" / "s2.safetensors")), strict=True)
+    x = torch.randn(2, 13, 224, 224)
+    torch.testing.assert_close(theirs(x), load_backbone(tmp_path / "exp", "s2").eval()(x))

@@ -113,6 +113,9 @@ class ModelConfig:
     every encoder starts from, loaded with strict keys; never downloaded. ``None``: random initialisation."""
     projector: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
     """Projector widths, Linear-BN-ReLU between layers and a final Linear (paper: 8192-8192-8192)."""
+    vit_pool: str = "token"
+    """Plain ViT encoders only: the pooled feature that feeds the projector, ``token`` (class token, the DeCUR code
+    base's choice) or ``avg`` (mean of the patch tokens) — :data:`decur.models.encoder.VIT_POOLS`."""
     share_projector: bool = False
     """Reference-code behaviour: one projector module for all modalities (the paper draws one per modality)."""
     channels_last: bool = False
@@ -333,13 +336,19 @@ class Config:
             "method.separation",
             f"a weight >= 0 for method decur (0 = off, the paper), got {m.separation} for {m.name!r}",
         )
-        from decur.models.encoder import check_arch, vit_patch
+        from decur.models.encoder import VIT_POOLS, check_arch, vit_patch
 
         try:
             check_arch(self.model.arch)
         except ValueError as err:
             raise ConfigError(f"config field `model.arch`: {err}") from None
         patch = vit_patch(self.model.arch)
+        _require(
+            self.model.vit_pool in VIT_POOLS and (self.model.vit_pool == "token" or patch is not None),
+            "model.vit_pool",
+            f"one of {list(VIT_POOLS)}; avg pools a plain ViT's patch tokens only (arch {self.model.arch!r}), "
+            f"got {self.model.vit_pool!r}",
+        )
         _require(
             patch is None or d.crop_size % patch == 0,
             "data.crop_size",

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -164,11 +165,40 @@ def gradcam_maps(
 
     maps = {}
     for m, inp in x.items():
-        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims, standardize).eval()
-        layer = layers[m] if layers is not None else cam_layer(module.model.encoders[m], inp)[1]
-        cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=relu)
+        encoder = module.model.encoders[m]
+        net = _Slice(encoder, module.model.projectors[m], dims, standardize).eval()
+        layer = layers[m] if layers is not None else cam_layer(encoder, inp)[1]
+        if isinstance(encoder, VisionTransformer):
+            cam = token_gradcam(net, encoder, layer, inp, relu)
+        else:
+            cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=relu)
         maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach().cpu()
     return maps
+
+
+def token_gradcam(net: nn.Module, vit: VisionTransformer, layer: nn.Module, x: Tensor, relu: bool) -> Tensor:
+    """GradCAM of a ViT: the patch tokens that ``layer`` outputs, reshaped to their ``h x w`` grid, ``N x 1 x h x w``.
+
+    GradCAM's recipe on that map: each of the D token channels is weighted by its gradient averaged over the grid,
+    the weighted channels summed (``relu``: then clipped at 0). The layer is the first norm of the last block
+    (:func:`cam_layer`): with class-token pooling the last block's own patch outputs do not reach the pooled
+    feature, so its input tokens are the last ones the output depends on spatially.
+    """
+    out: list[Tensor] = []
+    hook = layer.register_forward_hook(lambda _m, _i, tokens: out.append(tokens))
+    try:
+        score = net(x)[:, 0].sum()
+    finally:
+        hook.remove()
+    tokens = out[0]
+    (grad,) = torch.autograd.grad(score, tokens)
+    side = vit.patch_embed.patch_size
+    h, w = x.shape[-2] // side[0], x.shape[-1] // side[1]
+    skip = vit.num_prefix_tokens
+    a = tokens[:, skip:].reshape(len(x), h, w, -1)
+    weights = grad[:, skip:].reshape(len(x), h, w, -1).mean(dim=(1, 2), keepdim=True)
+    cam = (weights * a).sum(dim=-1, keepdim=True).permute(0, 3, 1, 2)
+    return cam.clamp(min=0) if relu else cam
 
 
 def spectral_saliency(
@@ -214,8 +244,12 @@ def cam_layer(encoder: nn.Module, x: Tensor, min_side: int = 7) -> tuple[str, nn
     """``(name, module)`` of the deepest stage whose output is at least ``min_side`` pixels wide for input ``x``.
 
     Stages are the encoder's top-level children that output 4-D feature maps (``layer1`` ... ``layer4`` of a
-    ResNet). Falls back to the first such stage when none is that wide.
+    ResNet). Falls back to the first such stage when none is that wide. A plain ViT has one grid (its patches):
+    the first norm of its last block (:func:`token_gradcam`).
     """
+    if isinstance(encoder, VisionTransformer):
+        last = len(encoder.blocks) - 1
+        return f"blocks.{last}.norm1", cast(nn.Module, encoder.blocks[last].norm1)
     sides: dict[str, int] = {}
     hooks = [
         child.register_forward_hook(lambda _m, _i, out, name=name: sides.__setitem__(name, out.shape[-1]))

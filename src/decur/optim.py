@@ -109,6 +109,44 @@ def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size:
     ]
 
 
+EMBEDDING_NAMES = ("patch_embed", "cls_token", "pos_embed", "reg_token", "dist_token")
+"""ViT parameters before the first block: layer 0 of :func:`layer_decay_scales`."""
+
+
+def layer_decay_scales(model: nn.Module, decay: float) -> dict[str, float]:
+    """Learning-rate multipliers of layer-wise decay (BEiT, MAE fine-tuning) for every ViT inside ``model``.
+
+    A ViT of ``L`` blocks has layers 0 (patch embedding, position embedding, class token), ``i + 1`` (block ``i``)
+    and ``L + 1`` (the final norm); a parameter of layer ``l`` trains at ``decay ** (L + 1 - l)`` times the rate.
+    Parameters outside a ViT (heads, decoders, other encoders) are not listed (multiplier 1).
+
+    Args:
+        model: Any module holding timm ``VisionTransformer`` submodules (one per modality).
+        decay: The per-layer factor in ``(0, 1]``; 1 = no decay.
+
+    Returns:
+        Parameter name (as ``model.named_parameters()``) → multiplier.
+
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    scales: dict[str, float] = {}
+    for prefix, module in model.named_modules():
+        if not isinstance(module, VisionTransformer):
+            continue
+        depth = len(module.blocks)
+        for name, _ in module.named_parameters():
+            head = name.split(".")
+            if head[0] in EMBEDDING_NAMES:
+                layer = 0
+            elif head[0] == "blocks":
+                layer = int(head[1]) + 1
+            else:
+                layer = depth + 1
+            scales[f"{prefix}.{name}" if prefix else name] = decay ** (depth + 1 - layer)
+    return scales
+
+
 def build_optimizer(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size: int) -> torch.optim.Optimizer:
     """LARS (default, as the paper) or AdamW over :func:`parameter_groups`."""
     groups = parameter_groups(modules, cfg, batch_size)

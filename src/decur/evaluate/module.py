@@ -18,6 +18,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from decur.augment import ViewPipeline
 from decur.evaluate.metrics import PositiveCounts, SegmentationScores, macro_average_precision, predict_classes
 from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
+from decur.optim import NO_DECAY_NAMES, layer_decay_scales
 from decur.train.module import NonFiniteLossError
 
 
@@ -33,6 +34,8 @@ class OptimSettings:
     """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` (``(1 - step/total)^0.9``) or ``constant``."""
     warmup_epochs: float = 0.0
     """Linear warm-up ``(step + 1) / warmup_steps`` multiplied into the schedule over this many epochs."""
+    layer_decay: float = 1.0
+    """Layer-wise learning-rate decay of ViT encoders (:func:`decur.optim.layer_decay_scales`); 1 = none."""
 
 
 def lr_factor(schedule: str, step: int, total: int, steps_per_epoch: int, epochs: int, warmup_steps: int = 0) -> float:
@@ -148,21 +151,29 @@ class TransferModule(L.LightningModule):
             for metric in (self.map_micro, self.ap_per_class, self.positives, self.f1_micro):
                 metric.reset()
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters grouped by learning rate (layer decay) and weight decay (see below)."""
+        o = self.optim
+        scales = layer_decay_scales(self.model, o.layer_decay) if o.layer_decay != 1.0 else {}
+        groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                decayed = o.name == "sgd" or (p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES)
+                groups.setdefault((scales.get(name, 1.0), decayed), []).append(p)
+        return [{"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decayed else 0.0}
+                for (scale, decayed), ps in groups.items()]  # fmt: skip
+
     def configure_optimizers(self) -> Any:
         """SGD (momentum 0.9) or AdamW over the trainable parameters, with a per-step schedule.
 
         AdamW leaves biases and normalisation parameters (every tensor of fewer than 2 dimensions) undecayed, as
-        SegFormer and CMX do.
+        SegFormer and CMX do, and a ViT's position embedding and class token (as in pretraining). With ``layer_decay < 1`` each ViT layer trains at its own rate (one group per rate).
         """
         o = self.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = self.param_groups()
         if o.name == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
         else:
-            groups = [
-                {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
-                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-            ]
             opt = torch.optim.AdamW(groups, lr=o.lr)
         total = int(self.trainer.estimated_stepping_batches)
         epochs = max(1, int(self.trainer.max_epochs or 1))

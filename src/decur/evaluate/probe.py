@@ -156,7 +156,7 @@ def random_init_like(model: MultimodalModel, seed: int) -> MultimodalModel:
     """A model of the same shape with fresh random weights."""
     torch.manual_seed(seed)
     bands = {m: _in_chans(enc) for m, enc in model.encoders.items()}
-    return MultimodalModel(bands, model.arch, model.projector_widths, head_dim=model.head_dim)
+    return MultimodalModel(bands, model.arch, model.projector_widths, head_dim=model.head_dim, vit_pool=model.vit_pool)
 
 
 @torch.no_grad()

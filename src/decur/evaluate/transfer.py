@@ -135,6 +135,9 @@ class TransferRun:
     list, random ``crop_size`` window (padded with the mean and the ignore index), horizontal flip."""
     warmup_epochs: float = 0.0
     """Linear learning-rate warm-up over this many epochs, multiplied into the schedule (CMX: 10)."""
+    layer_decay: float = 1.0
+    """Fine-tuning ViT encoders: layer-wise learning-rate decay, block ``i`` of ``L`` at ``layer_decay ** (L - i)``
+    times ``lr`` (BEiT / MAE fine-tuning use 0.65-0.75); 1 = every layer at ``lr``."""
     cache_features: bool = True
     """Linear classification: train the head on features extracted once (un-augmented)."""
     eval_batch_size: int | None = None
@@ -170,6 +173,7 @@ class TransferRun:
             self.weight_decay if self.weight_decay is not None else wd,
             self.schedule or ("step" if classification else "constant"),
             self.warmup_epochs,
+            self.layer_decay,
         )
 
     @property
@@ -222,6 +226,9 @@ class TransferRun:
             )
         if self.warmup_epochs < 0:
             raise ConfigError(f"transfer config field `warmup_epochs`: must be >= 0, got {self.warmup_epochs}")
+        if not 0 < self.layer_decay <= 1 or (self.layer_decay != 1 and self.resolved_protocol != "finetune"):
+            raise ConfigError(f"transfer config field `layer_decay`: a factor in (0, 1] for protocol finetune "
+                              f"(1 = off), got {self.layer_decay} with protocol {self.resolved_protocol}")  # fmt: skip
         available = DATASETS[self.dataset]
         unknown = sorted(set(self.modalities or []) - set(available))
         if unknown or self.modalities == []:
@@ -505,6 +512,7 @@ def _module(run: TransferRun, data: TransferData, seed: int, start: Start) -> Tr
     """
     from decur.evaluate.probe import adapt_batchnorm
     from decur.models import CMX, FCN, LateFusionClassifier, encoder_width, feature_encoder, is_mit
+    from decur.models.encoder import VIT
 
     torch.manual_seed(seed)
     arch, encoders = start.arch, start.encoders()
@@ -522,6 +530,8 @@ def _module(run: TransferRun, data: TransferData, seed: int, start: Start) -> Tr
     if (run.resolved_model == "cmx") != is_mit(arch):
         raise ConfigError(f"transfer config field `model`: {run.resolved_model} does not take {arch} encoders "
                           "(CMX needs MiT encoders; the FCN and late fusion need ResNets)")  # fmt: skip
+    if run.layer_decay != 1 and not VIT.match(arch):
+        raise ConfigError(f"transfer config field `layer_decay`: decays the layers of ViT encoders, not {arch}")
     if run.task == "classification":
         model = LateFusionClassifier({m: encoders[m] for m in use}, encoder_width(arch), data.num_classes)
     elif run.resolved_model == "cmx":

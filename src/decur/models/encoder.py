@@ -18,8 +18,11 @@ VIT = re.compile(r"^vit_(tiny|small|base|large|huge)_patch(\d+)_(\d+)$")
 """Plain timm Vision Transformers (``vit_small_patch16_224`` ...): built with their default 224-px position grid
 and ``dynamic_img_size=True``, so they run at any crop that the patch size divides (the embedding is resampled
 per forward) and their state dict loads strictly into ``timm.create_model(arch, in_chans=C, num_classes=0)`` and
-torchgeo's ViT constructors. The pooled feature is timm's default for these models: the class token after the
-final norm."""
+torchgeo's ViT constructors. The pooled feature is chosen by :data:`VIT_POOLS` (``model.vit_pool``)."""
+VIT_POOLS = ("token", "avg")
+"""Pooled feature of a ViT: ``token`` (the class token after the final norm, timm's default for these models and
+what the DeCUR code base's ViT-S/16 feeds its projector) or ``avg`` (the mean of the patch tokens after the same
+final norm: ``timm.create_model(arch, global_pool='avg', fc_norm=False)``, whose state dict has the same keys)."""
 
 
 def vit_patch(arch: str) -> int | None:
@@ -48,16 +51,17 @@ def check_arch(arch: str) -> None:
         )
 
 
-def create_encoder(arch: str, in_chans: int) -> nn.Module:
+def create_encoder(arch: str, in_chans: int, vit_pool: str = "token") -> nn.Module:
     """A backbone returning pooled features ``N x num_features``, randomly initialised.
 
     A timm model (``num_classes=0``): its ``state_dict()`` is a plain timm state dict that
     ``timm.create_model(arch, in_chans=in_chans, num_classes=0)`` loads with strict key matching (torchvision
     ResNets share the keys). ``mit_b0`` ... ``mit_b5``: SegFormer's Mix Transformer (:mod:`decur.models.mit`), whose
-    state dict has SegFormer's original keys; its pooled feature is the mean of the last stage.
+    state dict has SegFormer's original keys; its pooled feature is the mean of the last stage. ``vit_pool``
+    (:data:`VIT_POOLS`) chooses a plain ViT's pooled feature; other architectures take ``token`` (no effect).
 
     Raises:
-        ValueError: If neither timm nor :data:`decur.models.mit.MIT_ARCHS` knows ``arch``.
+        ValueError: If neither timm nor :data:`decur.models.mit.MIT_ARCHS` knows ``arch``, or an unknown pooling.
 
     """
     from decur.models.mit import create_mit, is_mit
@@ -65,7 +69,11 @@ def create_encoder(arch: str, in_chans: int) -> nn.Module:
     if is_mit(arch):
         return create_mit(arch, in_chans)
     check_arch(arch)
-    extra: dict[str, Any] = {"dynamic_img_size": True} if VIT.match(arch) else {}
+    if vit_pool not in VIT_POOLS or (vit_pool != "token" and not VIT.match(arch)):
+        raise ValueError(f"vit_pool {vit_pool!r}: one of {list(VIT_POOLS)} (other than token for a plain ViT only)")
+    extra: dict[str, Any] = {}
+    if VIT.match(arch):
+        extra = {"dynamic_img_size": True, "global_pool": vit_pool, "fc_norm": False}
     return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=0, **extra)
 
 

@@ -34,6 +34,7 @@ class MultimodalModel(nn.Module):
         share_projector: Reference-code behaviour: all modalities use one projector module.
         head_dim: A linear layer (with bias) from the pooled feature to this width before the projector, the
             reference code's MiT head (512 → 2048); ``None``: none.
+        vit_pool: A plain ViT's pooled feature (:data:`decur.models.encoder.VIT_POOLS`).
 
     """
 
@@ -44,9 +45,10 @@ class MultimodalModel(nn.Module):
         projector_widths: list[int],
         share_projector: bool = False,
         head_dim: int | None = None,
+        vit_pool: str = "token",
     ) -> None:
         super().__init__()
-        self.encoders = nn.ModuleDict({m: create_encoder(arch, c) for m, c in bands.items()})
+        self.encoders = nn.ModuleDict({m: create_encoder(arch, c, vit_pool) for m, c in bands.items()})
         width = int(cast(int, next(iter(self.encoders.values())).num_features))
 
         def make() -> nn.Sequential:
@@ -57,6 +59,7 @@ class MultimodalModel(nn.Module):
         shared = make() if share_projector else None
         self.projectors = nn.ModuleDict({m: shared if shared is not None else make() for m in bands})
         self.arch, self.head_dim, self.projector_widths = arch, head_dim, list(projector_widths)
+        self.vit_pool = vit_pool
         self.feature_dim = width
 
     @property

@@ -92,6 +92,7 @@ class PretrainModule(L.LightningModule):
             cfg.model.projector,
             cfg.model.share_projector,
             cfg.model.head_dim,
+            cfg.model.vit_pool,
         )
         self.views = nn.ModuleDict(
             {

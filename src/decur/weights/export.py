@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
+from decur.models.encoder import vit_patch
 from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256, strip_prefix
 
 
@@ -67,18 +68,34 @@ def read_run(path: Path) -> Pretrained:
         "global_step": ckpt.get("global_step"),
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
     }
+    if vit_patch(config["model"]["arch"]) is not None:
+        card["vit_pool"] = config["model"].get("vit_pool", "token")
+        card["crop_size"] = config["data"]["crop_size"]
     return Pretrained(path, "decur-run", config["model"]["arch"], encoders, bands, transforms, projectors,
                       config["model"].get("head_dim"), common, card)  # fmt: skip
 
 
-def load_with(arch: str, in_chans: int) -> str:
+def load_with(arch: str, in_chans: int, vit_pool: str = "token") -> str:
     """How other code loads one exported encoder (said in the card)."""
     from decur.models.mit import is_mit
 
     if is_mit(arch):
         return (f"SegFormer's original {arch} backbone (SegFormer / CMX code: load_state_dict(weights, strict=True));"
                 f" in decur: decur.models.mit.create_mit('{arch}', in_chans={in_chans})")  # fmt: skip
-    return f"timm.create_model('{arch}', in_chans={in_chans}, num_classes=0)"
+    pool = ", global_pool='avg', fc_norm=False" if vit_pool == "avg" else ""
+    return f"timm.create_model('{arch}', in_chans={in_chans}, num_classes=0{pool})"
+
+
+def vit_card(pre: Pretrained) -> dict[str, Any]:
+    """A plain ViT's patch size, the side of its position-embedding grid in pixels and its pooling (card fields).
+
+    The position embedding is stored at ``pos_embed_size`` (timm's 224 px); decur's encoders and timm's
+    ``dynamic_img_size=True`` resample it to the input at every forward, so any multiple of the patch runs.
+    """
+    patch = vit_patch(pre.arch)
+    if patch is None:
+        return {}
+    return {"patch_size": patch, "pos_embed_size": int(pre.arch.rsplit("_", 1)[1]), "vit_pool": pre.vit_pool}
 
 
 def _modality_card(pre: Pretrained, m: str) -> dict[str, Any]:
@@ -88,7 +105,7 @@ def _modality_card(pre: Pretrained, m: str) -> dict[str, Any]:
         "bands": transform.bands if transform else None,
         "units": transform.units if transform else None,
         "transform": transform.to_card() if transform else None,
-        "load_with": load_with(pre.arch, pre.bands[m]),
+        "load_with": load_with(pre.arch, pre.bands[m], pre.vit_pool),
     }
 
 
@@ -126,6 +143,7 @@ def write_export(pre: Pretrained, out: str | Path, source: dict[str, Any] | None
         "head_dim": pre.head_dim,
         "source": source or {"kind": pre.kind, "path": str(pre.source)},
         **{k: v for k, v in pre.card.items() if k not in ("format", "arch", "modalities")},
+        **vit_card(pre),
     }
     path = out / CARD
     path.write_text(json.dumps(card, indent=2))
@@ -152,7 +170,7 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     if modality not in pre.encoders:
         raise ConfigError(f"--modality {modality!r}: no such encoder in {run_or_ckpt}; it has {pre.modalities}")
     card = {"format": "decur-backbone/2", "arch": pre.arch, "modality": modality, **_modality_card(pre, modality),
-            "common_dim": pre.common_dim, "head_dim": pre.head_dim, **pre.card}  # fmt: skip
+            "common_dim": pre.common_dim, "head_dim": pre.head_dim, **pre.card, **vit_card(pre)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(pre.encoders[modality], str(out), metadata={"arch": pre.arch, "modality": modality})

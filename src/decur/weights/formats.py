@@ -95,6 +95,11 @@ class Pretrained:
         """Modality names, in order."""
         return list(self.encoders)
 
+    @property
+    def vit_pool(self) -> str:
+        """A plain ViT's pooled feature (``model.vit_pool`` of the run, ``vit_pool`` of a card; else ``token``)."""
+        return str(self.card.get("vit_pool", "token"))
+
     def encoder(self, modality: str) -> nn.Module:
         """A fresh encoder of ``modality`` holding these weights (loaded with strict key matching).
 
@@ -106,7 +111,7 @@ class Pretrained:
 
         if modality not in self.encoders:
             raise WeightsError(f"{self.source}: has no encoder {modality!r}; it has {self.modalities}")
-        encoder = create_encoder(self.arch, self.bands[modality])
+        encoder = create_encoder(self.arch, self.bands[modality], self.vit_pool)
         try:
             encoder.load_state_dict(self.encoders[modality], strict=True)
         except RuntimeError as err:
