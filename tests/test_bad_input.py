@@ -44,7 +44,7 @@ def finished_run(tmp_path_factory) -> Path:
 def test_a_second_process_on_the_same_folder_is_refused_naming_the_holder(tmp_path, capsys):
     from decur.train.engine import run_lock
 
-    with run_lock(tmp_path / "run"):  # another trainer holds the folder (a separate open file: flock conflicts)
+    with run_lock(tmp_path / "run"):  # another trainer holds the folder (here: this process)
         with pytest.raises(RunError, match=r"already training in this folder \(pid \d+ on "):
             pretrain(load_config(SMOKE, TINY), tmp_path / "run")
         assert main(["pretrain", "--config", str(SMOKE), "--output", str(tmp_path / "run"), *TINY]) == 1

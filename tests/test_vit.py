@@ -108,9 +108,9 @@ def test_vit_pool_avg_is_the_mean_of_the_normed_patch_tokens_with_the_keys_of_to
     tokens = token.forward_features(x)  # after the final norm, class token first
     torch.testing.assert_close(token(x), tokens[:, 0])
     torch.testing.assert_close(avg(x), tokens[:, 1:].mean(dim=1))
-    with pytest.raises(ConfigError, match="model.vit_pool"):
+    with pytest.raises(ConfigError, match=r"model\.vit_pool"):
         load_config(REPO / "configs" / "smoke.yaml", ["model.vit_pool=avg"]).validate()  # smoke is a ResNet
-    with pytest.raises(ConfigError, match="model.vit_pool"):
+    with pytest.raises(ConfigError, match=r"model\.vit_pool"):
         load_config(REPO / "configs" / "smoke.yaml", [f"model.arch={ARCH}", "data.crop_size=32",
                                                         "model.vit_pool=max"]).validate()  # fmt: skip
 

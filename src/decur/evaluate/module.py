@@ -167,7 +167,8 @@ class TransferModule(L.LightningModule):
         """SGD (momentum 0.9) or AdamW over the trainable parameters, with a per-step schedule.
 
         AdamW leaves biases and normalisation parameters (every tensor of fewer than 2 dimensions) undecayed, as
-        SegFormer and CMX do, and a ViT's position embedding and class token (as in pretraining). With ``layer_decay < 1`` each ViT layer trains at its own rate (one group per rate).
+        SegFormer and CMX do, and a ViT's position embedding and class token (as in pretraining). With
+        ``layer_decay < 1`` each ViT layer trains at its own rate (one group per rate).
         """
         o = self.optim
         groups = self.param_groups()

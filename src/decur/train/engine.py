@@ -204,17 +204,27 @@ def run_lock(folder: Path) -> Iterator[None]:
             "--output, or make its parent writable"
         ) from None
     path = folder / ".lock"
+    key = str(path.resolve())
+
+    def refuse(holder: str) -> RunError:
+        return RunError(
+            f"{folder}: a run is already training in this folder ({holder or 'another process'}). Fix: wait for it, "
+            "stop it, or choose another --output"
+        )
+
+    if key in _HELD:  # this process: a POSIX lock does not conflict with its own (and a second close would free it)
+        raise refuse(path.read_text().strip())
     handle = open(path, "a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # a POSIX record lock belongs to this process alone: forked loader workers do not inherit it (they would
+        # an flock), so a killed run frees its folder at once, not when its orphaned workers notice and exit
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        holder = handle.read().strip()
         handle.close()
-        raise RunError(
-            f"{folder}: a run is already training in this folder ({holder}). Fix: wait for it, stop it, or choose "
-            "another --output"
-        ) from None
+        raise refuse(holder) from None
+    _HELD.add(key)
     try:
         handle.seek(0)
         handle.truncate()
@@ -222,7 +232,12 @@ def run_lock(folder: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
+        _HELD.discard(key)
         handle.close()
+
+
+_HELD: set[str] = set()
+"""Lock files this process holds (:func:`run_lock`)."""
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
