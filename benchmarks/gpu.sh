@@ -2,9 +2,10 @@
 # The GPU measurements of the performance issue, as one script for a lent GPU machine (about 8 minutes on one
 # H100): the step overhead of ResNet-50 DeCUR at the paper's SSL4EO-S12 shape (bf16, channels_last, with and
 # without torch.compile), then end-to-end pretraining from the packed format with 12 loader workers, then the
-# transfer step (ResNet-50, BigEarthNet shape, batch 256) and feature extraction, then the CMX-B2 training step.
+# transfer step (ResNet-50, BigEarthNet shape, batch 256) and feature extraction, then the CMX-B2 training step,
+# then the ViT-S/16 DeCUR step at the DeCUR code base's shape (224 px, batch 256, projector 8192^3, AdamW, bf16).
 # Results: benchmarks/results/step_overhead-cuda-*.{json,md}, e2e_packed-cuda.{json,md}, transfer-cuda-*.{json,md},
-# cmx-cuda-b2-bf16.{json,md}.
+# cmx-cuda-b2-bf16.{json,md}, step_overhead-cuda-vit_s16-bf16.{json,md}.
 #   bash benchmarks/gpu.sh [PEAK_TFLOPS]      # default 989 (H100 SXM dense bf16); H200 has the same peak
 set -euo pipefail
 PEAK=${1:-989}
@@ -24,3 +25,7 @@ $PY benchmarks/transfer_throughput.py --device cuda --precision bf16 --channels-
 # MFU and the split encoders / rectification + fusion / decoder
 $PY benchmarks/cmx_step.py --device cuda --precision bf16 --arch mit_b2 --batch 8 --height 480 --width 480 \
     --warmup 3 --repeats 10 --peak-tflops "$PEAK" --tag b2-bf16
+# ViT-S/16 DeCUR step vs the bare encoders (target ratio >= 0.90), samples/s and MFU
+$PY benchmarks/step_overhead.py --device cuda --precision bf16 --set model.arch=vit_small_patch16_224 \
+    data.image_size=264 data.crop_size=224 data.batch_size=256 'model.projector=[8192, 8192, 8192]' \
+    optim.name=adamw --peak-tflops "$PEAK" --repeats 10 --tag vit_s16-bf16

@@ -211,3 +211,13 @@ def test_a_vit_export_loads_into_torchgeos_vit_constructor(tmp_path):
     theirs.load_state_dict(load_file(str(tmp_path / "exp" / "s2.safetensors")), strict=True)
     x = torch.randn(2, 13, 224, 224)
     torch.testing.assert_close(theirs(x), load_backbone(tmp_path / "exp", "s2").eval()(x))
+
+
+def test_vit_export_fine_tunes_a_segmentation_fcn_with_layer_decay(vit_run, tmp_path):
+    assert main(["export", str(vit_run), "--out", str(tmp_path / "exp")]) == 0
+    out = tmp_path / "seg"
+    args = [f"pretrained={tmp_path / 'exp'}", "task=segmentation", "layer_decay=0.75", "epochs=1", "batch_size=8",
+            "train_samples=16", "test_samples=8", "image_size=32", "num_workers=0", "seeds=[0]"]  # fmt: skip
+    assert main(["transfer", "--output", str(out), *args]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1
