@@ -248,6 +248,18 @@ def test_pretrain_runs_on_fixture(fixture_root, tmp_path):
     assert np.isfinite(summary["final_loss"]["train/total"])
 
 
+def test_the_shipped_vit_s16_config_pretrains_on_the_release_layout(fixture_root, tmp_path):
+    """configs/ssl4eo_s12_vit_s16_decur.yaml as shipped, shrunk only in size: ViT-Ti for ViT-S, 32-px crops,
+    projector 64³, batch 4, one process on the CPU in fp32, one epoch."""
+    shrink = ["model.arch=vit_tiny_patch16_224", "data.image_size=36", "data.crop_size=32", "data.batch_size=4",
+              "data.num_workers=0", "model.projector=[64, 64, 64]", "method.common_dim=48", "trainer.devices=1",
+              "trainer.strategy=auto", "trainer.precision=32-true", "trainer.max_epochs=1"]  # fmt: skip
+    cfg = load_config(REPO / "configs" / "ssl4eo_s12_vit_s16_decur.yaml", [f"data.root={fixture_root}", *shrink])
+    summary = pretrain(cfg, tmp_path / "run")
+    assert np.isfinite(summary["final_loss"]["train/total"])
+    assert cfg.optim.name == "adamw" and list(cfg.data.crop_scale) == [0.2, 1.0]  # the release's values stay
+
+
 @needs_real
 def test_pretrain_runs_on_real_pixels(tmp_path):
     root = tmp_path / "real"

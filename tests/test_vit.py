@@ -170,8 +170,9 @@ def test_vit_gradcam_is_gradcam_on_the_last_blocks_input_tokens():
     hook.remove()
     a, g = leaf[0][:, 1:].detach(), leaf[0].grad[:, 1:]
     expected = torch.einsum("ntd,nd->nt", a, g.mean(dim=1)).reshape(3, 1, 3, 4)
-    torch.testing.assert_close(cam, expected)
-    assert cam.shape == (3, 1, 3, 4) and cam.abs().sum() > 0
+    scale = expected.abs().amax()  # a random ViT's gradients are small: compare on the map's own scale
+    assert cam.shape == (3, 1, 3, 4) and scale > 0
+    torch.testing.assert_close(cam / scale, expected / scale, atol=1e-4, rtol=1e-4)
 
 
 def test_explain_runs_on_a_vit_run(vit_run, tmp_path):
