@@ -1,0 +1,104 @@
+"""Every command block of the README and the tutorials runs as written, so the docs cannot rot.
+
+Each document's blocks run in order in one fresh folder (later commands read what earlier ones wrote), with the
+configs of this checkout, on data generated there under the names the document uses (``my-pairs/``,
+``BigEarthNet/``, ``checkpoint_0099.pth``). Tiny overrides are appended to each ``decur`` command (:data:`TINY`:
+fewer samples, epochs and widths; later overrides win, so the document's own arguments all take effect). Not run:
+environment set-up lines (``make``, ``pip``, ``python -m venv``: ``make test`` itself did them) and ``terratorch
+fit`` (its shipped config runs end to end in ``tests/test_terratorch.py``, slow, optional extra). Python blocks
+run when their optional extra is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from decur.cli import main
+
+from .conftest import REPO
+from .data.bigearthnet.data import make_v1
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs" / "tutorials").glob("*.md"))]
+SETUP = ("make ", "pip ", "python -m venv", ".venv/bin/pip", "terratorch ")
+TINY = {
+    "pretrain": ["data.length=16", "data.batch_size=8", "data.crop_size=32", "data.num_workers=0",
+                 "trainer.max_epochs=1", "model.arch=resnet18", "model.projector=[64, 64, 64]",
+                 "method.common_dim=48", "trainer.precision=32-true", "eval.train_samples=64",
+                 "eval.test_samples=32", "eval.random_init=false"],
+    "transfer": ["epochs=1", "batch_size=4", "num_workers=0", "seeds=[0]", "train_samples=16", "test_samples=8"],
+    "explain": ["--samples", "8", "--batch-size", "4", "--alignment-batches", "1", "--ig-steps", "2"],
+}  # fmt: skip
+"""Appended to the ``decur`` command of the same name."""
+
+
+def command_blocks(path: Path) -> list[tuple[str, str]]:
+    """``(language, text)`` of every fenced code block of a Markdown file, in order."""
+    return re.findall(r"^```(\w+)\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+
+
+def commands(block: str) -> list[str]:
+    """The command lines of a shell block: comments and set-up lines left out."""
+    lines = [line.split("  #")[0].split(" # ")[0].strip() for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith(("#", *SETUP))]
+
+
+def _tif(path: Path, data: np.ndarray) -> None:
+    import rasterio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2], "count": data.shape[0],
+               "dtype": data.dtype.name}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+
+
+def make_inputs(folder: Path) -> None:
+    """The data the documents name: paired S1 / S2 GeoTIFFs, a BigEarthNet-MM v1.0 tree, a release checkpoint."""
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        _tif(folder / "my-pairs" / "s1" / f"tile_{i:04d}.tif", rng.normal(-12, 4, (2, 40, 40)).astype(np.float32))
+        _tif(folder / "my-pairs" / "s2" / f"tile_{i:04d}.tif", rng.integers(0, 6000, (13, 40, 40), dtype=np.uint16))
+    make_v1(folder / "BigEarthNet")
+    nets = [timm.create_model("resnet50", in_chans=c, num_classes=0) for c in (2, 13)]
+    state = {f"module.backbone_{i + 1}.{k}": v for i, n in enumerate(nets) for k, v in n.state_dict().items()}
+    torch.save({"epoch": 99, "model": state, "optimizer": {}}, folder / "checkpoint_0099.pth")
+
+
+def run_line(line: str) -> None:
+    words = shlex.split(line)
+    assert words[0] == "decur", f"a command the test does not know how to run: {line!r}"
+    sub = words[1]
+    rc = main([*words[1:], *TINY.get(sub, [])])
+    assert rc == 0, f"{line!r} ended with exit status {rc}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
+def test_every_command_block_runs(doc, tmp_path, monkeypatch):
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    make_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for lang, block in command_blocks(doc):
+        if lang == "bash":
+            for line in commands(block):
+                run_line(line)
+                ran += 1
+        elif lang == "python":
+            for extra in re.findall(r"pip install '?decur\[(\w+)\]", block):
+                pytest.importorskip(extra, reason=f"the {extra} extra is not installed (pip install 'decur[{extra}]')")
+            exec(compile(block, f"{doc.name} python block", "exec"), {})
+            ran += 1
+    assert ran > 0, f"{doc} has no command block"
+
+
+def test_set_up_lines_are_the_only_ones_left_out():
+    block = "make demo   # x\npip install -e .\n# a comment\ndecur pretrain --output runs/demo   # 1. y\n"
+    assert commands(block) == ["decur pretrain --output runs/demo"]
+    assert [lang for lang, _ in command_blocks(REPO / "README.md")].count("bash") >= 4
