@@ -84,3 +84,15 @@ def test_cli_reports_bad_config_with_exit_code_2(capsys, tmp_path):
     assert code == 2
     err = capsys.readouterr().err
     assert "method.common_dim" in err and "0..1024" in err
+
+
+def test_overrides_may_follow_the_options_on_the_command_line(capsys):
+    from decur.cli import build_parser, parse
+
+    args = parse(build_parser(), ["pretrain", "a.b=1", "--output", "runs/x", "c.d=2", "a.b=3"])
+    assert args.output == "runs/x" and args.overrides == ["a.b=1", "c.d=2", "a.b=3"]  # later ones win
+    with pytest.raises(SystemExit):
+        parse(build_parser(), ["pretrain", "--output", "runs/x", "--bogus", "c.d=2"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse(build_parser(), ["export", "runs/x", "--out", "w", "a=1"])  # export takes no overrides

@@ -11,6 +11,7 @@ run when their optional extra is installed.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -91,10 +92,10 @@ def test_every_command_block_runs(doc, tmp_path, monkeypatch):
                 run_line(line)
                 ran += 1
         elif lang == "python":
-            for extra in re.findall(r"pip install '?decur\[(\w+)\]", block):
-                pytest.importorskip(extra, reason=f"the {extra} extra is not installed (pip install 'decur[{extra}]')")
-            exec(compile(block, f"{doc.name} python block", "exec"), {})
-            ran += 1
+            extras = re.findall(r"pip install '?decur\[(\w+)\]", block)
+            if all(importlib.util.find_spec(extra) for extra in extras):  # else: the optional extra is absent
+                exec(compile(block, f"{doc.name} python block", "exec"), {})
+                ran += 1
     assert ran > 0, f"{doc} has no command block"
 
 

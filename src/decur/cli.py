@@ -313,6 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking ``key=value`` overrides anywhere on the line (also after ``--output DIR``)."""
+    args, rest = parser.parse_known_args(argv)
+    stray = [w for w in rest if "=" not in w or w.startswith("-")]
+    if stray or (rest and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or rest)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``decur`` console script.
 
@@ -323,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     from decur.errors import DecurError
     from decur.train.module import NonFiniteGradientError, NonFiniteLossError
 
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     if args.debug or os.environ.get("DECUR_DEBUG", "") not in ("", "0"):
         return int(args.func(args))
     try:
