@@ -20,9 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## tests marked slow
+## tests marked slow, then the documentation site (strict)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+	$(MAKE) docs
 
 ## the documentation site (docs/ -> site/, strict: broken links and references fail)
 docs: $(STAMP)
