@@ -242,130 +242,9 @@ class Config:
     def validate(self, check_paths: bool = True) -> Config:
         """Check every field that can be checked before anything is built; returns ``self``."""
         d, m, t = self.data, self.method, self.trainer
-        _require(d.dataset in DATASETS, "data.dataset", f"{d.dataset!r} is not one of {DATASETS}")
-        if d.dataset != "synthetic":
-            _require(d.root is not None, "data.root", f"dataset {d.dataset!r} needs the folder it lives in")
-            if check_paths:
-                _require(Path(str(d.root)).is_dir(), "data.root", f"{d.root} does not exist or is no folder")
-        names = [mod.name for mod in d.modalities]
-        _require(len(names) >= 1, "data.modalities", "at least one modality is needed")
-        _require(len(set(names)) == len(names), "data.modalities", f"names must be unique, got {names}")
-        for i, mod in enumerate(d.modalities):
-            where = f"data.modalities[{i}]"
-            _require(mod.bands >= 1, f"{where}.bands", f"must be >= 1, got {mod.bands}")
-            _require(
-                mod.augment in AUGMENT_PRESETS,
-                f"{where}.augment",
-                f"{mod.augment!r} not in {AUGMENT_PRESETS}",
-            )
-            for key in ("mean", "std"):
-                values = getattr(mod, key)
-                _require(
-                    values is None or len(values) == mod.bands,
-                    f"{where}.{key}",
-                    f"needs one value per band ({mod.bands}), got {values}",
-                )
-        if d.dataset == "ssl4eo_s12":
-            bands = {mod.name: mod.bands for mod in d.modalities}
-            _require(set(bands) <= {"s1", "s2"}, "data.modalities", f"SSL4EO-S12 has s1 and s2, got {names}")
-            _require(bands.get("s1", 2) == 2, "data.modalities", "s1 has 2 bands (VV, VH)")
-            _require(bands.get("s2", 13) in (12, 13), "data.modalities", "s2 has 13 (L1C) or 12 (L2A) bands")
-            if d.void_ids is not None and check_paths:
-                _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
-        if d.dataset == "ssl4eo_s12_v11":
-            from decur.data.ssl4eo_v11 import MODALITIES as V11
-
-            for mod in d.modalities:
-                _require(mod.name in V11, "data.modalities",
-                         f"SSL4EO-S12 v1.1 modalities are {list(V11)} (the release's folders in lower case), "
-                         f"got {mod.name!r}")  # fmt: skip
-                _require(mod.bands == V11[mod.name][1], "data.modalities",
-                         f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}")  # fmt: skip
-            mcf = d.max_cloud_fraction
-            _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
-            masked = [n for n in names if n in ("s2l1c", "s2l2a")]
-            _require(mcf is None or bool(masked), "data.max_cloud_fraction",
-                     f"needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got {names}: "
-                     "add one or set it to null")  # fmt: skip
-            _require(d.timestamp_draw in ("sample", "file"), "data.timestamp_draw",
-                     f"must be sample or file, got {d.timestamp_draw!r}")  # fmt: skip
-        _require(d.cities is None or (d.dataset == "geonrw" and len(d.cities) > 0), "data.cities",
-                 f"a non-empty list of GeoNRW city folders (dataset is {d.dataset!r})")  # fmt: skip
-        _require(d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11", "data.max_cloud_fraction",
-                 f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null")  # fmt: skip
-        if d.dataset == "geonrw":
-            bands = {mod.name: mod.bands for mod in d.modalities}
-            _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
-            _require(bands.get("rgb", 3) == 3, "data.modalities", "rgb has 3 bands")
-            _require(bands.get("dem", 3) in (1, 3), "data.modalities", "dem has 1 band, or 3 when duplicated")
-        if d.dataset == "sunrgbd":
-            bands = {mod.name: mod.bands for mod in d.modalities}
-            _require(
-                set(bands) <= {"rgb", "hha"}, "data.modalities", f"SUN-RGBD pretraining uses rgb and hha, got {names}"
-            )
-            _require(all(b == 3 for b in bands.values()), "data.modalities", "rgb and hha have 3 bands")
-            _require(d.split in ("train", "test", "all"), "data.split", f"train, test or all, got {d.split!r}")
-        if d.dataset == "synthetic":
-            from decur.data.synthetic import SYNTHETIC_MODALITIES
-
-            for name in names:
-                _require(
-                    name in SYNTHETIC_MODALITIES,
-                    "data.modalities",
-                    f"unknown modality {name!r}: the synthetic dataset has {list(SYNTHETIC_MODALITIES)}",
-                )
-            bands = {mod.name: mod.bands for mod in d.modalities}
-            _require(bands.get("elevation", 1) == 1, "data.modalities", "synthetic elevation has 1 band")
-        _require(d.batch_size >= 2, "data.batch_size", f"correlations need >= 2 samples, got {d.batch_size}")
-        _require(d.crop_size >= 8, "data.crop_size", f"must be >= 8 pixels, got {d.crop_size}")
-        lo, hi = d.crop_scale
-        _require(0 < lo <= hi <= 1, "data.crop_scale", f"needs 0 < min <= max <= 1, got {d.crop_scale}")
-        _require(m.name in METHOD_NAMES, "method.name", f"{m.name!r} is not one of {METHOD_NAMES}")
-        from decur.methods import METHODS
-
-        method = METHODS[m.name]
-        wanted = f"{method.modalities} or more" if method.multimodal is not None else str(method.modalities)
-        _require(
-            method.accepts(len(names)),
-            "data.modalities",
-            f"method {m.name!r} trains {wanted} modalit{'y' if wanted == '1' else 'ies'}, got {names}",
-        )
-        _require(m.pairs in ("sum", "mean"), "method.pairs", f"sum or mean, got {m.pairs!r}")
-        _require(
-            m.separation >= 0 and (m.separation == 0 or m.name == "decur"),
-            "method.separation",
-            f"a weight >= 0 for method decur (0 = off, the paper), got {m.separation} for {m.name!r}",
-        )
-        from decur.models.encoder import VIT_POOLS, check_arch, vit_patch
-
-        try:
-            check_arch(self.model.arch)
-        except ValueError as err:
-            raise ConfigError(f"config field `model.arch`: {err}") from None
-        patch = vit_patch(self.model.arch)
-        _require(
-            self.model.vit_pool in VIT_POOLS and (self.model.vit_pool == "token" or patch is not None),
-            "model.vit_pool",
-            f"one of {list(VIT_POOLS)}; avg pools a plain ViT's patch tokens only (arch {self.model.arch!r}), "
-            f"got {self.model.vit_pool!r}",
-        )
-        _require(
-            patch is None or d.crop_size % patch == 0,
-            "data.crop_size",
-            f"{self.model.arch} cuts the crop into {patch}-px patches: give a multiple of {patch}, got {d.crop_size}",
-        )
-        _require(all(w >= 1 for w in self.model.projector), "model.projector", "widths must be >= 1")
-        _require(self.model.head_dim is None or self.model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
-        if self.model.init_weights is not None:
-            from decur.models.mit import is_mit
-
-            _require(
-                is_mit(self.model.arch),
-                "model.init_weights",
-                f"SegFormer weights start MiT encoders only (model.arch is {self.model.arch!r})",
-            )
-            if check_paths:
-                _require(Path(self.model.init_weights).is_file(), "model.init_weights", "file not found")
+        names = _check_data(d, check_paths)
+        _check_method(m, names)
+        _check_model(self.model, d.crop_size, check_paths)
         _require(0 <= m.common_share <= 1, "method.common_share", f"must lie in [0, 1], got {m.common_share}")
         _require(
             0 <= self.common_dim <= self.embed_dim,
@@ -382,6 +261,151 @@ class Config:
         precisions = ("32-true", "32", "bf16-mixed", "16-mixed")
         _require(t.precision in precisions, "trainer.precision", f"{t.precision!r} not in {precisions}")
         return self
+
+
+def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
+    """The ``data`` section (the dataset's own modality rules: :func:`_check_dataset`); returns the modality names."""
+    _require(d.dataset in DATASETS, "data.dataset", f"{d.dataset!r} is not one of {DATASETS}")
+    if d.dataset != "synthetic":
+        _require(d.root is not None, "data.root", f"dataset {d.dataset!r} needs the folder it lives in")
+        if check_paths:
+            _require(Path(str(d.root)).is_dir(), "data.root", f"{d.root} does not exist or is no folder")
+    names = [mod.name for mod in d.modalities]
+    _require(len(names) >= 1, "data.modalities", "at least one modality is needed")
+    _require(len(set(names)) == len(names), "data.modalities", f"names must be unique, got {names}")
+    for i, mod in enumerate(d.modalities):
+        where = f"data.modalities[{i}]"
+        _require(mod.bands >= 1, f"{where}.bands", f"must be >= 1, got {mod.bands}")
+        _require(
+            mod.augment in AUGMENT_PRESETS,
+            f"{where}.augment",
+            f"{mod.augment!r} not in {AUGMENT_PRESETS}",
+        )
+        for key in ("mean", "std"):
+            values = getattr(mod, key)
+            _require(
+                values is None or len(values) == mod.bands,
+                f"{where}.{key}",
+                f"needs one value per band ({mod.bands}), got {values}",
+            )
+    _check_dataset(d, names, check_paths)
+    _require(d.batch_size >= 2, "data.batch_size", f"correlations need >= 2 samples, got {d.batch_size}")
+    _require(d.crop_size >= 8, "data.crop_size", f"must be >= 8 pixels, got {d.crop_size}")
+    lo, hi = d.crop_scale
+    _require(0 < lo <= hi <= 1, "data.crop_scale", f"needs 0 < min <= max <= 1, got {d.crop_scale}")
+    return names
+
+
+def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
+    """What one dataset allows: its modality names and band counts, and its own fields."""
+    if d.dataset == "ssl4eo_s12":
+        bands = {mod.name: mod.bands for mod in d.modalities}
+        _require(set(bands) <= {"s1", "s2"}, "data.modalities", f"SSL4EO-S12 has s1 and s2, got {names}")
+        _require(bands.get("s1", 2) == 2, "data.modalities", "s1 has 2 bands (VV, VH)")
+        _require(bands.get("s2", 13) in (12, 13), "data.modalities", "s2 has 13 (L1C) or 12 (L2A) bands")
+        if d.void_ids is not None and check_paths:
+            _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
+    if d.dataset == "ssl4eo_s12_v11":
+        _check_ssl4eo_v11(d, names)
+    _require(d.cities is None or (d.dataset == "geonrw" and len(d.cities) > 0), "data.cities",
+             f"a non-empty list of GeoNRW city folders (dataset is {d.dataset!r})")  # fmt: skip
+    _require(d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11", "data.max_cloud_fraction",
+             f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null")  # fmt: skip
+    if d.dataset == "geonrw":
+        bands = {mod.name: mod.bands for mod in d.modalities}
+        _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
+        _require(bands.get("rgb", 3) == 3, "data.modalities", "rgb has 3 bands")
+        _require(bands.get("dem", 3) in (1, 3), "data.modalities", "dem has 1 band, or 3 when duplicated")
+    if d.dataset == "sunrgbd":
+        bands = {mod.name: mod.bands for mod in d.modalities}
+        _require(set(bands) <= {"rgb", "hha"}, "data.modalities", f"SUN-RGBD pretraining uses rgb and hha, got {names}")
+        _require(all(b == 3 for b in bands.values()), "data.modalities", "rgb and hha have 3 bands")
+        _require(d.split in ("train", "test", "all"), "data.split", f"train, test or all, got {d.split!r}")
+    if d.dataset == "synthetic":
+        from decur.data.synthetic import SYNTHETIC_MODALITIES
+
+        for name in names:
+            _require(
+                name in SYNTHETIC_MODALITIES,
+                "data.modalities",
+                f"unknown modality {name!r}: the synthetic dataset has {list(SYNTHETIC_MODALITIES)}",
+            )
+        bands = {mod.name: mod.bands for mod in d.modalities}
+        _require(bands.get("elevation", 1) == 1, "data.modalities", "synthetic elevation has 1 band")
+
+
+def _check_ssl4eo_v11(d: DataConfig, names: list[str]) -> None:
+    """SSL4EO-S12 v1.1: the release's products and band counts, cloud-mask filter, timestamp draw."""
+    from decur.data.ssl4eo_v11 import MODALITIES as V11
+
+    for mod in d.modalities:
+        _require(mod.name in V11, "data.modalities",
+                 f"SSL4EO-S12 v1.1 modalities are {list(V11)} (the release's folders in lower case), "
+                 f"got {mod.name!r}")  # fmt: skip
+        _require(mod.bands == V11[mod.name][1], "data.modalities",
+                 f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}")  # fmt: skip
+    mcf = d.max_cloud_fraction
+    _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
+    masked = [n for n in names if n in ("s2l1c", "s2l2a")]
+    _require(mcf is None or bool(masked), "data.max_cloud_fraction",
+             f"needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got {names}: "
+             "add one or set it to null")  # fmt: skip
+    _require(d.timestamp_draw in ("sample", "file"), "data.timestamp_draw",
+             f"must be sample or file, got {d.timestamp_draw!r}")  # fmt: skip
+
+
+def _check_method(m: MethodConfig, names: list[str]) -> None:
+    """The ``method`` section against the number of modalities."""
+    _require(m.name in METHOD_NAMES, "method.name", f"{m.name!r} is not one of {METHOD_NAMES}")
+    from decur.methods import METHODS
+
+    method = METHODS[m.name]
+    wanted = f"{method.modalities} or more" if method.multimodal is not None else str(method.modalities)
+    _require(
+        method.accepts(len(names)),
+        "data.modalities",
+        f"method {m.name!r} trains {wanted} modalit{'y' if wanted == '1' else 'ies'}, got {names}",
+    )
+    _require(m.pairs in ("sum", "mean"), "method.pairs", f"sum or mean, got {m.pairs!r}")
+    _require(
+        m.separation >= 0 and (m.separation == 0 or m.name == "decur"),
+        "method.separation",
+        f"a weight >= 0 for method decur (0 = off, the paper), got {m.separation} for {m.name!r}",
+    )
+
+
+def _check_model(model: ModelConfig, crop_size: int, check_paths: bool) -> None:
+    """The ``model`` section: a runnable architecture, its pooling, patch size against the crop, widths, weights."""
+    from decur.models.encoder import VIT_POOLS, check_arch, vit_patch
+
+    try:
+        check_arch(model.arch)
+    except ValueError as err:
+        raise ConfigError(f"config field `model.arch`: {err}") from None
+    patch = vit_patch(model.arch)
+    _require(
+        model.vit_pool in VIT_POOLS and (model.vit_pool == "token" or patch is not None),
+        "model.vit_pool",
+        f"one of {list(VIT_POOLS)}; avg pools a plain ViT's patch tokens only (arch {model.arch!r}), "
+        f"got {model.vit_pool!r}",
+    )
+    _require(
+        patch is None or crop_size % patch == 0,
+        "data.crop_size",
+        f"{model.arch} cuts the crop into {patch}-px patches: give a multiple of {patch}, got {crop_size}",
+    )
+    _require(all(w >= 1 for w in model.projector), "model.projector", "widths must be >= 1")
+    _require(model.head_dim is None or model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
+    if model.init_weights is not None:
+        from decur.models.mit import is_mit
+
+        _require(
+            is_mit(model.arch),
+            "model.init_weights",
+            f"SegFormer weights start MiT encoders only (model.arch is {model.arch!r})",
+        )
+        if check_paths:
+            _require(Path(model.init_weights).is_file(), "model.init_weights", "file not found")
 
 
 def _encoder_width(arch: str) -> int:
