@@ -205,43 +205,53 @@ def _convergence(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``decur``."""
+    """The argument parser of ``decur``: one ``_add_*`` function per group of subcommands."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DECUR_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
-        "pretrain",
-        help="self-supervised pretraining (default: DeCUR on the built-in synthetic dataset)",
-        description="Pretrain, then evaluate. Re-running with the same --output resumes an interrupted run.",
-    )
-    p.add_argument("--config", help="YAML config; fields not given keep their defaults")
-    p.add_argument("--output", help="run folder (default: runs/<method>-<dataset>)")
-    p.add_argument("overrides", nargs="*", help="section.field=value, e.g. trainer.max_epochs=2")
-    p.set_defaults(func=_pretrain)
-    t = sub.add_parser(
-        "transfer",
-        help="classification (late fusion) or segmentation (FCN, CMX) on frozen or fine-tuned encoders",
-        description="Transfer on the training engine; re-running with the same --output resumes unfinished seeds.",
-    )
-    t.add_argument("--config", help="YAML with the fields of decur.evaluate.transfer.TransferRun")
-    t.add_argument("--output", help="folder for seed<k>/ run folders and results.json (default runs/transfer)")
-    t.add_argument("overrides", nargs="*", help="field=value, e.g. protocol=finetune trainer.devices=2")
-    t.set_defaults(func=_transfer)
-    x = sub.add_parser("experiment", help="the miniature of the paper's tables on the synthetic data")
-    x.add_argument("--config", help="YAML with the fields of decur.evaluate.experiment.ExperimentConfig")
-    x.add_argument("--output", required=True)
-    x.add_argument("overrides", nargs="*", help="field=value, e.g. seeds=[0]")
-    x.set_defaults(func=_experiment)
-    sw = sub.add_parser("sweep", help="vary one pretraining parameter (common share, projector dims): probe mAP")
-    sw.add_argument("--config", help="YAML with the fields of decur.evaluate.experiment.SweepConfig")
-    sw.add_argument("--output", required=True)
-    sw.add_argument("overrides", nargs="*", help="field=value, e.g. parameter=model.projector")
-    sw.set_defaults(func=_sweep)
-    cv = sub.add_parser("convergence", help="trajectories of alignment, factor R² and probe mAP over training")
-    cv.add_argument("--config", help="YAML with the fields of decur.evaluate.convergence.ConvergenceConfig")
-    cv.add_argument("--output", required=True)
-    cv.add_argument("overrides", nargs="*", help="field=value, e.g. seeds=[0]")
-    cv.set_defaults(func=_convergence)
+    _add_config_commands(sub)
+    _add_explain(sub)
+    _add_weights(sub)
+    _add_validate(sub)
+    _add_data(sub)
+    return parser
+
+
+CONFIG_COMMANDS = {  # name: (help, config fields, --output help (None: required), overrides example, description)
+    "pretrain": ("self-supervised pretraining (default: DeCUR on the built-in synthetic dataset)", None,
+                 "run folder (default: runs/<method>-<dataset>)", "section.field=value, e.g. trainer.max_epochs=2",
+                 "Pretrain, then evaluate. Re-running with the same --output resumes an interrupted run."),
+    "transfer": ("classification (late fusion) or segmentation (FCN, CMX) on frozen or fine-tuned encoders",
+                 "decur.evaluate.transfer.TransferRun",
+                 "folder for seed<k>/ run folders and results.json (default runs/transfer)",
+                 "field=value, e.g. protocol=finetune trainer.devices=2",
+                 "Transfer on the training engine; re-running with the same --output resumes unfinished seeds."),
+    "experiment": ("the miniature of the paper's tables on the synthetic data",
+                   "decur.evaluate.experiment.ExperimentConfig", None, "field=value, e.g. seeds=[0]", None),
+    "sweep": ("vary one pretraining parameter (common share, projector dims): probe mAP",
+              "decur.evaluate.experiment.SweepConfig", None, "field=value, e.g. parameter=model.projector", None),
+    "convergence": ("trajectories of alignment, factor R² and probe mAP over training",
+                    "decur.evaluate.convergence.ConvergenceConfig", None, "field=value, e.g. seeds=[0]", None),
+}  # fmt: skip
+"""The commands that read a config (``--config`` + ``key=value`` overrides): one table instead of five copies."""
+
+
+def _add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    funcs = {"pretrain": _pretrain, "transfer": _transfer, "experiment": _experiment, "sweep": _sweep,
+             "convergence": _convergence}  # fmt: skip
+    for name, (help_, fields, output, example, description) in CONFIG_COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=description)
+        p.add_argument("--config", help=f"YAML with the fields of {fields}" if fields else
+                       "YAML config; fields not given keep their defaults")  # fmt: skip
+        if output is None:
+            p.add_argument("--output", required=True)
+        else:
+            p.add_argument("--output", help=output)
+        p.add_argument("overrides", nargs="*", help=example)
+        p.set_defaults(func=funcs[name])
+
+
+def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex = sub.add_parser("explain", help="alignment, t-SNE of dimensions, GradCAM, saliency statistics, IG")
     ex.add_argument("run", help="run folder or checkpoint (two or more modalities)")
     ex.add_argument("--out", required=True)
@@ -254,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ig-steps", type=int, default=16, help="Integrated-Gradients interpolation steps")
     ex.add_argument("--accelerator", default="auto", help="auto (the GPU when there is one), cpu, gpu, mps")
     ex.set_defaults(func=_explain)
+
+
+def _add_weights(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("export", help="a run's encoders as plain timm / SegFormer state dicts + a card")
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", help="one modality only: --out FILE.safetensors (+ FILE.json)")
@@ -266,12 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--input-transform", choices=["decur", "ssl4eo_release", "torchgeo"],
                     help="the rule the weights were trained with when no card records it")  # fmt: skip
     im.set_defaults(func=_import)
+
+
+def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v = sub.add_parser("validate", help="check config files of any kind without running them (every file, each named)")
     v.add_argument("configs", nargs="+")
     v.add_argument("--kind", choices=["pretrain", "transfer", "experiment", "sweep", "convergence"],
                    help="the kind of every file (default: detected from its keys)")  # fmt: skip
     v.add_argument("--check-paths", action="store_true", help="also check that data folders and files exist")
     v.set_defaults(func=_validate)
+
+
+def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     c = data.add_parser("check", help="read every file of a dataset, summarise it, name every bad file")
     c.add_argument("root")
@@ -310,7 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hh.add_argument("--max-depth", type=float, default=8.0, help="clamp depth beyond this many metres (SUN RGB-D: 8)")
     hh.set_defaults(func=_data_hha)
-    return parser
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

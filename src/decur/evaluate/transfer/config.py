@@ -1,0 +1,282 @@
+"""The transfer config (:class:`TransferRun`): every field, its defaults by task, and its validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from decur.config import ConfigError, EngineConfig
+from decur.evaluate.module import OptimSettings
+
+if TYPE_CHECKING:
+    pass
+
+TASKS = ("classification", "segmentation", "retrieval")
+MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
+"""Transfer models per task; the first is the default."""
+DATASETS = {
+    "synthetic": {"optical": 13, "sar": 2, "elevation": 1},
+    "bigearthnet": {"s1": 2, "s2": 13},
+    "geonrw": {"rgb": 3, "dem": 3},
+    "sunrgbd": {"rgb": 3, "hha": 3},
+    "nyuv2": {"rgb": 3, "hha": 3},
+}
+"""Transfer datasets and the modalities (band counts) they provide."""
+SEGMENTATION_DATASETS = ("geonrw", "sunrgbd", "nyuv2")
+PROTOCOLS = ("linear", "finetune")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "poly", "constant")
+RESUMABLE_CHANGES = ("trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy", "num_workers",
+                     "root")  # fmt: skip
+
+
+@dataclass
+class TransferRun:
+    """A ``decur transfer`` config: which encoders, which data, which task and protocol (YAML keys = fields)."""
+
+    task: str = "classification"
+    """``classification`` (late fusion, mAP), ``segmentation`` (FCN or CMX, mIoU) or ``retrieval`` (cross-modal
+    recall@k / median rank of a pretrained run's embeddings on the test split; nothing is trained)."""
+    dataset: str = "synthetic"
+    """``synthetic`` (labels and masks of the built-in data), ``bigearthnet`` (classification),
+    ``geonrw``, ``sunrgbd`` or ``nyuv2`` (segmentation), at ``root``."""
+    root: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    train_cities: list[str] | None = None
+    """GeoNRW: the city folders of the training set (default: the release's train cities)."""
+    test_cities: list[str] | None = None
+    """GeoNRW: the city folders of the test set (default: the release's test cities)."""
+    pretrained: str | None = None
+    """The encoders to start from: a decur run folder or checkpoint, a decur export (``decur export`` / ``decur
+    import``), the DeCUR release's checkpoints (joint or one backbone), torchgeo's DeCUR weights, a timm or SegFormer
+    state dict (:mod:`decur.weights.formats`); ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned
+    on 100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
+    pretrained_modalities: list[str] | None = None
+    """Names of the encoders in ``pretrained``, in file order (a joint release file: backbone_1, backbone_2);
+    default the dataset's modalities in order (s1, s2 / rgb, dem / rgb, hha), or by band count for one encoder."""
+    input_transform: str | None = None
+    """How stored pixels become encoder input: ``decur``, ``ssl4eo_release`` or ``torchgeo``
+    (:mod:`decur.data.transforms`); default the one the weights were trained with (their run or card; the
+    release's for the release's and torchgeo's Sentinel weights; ``decur`` for random init)."""
+    model: str | None = None
+    """``late_fusion`` (classification), ``fcn`` (segmentation, ResNets, the default) or ``cmx`` (segmentation,
+    two MiT branches with rectification and fusion: :class:`decur.models.CMX`)."""
+    arch: str = "resnet18"
+    """Encoder architecture when ``pretrained`` is ``None`` (``mit_b0`` ... ``mit_b5`` for CMX)."""
+    segformer_weights: str | None = None
+    """With ``pretrained: null`` and a MiT: a SegFormer ImageNet checkpoint (``mit_b2.pth``) that every branch starts
+    from, the paper's "CMX (Zhang et al.)" baseline rows; never downloaded."""
+    decoder_dim: int = 512
+    """CMX: width of the all-MLP decoder (CMX uses 512)."""
+    adapt_bn: bool = False
+    """With ``pretrained: null``: re-estimate the random encoders' BatchNorm statistics on the training images
+    before training (the fair random floor; otherwise BatchNorm keeps its default mean 0 / variance 1)."""
+    modalities: list[str] | None = None
+    """Subset of modalities to use (missing-modality evaluation); default all."""
+    protocol: str | None = None
+    """``linear`` (frozen encoders) or ``finetune``; default linear for classification, finetune for segmentation."""
+    label_fraction: float = 1.0
+    """Share of the training set that is labelled: exactly ``round(fraction · n)`` samples (at least 1), drawn
+    without replacement from a generator seeded by the seed, the same for every method."""
+    epochs: int = 30
+    batch_size: int = 128
+    """Global batch size (split over processes)."""
+    lr: float | None = None
+    """Default: classification 0.5 (linear) / 0.05 (finetune); segmentation 1e-4 (AdamW) / 0.01 (SGD)."""
+    seeds: list[int] | None = None
+    weight_decay: float | None = None
+    """Default: classification 0; segmentation 0.01 with AdamW (GeoNRW), 1e-5 with SGD (the paper's RGB-D FCN)."""
+    optimizer: str | None = None
+    """``sgd`` (momentum 0.9) or ``adamw``; default SGD for classification, AdamW for segmentation."""
+    schedule: str | None = None
+    """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` or ``constant``; default step for classification,
+    constant for segmentation."""
+    iterations: int | None = None
+    """Optimiser steps instead of ``epochs`` (cycling the data; the RGB-D FCN uses 40k)."""
+    augment: bool = True
+    """Training augmentation (random resized crop + horizontal flip); false for ablations."""
+    crop_size: int | list[int] | None = None
+    """Segmentation training crop side, or ``[height, width]``; default the dataset's (synthetic: its image size,
+    GeoNRW 250, RGB-D 480)."""
+    train_scales: list[float] | None = None
+    """Segmentation: SegFormer/CMX augmentation instead of random resized crops: rescale by a factor drawn from this
+    list, random ``crop_size`` window (padded with the mean and the ignore index), horizontal flip."""
+    warmup_epochs: float = 0.0
+    """Linear learning-rate warm-up over this many epochs, multiplied into the schedule (CMX: 10)."""
+    layer_decay: float = 1.0
+    """Fine-tuning ViT encoders: layer-wise learning-rate decay, block ``i`` of ``L`` at ``layer_decay ** (L - i)``
+    times ``lr`` (BEiT / MAE fine-tuning use 0.65-0.75); 1 = every layer at ``lr``."""
+    cache_features: bool = True
+    """Linear classification: train the head on features extracted once (un-augmented)."""
+    eval_batch_size: int | None = None
+    """Default: ``batch_size`` for classification, 1 for segmentation (full-size images of any size)."""
+    num_workers: int = 2
+    checkpoint_every: int | None = None
+    """Also write ``last.ckpt`` every this many steps (iteration-based schedules; default: every epoch only)."""
+    trainer: EngineConfig = field(default_factory=EngineConfig)
+    """Accelerator, devices, nodes, strategy, precision (``trainer.devices=2`` ...)."""
+    train_samples: int = 2048
+    """Synthetic only: scenes in the training and test sets."""
+    test_samples: int = 1024
+    image_size: int = 64
+    """Synthetic only: scene size."""
+
+    @property
+    def resolved_protocol(self) -> str:
+        """The protocol, defaulted by task."""
+        return self.protocol or ("linear" if self.task == "classification" else "finetune")
+
+    def optim(self) -> OptimSettings:
+        """The optimiser settings with every default resolved."""
+        classification = self.task == "classification"
+        name = self.optimizer or ("sgd" if classification else "adamw")
+        if classification:
+            lr = 0.5 if self.resolved_protocol == "linear" else 0.05
+            wd = 0.0
+        else:
+            lr, wd = (0.01, 1e-5) if name == "sgd" else (1e-4, 0.01)
+        return OptimSettings(
+            name,
+            self.lr if self.lr is not None else lr,
+            self.weight_decay if self.weight_decay is not None else wd,
+            self.schedule or ("step" if classification else "constant"),
+            self.warmup_epochs,
+            self.layer_decay,
+        )
+
+    @property
+    def resolved_model(self) -> str:
+        """The transfer model, defaulted by task."""
+        return self.model or MODELS[self.task][0]
+
+    def validate(self, check_paths: bool = True) -> TransferRun:
+        """Check every field before any data is read or model built; raises :class:`ConfigError` naming it."""
+        _allowed("task", self.task, TASKS)
+        _allowed("dataset", self.dataset, tuple(DATASETS))
+        if self.task == "segmentation" and self.dataset not in (*SEGMENTATION_DATASETS, "synthetic"):
+            raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no masks; use one of "
+                              f"{['synthetic', *SEGMENTATION_DATASETS]} for segmentation")  # fmt: skip
+        if self.task == "retrieval" and self.pretrained is None:
+            raise ConfigError("transfer config field `pretrained`: retrieval compares a pretrained run's embeddings; "
+                              "give a run folder or checkpoint")  # fmt: skip
+        if self.task == "classification" and self.dataset not in ("synthetic", "bigearthnet"):
+            raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
+                              "synthetic or bigearthnet for classification")  # fmt: skip
+        if self.model is not None:
+            _allowed("model", self.model, MODELS[self.task])
+        if self.resolved_model == "cmx":
+            self._validate_cmx(check_paths)
+        if self.protocol is not None:
+            _allowed("protocol", self.protocol, PROTOCOLS)
+        if self.optimizer is not None:
+            _allowed("optimizer", self.optimizer, OPTIMIZERS)
+        if self.schedule is not None:
+            _allowed("schedule", self.schedule, SCHEDULES)
+        if not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"transfer config field `label_fraction`: must lie in (0, 1], got {self.label_fraction}")
+        for name in ("epochs", "batch_size", "iterations", "eval_batch_size", "checkpoint_every", "decoder_dim"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"transfer config field `{name}`: must be >= 1, got {value}")
+        crop = [self.crop_size] if isinstance(self.crop_size, int) else self.crop_size
+        if crop is not None and (len(crop) not in (1, 2) or min(crop) < 1):
+            raise ConfigError(f"transfer config field `crop_size`: a side >= 1 or [height, width], "
+                              f"got {self.crop_size}")  # fmt: skip
+        if self.train_scales is not None and (not self.train_scales or min(self.train_scales) <= 0):
+            raise ConfigError(f"transfer config field `train_scales`: positive factors, got {self.train_scales}")
+        for name in ("train_cities", "test_cities"):
+            if getattr(self, name) is not None and (self.dataset != "geonrw" or not getattr(self, name)):
+                raise ConfigError(f"transfer config field `{name}`: a non-empty list of GeoNRW city folders "
+                                  f"(dataset is {self.dataset!r})")  # fmt: skip
+        if self.seeds is not None and not self.seeds:
+            raise ConfigError(
+                "transfer config field `seeds`: an empty list runs nothing; give e.g. [0] or leave it out"
+            )
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"transfer config field `warmup_epochs`: must be >= 0, got {self.warmup_epochs}")
+        if not 0 < self.layer_decay <= 1 or (self.layer_decay != 1 and self.resolved_protocol != "finetune"):
+            raise ConfigError(f"transfer config field `layer_decay`: a factor in (0, 1] for protocol finetune "
+                              f"(1 = off), got {self.layer_decay} with protocol {self.resolved_protocol}")  # fmt: skip
+        available = DATASETS[self.dataset]
+        unknown = sorted(set(self.modalities or []) - set(available))
+        if unknown or self.modalities == []:
+            raise ConfigError(f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
+                              f"modalities {list(available)}")  # fmt: skip
+        if self.dataset != "synthetic":
+            if self.root is None:
+                raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
+            if check_paths and not Path(self.root).is_dir():
+                raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
+        if self.input_transform is not None:
+            from decur.data.transforms import RULES
+
+            _allowed("input_transform", self.input_transform, RULES)
+        if self.pretrained_modalities is not None:
+            if self.pretrained is None or not self.pretrained_modalities:
+                raise ConfigError("transfer config field `pretrained_modalities`: names the encoders of "
+                                  "`pretrained` in file order; give a non-empty list with `pretrained`")  # fmt: skip
+        if self.pretrained is not None and check_paths:
+            check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
+        from decur.train.engine import PRECISIONS
+
+        _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
+        return self
+
+    def dataset_bands(self) -> dict[str, int]:
+        """The modalities this run reads and their band counts (synthetic's elevation only when asked for)."""
+        bands = DATASETS[self.dataset]
+        if self.dataset == "synthetic" and "elevation" not in (self.modalities or []):
+            bands = {m: c for m, c in bands.items() if m != "elevation"}
+        return dict(bands)
+
+    def _validate_cmx(self, check_paths: bool) -> None:
+        from decur.models.mit import is_mit
+
+        used = self.modalities or [m for m in DATASETS[self.dataset] if m != "elevation"]  # synthetic's optional third
+        if len(used) != 2:
+            raise ConfigError(f"transfer config field `modalities`: CMX fuses two modalities (RGB first), got {used}; "
+                              "use model: fcn for one")  # fmt: skip
+        if self.pretrained is None and not is_mit(self.arch):
+            raise ConfigError(f"transfer config field `arch`: CMX is built on MiT encoders (mit_b0 ... mit_b5), "
+                              f"got {self.arch!r}")  # fmt: skip
+        if self.segformer_weights is not None:
+            if self.pretrained is not None:
+                raise ConfigError("transfer config field `segformer_weights`: the branches start from `pretrained`; "
+                                  "give one of the two")  # fmt: skip
+            if check_paths and not Path(self.segformer_weights).is_file():
+                raise ConfigError(f"transfer config field `segformer_weights`: {self.segformer_weights} is not a file")
+
+    def setting(self) -> str:
+        """``pretrained``, ``supervised`` (random init, fine-tuned on all labels) or ``random_init``."""
+        if self.pretrained:
+            return "pretrained"
+        full = self.resolved_protocol == "finetune" and self.label_fraction == 1.0
+        return "supervised" if full else "random_init"
+
+
+def check_pretrained(
+    pretrained: str, names: list[str] | None = None, task: str = "classification", bands: dict[str, int] | None = None
+) -> None:
+    """Refuse a ``pretrained`` value decur cannot start from, before any data are read.
+
+    Raises:
+        ConfigError: Naming the path, what it is, and what is accepted.
+
+    """
+    from decur.errors import DecurError
+    from decur.weights import read_pretrained
+
+    try:
+        pre = read_pretrained(pretrained, names, bands)
+    except DecurError as err:
+        raise ConfigError(f"transfer config field `pretrained`: {err}") from None
+    if task == "retrieval" and pre.kind != "decur-run":
+        raise ConfigError(f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "
+                          f"{pretrained} is a {pre.kind} file")  # fmt: skip
+
+
+def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"transfer config field `{name}`: {value!r} is not one of {list(allowed)}")

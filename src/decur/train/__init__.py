@@ -1,0 +1,2 @@
+"""Pretraining on the Lightning engine: the run (`run`), the LightningModule (`module`), the trainer and its
+checkpoints (`engine`), callbacks, monitors and host tuning."""
