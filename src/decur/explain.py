@@ -402,7 +402,6 @@ def explain(
     Each step of Algorithm 2 is computed by its own function (numbers first); the plots and the report read them.
     Forward passes, GradCAM and Integrated Gradients run on ``options.accelerator`` (the GPU when there is one).
     """
-    from decur.data.build import build_dataset
     from decur.train.module import PretrainModule
 
     o = options or ExplainOptions()
@@ -410,14 +409,8 @@ def explain(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(o.accelerator)
-    module = PretrainModule.from_run(run).to(device)
+    module, dataset = _run_and_data(run, o.samples, device)
     cfg, mods = module.cfg, module.model.modalities
-    if len(mods) < 2:
-        raise ValueError(f"{run}: explain compares modalities, this run has one ({mods})")
-    synthetic = cfg.data.dataset == "synthetic"
-    dataset = build_dataset(cfg, seed_offset=3_000, length=o.samples) if synthetic else build_dataset(cfg)
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        raise ValueError(f"{run}: explain reads samples by index; point it at a map-style copy of the data")
     n_samples = min(o.samples, len(dataset))  # type: ignore[arg-type]
     parts = Parts(cfg.common_dim, cfg.embed_dim)
     numbers: dict[str, Any] = {"run": str(run), "modalities": mods, "common_dim": parts.kc, "embed_dim": parts.k,
@@ -450,18 +443,7 @@ def explain(
 
     stage(f"GradCAM and Integrated Gradients on {n_samples} samples, batches of {o.batch_size}")
     sal = saliency_over_set(module, dataset, n_samples, parts, o, device)
-    numbers["gradcam_layer"] = sal.layers
-    numbers["saliency_pairs"] = len(next(iter(sal.scores.values()))) if sal.scores else 0
-    numbers["saliency_statistics"] = {
-        n: {"scores": v.tolist(), "mean": float(v.mean()), "std": float(v.std())} for n, v in sal.scores.items()
-    }
-    bands = {mod.name: mod.bands for mod in cfg.data.modalities}
-    names = {m: band_names(m, bands[m]) for m in mods}
-    numbers["spectral_bands"] = names
-    numbers["spectral_saliency"] = {
-        n: {m: dict(zip(names[m], map(float, v.mean(0)), strict=True)) for m, v in d.items()}
-        for n, d in sal.spectral.items()
-    }
+    numbers.update(saliency_numbers(sal, {mod.name: mod.bands for mod in cfg.data.modalities}))
     if isinstance(dataset, SyntheticMultimodal) and len(parts.present()) == 2:
         stage("ground-truth check against the synthetic factors")
         numbers["ground_truth"] = ground_truth_check(dataset, z, parts.kc, numbers["spectral_saliency"])
@@ -471,6 +453,43 @@ def explain(
     (out / "explain.json").write_text(json.dumps(numbers, indent=1))
     (out / "report.md").write_text(_report(run, numbers, plots, n_samples))
     return numbers
+
+
+def _run_and_data(run: str | Path, samples: int, device: torch.device) -> tuple[Any, Dataset]:
+    """The run's module on ``device`` and the samples to explain (the synthetic data drawn fresh; else the run's)."""
+    from decur.data.build import build_dataset
+    from decur.train.module import PretrainModule
+
+    module = PretrainModule.from_run(run).to(device)
+    cfg, mods = module.cfg, module.model.modalities
+    if len(mods) < 2:
+        raise ValueError(f"{run}: explain compares modalities, this run has one ({mods})")
+    synthetic = cfg.data.dataset == "synthetic"
+    dataset = build_dataset(cfg, seed_offset=3_000, length=samples) if synthetic else build_dataset(cfg)
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise ValueError(f"{run}: explain reads samples by index; point it at a map-style copy of the data")
+    return module, dataset
+
+
+def saliency_numbers(sal: Saliency, bands: dict[str, int]) -> dict[str, Any]:
+    """Steps 3-5 as numbers (``explain.json``).
+
+    The GradCAM layer per modality, the per-pair saliency scores with mean / std, and per part and modality the mean
+    Integrated-Gradients share of every named band.
+    """
+    names = {m: band_names(m, c) for m, c in bands.items()}
+    return {
+        "gradcam_layer": sal.layers,
+        "saliency_pairs": len(next(iter(sal.scores.values()))) if sal.scores else 0,
+        "saliency_statistics": {
+            n: {"scores": v.tolist(), "mean": float(v.mean()), "std": float(v.std())} for n, v in sal.scores.items()
+        },
+        "spectral_bands": names,
+        "spectral_saliency": {
+            n: {m: dict(zip(names[m], map(float, v.mean(0)), strict=True)) for m, v in d.items()}
+            for n, d in sal.spectral.items()
+        },
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from decur.augment import as_float
 from decur.config import Config, ConfigError
 from decur.data.synthetic import SyntheticMultimodal
+from decur.geometry import as_float
 
 
 def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = None) -> Dataset[dict[str, Tensor]]:

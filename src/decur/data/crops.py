@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from decur.augment import PRESETS, Geometry, ViewSpec, as_float, resized_crop, sample_geometry
+from decur.geometry import PRESETS, Geometry, ViewSpec, as_float, resized_crop, sample_geometry
 
 
 def _crop_one(x: Tensor, g: Geometry, size: int | tuple[int, int], mode: str = "bilinear") -> Tensor:
