@@ -198,7 +198,10 @@ MUTANTS = [
     # ---- run folder: lock, config, checkpoints, resume --------------------------------------------------------
     Mutant("run: no lock", "train/engine.py",
            "fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
-           (_t("tests/test_bad_input.py", "second_process or held_elsewhere"),)),
+           (_t("tests/test_bad_input.py", "second_process or held_elsewhere or dies_with_it"),)),
+    Mutant("run lock: an flock, inherited by forked loader workers", "train/engine.py",
+           "fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)", "fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+           (_t("tests/test_bad_input.py", "dies_with_it"),)),
     Mutant("run: a failed start binds its folder", "train/engine.py",
            'if not saved.exists() or not (saved.parent / "checkpoints" / "last.ckpt").exists():',
            "if not saved.exists():",

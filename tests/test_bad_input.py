@@ -393,3 +393,44 @@ def test_a_lock_held_elsewhere_refuses_at_once(tmp_path):
     release.set()
     t.join()
     assert len(errors) == 1 and f"pid {os.getpid()}" in str(errors[0])
+
+
+_HOLDER = """
+import os, sys, time
+from pathlib import Path
+from decur.train.engine import run_lock
+with run_lock(Path(sys.argv[1])):
+    worker = os.fork()
+    if worker == 0:  # a forked loader worker: it inherits the open lock file
+        time.sleep(60)
+        os._exit(0)
+    print(worker, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_lock_of_another_process_refuses_and_dies_with_it_not_with_its_workers(tmp_path):
+    """Another process's lock refuses naming its pid; killed, it frees the folder at once, although a forked worker
+    (as a DataLoader's) still runs with the lock file open."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+
+    from decur.train.engine import run_lock
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    worker = int(proc.stdout.readline())
+    try:
+        with pytest.raises(RunError, match=f"pid {proc.pid} on "):
+            with run_lock(tmp_path):
+                pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with run_lock(tmp_path):  # free at once: the orphaned worker does not hold it
+            pass
+    finally:
+        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
