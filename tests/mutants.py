@@ -115,7 +115,7 @@ MUTANTS = [
            'saved.get("folder") == state', "True",
            (_t("tests/test_bad_input.py", "stale"),)),
     Mutant("config: cloud filter without a mask accepted", "config.py",
-           "_require(mcf is None or bool(masked),", "_require(True,",
+           "mcf is None or bool(masked),", "True,",
            (_t("tests/test_bad_input.py", "cloud_filter"),)),
     # ---- v1.1 reader: pairing across sensors, sharding, clouds, no-data ---------------------------------------
     Mutant("v1.1: S1 views from other timestamps", "data/ssl4eo_v11.py",
@@ -172,7 +172,8 @@ MUTANTS = [
            "return unit(product).flatten(1).mean(1).float()",
            (_t("tests/test_explain.py", "log_product"),)),
     Mutant("explain: GradCAM of every dim for each part", "explain.py",
-           "cams = gradcam_maps(module, x, sl, {m: lay", "cams = gradcam_maps(module, x, slice(None), {m: lay",
+           "module, x, sl, {m: lay for m, (_, lay)",
+           "module, x, slice(None), {m: lay for m, (_, lay)",
            (_t("tests/test_explain.py", "explains_the_dims"),)),
     Mutant("convergence: slices swapped in the trajectory R²", "evaluate/convergence.py",
            'slices = {"common": slice(0, common_dim), "unique": slice(common_dim, k)}\n    factor_names',

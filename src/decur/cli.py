@@ -122,8 +122,10 @@ def _import(args: argparse.Namespace) -> int:
     card, pre = import_weights(args.file, args.out, modalities, args.input_transform)
     for m in pre.modalities:
         t = pre.transforms[m]
-        print(f"{m}: {pre.arch}, {pre.bands[m]} bands ({t.units}), input transform {t.rule}: "
-              f"{' -> '.join(s['op'] for s in t.steps)}")  # fmt: skip
+        print(
+            f"{m}: {pre.arch}, {pre.bands[m]} bands ({t.units}), input transform {t.rule}: "
+            f"{' -> '.join(s['op'] for s in t.steps)}"
+        )
     print(f"wrote {card.parent}/ (card.json, one .safetensors + .pth per modality)")
     return 0
 
@@ -218,31 +220,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 CONFIG_COMMANDS = {  # name: (help, config fields, --output help (None: required), overrides example, description)
-    "pretrain": ("self-supervised pretraining (default: DeCUR on the built-in synthetic dataset)", None,
-                 "run folder (default: runs/<method>-<dataset>)", "section.field=value, e.g. trainer.max_epochs=2",
-                 "Pretrain, then evaluate. Re-running with the same --output resumes an interrupted run."),
-    "transfer": ("classification (late fusion) or segmentation (FCN, CMX) on frozen or fine-tuned encoders",
-                 "decur.evaluate.transfer.TransferRun",
-                 "folder for seed<k>/ run folders and results.json (default runs/transfer)",
-                 "field=value, e.g. protocol=finetune trainer.devices=2",
-                 "Transfer on the training engine; re-running with the same --output resumes unfinished seeds."),
-    "experiment": ("the miniature of the paper's tables on the synthetic data",
-                   "decur.evaluate.experiment.ExperimentConfig", None, "field=value, e.g. seeds=[0]", None),
-    "sweep": ("vary one pretraining parameter (common share, projector dims): probe mAP",
-              "decur.evaluate.experiment.SweepConfig", None, "field=value, e.g. parameter=model.projector", None),
-    "convergence": ("trajectories of alignment, factor R² and probe mAP over training",
-                    "decur.evaluate.convergence.ConvergenceConfig", None, "field=value, e.g. seeds=[0]", None),
-}  # fmt: skip
+    "pretrain": (
+        "self-supervised pretraining (default: DeCUR on the built-in synthetic dataset)",
+        None,
+        "run folder (default: runs/<method>-<dataset>)",
+        "section.field=value, e.g. trainer.max_epochs=2",
+        "Pretrain, then evaluate. Re-running with the same --output resumes an interrupted run.",
+    ),
+    "transfer": (
+        "classification (late fusion) or segmentation (FCN, CMX) on frozen or fine-tuned encoders",
+        "decur.evaluate.transfer.TransferRun",
+        "folder for seed<k>/ run folders and results.json (default runs/transfer)",
+        "field=value, e.g. protocol=finetune trainer.devices=2",
+        "Transfer on the training engine; re-running with the same --output resumes unfinished seeds.",
+    ),
+    "experiment": (
+        "the miniature of the paper's tables on the synthetic data",
+        "decur.evaluate.experiment.ExperimentConfig",
+        None,
+        "field=value, e.g. seeds=[0]",
+        None,
+    ),
+    "sweep": (
+        "vary one pretraining parameter (common share, projector dims): probe mAP",
+        "decur.evaluate.experiment.SweepConfig",
+        None,
+        "field=value, e.g. parameter=model.projector",
+        None,
+    ),
+    "convergence": (
+        "trajectories of alignment, factor R² and probe mAP over training",
+        "decur.evaluate.convergence.ConvergenceConfig",
+        None,
+        "field=value, e.g. seeds=[0]",
+        None,
+    ),
+}
 """The commands that read a config (``--config`` + ``key=value`` overrides): one table instead of five copies."""
 
 
 def _add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    funcs = {"pretrain": _pretrain, "transfer": _transfer, "experiment": _experiment, "sweep": _sweep,
-             "convergence": _convergence}  # fmt: skip
+    funcs = {
+        "pretrain": _pretrain,
+        "transfer": _transfer,
+        "experiment": _experiment,
+        "sweep": _sweep,
+        "convergence": _convergence,
+    }
     for name, (help_, fields, output, example, description) in CONFIG_COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=description)
-        p.add_argument("--config", help=f"YAML with the fields of {fields}" if fields else
-                       "YAML config; fields not given keep their defaults")  # fmt: skip
+        p.add_argument(
+            "--config",
+            help=f"YAML with the fields of {fields}" if fields else "YAML config; fields not given keep their defaults",
+        )
         if output is None:
             p.add_argument("--output", required=True)
         else:
@@ -276,16 +306,22 @@ def _add_weights(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     im.add_argument("file", help="weights file or folder")
     im.add_argument("--out", required=True, help="the export folder to write")
     im.add_argument("--modalities", help="names of the encoders in file order, e.g. s1,s2 (joint release files)")
-    im.add_argument("--input-transform", choices=["decur", "ssl4eo_release", "torchgeo"],
-                    help="the rule the weights were trained with when no card records it")  # fmt: skip
+    im.add_argument(
+        "--input-transform",
+        choices=["decur", "ssl4eo_release", "torchgeo"],
+        help="the rule the weights were trained with when no card records it",
+    )
     im.set_defaults(func=_import)
 
 
 def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v = sub.add_parser("validate", help="check config files of any kind without running them (every file, each named)")
     v.add_argument("configs", nargs="+")
-    v.add_argument("--kind", choices=["pretrain", "transfer", "experiment", "sweep", "convergence"],
-                   help="the kind of every file (default: detected from its keys)")  # fmt: skip
+    v.add_argument(
+        "--kind",
+        choices=["pretrain", "transfer", "experiment", "sweep", "convergence"],
+        help="the kind of every file (default: detected from its keys)",
+    )
     v.add_argument("--check-paths", action="store_true", help="also check that data folders and files exist")
     v.set_defaults(func=_validate)
 

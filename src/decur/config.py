@@ -307,10 +307,16 @@ def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
             _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
     if d.dataset == "ssl4eo_s12_v11":
         _check_ssl4eo_v11(d, names)
-    _require(d.cities is None or (d.dataset == "geonrw" and len(d.cities) > 0), "data.cities",
-             f"a non-empty list of GeoNRW city folders (dataset is {d.dataset!r})")  # fmt: skip
-    _require(d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11", "data.max_cloud_fraction",
-             f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null")  # fmt: skip
+    _require(
+        d.cities is None or (d.dataset == "geonrw" and len(d.cities) > 0),
+        "data.cities",
+        f"a non-empty list of GeoNRW city folders (dataset is {d.dataset!r})",
+    )
+    _require(
+        d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11",
+        "data.max_cloud_fraction",
+        f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null",
+    )
     if d.dataset == "geonrw":
         bands = {mod.name: mod.bands for mod in d.modalities}
         _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
@@ -339,19 +345,30 @@ def _check_ssl4eo_v11(d: DataConfig, names: list[str]) -> None:
     from decur.data.ssl4eo_v11 import MODALITIES as V11
 
     for mod in d.modalities:
-        _require(mod.name in V11, "data.modalities",
-                 f"SSL4EO-S12 v1.1 modalities are {list(V11)} (the release's folders in lower case), "
-                 f"got {mod.name!r}")  # fmt: skip
-        _require(mod.bands == V11[mod.name][1], "data.modalities",
-                 f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}")  # fmt: skip
+        _require(
+            mod.name in V11,
+            "data.modalities",
+            f"SSL4EO-S12 v1.1 modalities are {list(V11)} (the release's folders in lower case), got {mod.name!r}",
+        )
+        _require(
+            mod.bands == V11[mod.name][1],
+            "data.modalities",
+            f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}",
+        )
     mcf = d.max_cloud_fraction
     _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
     masked = [n for n in names if n in ("s2l1c", "s2l2a")]
-    _require(mcf is None or bool(masked), "data.max_cloud_fraction",
-             f"needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got {names}: "
-             "add one or set it to null")  # fmt: skip
-    _require(d.timestamp_draw in ("sample", "file"), "data.timestamp_draw",
-             f"must be sample or file, got {d.timestamp_draw!r}")  # fmt: skip
+    _require(
+        mcf is None or bool(masked),
+        "data.max_cloud_fraction",
+        f"needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got {names}: "
+        "add one or set it to null",
+    )
+    _require(
+        d.timestamp_draw in ("sample", "file"),
+        "data.timestamp_draw",
+        f"must be sample or file, got {d.timestamp_draw!r}",
+    )
 
 
 def _check_method(m: MethodConfig, names: list[str]) -> None:
@@ -560,8 +577,13 @@ def config_kinds() -> dict[str, type]:
     from decur.evaluate.experiment import ExperimentConfig, SweepConfig
     from decur.evaluate.transfer import TransferRun
 
-    return {"pretrain": Config, "transfer": TransferRun, "sweep": SweepConfig, "experiment": ExperimentConfig,
-            "convergence": ConvergenceConfig}  # fmt: skip
+    return {
+        "pretrain": Config,
+        "transfer": TransferRun,
+        "sweep": SweepConfig,
+        "experiment": ExperimentConfig,
+        "convergence": ConvergenceConfig,
+    }
 
 
 def detect_kind(path: str | Path) -> str:
@@ -582,8 +604,10 @@ def _detect(keys: set[str], path: str | Path) -> str:
         if keys <= names:
             return kind
     best = min(fields, key=lambda k: len(keys - fields[k]))
-    raise ConfigError(f"config file {path}: fits no kind of decur config (closest {best!r}, whose unknown "
-                      f"fields are {sorted(keys - fields[best])}); pass --kind to name it")  # fmt: skip
+    raise ConfigError(
+        f"config file {path}: fits no kind of decur config (closest {best!r}, whose unknown "
+        f"fields are {sorted(keys - fields[best])}); pass --kind to name it"
+    )
 
 
 def load_any(path: str | Path, kind: str | None = None, overrides: list[str] | None = None) -> tuple[str, Any]:

@@ -376,8 +376,9 @@ def saliency_over_set(
         x = {m: cast(ViewPipeline, module.views[m]).normalize(x_raw[m].to(device)) for m in mods}
         layers = layers or {m: cam_layer(module.model.encoders[m], x[m]) for m in mods}
         for n, sl in chosen:
-            cams = gradcam_maps(module, x, sl, {m: lay for m, (_, lay) in layers.items()}, relu=o.cam_relu,
-                                standardize=o.standardize)  # fmt: skip
+            cams = gradcam_maps(
+                module, x, sl, {m: lay for m, (_, lay) in layers.items()}, relu=o.cam_relu, standardize=o.standardize
+            )
             scores[n].append(saliency_scores(cams))
             if n not in shown:
                 shown[n], shown["raw"] = {m: c[0] for m, c in cams.items()}, {m: v[0] for m, v in x_raw.items()}
@@ -413,10 +414,19 @@ def explain(
     cfg, mods = module.cfg, module.model.modalities
     n_samples = min(o.samples, len(dataset))  # type: ignore[arg-type]
     parts = Parts(cfg.common_dim, cfg.embed_dim)
-    numbers: dict[str, Any] = {"run": str(run), "modalities": mods, "common_dim": parts.kc, "embed_dim": parts.k,
-                               "options": dict(vars(o))}  # fmt: skip
-    notes = [f"this run has no {n} dimensions (common_dim = {'K' if n == 'unique' else 0}): {n}-dimension outputs "
-             "are skipped" for n in ("unique", "common") if n not in dict(parts.present())]  # fmt: skip
+    numbers: dict[str, Any] = {
+        "run": str(run),
+        "modalities": mods,
+        "common_dim": parts.kc,
+        "embed_dim": parts.k,
+        "options": dict(vars(o)),
+    }
+    notes = [
+        f"this run has no {n} dimensions (common_dim = {'K' if n == 'unique' else 0}): {n}-dimension outputs "
+        "are skipped"
+        for n in ("unique", "common")
+        if n not in dict(parts.present())
+    ]
 
     def stage(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.1f} s] {text}", flush=True)
@@ -427,9 +437,11 @@ def explain(
     numbers["alignment"] = alignment_summary(per_batch, parts, batch)
     above = sum(sum(p["above_one"]) for p in numbers["alignment"]["pairs"].values())
     if above:
-        notes.append(f"{above} dimension(s) over all batches and pairs have (1 − C_ii)² > 1 (anti-correlated): "
-                     "outside the histogram's range (0, 1), counted in explain.json "
-                     "(alignment.pairs.*.above_one)")  # fmt: skip
+        notes.append(
+            f"{above} dimension(s) over all batches and pairs have (1 − C_ii)² > 1 (anti-correlated): "
+            "outside the histogram's range (0, 1), counted in explain.json "
+            "(alignment.pairs.*.above_one)"
+        )
     compared = None
     if compare is not None:
         other = PretrainModule.from_run(compare).to(device)
@@ -517,16 +529,27 @@ def _plots(
     _plot_scores(out / "saliency_statistics.png", sal.scores)
     _plot_spectral(out / "spectral_saliency.png", sal.spectral, numbers["spectral_bands"], mods, parts)
     return [
-        ("alignment.png", "Per-dimension cross-modal misalignment on training-style batches (one outline per batch); "
-         "common dims should sit near 0, unique dims near 1."),
+        (
+            "alignment.png",
+            "Per-dimension cross-modal misalignment on training-style batches (one outline per batch); "
+            "common dims should sit near 0, unique dims near 1.",
+        ),
         ("tsne_dimensions.png", "Each point is one embedding dimension; colour = modality x common/unique."),
-        ("gradcam.png", f"GradCAM of the mean common / unique output of BN(f(x)) at stage {layer}"
-         f"{' (ReLU)' if cam_relu else ' (signed, no ReLU)'}."),
-        ("saliency_statistics.png", f"One common and one unique score per image pair, {numbers['saliency_pairs']} "
-         "pairs (Fig. 5a)."),
-        ("spectral_saliency.png", "Integrated Gradients per band for the common / unique output: one value per "
-         "sample and band (signed mean over the image, normalised per sample), box plots over the set (Fig. 5b)."),
-    ]  # fmt: skip
+        (
+            "gradcam.png",
+            f"GradCAM of the mean common / unique output of BN(f(x)) at stage {layer}"
+            f"{' (ReLU)' if cam_relu else ' (signed, no ReLU)'}.",
+        ),
+        (
+            "saliency_statistics.png",
+            f"One common and one unique score per image pair, {numbers['saliency_pairs']} pairs (Fig. 5a).",
+        ),
+        (
+            "spectral_saliency.png",
+            "Integrated Gradients per band for the common / unique output: one value per "
+            "sample and band (signed mean over the image, normalised per sample), box plots over the set (Fig. 5b).",
+        ),
+    ]
 
 
 def _plot_alignment(
@@ -545,14 +568,28 @@ def _plot_alignment(
         for i, b in enumerate(per_batch):
             for part, sl in parts.present():
                 colour = {"common": "C0", "unique": "C1"}[part]
-                ax.hist(b[pair][sl], bins, range=(0, 1), histtype="step", color=colour, alpha=0.5 + 0.5 / (i + 1),
-                        label=f"{part} ({sl.stop - sl.start})" if i == 0 else None)  # fmt: skip
+                ax.hist(
+                    b[pair][sl],
+                    bins,
+                    range=(0, 1),
+                    histtype="step",
+                    color=colour,
+                    alpha=0.5 + 0.5 / (i + 1),
+                    label=f"{part} ({sl.stop - sl.start})" if i == 0 else None,
+                )
         ax.set_title(f"{pair}: {len(per_batch)} batches of {batch}")
         ax.set_xlabel("(1 − C_ii)²  (0 = aligned across modalities)")
         ax.set_ylabel("dimensions")
     if compared is not None:
-        axes[0, 0].hist(compared[0], bins, range=(0, 1), histtype="stepfilled", color="k", alpha=0.2,
-                        label=f"{compared[1]} (one batch)")  # fmt: skip
+        axes[0, 0].hist(
+            compared[0],
+            bins,
+            range=(0, 1),
+            histtype="stepfilled",
+            color="k",
+            alpha=0.2,
+            label=f"{compared[1]} (one batch)",
+        )
     for ax in axes[0]:
         ax.legend(fontsize=8)
     _save(fig, path)
@@ -576,8 +613,7 @@ def _plot_gradcam(path: Path, shown: dict[str, dict[str, Tensor]], mods: list[st
     import matplotlib.pyplot as plt
 
     chosen = parts.present()
-    fig, axes = plt.subplots(len(mods), 1 + len(chosen), figsize=(3 * (1 + len(chosen)), 3 * len(mods)),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(len(mods), 1 + len(chosen), figsize=(3 * (1 + len(chosen)), 3 * len(mods)), squeeze=False)
     for r, m in enumerate(mods):
         image = _render(m, shown["raw"][m]) if "raw" in shown else np.zeros((8, 8))
         axes[r, 0].imshow(image, cmap="gray")
@@ -617,8 +653,9 @@ def _plot_spectral(
             if m not in spectral.get(n, {}):
                 continue
             pos = np.arange(len(names[m])) + i * width
-            box = axes[0, c].boxplot(spectral[n][m], positions=pos, widths=width * 0.9, patch_artist=True,
-                                     showfliers=False)  # fmt: skip
+            box = axes[0, c].boxplot(
+                spectral[n][m], positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False
+            )
             for patch in box["boxes"]:
                 patch.set_facecolor(f"C{i}")
             axes[0, c].plot([], [], color=f"C{i}", lw=6, label=n)

@@ -277,8 +277,10 @@ def decur_multimodal(
     if not 0 <= common_dim <= dim:
         raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
     if separation < 0 or (separation > 0 and not (decouple and 0 < common_dim < dim)):
-        raise ValueError(f"separation must be >= 0 and needs decoupling with 0 < common_dim < {dim}, got "
-                         f"separation={separation}, decouple={decouple}, common_dim={common_dim}")  # fmt: skip
+        raise ValueError(
+            f"separation must be >= 0 and needs decoupling with 0 < common_dim < {dim}, got "
+            f"separation={separation}, decouple={decouple}, common_dim={common_dim}"
+        )
     kc = dim if not decouple else common_dim
     s1 = [standardize(gather_batch(z)) for z in first]
     s2 = [standardize(gather_batch(z)) for z in second] if needs_second else []  # type: ignore[arg-type]

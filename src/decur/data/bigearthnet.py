@@ -39,18 +39,50 @@ from decur.data.preprocess import cut_outliers, s2_to_unit
 from decur.data.ssl4eo_s12 import STATS
 
 LABELS_43 = (
-    "Continuous urban fabric", "Discontinuous urban fabric", "Industrial or commercial units",
-    "Road and rail networks and associated land", "Port areas", "Airports", "Mineral extraction sites",
-    "Dump sites", "Construction sites", "Green urban areas", "Sport and leisure facilities",
-    "Non-irrigated arable land", "Permanently irrigated land", "Rice fields", "Vineyards",
-    "Fruit trees and berry plantations", "Olive groves", "Pastures", "Annual crops associated with permanent crops",
+    "Continuous urban fabric",
+    "Discontinuous urban fabric",
+    "Industrial or commercial units",
+    "Road and rail networks and associated land",
+    "Port areas",
+    "Airports",
+    "Mineral extraction sites",
+    "Dump sites",
+    "Construction sites",
+    "Green urban areas",
+    "Sport and leisure facilities",
+    "Non-irrigated arable land",
+    "Permanently irrigated land",
+    "Rice fields",
+    "Vineyards",
+    "Fruit trees and berry plantations",
+    "Olive groves",
+    "Pastures",
+    "Annual crops associated with permanent crops",
     "Complex cultivation patterns",
     "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest", "Natural grassland",
-    "Moors and heathland", "Sclerophyllous vegetation", "Transitional woodland/shrub", "Beaches, dunes, sands",
-    "Bare rock", "Sparsely vegetated areas", "Burnt areas", "Inland marshes", "Peatbogs", "Salt marshes", "Salines",
-    "Intertidal flats", "Water courses", "Water bodies", "Coastal lagoons", "Estuaries", "Sea and ocean",
-)  # fmt: skip
+    "Agro-forestry areas",
+    "Broad-leaved forest",
+    "Coniferous forest",
+    "Mixed forest",
+    "Natural grassland",
+    "Moors and heathland",
+    "Sclerophyllous vegetation",
+    "Transitional woodland/shrub",
+    "Beaches, dunes, sands",
+    "Bare rock",
+    "Sparsely vegetated areas",
+    "Burnt areas",
+    "Inland marshes",
+    "Peatbogs",
+    "Salt marshes",
+    "Salines",
+    "Intertidal flats",
+    "Water courses",
+    "Water bodies",
+    "Coastal lagoons",
+    "Estuaries",
+    "Sea and ocean",
+)
 """The 43 CORINE level-3 labels as spelled in the v1.0 metadata."""
 
 LABELS_19: dict[str, tuple[int, ...]] = {
@@ -103,8 +135,9 @@ def read_list(path: Path) -> list[str]:
 
 def read_s1_patch(folder: Path, raw: bool = False) -> Tensor:
     """``2 x 120 x 120`` dB, VV then VH, outliers cut (``raw``: as stored), from ``<name>/<name>_{VV,VH}.tif``."""
-    bands = torch.from_numpy(np.stack([read_band(folder / f"{folder.name}_{b}.tif", (120, 120), np.float32)
-                                       for b in ("VV", "VH")]))  # fmt: skip
+    bands = torch.from_numpy(
+        np.stack([read_band(folder / f"{folder.name}_{b}.tif", (120, 120), np.float32) for b in ("VV", "VH")])
+    )
     return bands if raw else cut_outliers(bands)
 
 

@@ -88,8 +88,14 @@ def pack_bigearthnet(
     for split, reader in readers.items():
         offsets[split] = [position, position + len(reader)]
         position += len(reader)
-    index = {"format": FORMAT, "version": version, "splits": offsets, "insert_b10": insert_b10,
-             "labels": list(LABELS_19), "source": str(root)}  # fmt: skip
+    index = {
+        "format": FORMAT,
+        "version": version,
+        "splits": offsets,
+        "insert_b10": insert_b10,
+        "labels": list(LABELS_19),
+        "source": str(root),
+    }
     (out / "index.json").write_text(json.dumps(index, indent=1))
     return out
 

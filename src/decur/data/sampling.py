@@ -127,9 +127,11 @@ def shard_loader(
     dataset.shard(rank, num_replicas, start_epoch)
     batches = full_batches(dataset.files_per_process, num_workers, batch_size, dataset.samples_per_file)
     if batches < 1:
-        raise DatasetError(dataset.root,
-                           f"{dataset.files_per_process} file(s) per process hold no full batch of {batch_size}",
-                           "lower data.batch_size or use fewer processes or loader workers")  # fmt: skip
+        raise DatasetError(
+            dataset.root,
+            f"{dataset.files_per_process} file(s) per process hold no full batch of {batch_size}",
+            "lower data.batch_size or use fewer processes or loader workers",
+        )
     dataset.batches = (batches, batch_size)
     return DataLoader(
         dataset,

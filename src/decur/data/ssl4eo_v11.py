@@ -61,14 +61,64 @@ MODALITIES = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 
 """decur name → (release folder, bands)."""
 SAMPLES_PER_FILE = 64
 # the release README's standardisation values, in the release's units (DN, dB, 8-bit)
-_L1C_MEAN = [2607.345, 2393.068, 2320.225, 2373.963, 2562.536, 3110.071, 3392.832, 3321.154, 3583.77, 1838.712,
-             1021.753, 3205.112, 2545.798]  # fmt: skip
-_L1C_STD = [786.523, 849.702, 875.318, 1143.578, 1126.248, 1161.98, 1273.505, 1246.79, 1342.755, 576.795, 45.626,
-            1340.347, 1145.036]  # fmt: skip
-_L2A_MEAN = [1793.243, 1924.863, 2184.553, 2340.936, 2671.402, 3240.082, 3468.412, 3563.244, 3627.704, 3711.071,
-             3416.714, 2849.625]  # fmt: skip
-_L2A_STD = [1160.144, 1201.092, 1219.943, 1397.225, 1400.035, 1373.136, 1429.17, 1485.025, 1447.836, 1652.703,
-            1471.002, 1365.307]  # fmt: skip
+_L1C_MEAN = [
+    2607.345,
+    2393.068,
+    2320.225,
+    2373.963,
+    2562.536,
+    3110.071,
+    3392.832,
+    3321.154,
+    3583.77,
+    1838.712,
+    1021.753,
+    3205.112,
+    2545.798,
+]
+_L1C_STD = [
+    786.523,
+    849.702,
+    875.318,
+    1143.578,
+    1126.248,
+    1161.98,
+    1273.505,
+    1246.79,
+    1342.755,
+    576.795,
+    45.626,
+    1340.347,
+    1145.036,
+]
+_L2A_MEAN = [
+    1793.243,
+    1924.863,
+    2184.553,
+    2340.936,
+    2671.402,
+    3240.082,
+    3468.412,
+    3563.244,
+    3627.704,
+    3711.071,
+    3416.714,
+    2849.625,
+]
+_L2A_STD = [
+    1160.144,
+    1201.092,
+    1219.943,
+    1397.225,
+    1400.035,
+    1373.136,
+    1429.17,
+    1485.025,
+    1447.836,
+    1652.703,
+    1471.002,
+    1365.307,
+]
 _RELEASE = {
     "s2l1c": (_L1C_MEAN, _L1C_STD),
     "s2l2a": (_L2A_MEAN, _L2A_STD),
@@ -110,11 +160,13 @@ def open_shard(path: Path) -> Any:
     try:
         return xr.open_zarr(ZipStore(str(path), mode="r"), consolidated=None, chunks=None)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
-        raise DatasetError(path, f"not a readable Zarr zip file ({type(err).__name__}: {err})",
-                           "re-download this file of the release") from None  # fmt: skip
+        raise DatasetError(
+            path, f"not a readable Zarr zip file ({type(err).__name__}: {err})", "re-download this file of the release"
+        ) from None
     except Exception as err:  # zarr's own errors (GroupNotFoundError, ...) have no common base class
-        raise DatasetError(path, f"not a Zarr-v2 group ({type(err).__name__}: {err})",
-                           "re-download this file of the release") from None  # fmt: skip
+        raise DatasetError(
+            path, f"not a Zarr-v2 group ({type(err).__name__}: {err})", "re-download this file of the release"
+        ) from None
 
 
 def read_timestamps(
@@ -187,8 +239,9 @@ def read_timestamps(
                     else:
                         codec.decode(raw, out=buf)
             except (RuntimeError, ValueError) as err:  # numcodecs: corrupt or truncated chunk
-                raise DatasetError(path, f"chunk {info.filename} cannot be decoded ({err})",
-                                   "re-download this file of the release") from None  # fmt: skip
+                raise DatasetError(
+                    path, f"chunk {info.filename} cannot be decoded ({err})", "re-download this file of the release"
+                ) from None
             out[t] = buf
     return out
 
@@ -204,9 +257,11 @@ def shard_files(root: Path, modalities: list[str]) -> list[str]:
     for m in modalities:
         folder = root / MODALITIES[m][0]
         if not folder.is_dir():
-            raise DatasetError(folder, "modality folder is missing",
-                               f"point data.root at a split folder of the release (train/ or val/) holding "
-                               f"{MODALITIES[m][0]}/")  # fmt: skip
+            raise DatasetError(
+                folder,
+                "modality folder is missing",
+                f"point data.root at a split folder of the release (train/ or val/) holding {MODALITIES[m][0]}/",
+            )
         names[m] = {p.name for p in folder.glob("*.zarr.zip")}
         if not names[m]:
             raise DatasetError(folder, "no .zarr.zip files", "download the modality's files of this split")
@@ -214,9 +269,11 @@ def shard_files(root: Path, modalities: list[str]) -> list[str]:
     for m, have in names.items():
         missing = sorted(every - have)
         if missing:
-            raise DatasetError(root / MODALITIES[m][0] / missing[0],
-                               f"missing for {m} ({len(missing)} file(s) in all)",
-                               "download it for every modality, or list only the modalities you have")  # fmt: skip
+            raise DatasetError(
+                root / MODALITIES[m][0] / missing[0],
+                f"missing for {m} ({len(missing)} file(s) in all)",
+                "download it for every modality, or list only the modalities you have",
+            )
     return sorted(every)
 
 
@@ -237,14 +294,20 @@ def open_shards(root: Path, name: str, modalities: list[str]) -> dict[str, Any]:
         if "bands" not in ds:
             raise DatasetError(path, "no `bands` variable", "re-download this file of the release")
         if ds["bands"].shape[2] != bands:
-            raise DatasetError(path, f"{ds['bands'].shape[2]} bands, {m} has {bands}",
-                               "check that the file belongs to this modality folder")  # fmt: skip
+            raise DatasetError(
+                path,
+                f"{ds['bands'].shape[2]} bands, {m} has {bands}",
+                "check that the file belongs to this modality folder",
+            )
         ids = [str(s) for s in ds["sample"].values]
         if first is None:
             first = (folder, ids)
         elif ids != first[1]:
-            raise DatasetError(path, f"sample ids differ from {first[0]}/{name} (e.g. {ids[:2]} vs {first[1][:2]})",
-                               "re-download both files of this shard")  # fmt: skip
+            raise DatasetError(
+                path,
+                f"sample ids differ from {first[0]}/{name} (e.g. {ids[:2]} vs {first[1][:2]})",
+                "re-download both files of this shard",
+            )
         shards[m] = ds
     return shards
 
@@ -300,8 +363,11 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
     def shard(self, rank: int, world_size: int, start_epoch: int = 0) -> SSL4EOS12v11:
         """Read process ``rank``'s share of ``world_size``; the first pass is epoch ``start_epoch``."""
         if world_size > len(self.files):
-            raise DatasetError(self.root, f"{len(self.files)} file(s) cannot feed {world_size} processes",
-                               "use fewer processes or more files")  # fmt: skip
+            raise DatasetError(
+                self.root,
+                f"{len(self.files)} file(s) cannot feed {world_size} processes",
+                "use fewer processes or more files",
+            )
         self.rank, self.world_size, self.start_epoch = rank, world_size, start_epoch
         return self
 

@@ -125,8 +125,13 @@ class InputTransform:
 
     def to_card(self) -> dict[str, Any]:
         """The JSON form stored in weights cards (:meth:`from_card` rebuilds it exactly)."""
-        return {"rule": self.rule, "units": self.units, "bands": list(self.bands), "steps": self.steps,
-                "stats_source": self.stats_source}  # fmt: skip
+        return {
+            "rule": self.rule,
+            "units": self.units,
+            "bands": list(self.bands),
+            "steps": self.steps,
+            "stats_source": self.stats_source,
+        }
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> InputTransform:
@@ -146,8 +151,9 @@ def _std(mean: Sequence[float], std: Sequence[float]) -> dict[str, Any]:
     return {"op": "standardize", "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
 
 
-def sentinel_transform(rule: str, modality: str, bands: int, stats: tuple[list[float], list[float]] | None = None
-                       ) -> InputTransform:  # fmt: skip
+def sentinel_transform(
+    rule: str, modality: str, bands: int, stats: tuple[list[float], list[float]] | None = None
+) -> InputTransform:
     """The ``rule`` transform of a Sentinel-1 (``bands == 2``) or Sentinel-2 L1C (13 / 12 bands) image.
 
     Args:
@@ -175,8 +181,11 @@ def sentinel_transform(rule: str, modality: str, bands: int, stats: tuple[list[f
     if rule == "decur":
         m, s = stats or STATS["s1" if bands == 2 else "s2c" if bands == 13 else "s2a"]
         first = {"op": "cut_outliers", "fraction": 0.02} if bands == 2 else {"op": "s2_8bit"}
-        source = "decur: SSL4EO-S12 band statistics (SSL4EO-S12 repository, 50k samples)" if stats is None else (
-            "decur: the pretraining run's statistics")  # fmt: skip
+        source = (
+            "decur: SSL4EO-S12 band statistics (SSL4EO-S12 repository, 50k samples)"
+            if stats is None
+            else ("decur: the pretraining run's statistics")
+        )
         return InputTransform(rule, units, names, [first, _std(m, s)], source)
     if rule == "ssl4eo_release":
         steps = [{"op": "cut_outliers", "fraction": 0.01}] if bands == 2 else []
@@ -187,8 +196,9 @@ def sentinel_transform(rule: str, modality: str, bands: int, stats: tuple[list[f
     return InputTransform(rule, units, names, [step], "torchgeo: ResNet50_Weights.SENTINEL*_ALL_DECUR transforms")
 
 
-def image_transform(rule: str, modality: str, bands: int, stats: tuple[list[float], list[float]],
-                    imagenet: bool = False) -> InputTransform:  # fmt: skip
+def image_transform(
+    rule: str, modality: str, bands: int, stats: tuple[list[float], list[float]], imagenet: bool = False
+) -> InputTransform:
     """The ``rule`` transform of an 8-bit image (RGB, HHA) or a DEM, given as decur's readers return it.
 
     ``decur``: standardise with ``stats``. ``ssl4eo_release`` (the release's RGB-D / GeoNRW loaders): 3-band
@@ -204,8 +214,10 @@ def image_transform(rule: str, modality: str, bands: int, stats: tuple[list[floa
     if rule == "decur":
         return InputTransform(rule, units, names, [_std(*stats)], "decur: the dataset's or run's band statistics")
     if rule != "ssl4eo_release":
-        raise ValueError(f"input transform {rule!r} exists for Sentinel-1/2 weights only; use decur or "
-                         "ssl4eo_release for RGB, HHA and DEM")  # fmt: skip
+        raise ValueError(
+            f"input transform {rule!r} exists for Sentinel-1/2 weights only; use decur or "
+            "ssl4eo_release for RGB, HHA and DEM"
+        )
     if modality == "dem":
         steps: list[dict[str, Any]] = [{"op": "percentile_stretch", "low": 1.0, "high": 99.0}]
     else:

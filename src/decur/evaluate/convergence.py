@@ -168,8 +168,11 @@ def slice_r2(
     groups = {g: [factor_names[i] for i in test.factor_groups[g]] for g in GROUPS if g != "shared"}
     out: dict[str, float] = {}
     for m in mods:
-        reps = {f"{part}/{m}": (tr[f"emb/{m}"][:, sl], te[f"emb/{m}"][:, sl]) for part, sl in slices.items()
-                if sl.stop > sl.start}  # fmt: skip
+        reps = {
+            f"{part}/{m}": (tr[f"emb/{m}"][:, sl], te[f"emb/{m}"][:, sl])
+            for part, sl in slices.items()
+            if sl.stop > sl.start
+        }
         reps[f"features/{m}"] = (tr[f"feat/{m}"], te[f"feat/{m}"])
         for rep, (xtr, xte) in reps.items():
             r2 = grouped_r2(probe_r2(xtr, tr["factors"], xte, te["factors"]), test)
@@ -206,10 +209,15 @@ def matched_slice_r2(
     out: dict[str, float] = {}
     for m in mods:
         for part, dims in slices.items():
-            subsets = [dims] if len(dims) == width else [dims[torch.randperm(len(dims), generator=g)[:width]]
-                                                         for _ in range(draws)]  # fmt: skip
-            scores = [grouped_r2(probe_r2(tr[f"emb/{m}"][:, d], tr["factors"], te[f"emb/{m}"][:, d], te["factors"]),
-                                 test) for d in subsets]  # fmt: skip
+            subsets = (
+                [dims]
+                if len(dims) == width
+                else [dims[torch.randperm(len(dims), generator=g)[:width]] for _ in range(draws)]
+            )
+            scores = [
+                grouped_r2(probe_r2(tr[f"emb/{m}"][:, d], tr["factors"], te[f"emb/{m}"][:, d], te["factors"]), test)
+                for d in subsets
+            ]
             for grp, idx in groups.items():
                 keys = ["shared"] if idx is None else [names[i] for i in idx]
                 out[f"r2m/{part}/{m}/{grp}"] = float(np.mean([np.mean([sc[key] for key in keys]) for sc in scores]))
@@ -239,8 +247,9 @@ def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]
         for method, overrides in run_names(cfg).items():
             run = output / "runs" / f"{method}-s{seed}"
             run.mkdir(parents=True, exist_ok=True)
-            pcfg = load_config(None, [*cfg.pretrain_overrides, *overrides, f"trainer.seed={seed}",
-                                      "eval.enabled=false"])  # fmt: skip
+            pcfg = load_config(
+                None, [*cfg.pretrain_overrides, *overrides, f"trainer.seed={seed}", "eval.enabled=false"]
+            )
             pcfg.validate()
             train = build_dataset(pcfg, seed_offset=1_000, length=cfg.eval_train_samples)
             test = build_dataset(pcfg, seed_offset=2_000, length=cfg.eval_test_samples)
@@ -269,8 +278,14 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         writer.writeheader()
         writer.writerows(rows)
     methods = [m for m in run_names(cfg) if any(r["method"] == m for r in rows)]
-    last = {m: [max(rs, key=lambda r: r["step"]) for s in cfg.seeds  # a study cut short: the seeds that finished
-                if (rs := [r for r in rows if r["method"] == m and r["seed"] == s])] for m in methods}  # fmt: skip
+    last = {
+        m: [
+            max(rs, key=lambda r: r["step"])
+            for s in cfg.seeds  # a study cut short: the seeds that finished
+            if (rs := [r for r in rows if r["method"] == m and r["seed"] == s])
+        ]
+        for m in methods
+    }
     short = {m: [r["seed"] for r in last[m]] for m in methods if len(last[m]) < len(cfg.seeds)}
     columns = [k for k in order[3:]]
 
@@ -278,22 +293,43 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         v = np.array([r.get(k, np.nan) for r in last[m]], dtype=float)
         return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}" if np.isfinite(v).any() else "–"
 
-    lines = [f"# Convergence study: last evaluation (step {last[methods[0]][0]['step']}), mean ± std over seeds "
-             f"{cfg.seeds}", "", f"{len(rows)} evaluations, {seconds / 60:.1f} min.", ""]  # fmt: skip
+    lines = [
+        f"# Convergence study: last evaluation (step {last[methods[0]][0]['step']}), mean ± std over seeds {cfg.seeds}",
+        "",
+        f"{len(rows)} evaluations, {seconds / 60:.1f} min.",
+        "",
+    ]
     if short:
         lines += ["Fewer seeds finished for: " + ", ".join(f"{m} {v}" for m, v in short.items()), ""]
     lines += ["| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(cell(m, k) for m in methods) + " |" for k in columns]
     (output / "summary.md").write_text("\n".join(lines) + "\n")
 
-    panels = [("misalignment (1 − C_ii)²", ["align_common", "align_unique"]),
-              ("R² shared factors", ["r2/common/optical/shared", "r2/unique/optical/shared"]),
-              ("R² optical-only factors", ["r2/common/optical/optical", "r2/unique/optical/optical",
-                                           "r2/features/optical/optical", "r2m/common/optical/optical",
-                                           "r2m/unique/optical/optical"]),
-              ("R² SAR-only factors", ["r2/common/sar/sar", "r2/unique/sar/sar", "r2/features/sar/sar",
-                                       "r2m/common/sar/sar", "r2m/unique/sar/sar"]),
-              ("probe mAP", ["map/optical+sar", "map/optical", "map/sar"])]  # fmt: skip
+    panels = [
+        ("misalignment (1 − C_ii)²", ["align_common", "align_unique"]),
+        ("R² shared factors", ["r2/common/optical/shared", "r2/unique/optical/shared"]),
+        (
+            "R² optical-only factors",
+            [
+                "r2/common/optical/optical",
+                "r2/unique/optical/optical",
+                "r2/features/optical/optical",
+                "r2m/common/optical/optical",
+                "r2m/unique/optical/optical",
+            ],
+        ),
+        (
+            "R² SAR-only factors",
+            [
+                "r2/common/sar/sar",
+                "r2/unique/sar/sar",
+                "r2/features/sar/sar",
+                "r2m/common/sar/sar",
+                "r2m/unique/sar/sar",
+            ],
+        ),
+        ("probe mAP", ["map/optical+sar", "map/optical", "map/sar"]),
+    ]
     fig, axes = plt.subplots(len(methods), len(panels), figsize=(4 * len(panels), 2.8 * len(methods)), squeeze=False)
     for i, m in enumerate(methods):
         for j, (title, ks) in enumerate(panels):
@@ -303,10 +339,15 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
                     pts = sorted((r["step"], r[k]) for r in rows if r["method"] == m and r["seed"] == s and k in r)
                     if pts:
                         xs, ys = zip(*pts, strict=True)
-                        ax.plot(xs, ys, color=f"C{c}", alpha=0.8, marker="o" if len(pts) == 1 else None,
-                                ls="--" if k.startswith("r2m/") else "-",
-                                label=_label(k) if s == cfg.seeds[0]
-                                else None)  # fmt: skip
+                        ax.plot(
+                            xs,
+                            ys,
+                            color=f"C{c}",
+                            alpha=0.8,
+                            marker="o" if len(pts) == 1 else None,
+                            ls="--" if k.startswith("r2m/") else "-",
+                            label=_label(k) if s == cfg.seeds[0] else None,
+                        )
             if title.startswith("R²"):  # a ridge probe on random-init features can score far below 0 at step 0
                 ax.set_ylim(bottom=max(ax.get_ylim()[0], -0.1))
             ax.set_title(f"{m}: {title}", fontsize=9)

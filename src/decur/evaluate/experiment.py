@@ -86,12 +86,24 @@ class ExperimentConfig(ProbeSettings):
             _need(
                 known, "experiment", "methods", f"{entry!r}: not a method of {[*METHOD_NAMES, 'random', 'random_bn']}"
             )
-            _need(not single or single in ("optical", "sar"), "experiment", "methods",
-                  f"{entry!r}: the single modality is optical or sar")  # fmt: skip
-        _need(set(self.protocols) <= {"linear", "finetune"} and bool(self.protocols), "experiment", "protocols",
-              f"linear and/or finetune, got {self.protocols}")  # fmt: skip
-        _need(bool(self.label_fractions) and all(0 < f <= 1 for f in self.label_fractions), "experiment",
-              "label_fractions", f"shares in (0, 1], got {self.label_fractions}")  # fmt: skip
+            _need(
+                not single or single in ("optical", "sar"),
+                "experiment",
+                "methods",
+                f"{entry!r}: the single modality is optical or sar",
+            )
+        _need(
+            set(self.protocols) <= {"linear", "finetune"} and bool(self.protocols),
+            "experiment",
+            "protocols",
+            f"linear and/or finetune, got {self.protocols}",
+        )
+        _need(
+            bool(self.label_fractions) and all(0 < f <= 1 for f in self.label_fractions),
+            "experiment",
+            "label_fractions",
+            f"shares in (0, 1], got {self.label_fractions}",
+        )
         _need(self.finetune_epochs >= 1, "experiment", "finetune_epochs", f"must be >= 1, got {self.finetune_epochs}")
         return self
 
@@ -199,9 +211,14 @@ def _write(
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if r2:
         keys = list(dict.fromkeys(k for v in r2.values() for k in v))
-        lines += ["", "Factor R² of the built-in evaluation (ridge probe on the backbone features of the run's "
-                  "modalities; single-modal runs see only their own sensor):", "",
-                  "| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
+        lines += [
+            "",
+            "Factor R² of the built-in evaluation (ridge probe on the backbone features of the run's "
+            "modalities; single-modal runs see only their own sensor):",
+            "",
+            "| method | " + " | ".join(keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
         for method, values in r2.items():
             lines.append(f"| {method} | " + " | ".join(f"{values[k]:.3f}" if k in values else "–" for k in keys) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -288,8 +305,14 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
                 run_dir / "transfer" / "+".join(mods),
                 progress=False,
             )
-            rows.append({"value": label, "modalities": "+".join(mods), "map_micro_mean": result["map_micro"]["mean"],
-                         "map_micro_std": result["map_micro"]["std"]})  # fmt: skip
+            rows.append(
+                {
+                    "value": label,
+                    "modalities": "+".join(mods),
+                    "map_micro_mean": result["map_micro"]["mean"],
+                    "map_micro_std": result["map_micro"]["std"],
+                }
+            )
     with open(output / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -297,9 +320,14 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
     labels = list(dict.fromkeys(r["value"] for r in rows))
     combos = list(dict.fromkeys(r["modalities"] for r in rows))
     cell = {(r["value"], r["modalities"]): r for r in rows}
-    lines = [f"# Sweep of `{cfg.parameter}` — linear-probe mAP micro, {len(cfg.seeds)} seed(s)", "",
-             f"Wall time {(time.perf_counter() - started) / 60:.1f} min. Fixed: {cfg.pretrain_overrides}", "",
-             f"| {cfg.parameter} | " + " | ".join(combos) + " |", "|---|" + "---|" * len(combos)]  # fmt: skip
+    lines = [
+        f"# Sweep of `{cfg.parameter}` — linear-probe mAP micro, {len(cfg.seeds)} seed(s)",
+        "",
+        f"Wall time {(time.perf_counter() - started) / 60:.1f} min. Fixed: {cfg.pretrain_overrides}",
+        "",
+        f"| {cfg.parameter} | " + " | ".join(combos) + " |",
+        "|---|" + "---|" * len(combos),
+    ]
     for v in labels:
         cells = [f"{cell[(v, c)]['map_micro_mean']:.3f} ± {cell[(v, c)]['map_micro_std']:.3f}" for c in combos]
         lines.append(f"| {v} | " + " | ".join(cells) + " |")

@@ -160,8 +160,10 @@ class TransferModule(L.LightningModule):
             if p.requires_grad:
                 decayed = o.name == "sgd" or (p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES)
                 groups.setdefault((scales.get(name, 1.0), decayed), []).append(p)
-        return [{"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decayed else 0.0}
-                for (scale, decayed), ps in groups.items()]  # fmt: skip
+        return [
+            {"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decayed else 0.0}
+            for (scale, decayed), ps in groups.items()
+        ]
 
     def configure_optimizers(self) -> Any:
         """SGD (momentum 0.9) or AdamW over the trainable parameters, with a per-step schedule.

@@ -32,8 +32,10 @@ def _standardized(x: Tensor) -> Tensor:
 def ranks(query: Tensor, gallery: Tensor) -> Tensor:
     """1-based rank of gallery item ``i`` for query ``i`` (ties counted against the query), ``N`` ints."""
     if query.ndim != 2 or query.shape != gallery.shape or query.shape[0] < 2:
-        raise ValueError(f"retrieval needs two N x D sets of the same shape, N >= 2, got {tuple(query.shape)}, "
-                         f"{tuple(gallery.shape)}")  # fmt: skip
+        raise ValueError(
+            f"retrieval needs two N x D sets of the same shape, N >= 2, got {tuple(query.shape)}, "
+            f"{tuple(gallery.shape)}"
+        )
     sim = _standardized(query) @ _standardized(gallery).T
     return (sim >= sim.diagonal()[:, None]).sum(dim=1)
 

@@ -47,8 +47,10 @@ class Start:
 
     def describe(self) -> str:
         """One line per modality: the rule and its steps (printed at the start of a run)."""
-        return "\n".join(f"input transform of {m}: {t.rule} ({t.units} -> " +
-                         " -> ".join(s["op"] for s in t.steps) + ")" for m, t in self.transforms.items())  # fmt: skip
+        return "\n".join(
+            f"input transform of {m}: {t.rule} ({t.units} -> " + " -> ".join(s["op"] for s in t.steps) + ")"
+            for m, t in self.transforms.items()
+        )
 
 
 def starting_point(run: TransferRun, data: TransferData) -> Start:
@@ -68,8 +70,10 @@ def starting_point(run: TransferRun, data: TransferData) -> Start:
             raise ConfigError(f"transfer config field `pretrained`: {err}") from None
         missing = sorted(set(use) - set(pre.encoders))
         if missing:
-            raise ConfigError(f"transfer config field `modalities`: {missing} not among the encoders of "
-                              f"{run.pretrained} ({pre.modalities}); name them with pretrained_modalities")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `modalities`: {missing} not among the encoders of "
+                f"{run.pretrained} ({pre.modalities}); name them with pretrained_modalities"
+            )
         wrong = {m: (pre.bands[m], data.bands[m]) for m in use if pre.bands[m] != data.bands[m]}
         if wrong:
             raise ConfigError(f"transfer config field `pretrained`: band counts (weights, data) differ: {wrong}")

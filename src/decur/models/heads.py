@@ -69,8 +69,10 @@ def pyramid(encoder: nn.Module, x: Tensor) -> list[Tensor]:
     if hasattr(net, "blocks") and hasattr(net, "patch_embed"):
         maps = net.forward_intermediates(x, indices=vit_blocks(encoder), intermediates_only=True)
         h, w = x.shape[-2:]
-        return [F.interpolate(f, size=(max(1, h // s), max(1, w // s)), mode="bilinear")
-                for f, s in zip(maps, PYRAMID_STRIDES, strict=True)]  # fmt: skip
+        return [
+            F.interpolate(f, size=(max(1, h // s), max(1, w // s)), mode="bilinear")
+            for f, s in zip(maps, PYRAMID_STRIDES, strict=True)
+        ]
     return list(net.forward_intermediates(x, intermediates_only=True))
 
 

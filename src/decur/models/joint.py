@@ -83,8 +83,10 @@ class MultimodalEncoder(nn.Module):
         if output not in OUTPUTS:
             raise ValueError(f"output {output!r} is not one of {list(OUTPUTS)}")
         if output == "common" and (not projectors or common_dim is None):
-            raise ValueError("output 'common' needs the projectors and common_dim (a decur run, export or the "
-                             "release's joint checkpoint)")  # fmt: skip
+            raise ValueError(
+                "output 'common' needs the projectors and common_dim (a decur run, export or the "
+                "release's joint checkpoint)"
+            )
         self.output, self.common_dim = output, common_dim
         self.encoders = nn.ModuleDict(encoders)
         self.projectors = nn.ModuleDict(projectors or {})
@@ -121,8 +123,9 @@ class MultimodalEncoder(nn.Module):
             transforms = default_transforms(pre, None, "MultimodalEncoder")
         except WeightsError:
             transforms = pre.transforms
-        names = {m: (transforms[m].bands if m in transforms else [f"{m}{i}" for i in range(c)])
-                 for m, c in pre.bands.items()}  # fmt: skip
+        names = {
+            m: (transforms[m].bands if m in transforms else [f"{m}{i}" for i in range(c)]) for m, c in pre.bands.items()
+        }
         if kwargs.get("transforms") is True:
             kwargs["transforms"] = transforms
         net = cls(encoders, names, output, projectors, pre.common_dim, **kwargs)

@@ -1,2 +1,5 @@
-"""Pretraining on the Lightning engine: the run (`run`), the LightningModule (`module`), the trainer and its
-checkpoints (`engine`), callbacks, monitors and host tuning."""
+"""Pretraining on the Lightning engine.
+
+The run (`run`), the LightningModule (`module`), the trainer and its checkpoints (`engine`), callbacks, monitors
+and host tuning.
+"""

@@ -100,8 +100,9 @@ class LastCheckpoint(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Record where the run stands: finished epochs and optimiser steps (``resume_point`` reads it)."""
-        checkpoint["decur_position"] = dict(getattr(self, "_position", {"epoch": trainer.current_epoch,
-                                                                          "step": trainer.global_step}))  # fmt: skip
+        checkpoint["decur_position"] = dict(
+            getattr(self, "_position", {"epoch": trainer.current_epoch, "step": trainer.global_step})
+        )
 
 
 class Throughput(L.Callback):
@@ -225,8 +226,11 @@ def plot_monitors(metrics_csv: Path, out_png: Path) -> None:
         return
     steps = [int(r["step"]) for r in rows]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
-    titles = {"emb_std_": "std of L2-normalised embedding", "rank_": "effective rank (RankMe)",
-              "align_": "cross-modal C_ii: common (→1), |unique| (→0)"}  # fmt: skip
+    titles = {
+        "emb_std_": "std of L2-normalised embedding",
+        "rank_": "effective rank (RankMe)",
+        "align_": "cross-modal C_ii: common (→1), |unique| (→0)",
+    }
     for ax, (prefix, keys) in zip(axes[0], panels, strict=True):
         for k in keys:
             values = [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]

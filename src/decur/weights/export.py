@@ -71,8 +71,18 @@ def read_run(path: Path) -> Pretrained:
     if vit_patch(config["model"]["arch"]) is not None:
         card["vit_pool"] = config["model"].get("vit_pool", "token")
         card["crop_size"] = config["data"]["crop_size"]
-    return Pretrained(path, "decur-run", config["model"]["arch"], encoders, bands, transforms, projectors,
-                      config["model"].get("head_dim"), common, card)  # fmt: skip
+    return Pretrained(
+        path,
+        "decur-run",
+        config["model"]["arch"],
+        encoders,
+        bands,
+        transforms,
+        projectors,
+        config["model"].get("head_dim"),
+        common,
+        card,
+    )
 
 
 def load_with(arch: str, in_chans: int, vit_pool: str = "token") -> str:
@@ -80,8 +90,10 @@ def load_with(arch: str, in_chans: int, vit_pool: str = "token") -> str:
     from decur.models.mit import is_mit
 
     if is_mit(arch):
-        return (f"SegFormer's original {arch} backbone (SegFormer / CMX code: load_state_dict(weights, strict=True));"
-                f" in decur: decur.models.mit.create_mit('{arch}', in_chans={in_chans})")  # fmt: skip
+        return (
+            f"SegFormer's original {arch} backbone (SegFormer / CMX code: load_state_dict(weights, strict=True));"
+            f" in decur: decur.models.mit.create_mit('{arch}', in_chans={in_chans})"
+        )
     pool = ", global_pool='avg', fc_norm=False" if vit_pool == "avg" else ""
     return f"timm.create_model('{arch}', in_chans={in_chans}, num_classes=0{pool})"
 
@@ -169,8 +181,16 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
     pre = read_run(Path(run_or_ckpt))
     if modality not in pre.encoders:
         raise ConfigError(f"--modality {modality!r}: no such encoder in {run_or_ckpt}; it has {pre.modalities}")
-    card = {"format": "decur-backbone/2", "arch": pre.arch, "modality": modality, **_modality_card(pre, modality),
-            "common_dim": pre.common_dim, "head_dim": pre.head_dim, **pre.card, **vit_card(pre)}  # fmt: skip
+    card = {
+        "format": "decur-backbone/2",
+        "arch": pre.arch,
+        "modality": modality,
+        **_modality_card(pre, modality),
+        "common_dim": pre.common_dim,
+        "head_dim": pre.head_dim,
+        **pre.card,
+        **vit_card(pre),
+    }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(pre.encoders[modality], str(out), metadata={"arch": pre.arch, "modality": modality})
@@ -213,8 +233,18 @@ def read_export(path: Path) -> Pretrained:
         if entry.get("projector"):
             projectors[m] = load_file(str(folder / entry["projector"]))
     extra = {k: v for k, v in card.items() if k not in ("modalities", "common_dim", "head_dim", "arch")}
-    return Pretrained(card_path, "decur-export", card["arch"], encoders, bands, transforms, projectors,
-                      card.get("head_dim"), card.get("common_dim"), extra)  # fmt: skip
+    return Pretrained(
+        card_path,
+        "decur-export",
+        card["arch"],
+        encoders,
+        bands,
+        transforms,
+        projectors,
+        card.get("head_dim"),
+        card.get("common_dim"),
+        extra,
+    )
 
 
 def import_weights(

@@ -44,13 +44,19 @@ from decur.errors import DecurError
 CARD = "card.json"
 """The card of an export folder (:mod:`decur.weights.export`)."""
 RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], str] = {
-    (False, (2, 2, 2, 2)): "resnet18", (False, (3, 4, 6, 3)): "resnet34", (True, (3, 4, 6, 3)): "resnet50",
-    (True, (3, 4, 23, 3)): "resnet101", (True, (3, 8, 36, 3)): "resnet152",
-}  # fmt: skip
+    (False, (2, 2, 2, 2)): "resnet18",
+    (False, (3, 4, 6, 3)): "resnet34",
+    (True, (3, 4, 6, 3)): "resnet50",
+    (True, (3, 4, 23, 3)): "resnet101",
+    (True, (3, 8, 36, 3)): "resnet152",
+}
 """(bottleneck blocks, blocks per stage) → timm / torchvision ResNet."""
 MIT_DEPTHS: dict[tuple[int, ...], str] = {
-    (3, 4, 6, 3): "mit_b2", (3, 4, 18, 3): "mit_b3", (3, 8, 27, 3): "mit_b4", (3, 6, 40, 3): "mit_b5"
-}  # fmt: skip
+    (3, 4, 6, 3): "mit_b2",
+    (3, 4, 18, 3): "mit_b3",
+    (3, 8, 27, 3): "mit_b4",
+    (3, 6, 40, 3): "mit_b5",
+}
 VIT_WIDTHS = {192: "tiny", 384: "small", 768: "base", 1024: "large"}
 RELEASE_COMMON = {2: 7168, 3: 6144}
 """The release scripts' ``--dim_common`` by the first backbone's band count: SSL4EO-S12 (S1 first) 7168 of 8192,
@@ -116,8 +122,10 @@ class Pretrained:
             encoder.load_state_dict(self.encoders[modality], strict=True)
         except RuntimeError as err:
             reason = str(err).splitlines()[0][:160]
-            raise WeightsError(f"{self.source}: the {modality} weights do not fit {self.arch} with "
-                               f"{self.bands[modality]} bands ({reason})") from None  # fmt: skip
+            raise WeightsError(
+                f"{self.source}: the {modality} weights do not fit {self.arch} with "
+                f"{self.bands[modality]} bands ({reason})"
+            ) from None
         return encoder
 
 
@@ -161,14 +169,18 @@ def _load_file(name: str, mtime_ns: int, size: int) -> Any:
             if mmap and "mmap" in str(err):
                 continue  # a legacy (non-zip) file: read it whole
             reason = str(err).splitlines()[0][:160]
-            raise WeightsError(f"{path}: cannot be read as a PyTorch weights file ({reason}); it is truncated, "
-                               "corrupt or not a weights file") from None  # fmt: skip
+            raise WeightsError(
+                f"{path}: cannot be read as a PyTorch weights file ({reason}); it is truncated, "
+                "corrupt or not a weights file"
+            ) from None
         except Exception as err:
             first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
             if "weights_only" in str(err) or "Unpickl" in type(err).__name__:
                 first = "it holds Python objects other than tensors, which decur does not unpickle"
-            raise WeightsError(f"{path}: cannot be read as a weights file ({first}); give a state dict, the DeCUR "
-                               "release's checkpoint, a decur export or a decur run") from None  # fmt: skip
+            raise WeightsError(
+                f"{path}: cannot be read as a weights file ({first}); give a state dict, the DeCUR "
+                "release's checkpoint, a decur export or a decur run"
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -203,8 +215,10 @@ def infer_arch(state: dict[str, Tensor], where: Path) -> tuple[str, int]:
         if size is None:
             raise WeightsError(f"{where}: a ViT of width {w.shape[0]}; decur knows widths {sorted(VIT_WIDTHS)}")
         return f"vit_{size}_patch{int(w.shape[-1])}_224", int(w.shape[1])
-    raise WeightsError(f"{where}: the keys ({sorted(state)[:4]} ...) are those of no ResNet, MiT or ViT encoder; "
-                       "give a backbone state dict, the DeCUR release's checkpoint or a decur export")  # fmt: skip
+    raise WeightsError(
+        f"{where}: the keys ({sorted(state)[:4]} ...) are those of no ResNet, MiT or ViT encoder; "
+        "give a backbone state dict, the DeCUR release's checkpoint or a decur export"
+    )
 
 
 def _clean_backbone(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -229,11 +243,15 @@ def read_pretrained(
     """
     path = Path(source)
     if not path.exists():
-        raise WeightsError(f"{path}: does not exist; give a decur run folder, a decur export, the DeCUR release's "
-                           "checkpoint or a backbone state dict")  # fmt: skip
-    if (path.is_dir() and (path / CARD).is_file()) or path.suffix == ".json" or (
-        path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
-    ):  # fmt: skip
+        raise WeightsError(
+            f"{path}: does not exist; give a decur run folder, a decur export, the DeCUR release's "
+            "checkpoint or a backbone state dict"
+        )
+    if (
+        (path.is_dir() and (path / CARD).is_file())
+        or path.suffix == ".json"
+        or (path.suffix == ".safetensors" and path.with_suffix(".json").is_file())
+    ):
         from decur.weights.export import read_export
 
         return _rename(read_export(path), modalities)
@@ -257,8 +275,10 @@ def read_pretrained(
         raise WeightsError(f"{path}: entries {bad[:3]} are not tensors; not a state dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith(("da1_l", "da2_l")) for k in state):
-        raise WeightsError(f"{path}: a DeCUR RDA checkpoint (deformable attention modules da*_l3/l4); decur "
-                           "loads plain ResNet, MiT and ViT encoders only")  # fmt: skip
+        raise WeightsError(
+            f"{path}: a DeCUR RDA checkpoint (deformable attention modules da*_l3/l4); decur "
+            "loads plain ResNet, MiT and ViT encoders only"
+        )
     if any(k.startswith("backbone_1.") for k in state):
         return _read_joint(path, state, modalities, dataset_bands)
     state = _clean_backbone({k.removeprefix("backbone."): v for k, v in state.items()})
@@ -281,14 +301,18 @@ def _read_joint(
         raise WeightsError(f"{path}: backbone_1 is a {arch}, backbone_2 a {arch2}")
     names = modalities or (list(dataset_bands) if dataset_bands and len(dataset_bands) == 2 else None)
     if names is None or len(names) != 2:
-        raise WeightsError(f"{path}: a joint DeCUR checkpoint (backbone_1: {b1} bands, backbone_2: {b2} bands); "
-                           "name its two modalities with pretrained_modalities: [first, second]")  # fmt: skip
+        raise WeightsError(
+            f"{path}: a joint DeCUR checkpoint (backbone_1: {b1} bands, backbone_2: {b2} bands); "
+            "name its two modalities with pretrained_modalities: [first, second]"
+        )
     if dataset_bands is not None:
         for name, b in zip(names, (b1, b2), strict=True):
             if name in dataset_bands and dataset_bands[name] != b:
-                raise WeightsError(f"{path}: backbone_{names.index(name) + 1} has {b} input bands but modality "
-                                   f"{name!r} has {dataset_bands[name]}; set pretrained_modalities to the right "
-                                   "order")  # fmt: skip
+                raise WeightsError(
+                    f"{path}: backbone_{names.index(name) + 1} has {b} input bands but modality "
+                    f"{name!r} has {dataset_bands[name]}; set pretrained_modalities to the right "
+                    "order"
+                )
     projectors: dict[str, dict[str, Tensor]] = {}
     head_dim = None
     for i, name in enumerate(names, start=1):
@@ -326,8 +350,10 @@ def _single_name(path: Path, bands: int, modalities: list[str] | None, dataset_b
         return modalities[0]
     fits = [m for m, b in (dataset_bands or {}).items() if b == bands]
     if len(fits) != 1:
-        raise WeightsError(f"{path}: one encoder of {bands} input bands; name its modality with "
-                           f"pretrained_modalities: [name] (the dataset has {dataset_bands})")  # fmt: skip
+        raise WeightsError(
+            f"{path}: one encoder of {bands} input bands; name its modality with "
+            f"pretrained_modalities: [name] (the dataset has {dataset_bands})"
+        )
     return fits[0]
 
 
@@ -336,15 +362,27 @@ def _rename(pre: Pretrained, modalities: list[str] | None) -> Pretrained:
     if not modalities or modalities == pre.modalities:
         return pre
     if len(modalities) != len(pre.encoders):
-        raise WeightsError(f"{pre.source}: holds encoders {pre.modalities}; pretrained_modalities {modalities} "
-                           "must name each once, in that order")  # fmt: skip
+        raise WeightsError(
+            f"{pre.source}: holds encoders {pre.modalities}; pretrained_modalities {modalities} "
+            "must name each once, in that order"
+        )
     rename = dict(zip(pre.modalities, modalities, strict=True))
 
     def move(d: dict[str, Any]) -> dict[str, Any]:
         return {rename[k]: v for k, v in d.items()}
 
-    return Pretrained(pre.source, pre.kind, pre.arch, move(pre.encoders), move(pre.bands), move(pre.transforms),
-                      move(pre.projectors), pre.head_dim, pre.common_dim, pre.card)  # fmt: skip
+    return Pretrained(
+        pre.source,
+        pre.kind,
+        pre.arch,
+        move(pre.encoders),
+        move(pre.bands),
+        move(pre.transforms),
+        move(pre.projectors),
+        pre.head_dim,
+        pre.common_dim,
+        pre.card,
+    )
 
 
 def card_json(path: Path) -> dict[str, Any]:

@@ -47,8 +47,10 @@ def default_transforms(
             continue
         chosen = rule or ("ssl4eo_release" if bands in SENTINEL_BANDS else None)
         if chosen is None:
-            raise WeightsError(f"{pre.source}: no input transform is recorded for {m!r} ({bands} bands); set "
-                               f"{where} to one of {list(RULES)}")  # fmt: skip
+            raise WeightsError(
+                f"{pre.source}: no input transform is recorded for {m!r} ({bands} bands); set "
+                f"{where} to one of {list(RULES)}"
+            )
         try:
             if bands in SENTINEL_BANDS and m not in ("rgb", "hha", "dem"):
                 out[m] = sentinel_transform(chosen, m, bands)
@@ -78,7 +80,9 @@ def after_reader(transform: InputTransform, modality: str, raw: bool, where: str
     if first and first[0] in READER_STEPS:
         return transform.after(first)
     if transform.units in ("DN", "dB") and transform.rule != "decur":
-        raise WeightsError(f"{where}: the {transform.rule} transform of {modality!r} starts from {transform.units}, "
-                           "but these data hold decur's preprocessed values (a packed store or synthetic data); "
-                           "use the raw release tree, or input_transform: decur")  # fmt: skip
+        raise WeightsError(
+            f"{where}: the {transform.rule} transform of {modality!r} starts from {transform.units}, "
+            "but these data hold decur's preprocessed values (a packed store or synthetic data); "
+            "use the raw release tree, or input_transform: decur"
+        )
     return transform

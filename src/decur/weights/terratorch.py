@@ -33,9 +33,21 @@ from decur.weights.formats import WeightsError
 SOURCE = "decur"
 """Prefix of decur's names in TerraTorch's backbone registry."""
 
-TERRATORCH_S2 = {"COASTAL_AEROSOL": "B1", "BLUE": "B2", "GREEN": "B3", "RED": "B4", "RED_EDGE_1": "B5",
-                 "RED_EDGE_2": "B6", "RED_EDGE_3": "B7", "NIR_BROAD": "B8", "NIR_NARROW": "B8A",
-                 "WATER_VAPOR": "B9", "CIRRUS": "B10", "SWIR_1": "B11", "SWIR_2": "B12"}  # fmt: skip
+TERRATORCH_S2 = {
+    "COASTAL_AEROSOL": "B1",
+    "BLUE": "B2",
+    "GREEN": "B3",
+    "RED": "B4",
+    "RED_EDGE_1": "B5",
+    "RED_EDGE_2": "B6",
+    "RED_EDGE_3": "B7",
+    "NIR_BROAD": "B8",
+    "NIR_NARROW": "B8A",
+    "WATER_VAPOR": "B9",
+    "CIRRUS": "B10",
+    "SWIR_1": "B11",
+    "SWIR_2": "B12",
+}
 """TerraTorch's (HLS) band names → Sentinel-2 band names."""
 TERRATORCH_RGB = {"RED": "R", "GREEN": "G", "BLUE": "B"}
 TERRATORCH_KEYS = {"S1GRD": "s1", "S1RTC": "s1", "S2L1C": "s2", "S2L2A": "s2", "S2RGB": "rgb", "DEM": "dem"}
@@ -117,8 +129,10 @@ class DecurBackbone(nn.Module):
         for key, value in x.items():
             m = key if key in self.joint.encoders else self.keys.get(key.lower())
             if m is None:
-                raise WeightsError(f"decur backbone: input key {key!r} is no modality of {list(self.joint.encoders)};"
-                                   " map it with modality_keys: {" + key + ": <modality>}")  # fmt: skip
+                raise WeightsError(
+                    f"decur backbone: input key {key!r} is no modality of {list(self.joint.encoders)};"
+                    " map it with modality_keys: {" + key + ": <modality>}"
+                )
             inputs[m] = take_bands(value, self.orders[m]) if m in self.orders else value
         return list(self.joint(inputs))
 
@@ -158,8 +172,9 @@ def build(
 
     """
     if ckpt_data is None:
-        raise WeightsError("decur backbone: ckpt_data is required (a decur export folder: `decur export` or "
-                           "`decur import` write one)")  # fmt: skip
+        raise WeightsError(
+            "decur backbone: ckpt_data is required (a decur export folder: `decur export` or `decur import` write one)"
+        )
     if input_transform not in TRANSFORMS:
         raise WeightsError(f"decur backbone: input_transform {input_transform!r} is not one of {list(TRANSFORMS)}")
     joint = MultimodalEncoder.from_export(ckpt_data, "maps", names, transforms=input_transform == "card")

@@ -27,8 +27,14 @@ SEGMENTATION_DATASETS = ("geonrw", "sunrgbd", "nyuv2")
 PROTOCOLS = ("linear", "finetune")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")
-RESUMABLE_CHANGES = ("trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy", "num_workers",
-                     "root")  # fmt: skip
+RESUMABLE_CHANGES = (
+    "trainer.devices",
+    "trainer.accelerator",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "num_workers",
+    "root",
+)
 
 
 @dataclass
@@ -156,14 +162,20 @@ class TransferRun:
         _allowed("task", self.task, TASKS)
         _allowed("dataset", self.dataset, tuple(DATASETS))
         if self.task == "segmentation" and self.dataset not in (*SEGMENTATION_DATASETS, "synthetic"):
-            raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no masks; use one of "
-                              f"{['synthetic', *SEGMENTATION_DATASETS]} for segmentation")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `dataset`: {self.dataset!r} has no masks; use one of "
+                f"{['synthetic', *SEGMENTATION_DATASETS]} for segmentation"
+            )
         if self.task == "retrieval" and self.pretrained is None:
-            raise ConfigError("transfer config field `pretrained`: retrieval compares a pretrained run's embeddings; "
-                              "give a run folder or checkpoint")  # fmt: skip
+            raise ConfigError(
+                "transfer config field `pretrained`: retrieval compares a pretrained run's embeddings; "
+                "give a run folder or checkpoint"
+            )
         if self.task == "classification" and self.dataset not in ("synthetic", "bigearthnet"):
-            raise ConfigError(f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
-                              "synthetic or bigearthnet for classification")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
+                "synthetic or bigearthnet for classification"
+            )
         if self.model is not None:
             _allowed("model", self.model, MODELS[self.task])
         if self.resolved_model == "cmx":
@@ -182,14 +194,17 @@ class TransferRun:
                 raise ConfigError(f"transfer config field `{name}`: must be >= 1, got {value}")
         crop = [self.crop_size] if isinstance(self.crop_size, int) else self.crop_size
         if crop is not None and (len(crop) not in (1, 2) or min(crop) < 1):
-            raise ConfigError(f"transfer config field `crop_size`: a side >= 1 or [height, width], "
-                              f"got {self.crop_size}")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `crop_size`: a side >= 1 or [height, width], got {self.crop_size}"
+            )
         if self.train_scales is not None and (not self.train_scales or min(self.train_scales) <= 0):
             raise ConfigError(f"transfer config field `train_scales`: positive factors, got {self.train_scales}")
         for name in ("train_cities", "test_cities"):
             if getattr(self, name) is not None and (self.dataset != "geonrw" or not getattr(self, name)):
-                raise ConfigError(f"transfer config field `{name}`: a non-empty list of GeoNRW city folders "
-                                  f"(dataset is {self.dataset!r})")  # fmt: skip
+                raise ConfigError(
+                    f"transfer config field `{name}`: a non-empty list of GeoNRW city folders "
+                    f"(dataset is {self.dataset!r})"
+                )
         if self.seeds is not None and not self.seeds:
             raise ConfigError(
                 "transfer config field `seeds`: an empty list runs nothing; give e.g. [0] or leave it out"
@@ -197,13 +212,17 @@ class TransferRun:
         if self.warmup_epochs < 0:
             raise ConfigError(f"transfer config field `warmup_epochs`: must be >= 0, got {self.warmup_epochs}")
         if not 0 < self.layer_decay <= 1 or (self.layer_decay != 1 and self.resolved_protocol != "finetune"):
-            raise ConfigError(f"transfer config field `layer_decay`: a factor in (0, 1] for protocol finetune "
-                              f"(1 = off), got {self.layer_decay} with protocol {self.resolved_protocol}")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `layer_decay`: a factor in (0, 1] for protocol finetune "
+                f"(1 = off), got {self.layer_decay} with protocol {self.resolved_protocol}"
+            )
         available = DATASETS[self.dataset]
         unknown = sorted(set(self.modalities or []) - set(available))
         if unknown or self.modalities == []:
-            raise ConfigError(f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
-                              f"modalities {list(available)}")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
+                f"modalities {list(available)}"
+            )
         if self.dataset != "synthetic":
             if self.root is None:
                 raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
@@ -215,8 +234,10 @@ class TransferRun:
             _allowed("input_transform", self.input_transform, RULES)
         if self.pretrained_modalities is not None:
             if self.pretrained is None or not self.pretrained_modalities:
-                raise ConfigError("transfer config field `pretrained_modalities`: names the encoders of "
-                                  "`pretrained` in file order; give a non-empty list with `pretrained`")  # fmt: skip
+                raise ConfigError(
+                    "transfer config field `pretrained_modalities`: names the encoders of "
+                    "`pretrained` in file order; give a non-empty list with `pretrained`"
+                )
         if self.pretrained is not None and check_paths:
             check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
         from decur.train.engine import PRECISIONS
@@ -236,15 +257,20 @@ class TransferRun:
 
         used = self.modalities or [m for m in DATASETS[self.dataset] if m != "elevation"]  # synthetic's optional third
         if len(used) != 2:
-            raise ConfigError(f"transfer config field `modalities`: CMX fuses two modalities (RGB first), got {used}; "
-                              "use model: fcn for one")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `modalities`: CMX fuses two modalities (RGB first), got {used}; "
+                "use model: fcn for one"
+            )
         if self.pretrained is None and not is_mit(self.arch):
-            raise ConfigError(f"transfer config field `arch`: CMX is built on MiT encoders (mit_b0 ... mit_b5), "
-                              f"got {self.arch!r}")  # fmt: skip
+            raise ConfigError(
+                f"transfer config field `arch`: CMX is built on MiT encoders (mit_b0 ... mit_b5), got {self.arch!r}"
+            )
         if self.segformer_weights is not None:
             if self.pretrained is not None:
-                raise ConfigError("transfer config field `segformer_weights`: the branches start from `pretrained`; "
-                                  "give one of the two")  # fmt: skip
+                raise ConfigError(
+                    "transfer config field `segformer_weights`: the branches start from `pretrained`; "
+                    "give one of the two"
+                )
             if check_paths and not Path(self.segformer_weights).is_file():
                 raise ConfigError(f"transfer config field `segformer_weights`: {self.segformer_weights} is not a file")
 
@@ -273,8 +299,10 @@ def check_pretrained(
     except DecurError as err:
         raise ConfigError(f"transfer config field `pretrained`: {err}") from None
     if task == "retrieval" and pre.kind != "decur-run":
-        raise ConfigError(f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "
-                          f"{pretrained} is a {pre.kind} file")  # fmt: skip
+        raise ConfigError(
+            f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "
+            f"{pretrained} is a {pre.kind} file"
+        )
 
 
 def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:

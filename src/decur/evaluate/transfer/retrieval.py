@@ -29,8 +29,10 @@ def run_retrieval(run: TransferRun, data: TransferData, output: Path, progress: 
     use = run.modalities or [m for m in pretrained.model.modalities if m in data.bands]
     missing = sorted(set(use) - set(pretrained.model.modalities))
     if missing or len(use) < 2:
-        raise ConfigError(f"transfer config field `modalities`: retrieval needs >= 2 modalities of the run "
-                          f"({pretrained.model.modalities}), got {use}")  # fmt: skip
+        raise ConfigError(
+            f"transfer config field `modalities`: retrieval needs >= 2 modalities of the run "
+            f"({pretrained.model.modalities}), got {use}"
+        )
     module = EmbeddingModule(pretrained.model, {m: cast(ViewPipeline, pretrained.views[m]) for m in use})
     trainer = build_trainer(output, run.trainer, global_batch=run.batch_size, max_epochs=1, progress=progress)
     batch = run.eval_batch_size or (1 if run.dataset in ("sunrgbd", "nyuv2") else run.batch_size)

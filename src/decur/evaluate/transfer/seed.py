@@ -155,8 +155,10 @@ def build_module(run: TransferRun, data: TransferData, seed: int, start: Start) 
     use = run.modalities or list(encoders)
     model: LateFusionClassifier | FCN | CMX
     if (run.resolved_model == "cmx") != is_mit(arch):
-        raise ConfigError(f"transfer config field `model`: {run.resolved_model} does not take {arch} encoders "
-                          "(CMX needs MiT encoders; the FCN and late fusion need ResNets)")  # fmt: skip
+        raise ConfigError(
+            f"transfer config field `model`: {run.resolved_model} does not take {arch} encoders "
+            "(CMX needs MiT encoders; the FCN and late fusion need ResNets)"
+        )
     if run.layer_decay != 1 and not VIT.match(arch):
         raise ConfigError(f"transfer config field `layer_decay`: decays the layers of ViT encoders, not {arch}")
     if run.task == "classification":
