@@ -26,6 +26,7 @@ import torch
 from decur.cli import main
 
 from .conftest import REPO
+from .data import write_tif
 from .data.bigearthnet.data import make_v1
 from .data.rgbd.data import make_sunrgbd
 from .data.ssl4eo_v11.data import make_v11
@@ -61,23 +62,14 @@ def commands(block: str) -> list[str]:
     return [line for line in lines if line and not line.startswith(("#", *SETUP))]
 
 
-def _tif(path: Path, data: np.ndarray) -> None:
-    import rasterio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2], "count": data.shape[0],
-               "dtype": data.dtype.name}  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-
-
 def make_inputs(folder: Path, text: str) -> None:
     """The data a document names (module docstring), generated in ``folder``."""
     rng = np.random.default_rng(0)
     if "my-pairs" in text:
         for i in range(16):
-            _tif(folder / "my-pairs" / "s1" / f"tile_{i:04d}.tif", rng.normal(-12, 4, (2, 40, 40)).astype(np.float32))
-            _tif(folder / "my-pairs" / "s2" / f"tile_{i:04d}.tif", rng.integers(0, 6000, (13, 40, 40), np.uint16))
+            pairs = folder / "my-pairs"
+            write_tif(pairs / "s1" / f"tile_{i:04d}.tif", rng.normal(-12, 4, (2, 40, 40)).astype(np.float32))
+            write_tif(pairs / "s2" / f"tile_{i:04d}.tif", rng.integers(0, 6000, (13, 40, 40), np.uint16))
     if "BigEarthNet" in text:
         make_v1(folder / "BigEarthNet")
     if "checkpoint_0099.pth" in text:

@@ -18,14 +18,7 @@ from decur.data.paired import PairedFolders, compute_stats
 from decur.train.run import pretrain
 
 from .conftest import REPO
-
-
-def _tif(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "height": data.shape[1], "width": data.shape[2], "count": data.shape[0],
-               "dtype": data.dtype.name}  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
+from .data import write_tif
 
 
 @pytest.fixture
@@ -33,10 +26,10 @@ def pairs(tmp_path) -> Path:
     """8 pairs: 2-band float32 GeoTIFF 'sar' and 3-band 8-bit PNG 'rgb', one unpaired extra file."""
     rng = np.random.default_rng(0)
     for i in range(8):
-        _tif(tmp_path / "sar" / f"tile_{i:03d}.tif", rng.normal(-12, 4, (2, 32, 32)).astype(np.float32))
+        write_tif(tmp_path / "sar" / f"tile_{i:03d}.tif", rng.normal(-12, 4, (2, 32, 32)).astype(np.float32))
         (tmp_path / "rgb").mkdir(exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "rgb" / f"tile_{i:03d}.png")
-    _tif(tmp_path / "sar" / "extra.tif", np.zeros((2, 32, 32), np.float32))
+    write_tif(tmp_path / "sar" / "extra.tif", np.zeros((2, 32, 32), np.float32))
     return tmp_path
 
 
@@ -69,12 +62,12 @@ def test_errors(pairs, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="holds no"):
         PairedFolders(tmp_path, {"x": "empty"})
-    _tif(pairs / "sar" / "tile_005.tif", np.zeros((3, 32, 32), np.float32))
+    write_tif(pairs / "sar" / "tile_005.tif", np.zeros((3, 32, 32), np.float32))
     ds = PairedFolders(pairs, {"sar": "sar"})
     ds[0]
     with pytest.raises(DatasetError, match=r"tile_005\.tif: has shape \(3, 32, 32\)"):
         ds[ds.stems.index("tile_005")]
-    _tif(pairs / "sar" / "tile_006.tif", np.full((2, 32, 32), np.nan, np.float32))
+    write_tif(pairs / "sar" / "tile_006.tif", np.full((2, 32, 32), np.nan, np.float32))
     with pytest.raises(DatasetError, match="NaN/Inf"):
         ds[ds.stems.index("tile_006")]
     (pairs / "rgb" / "tile_007.png").write_bytes(b"\x89PNG broken")
