@@ -76,3 +76,20 @@ def test_benchmark_runs_and_writes_its_results(script, tmp_path):
     assert written, f"{script} wrote no results"
     assert all(json.loads(p.read_text()) for p in written)
     assert not (REPO / "benchmarks" / "results" / "step_overhead-cpu-t.json").exists()
+
+
+@pytest.mark.slow
+def test_transform_mismatch_measures_every_variant(tmp_path):
+    from decur.config import load_config
+    from decur.train.run import pretrain
+
+    run = tmp_path / "run"
+    pretrain(load_config(REPO / "configs" / "smoke.yaml", ["trainer.max_epochs=1", "eval.enabled=false"]), run)
+    env = {**os.environ, "DECUR_BENCH_RESULTS": str(tmp_path), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = REPO / "benchmarks" / "transform_mismatch.py"
+    cmd = [sys.executable, str(script), str(run), "--train", "32", "--test", "16"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "transform_mismatch.json").read_text())
+    assert set(result["map"]) == {"matched", "release_8bit", "unstandardised"}
+    assert all(0 <= r["map_micro"] <= 1 for r in result["map"].values())
