@@ -128,10 +128,10 @@ def test_flips_folded_into_the_crop_equal_flipping_the_crop(size):
 
 def _applied_fractions(monkeypatch, preset: str, bands: int, view: int, n: int = 4000) -> dict[str, float]:
     """Fraction of the batch each op of one view pipeline was applied to (recorded where ops are dispatched)."""
-    from decur import augment
+    from decur import augment, geometry
 
     seen: dict[str, list[float]] = {}
-    original = augment._on_subset
+    original = geometry.on_subset
 
     def recording(x, chosen, op):
         name = getattr(op, "__name__", "op")
@@ -140,7 +140,8 @@ def _applied_fractions(monkeypatch, preset: str, bands: int, view: int, n: int =
         seen.setdefault(name, []).append(float(chosen.float().mean()))
         return original(x, chosen, op)
 
-    monkeypatch.setattr(augment, "_on_subset", recording)
+    monkeypatch.setattr(augment, "on_subset", recording)  # photometric ops
+    monkeypatch.setattr(geometry, "on_subset", recording)  # the flips of resized_crop
     torch.manual_seed(0)
     pipe = ViewPipeline(preset, bands, 8, (0.5, 1.0), [0.5] * bands, [0.25] * bands)
     pipe(torch.rand(n, bands, 12, 12), view=view)

@@ -24,6 +24,8 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
         ConfigError: For datasets whose readers are not part of this release yet.
 
     """
+    # One branch per dataset, each one constructor call that maps config fields to the reader's arguments (why it
+    # is long): a table of factories would hide exactly that mapping, which is what a reader of this function wants.
     d = cfg.data
     if d.dataset == "synthetic":
         bands = {m.name: m.bands for m in d.modalities}

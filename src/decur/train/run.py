@@ -116,6 +116,11 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
     }
     if not trainer.is_global_zero:
         return {**summary, "rank": trainer.global_rank}
+    return {**_finish(output, summary, trainer), "rank": 0}
+
+
+def _finish(output: Path, summary: dict[str, Any], trainer: L.Trainer) -> dict[str, Any]:
+    """Process 0 after training: the skipped samples said, the loss and monitor plots, ``summary.json``."""
     skipped = output / "skipped.txt"
     if skipped.exists():
         lines = sorted(set(skipped.read_text().splitlines()))
@@ -127,7 +132,7 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
         plot_monitors(output / "metrics.csv", output / "monitors.png")
     summary["final_loss"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    return {**summary, "rank": 0}
+    return summary
 
 
 def _check_same_run(cfg: Config, saved: Path) -> None:

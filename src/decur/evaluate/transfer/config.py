@@ -159,6 +159,39 @@ class TransferRun:
 
     def validate(self, check_paths: bool = True) -> TransferRun:
         """Check every field before any data is read or model built; raises :class:`ConfigError` naming it."""
+        self._validate_task(check_paths)
+        self._validate_training()
+        available = DATASETS[self.dataset]
+        unknown = sorted(set(self.modalities or []) - set(available))
+        if unknown or self.modalities == []:
+            raise ConfigError(
+                f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
+                f"modalities {list(available)}"
+            )
+        if self.dataset != "synthetic":
+            if self.root is None:
+                raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
+            if check_paths and not Path(self.root).is_dir():
+                raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
+        if self.input_transform is not None:
+            from decur.data.transforms import RULES
+
+            _allowed("input_transform", self.input_transform, RULES)
+        if self.pretrained_modalities is not None:
+            if self.pretrained is None or not self.pretrained_modalities:
+                raise ConfigError(
+                    "transfer config field `pretrained_modalities`: names the encoders of "
+                    "`pretrained` in file order; give a non-empty list with `pretrained`"
+                )
+        if self.pretrained is not None and check_paths:
+            check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
+        from decur.train.engine import PRECISIONS
+
+        _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
+        return self
+
+    def _validate_task(self, check_paths: bool) -> None:
+        """Task, dataset and model fit together."""
         _allowed("task", self.task, TASKS)
         _allowed("dataset", self.dataset, tuple(DATASETS))
         if self.task == "segmentation" and self.dataset not in (*SEGMENTATION_DATASETS, "synthetic"):
@@ -180,6 +213,9 @@ class TransferRun:
             _allowed("model", self.model, MODELS[self.task])
         if self.resolved_model == "cmx":
             self._validate_cmx(check_paths)
+
+    def _validate_training(self) -> None:
+        """Protocol, optimiser, schedule, counts, crops, cities, seeds, warm-up and layer decay."""
         if self.protocol is not None:
             _allowed("protocol", self.protocol, PROTOCOLS)
         if self.optimizer is not None:
@@ -216,34 +252,6 @@ class TransferRun:
                 f"transfer config field `layer_decay`: a factor in (0, 1] for protocol finetune "
                 f"(1 = off), got {self.layer_decay} with protocol {self.resolved_protocol}"
             )
-        available = DATASETS[self.dataset]
-        unknown = sorted(set(self.modalities or []) - set(available))
-        if unknown or self.modalities == []:
-            raise ConfigError(
-                f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
-                f"modalities {list(available)}"
-            )
-        if self.dataset != "synthetic":
-            if self.root is None:
-                raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
-            if check_paths and not Path(self.root).is_dir():
-                raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
-        if self.input_transform is not None:
-            from decur.data.transforms import RULES
-
-            _allowed("input_transform", self.input_transform, RULES)
-        if self.pretrained_modalities is not None:
-            if self.pretrained is None or not self.pretrained_modalities:
-                raise ConfigError(
-                    "transfer config field `pretrained_modalities`: names the encoders of "
-                    "`pretrained` in file order; give a non-empty list with `pretrained`"
-                )
-        if self.pretrained is not None and check_paths:
-            check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
-        from decur.train.engine import PRECISIONS
-
-        _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
-        return self
 
     def dataset_bands(self) -> dict[str, int]:
         """The modalities this run reads and their band counts (synthetic's elevation only when asked for)."""
