@@ -169,6 +169,33 @@ def open_shard(path: Path) -> Any:
         ) from None
 
 
+def _release_layout(path: Path, variable: str, times: list[int]) -> tuple[dict, list[int], dict] | None:
+    """``(zarray metadata, shape, {t: zip member})`` of ``variable`` in the release's layout, else ``None``.
+
+    The release's layout: one stored (undeflated) chunk per timestamp holding every location, no filters, C order.
+    """
+    with zipfile.ZipFile(path) as zf:
+        try:
+            meta = json.loads(zf.read(f"{variable}/.zarray"))
+        except KeyError:
+            return None
+        shape, chunks = list(meta["shape"]), list(meta["chunks"])
+        if meta.get("zarr_format") != 2 or meta.get("filters") or meta.get("order", "C") != "C" or len(shape) < 2:
+            return None
+        if chunks != [shape[0], 1, *shape[2:]]:
+            return None
+        sep = meta.get("dimension_separator") or "."
+        members: dict[int, zipfile.ZipInfo] = {}
+        for t in times:
+            try:
+                members[t] = zf.getinfo(f"{variable}/" + sep.join(["0", str(t)] + ["0"] * (len(shape) - 2)))
+            except KeyError:
+                return None
+            if members[t].compress_type != zipfile.ZIP_STORED:
+                return None
+    return meta, shape, members
+
+
 def read_timestamps(
     path: Path, variable: str, times: list[int], buffers: dict[Any, np.ndarray] | None = None
 ) -> dict[int, np.ndarray] | None:
@@ -198,25 +225,10 @@ def read_timestamps(
     """
     import numcodecs
 
-    with zipfile.ZipFile(path) as zf:
-        try:
-            meta = json.loads(zf.read(f"{variable}/.zarray"))
-        except KeyError:
-            return None
-        shape, chunks = list(meta["shape"]), list(meta["chunks"])
-        if meta.get("zarr_format") != 2 or meta.get("filters") or meta.get("order", "C") != "C" or len(shape) < 2:
-            return None
-        if chunks != [shape[0], 1, *shape[2:]]:
-            return None
-        sep = meta.get("dimension_separator") or "."
-        members = {}
-        for t in times:
-            try:
-                members[t] = zf.getinfo(f"{variable}/" + sep.join(["0", str(t)] + ["0"] * (len(shape) - 2)))
-            except KeyError:
-                return None
-            if members[t].compress_type != zipfile.ZIP_STORED:
-                return None
+    layout = _release_layout(path, variable, times)
+    if layout is None:
+        return None
+    meta, shape, members = layout
     codec = numcodecs.get_codec(meta["compressor"]) if meta["compressor"] else None
     chunk_shape, dtype = (shape[0], *shape[2:]), np.dtype(meta["dtype"])
     out = {}
