@@ -271,10 +271,6 @@ class SweepConfig(ProbeSettings):
 
 def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
     """Pretrain once per value, probe every modality combination; writes ``sweep.{csv,md,png}``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import yaml
 
     from decur.train.run import pretrain
@@ -313,6 +309,17 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
                     "map_micro_std": result["map_micro"]["std"],
                 }
             )
+    _write_sweep(cfg, rows, output, (time.perf_counter() - started) / 60)
+    return rows
+
+
+def _write_sweep(cfg: SweepConfig, rows: list[dict[str, Any]], output: Path, minutes: float) -> None:
+    """``sweep.csv`` (one row per value and modality combination), ``sweep.md`` (the table) and ``sweep.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     with open(output / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -323,7 +330,7 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
     lines = [
         f"# Sweep of `{cfg.parameter}` — linear-probe mAP micro, {len(cfg.seeds)} seed(s)",
         "",
-        f"Wall time {(time.perf_counter() - started) / 60:.1f} min. Fixed: {cfg.pretrain_overrides}",
+        f"Wall time {minutes:.1f} min. Fixed: {cfg.pretrain_overrides}",
         "",
         f"| {cfg.parameter} | " + " | ".join(combos) + " |",
         "|---|" + "---|" * len(combos),
@@ -346,4 +353,3 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
     fig.tight_layout()
     fig.savefig(output / "sweep.png", dpi=120)
     plt.close(fig)
-    return rows
