@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from decur import __version__
 from decur.config import Config, load_config
-from decur.data.pack import FORMAT, SEASONS
+from decur.data.pack import FORMAT, PAIRING, SEASONS
 from decur.optim import build_optimizer
 from decur.train.module import PretrainModule
 from decur.train.run import pretrain
@@ -55,7 +55,14 @@ def write_store(root: Path, locations: int, size: int, seasons: int = 2) -> None
     s1.flush()
     s2.flush()
     ids = [f"{i:07d}" for i in range(locations)]
-    index = {"format": FORMAT, "ids": ids, "seasons": [seasons] * locations, "s2_product": "s2c", "size": size}
+    index = {
+        "format": FORMAT,
+        "pairing": PAIRING,
+        "ids": ids,
+        "seasons": [seasons] * locations,
+        "s2_product": "s2c",
+        "size": size,
+    }
     (root / "index.json").write_text(json.dumps(index))
 
 

@@ -124,7 +124,8 @@ def read_index(root: Path) -> dict[str, Any]:
             f"re-pack it with `decur data pack` (this decur pairs seasons by {PAIRING})",
         )
     if index.get("format") != FORMAT or index.get("pairing") != PAIRING:
-        raise DatasetError(path, f"has format {index.get('format')!r}, expected {FORMAT}", "re-pack")
+        got = f"format {index.get('format')!r}, pairing {index.get('pairing')!r}"
+        raise DatasetError(path, f"has {got}, expected format {FORMAT!r}, pairing {PAIRING!r}", "re-pack")
     return index
 
 
