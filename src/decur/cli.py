@@ -156,22 +156,22 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment(args: argparse.Namespace) -> int:
-    from decur.evaluate.experiment import ExperimentConfig, run_experiment
-
-    cfg = load_dataclass(ExperimentConfig, args.config, args.overrides)
-    output = Path(args.output)
-    run_experiment(cfg, output)
-    print((output / "results.md").read_text())
-    return 0
+STUDIES = {
+    "experiment": ("decur.evaluate.experiment", "ExperimentConfig", "run_experiment", "results.md"),
+    "sweep": ("decur.evaluate.experiment", "SweepConfig", "run_sweep", "sweep.md"),
+    "convergence": ("decur.evaluate.convergence", "ConvergenceConfig", "run_convergence", "summary.md"),
+}
+"""The studies on the synthetic data: module, config class, runner, and the report printed at the end."""
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from decur.evaluate.experiment import SweepConfig, run_sweep
+def _study(args: argparse.Namespace) -> int:
+    import importlib
 
-    cfg = load_dataclass(SweepConfig, args.config, args.overrides)
-    run_sweep(cfg, Path(args.output))
-    print((Path(args.output) / "sweep.md").read_text())
+    module, config, runner, report = STUDIES[args.command]
+    mod = importlib.import_module(module)
+    cfg = load_dataclass(getattr(mod, config), args.config, args.overrides)
+    getattr(mod, runner)(cfg, Path(args.output))
+    print((Path(args.output) / report).read_text())
     return 0
 
 
@@ -194,15 +194,6 @@ def _explain(args: argparse.Namespace) -> int:
     for note in numbers["notes"]:
         print(f"note: {note}")
     print(f"report: {Path(args.out) / 'report.md'} ({numbers['seconds']} s)")
-    return 0
-
-
-def _convergence(args: argparse.Namespace) -> int:
-    from decur.evaluate.convergence import ConvergenceConfig, run_convergence
-
-    cfg = load_dataclass(ConvergenceConfig, args.config, args.overrides)
-    run_convergence(cfg, Path(args.output))
-    print((Path(args.output) / "summary.md").read_text())
     return 0
 
 
@@ -260,13 +251,7 @@ CONFIG_COMMANDS = {  # name: (help, config fields, --output help (None: required
 
 
 def _add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    funcs = {
-        "pretrain": _pretrain,
-        "transfer": _transfer,
-        "experiment": _experiment,
-        "sweep": _sweep,
-        "convergence": _convergence,
-    }
+    funcs = {"pretrain": _pretrain, "transfer": _transfer, **dict.fromkeys(STUDIES, _study)}
     for name, (help_, fields, output, example, description) in CONFIG_COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=description)
         p.add_argument(
