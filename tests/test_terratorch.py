@@ -179,3 +179,51 @@ def test_terratorch_builds_and_fine_tunes_the_joint_backbone_from_the_shipped_co
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((tmp_path / "runs").rglob("*.ckpt")), "TerraTorch wrote no checkpoint"
+
+
+@pytest.mark.slow
+def test_terratorch_segments_with_the_joint_backbone_and_upernet_from_the_shipped_config(export, tmp_path):
+    pytest.importorskip("terratorch", reason="TerraTorch is an optional extra: pip install decur[terratorch]")
+    from terratorch.tasks import SemanticSegmentationTask
+
+    from decur.weights.terratorch import register
+
+    register()
+    config = REPO / "configs" / "terratorch" / "decur_joint_segmentation.yaml"
+    model_args = yaml.safe_load(config.read_text())["model"]["init_args"]["model_args"]
+    task = SemanticSegmentationTask(model_args={**model_args, "backbone_ckpt_data": str(export), "num_classes": 3},
+                                    model_factory="EncoderDecoderFactory")  # fmt: skip
+    s1, s2 = _raw(side=64)
+    with torch.no_grad():
+        out = task.model.eval()(torch.cat([s1, s2], dim=1)).output
+    assert out.shape == (2, 3, 64, 64)
+    levels = task.model.encoder(torch.cat([s1, s2], dim=1))
+    reference = _reference(export, s1, _with_b10(s2))
+    assert len(levels) == 4  # out_indices 1-4: strides 4-32 of both ResNets, concatenated per level
+    for got, want in zip(levels, reference[1:], strict=True):
+        torch.testing.assert_close(got, want)
+
+    # the shipped config end to end through TerraTorch's CLI on generated image / mask pairs
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for split in ("train", "val", "test"):
+        for i in range(4):
+            mask = rng.integers(0, 3, (1, 64, 64))
+            x = np.concatenate([rng.normal(-15, 4, (2, 64, 64)) + 3 * mask, rng.uniform(0, 4000, (12, 64, 64))])
+            _geotiff(data / split / "img" / f"p{i}_img.tif", x)
+            _geotiff(data / split / "mask" / f"p{i}_mask.tif", mask)
+    shutil.copytree(REPO / "configs" / "terratorch", tmp_path / "configs" / "terratorch")
+    local = tmp_path / "configs" / "terratorch" / "decur_joint_segmentation.yaml"
+    cfg = yaml.safe_load(local.read_text())
+    cfg["data"]["init_args"]["num_classes"] = cfg["model"]["init_args"]["model_args"]["num_classes"] = 3
+    local.write_text(yaml.safe_dump(cfg))  # the class count edited in the file, as its header says
+    roots = [f"--data.init_args.{s}_{kind}root={data}/{s}/{sub}" for s in ("train", "val", "test")
+             for kind, sub in (("data_", "img"), ("label_data_", "mask"))]  # fmt: skip
+    args = [str(Path(sys.executable).with_name("terratorch")), "fit", "--config", str(local.relative_to(tmp_path)),
+            *roots, "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
+            f"--model.init_args.model_args.backbone_ckpt_data={export}", "--trainer.max_epochs=1",
+            "--trainer.precision=32", "--trainer.accelerator=cpu",
+            f"--trainer.default_root_dir={tmp_path / 'runs'}"]  # fmt: skip
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list((tmp_path / "runs").rglob("*.ckpt")), "TerraTorch wrote no checkpoint"
