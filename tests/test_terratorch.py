@@ -227,3 +227,31 @@ def test_terratorch_segments_with_the_joint_backbone_and_upernet_from_the_shippe
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((tmp_path / "runs").rglob("*.ckpt")), "TerraTorch wrote no checkpoint"
+
+
+@pytest.mark.slow
+def test_a_joint_vit_export_segments_through_terratorchs_upernet(tmp_path):
+    """The DeCUR code base's ViT layout (ViT-Ti here) as decur_joint: four levels at strides 4-32 into UPerNet."""
+    pytest.importorskip("terratorch", reason="TerraTorch is an optional extra: pip install decur[terratorch]")
+    from terratorch.tasks import SemanticSegmentationTask
+
+    from decur.weights.terratorch import register
+
+    state = {}
+    for prefix, c in (("backbone_1", 2), ("backbone_2", 13)):
+        net = timm.create_model("vit_tiny_patch16_224", in_chans=c, num_classes=0)
+        state.update({f"module.{prefix}.{k}": v for k, v in net.state_dict().items()})
+    torch.save(state, tmp_path / "vit.pth")
+    import_weights(tmp_path / "vit.pth", tmp_path / "export")
+    register()
+    args = {"backbone": "decur_joint", "backbone_ckpt_data": str(tmp_path / "export"), "backbone_model_bands": STACK,
+            "backbone_out_indices": [0, 1, 2, 3], "decoder": "UperNetDecoder", "num_classes": 3}  # fmt: skip
+    task = SemanticSegmentationTask(model_args=args, model_factory="EncoderDecoderFactory", loss="ce", ignore_index=-1)
+    s1, s2 = _raw(side=64)
+    x = torch.cat([s1, s2], dim=1)
+    with torch.no_grad():
+        assert task.model.eval()(x).output.shape == (2, 3, 64, 64)
+        levels = task.model.encoder(x)
+    assert task.model.encoder.out_channels == [384] * 4  # 192 per ViT-Ti, two modalities
+    for got, want in zip(levels, _reference(tmp_path / "export", s1, _with_b10(s2)), strict=True):
+        torch.testing.assert_close(got, want)
