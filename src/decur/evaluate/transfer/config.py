@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from decur.config import ConfigError, EngineConfig
 from decur.evaluate.module import OptimSettings
-
-if TYPE_CHECKING:
-    pass
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}

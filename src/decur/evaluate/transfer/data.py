@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 from torch.utils.data import Dataset
-
-if TYPE_CHECKING:
-    pass
 
 from decur.evaluate.transfer.config import TransferRun
 

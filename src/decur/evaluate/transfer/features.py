@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import lightning as L
 import torch
@@ -10,9 +10,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from decur.evaluate.module import TransferModule
-
-if TYPE_CHECKING:
-    pass
 
 
 def predict_all(

@@ -5,14 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from decur.augment import ViewPipeline
 from decur.config import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
 from decur.evaluate.transfer.config import TransferRun
 from decur.evaluate.transfer.data import TransferData
 from decur.evaluate.transfer.features import predict_all

@@ -18,13 +18,12 @@ from decur.augment import ViewPipeline
 from decur.config import ConfigError
 from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import TransferModule
-
-if TYPE_CHECKING:
-    from decur.evaluate.start import Start
-
 from decur.evaluate.transfer.config import RESUMABLE_CHANGES, TransferRun
 from decur.evaluate.transfer.data import TransferData
 from decur.evaluate.transfer.features import cached_features, shard_loader
+
+if TYPE_CHECKING:
+    from decur.evaluate.start import Start
 
 
 def run_seed(
