@@ -22,6 +22,7 @@ encoders lose, not a scale the head could undo. Results go to ``benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -33,15 +34,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from decur.config import load_config
 from decur.data.build import build_dataset
+from decur.data.transforms import InputTransform
 from decur.evaluate.probe import probe_map
 from decur.weights import read_pretrained
 
 RESULTS = Path(os.environ.get("DECUR_BENCH_RESULTS", Path(__file__).parent / "results"))
 
 
-def release_8bit(z: Tensor) -> Tensor:
-    """The release's uint8 storage of a standardised value, back on the 0-1 scale."""
-    return torch.floor((z / 4 + 0.5).clamp(0, 1) * 255) / 255
+def as_release_storage(t: InputTransform) -> InputTransform:
+    """``t`` with its standardisation replaced by the release's 8-bit storage of the same statistics
+    (``release_8bit``: ``floor(clip(z/4 + 1/2, 0, 1) * 255) / 255`` of the standardised value)."""
+    steps = [{**s, "op": "release_8bit"} if s["op"] == "standardize" else s for s in t.steps]
+    return dataclasses.replace(t, rule="ssl4eo_release", steps=steps)
 
 
 @torch.no_grad()
@@ -62,9 +66,10 @@ def measure(run: Path, train: int | None, test: int | None) -> dict:
     sets = {split: build_dataset(cfg, seed_offset=offset, length=sizes[split])  # the built-in evaluation's scenes
             for split, offset in (("train", 1_000), ("test", 2_000))}  # fmt: skip
     matched = {m: pre.transforms[m] for m in pre.modalities}
+    release = {m: as_release_storage(t) for m, t in matched.items()}
     variants: dict[str, Callable[[str, Tensor], Tensor]] = {
         "matched": lambda m, x: matched[m](x),
-        "release_8bit": lambda m, x: release_8bit(matched[m](x)),
+        "release_8bit": lambda m, x: release[m](x),
         "unstandardised": lambda m, x: x,
     }
     labels = {split: torch.cat([b["label"] for b in DataLoader(ds, batch_size=256)]) for split, ds in sets.items()}

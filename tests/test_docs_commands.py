@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
 import torch
 
 from decur.cli import main
 
 from .conftest import REPO
-from .data import write_tif
+from .data import release_joint_state, write_tif
 from .data.bigearthnet.data import make_v1
 from .data.rgbd.data import make_sunrgbd
 from .data.ssl4eo_v11.data import make_v11
@@ -73,8 +72,7 @@ def make_inputs(folder: Path, text: str) -> None:
     if "BigEarthNet" in text:
         make_v1(folder / "BigEarthNet")
     if "checkpoint_0099.pth" in text:
-        nets = [timm.create_model("resnet50", in_chans=c, num_classes=0) for c in (2, 13)]
-        state = {f"module.backbone_{i + 1}.{k}": v for i, n in enumerate(nets) for k, v in n.state_dict().items()}
+        state = release_joint_state("resnet50")
         torch.save({"epoch": 99, "model": state, "optimizer": {}}, folder / "checkpoint_0099.pth")
     if "sunrgbd/" in text:
         make_sunrgbd(folder / "sunrgbd", per_size=1)

@@ -19,6 +19,8 @@ from decur.models.heads import pyramid
 from decur.weights import WeightsError, import_weights, load_backbone
 from decur.weights.terratorch import build, resolve_bands
 
+from .data import release_joint_state
+
 REPO = Path(__file__).resolve().parents[1]
 S2_L2A = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 STACK = ["VV", "VH", *S2_L2A]  # the shipped TerraTorch config's 14-band stack
@@ -237,11 +239,7 @@ def test_a_joint_vit_export_segments_through_terratorchs_upernet(tmp_path):
 
     from decur.weights.terratorch import register
 
-    state = {}
-    for prefix, c in (("backbone_1", 2), ("backbone_2", 13)):
-        net = timm.create_model("vit_tiny_patch16_224", in_chans=c, num_classes=0)
-        state.update({f"module.{prefix}.{k}": v for k, v in net.state_dict().items()})
-    torch.save(state, tmp_path / "vit.pth")
+    torch.save(release_joint_state("vit_tiny_patch16_224"), tmp_path / "vit.pth")
     import_weights(tmp_path / "vit.pth", tmp_path / "export")
     register()
     args = {"backbone": "decur_joint", "backbone_ckpt_data": str(tmp_path / "export"), "backbone_model_bands": STACK,

@@ -16,6 +16,7 @@ from decur.optim import parameter_groups
 from decur.train.run import pretrain
 
 from .conftest import REPO
+from .data import release_joint_state
 
 ARCH = "vit_tiny_patch16_224"
 
@@ -204,9 +205,7 @@ def test_a_vit_export_loads_into_torchgeos_vit_constructor(tmp_path):
 
     from decur.weights import import_weights, load_backbone
 
-    nets = [timm.create_model("vit_small_patch16_224", in_chans=c, num_classes=0) for c in (2, 13)]
-    state = {f"module.backbone_{i + 1}.{k}": v for i, n in enumerate(nets) for k, v in n.state_dict().items()}
-    torch.save(state, tmp_path / "vits16.pth")
+    torch.save(release_joint_state("vit_small_patch16_224"), tmp_path / "vits16.pth")
     import_weights(tmp_path / "vits16.pth", tmp_path / "exp")
     theirs = tg.vit_small_patch16_224(weights=None, in_chans=13, num_classes=0).eval()
     theirs.load_state_dict(load_file(str(tmp_path / "exp" / "s2.safetensors")), strict=True)

@@ -393,19 +393,18 @@ def _check_method(m: MethodConfig, names: list[str]) -> None:
 
 def _check_model(model: ModelConfig, crop_size: int, check_paths: bool) -> None:
     """The ``model`` section: a runnable architecture, its pooling, patch size against the crop, widths, weights."""
-    from decur.models.encoder import VIT_POOLS, check_arch, vit_patch
+    from decur.models.encoder import check_arch, check_vit_pool, vit_patch
 
-    try:
-        check_arch(model.arch)
-    except ValueError as err:
-        raise ConfigError(f"config field `model.arch`: {err}") from None
+    checks = {
+        "model.arch": lambda: check_arch(model.arch),
+        "model.vit_pool": lambda: check_vit_pool(model.arch, model.vit_pool),
+    }
+    for field_name, check in checks.items():
+        try:
+            check()
+        except ValueError as err:
+            raise ConfigError(f"config field `{field_name}`: {err}") from None
     patch = vit_patch(model.arch)
-    _require(
-        model.vit_pool in VIT_POOLS and (model.vit_pool == "token" or patch is not None),
-        "model.vit_pool",
-        f"one of {list(VIT_POOLS)}; avg pools a plain ViT's patch tokens only (arch {model.arch!r}), "
-        f"got {model.vit_pool!r}",
-    )
     _require(
         patch is None or crop_size % patch == 0,
         "data.crop_size",

@@ -79,6 +79,11 @@ NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "dist_token")
 """ViT parameters kept out of weight decay whatever their shape."""
 
 
+def decays(name: str, p: nn.Parameter) -> bool:
+    """Whether weight decay applies: weights of 2+ dimensions, not a ViT's position embedding or tokens."""
+    return p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES
+
+
 def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size: int) -> list[dict]:
     """Weights (LARS-adapted, decayed) vs biases and norm parameters (neither), with scaled learning rates.
 
@@ -94,8 +99,7 @@ def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size:
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            token = name.rsplit(".", 1)[-1] in NO_DECAY_NAMES
-            (weights if p.ndim >= 2 and not token else others).append(p)
+            (weights if decays(name, p) else others).append(p)
     scale = batch_size / 256 if cfg.scale_lr else 1.0
     if cfg.name == "adamw":
         lr = cfg.adamw_lr * scale
@@ -109,7 +113,7 @@ def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size:
     ]
 
 
-EMBEDDING_NAMES = ("patch_embed", "cls_token", "pos_embed", "reg_token", "dist_token")
+EMBEDDING_NAMES = ("patch_embed", *NO_DECAY_NAMES)
 """ViT parameters before the first block: layer 0 of :func:`layer_decay_scales`."""
 
 

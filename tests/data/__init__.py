@@ -16,3 +16,15 @@ def write_tif(path: Path, data: np.ndarray) -> None:
                "dtype": data.dtype.name}  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
+
+
+def release_joint_state(arch: str, channels: tuple[int, int] = (2, 13)) -> dict:
+    """The DeCUR release's bare joint state dict: ``module.backbone_1.*`` (S1) and ``module.backbone_2.*`` (S2) of
+    randomly initialised timm ``arch`` encoders with ``channels`` input bands."""
+    import timm
+
+    state = {}
+    for i, c in enumerate(channels, start=1):
+        net = timm.create_model(arch, in_chans=c, num_classes=0)
+        state.update({f"module.backbone_{i}.{k}": v for k, v in net.state_dict().items()})
+    return state

@@ -18,7 +18,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from decur.augment import ViewPipeline
 from decur.evaluate.metrics import PositiveCounts, SegmentationScores, macro_average_precision, predict_classes
 from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
-from decur.optim import NO_DECAY_NAMES, layer_decay_scales
+from decur.optim import decays, layer_decay_scales
 from decur.train.module import NonFiniteLossError
 
 
@@ -158,7 +158,7 @@ class TransferModule(L.LightningModule):
         groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
         for name, p in self.model.named_parameters():
             if p.requires_grad:
-                decayed = o.name == "sgd" or (p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES)
+                decayed = o.name == "sgd" or decays(name, p)
                 groups.setdefault((scales.get(name, 1.0), decayed), []).append(p)
         return [
             {"params": ps, "lr": o.lr * scale, "weight_decay": o.weight_decay if decayed else 0.0}

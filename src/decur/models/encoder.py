@@ -31,6 +31,19 @@ def vit_patch(arch: str) -> int | None:
     return int(match.group(2)) if match else None
 
 
+def check_vit_pool(arch: str, vit_pool: str) -> None:
+    """Refuse a pooling that is not one of :data:`VIT_POOLS`, or other than ``token`` for a non-ViT ``arch``.
+
+    Raises:
+        ValueError: Naming the poolings and what ``avg`` applies to.
+
+    """
+    if vit_pool not in VIT_POOLS or (vit_pool != "token" and not VIT.match(arch)):
+        raise ValueError(
+            f"one of {list(VIT_POOLS)}; avg pools a plain ViT's patch tokens only (arch {arch!r}), got {vit_pool!r}"
+        )
+
+
 def check_arch(arch: str) -> None:
     """Refuse an encoder name decur cannot run, naming the families it supports.
 
@@ -69,8 +82,7 @@ def create_encoder(arch: str, in_chans: int, vit_pool: str = "token") -> nn.Modu
     if is_mit(arch):
         return create_mit(arch, in_chans)
     check_arch(arch)
-    if vit_pool not in VIT_POOLS or (vit_pool != "token" and not VIT.match(arch)):
-        raise ValueError(f"vit_pool {vit_pool!r}: one of {list(VIT_POOLS)} (other than token for a plain ViT only)")
+    check_vit_pool(arch, vit_pool)
     extra: dict[str, Any] = {}
     if VIT.match(arch):
         extra = {"dynamic_img_size": True, "global_pool": vit_pool, "fc_norm": False}
