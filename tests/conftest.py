@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,21 @@ if os.environ.get("DECUR_TEST_THREADS"):
 @pytest.fixture
 def smoke_config() -> Path:
     return REPO / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Path]]:
+    """`tmp_path_factory.mktemp` for module-scoped fixtures, removed when the module's tests are done.
+
+    The suite writes real-size checkpoints (a ResNet-50 run is ~180 MB); kept until the session ends, the module
+    fixtures alone would hold gigabytes of the machine's /tmp.
+    """
+    made: list[Path] = []
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)

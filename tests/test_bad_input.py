@@ -32,8 +32,8 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("finished") / "run"
+def finished_run(module_tmp) -> Path:
+    run = module_tmp("finished") / "run"
     pretrain(load_config(SMOKE, TINY), run)
     return run
 

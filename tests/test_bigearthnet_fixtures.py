@@ -15,8 +15,8 @@ from .data.bigearthnet.data import SPLITS, make_v1, make_v2
 
 
 @pytest.fixture(scope="module")
-def v1(tmp_path_factory):
-    return make_v1(tmp_path_factory.mktemp("ben") / "v1")
+def v1(module_tmp):
+    return make_v1(module_tmp("ben") / "v1")
 
 
 def test_v1_fixture_reads_with_pairing_bands_and_the_official_labels(v1):

@@ -21,8 +21,8 @@ PLOTS = ("alignment.png", "tsne_dimensions.png", "gradcam.png", "saliency_statis
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("runs")
+def runs(module_tmp):
+    base = module_tmp("runs")
     common = ["trainer.max_epochs=1", "eval.enabled=false"]
     pretrain(load_config(REPO / "configs" / "smoke.yaml", common), base / "decur")
     pretrain(load_config(REPO / "configs" / "smoke.yaml", [*common, "method.common_dim=64"]), base / "all_common")

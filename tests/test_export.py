@@ -19,8 +19,8 @@ from .conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
+def run(module_tmp):
+    out = module_tmp("run")
     pretrain(load_config(REPO / "configs" / "smoke.yaml", ["trainer.max_epochs=1", "eval.enabled=false"]), out)
     return out
 

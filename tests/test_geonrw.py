@@ -20,8 +20,8 @@ from .data.geonrw.data import generate
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("geonrw"))
+def root(module_tmp) -> Path:
+    return generate(module_tmp("geonrw"))
 
 
 def test_split_patches_and_values(root):

@@ -19,8 +19,8 @@ from .data.rgbd.data import NYU_SIZE, SUN_SIZES, make_nyuv2, make_sunrgbd
 
 
 @pytest.fixture(scope="module")
-def sun(tmp_path_factory):
-    return make_sunrgbd(tmp_path_factory.mktemp("rgbd") / "sunrgbd")
+def sun(module_tmp):
+    return make_sunrgbd(module_tmp("rgbd") / "sunrgbd")
 
 
 def test_fixture_has_mixed_sizes_and_the_sun_depth_encoding_round_trips(sun):

@@ -23,8 +23,8 @@ needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real SSL4EO-S12 samp
 
 
 @pytest.fixture(scope="module")
-def fixture_root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("ssl4eo"))
+def fixture_root(module_tmp) -> Path:
+    return generate(module_tmp("ssl4eo"))
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ MODS = ["s1grd", "s2l1c", "s2l2a"]
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    return make_v11(tmp_path_factory.mktemp("v11"), files=4, samples=4, size=16)
+def split(module_tmp):
+    return make_v11(module_tmp("v11"), files=4, samples=4, size=16)
 
 
 def _timestamp(x: torch.Tensor) -> list[int]:

@@ -27,9 +27,9 @@ STACK = ["VV", "VH", *S2_L2A]  # the shipped TerraTorch config's 14-band stack
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
+def export(module_tmp):
     """The release's joint checkpoint layout (resnet18 to stay fast), imported as a decur export."""
-    root = tmp_path_factory.mktemp("tt")
+    root = module_tmp("tt")
     state = {}
     for prefix, c in (("backbone_1", 2), ("backbone_2", 13)):
         net = timm.create_model("resnet18", in_chans=c, num_classes=0)

@@ -116,8 +116,8 @@ def test_macro_map_leaves_out_classes_without_positives():
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("pretrained") / "run"
+def pretrained(module_tmp):
+    run = module_tmp("pretrained") / "run"
     pretrain(load_config(REPO / "configs" / "smoke.yaml", ["trainer.max_epochs=1", "eval.enabled=false"]), run)
     return run
 

@@ -68,8 +68,8 @@ def test_vit_pyramid_levels_are_four_blocks_at_strides_4_to_32():
 
 
 @pytest.fixture(scope="module")
-def vit_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vit") / "run"
+def vit_run(module_tmp):
+    out = module_tmp("vit") / "run"
     overrides = [f"model.arch={ARCH}", "data.crop_size=32", "optim.name=adamw", "optim.adamw_lr=0.002",
                  "optim.scale_lr=false", "trainer.max_epochs=4", "eval.enabled=false"]  # fmt: skip
     cfg = load_config(REPO / "configs" / "smoke.yaml", overrides)

@@ -219,15 +219,15 @@ def test_raw_reader_plus_decur_transform_equals_decur_s_preprocessed_reader(tmp_
 
 
 @pytest.fixture(scope="module")
-def ben(tmp_path_factory):
-    return make_v1(tmp_path_factory.mktemp("ben") / "v1")
+def ben(module_tmp):
+    return make_v1(module_tmp("ben") / "v1")
 
 
 @pytest.fixture(scope="module")
-def release_file(tmp_path_factory):
+def release_file(module_tmp):
     n1, n2 = _resnet_pair()
     state, _ = _release_state(n1, n2)
-    path = tmp_path_factory.mktemp("release") / "checkpoint_0099.pth"
+    path = module_tmp("release") / "checkpoint_0099.pth"
     torch.save({"epoch": 99, "model": state, "optimizer": {}}, path)
     return path
 
