@@ -162,6 +162,13 @@ MUTANTS = [
            'rows = [r for r in csv.DictReader(f) if int(r["step"]) <= trainer.global_step]',
            "rows = list(csv.DictReader(f))",
            (_t("tests/test_transfer.py", "killed"),)),
+    Mutant("resume: the first resumed epoch replays epoch 0's order", "data/sampling.py",
+           "    sampler.set_epoch(start_epoch)\n", "",
+           (_t("tests/test_train.py", "resume_after_kill"),)),
+    Mutant("resume: pretraining ignores last.ckpt", "train/run.py",
+           "trainer.fit(module, loader, ckpt_path=last if resumed is not None else None)",
+           "trainer.fit(module, loader, ckpt_path=None)",
+           (_t("tests/test_train.py", "resume_after_kill"),)),
     # ---- explain (Algorithm 2) and the convergence study -----------------------------------------------------
     Mutant("explain: IG loses its sign", "explain.py",
            "per_band = attr.float().mean(dim=(2, 3)).detach().cpu()",

@@ -5,11 +5,11 @@ configs of this checkout, on data generated there under the names the document u
 ``BigEarthNet/``, ``checkpoint_0099.pth``, ``sunrgbd/``, ``ssl4eo-s12/train/``: the fixture generators of
 ``tests/data``, in the real layouts). Tiny overrides are appended to each ``decur`` command (:data:`TINY`, then
 :data:`PER_DOC`: fewer samples, epochs and widths, smaller encoders; later overrides win, so the document's own
-arguments all take effect unless one of these shrinks them). Not run: environment set-up lines (``make``, ``pip``,
-``python -m venv``: ``make test`` itself did them), ``console`` blocks (commands that need several machines or a
-dataset path the reader fills in; each says which test covers it) and Python blocks whose optional extra is not
-installed.
-"""
+arguments all take effect unless one of these shrinks them; the release checkpoint is a ResNet-18 unless torchgeo is
+installed to run the blocks that load it into torchgeo's ResNet-50). Not run: environment set-up lines (``make``,
+``pip``, ``python -m venv``: ``make test`` itself did them), ``console`` blocks (commands that need several machines
+or a dataset path the reader fills in; each says which test covers it) and Python blocks whose optional extra is not
+installed."""
 
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def make_inputs(folder: Path, text: str) -> None:
             write_tif(pairs / "s2" / f"tile_{i:04d}.tif", rng.integers(0, 6000, (13, 40, 40), np.uint16))
     if "BigEarthNet" in text:
         make_v1(folder / "BigEarthNet")
-    if "checkpoint_0099.pth" in text:
-        state = release_joint_state("resnet50")
+    if "checkpoint_0099.pth" in text:  # the release's ResNet-50 where a block hands it to torchgeo's resnet50
+        state = release_joint_state("resnet50" if importlib.util.find_spec("torchgeo") else "resnet18")
         torch.save({"epoch": 99, "model": state, "optimizer": {}}, folder / "checkpoint_0099.pth")
     if "sunrgbd/" in text:
         make_sunrgbd(folder / "sunrgbd", per_size=1)
