@@ -19,7 +19,7 @@ import yaml
 
 from decur.cli import main
 from decur.config import load_config
-from decur.train.module import NonFiniteLossError
+from decur.errors import NonFiniteGradientError, NonFiniteLossError
 from decur.train.run import pretrain
 
 from .conftest import REPO
@@ -148,7 +148,7 @@ def test_a_finished_run_extended_with_more_epochs_continues(tmp_path):
 
 
 def test_inf_gradient_with_a_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    from decur.train.module import NonFiniteGradientError, PretrainModule
+    from decur.train.module import PretrainModule
 
     cfg = load_config(SMOKE, ["trainer.max_epochs=3", "eval.enabled=false"])
     original = PretrainModule.on_train_start

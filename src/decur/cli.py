@@ -370,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     full disks) are printed as one line ``decur: error: …`` with exit code 2 (config) or 1; ``--debug`` or
     ``DECUR_DEBUG=1`` shows the traceback instead.
     """
-    from decur.errors import DecurError
-    from decur.train.module import NonFiniteGradientError, NonFiniteLossError
+    from decur.errors import DecurError, NonFiniteGradientError, NonFiniteLossError  # light: --help starts at once
 
     args = parse(build_parser(), argv)
     if args.debug or os.environ.get("DECUR_DEBUG", "") not in ("", "0"):

@@ -13,3 +13,11 @@ class DecurError(Exception):
 
 class RunError(DecurError, RuntimeError):
     """A run folder or checkpoint cannot be used (locked, unreadable, foreign, disk full); the message says why."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; training stopped before the optimiser step."""
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A gradient became NaN or Inf with a finite loss; training stopped before the optimiser step."""

@@ -16,10 +16,10 @@ from torch import Tensor, nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from decur.augment import ViewPipeline
+from decur.errors import NonFiniteLossError
 from decur.evaluate.metrics import PositiveCounts, SegmentationScores, macro_average_precision, predict_classes
 from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
 from decur.optim import decays, layer_decay_scales
-from decur.train.module import NonFiniteLossError
 
 
 @dataclass

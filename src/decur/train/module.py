@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from decur.augment import ViewPipeline
 from decur.config import Config, from_dict
+from decur.errors import NonFiniteGradientError, NonFiniteLossError
 from decur.methods import Objective
 from decur.models import MultimodalModel
 from decur.optim import build_optimizer, lr_factor
@@ -37,14 +38,6 @@ def checkpoint_path(run_or_ckpt: str | Path) -> Path:
     if not path.is_file():
         raise RunError(f"{path}: no checkpoint here (give a decur run folder that has trained an epoch, or a .ckpt)")
     return path
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or Inf; training stopped before the optimiser step."""
-
-
-class NonFiniteGradientError(FloatingPointError):
-    """A gradient became NaN or Inf with a finite loss; training stopped before the optimiser step."""
 
 
 def check_finite_gradients(module: nn.Module, step: int) -> None:
