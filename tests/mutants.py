@@ -227,6 +227,11 @@ MUTANTS = [
     Mutant("run: data.root is part of the identity", "train/run.py",
            '"data.root",  # the data', '# "data.root",  # the data',
            (_t("tests/test_bad_input.py", "data_may_move"),)),
+    Mutant("cli: every command imports the training stack", "cli.py",
+           "from decur.errors import DecurError, NonFiniteGradientError, NonFiniteLossError  # light",
+           "from decur.errors import DecurError\n"
+           "    from decur.train.module import NonFiniteGradientError, NonFiniteLossError  # light",
+           (_t("tests/test_config.py", "training_stack"),)),
     # ---- configs ---------------------------------------------------------------------------------------------
     Mutant("validate: stops at the first failing file", "cli.py",
            "            failed += 1\n", "            return 2\n",
