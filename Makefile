@@ -1,5 +1,8 @@
 # decur — every target sets up .venv first when it is missing or stale.
 PYTHON ?= python3
+# Bytecode is written on first import (only the modules a command uses: pip compiling all of torch on one core was
+# half of the set-up time); an environment that turns bytecode off would recompile them in every process.
+unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,9 +12,6 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
-	@# bytecode on every core (pip compiles on one: half of the set-up time); files that are not Python 3 are
-	@# skipped, as pip skips them
-	-@$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib
 	@touch $(STAMP)
 
 ## DeCUR pretraining on the built-in synthetic dataset, then the evaluation summary. The paper's LARS rate (0.2) is

@@ -155,6 +155,7 @@ def test_common_slice_retrieval_scores_the_common_dims_only():
     assert "common" not in pairwise_retrieval(feats, emb, common_dim=0)["a->b"]
 
 
+@pytest.mark.slow  # make test: three sensors pretrain on v1.1 shards; the M-modality terms and retrieval pairs
 def test_three_modality_decur_on_the_built_in_data(tmp_path):
     from decur.evaluate.probe import evaluate_run
     from decur.train.run import pretrain

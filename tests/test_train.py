@@ -190,6 +190,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow  # ~30 s of two process starts; make test keeps the 2-process loss/gradient test (test_distributed)
 def test_lightning_ddp_two_cpu_processes_on_the_real_training_path(tmp_path):
     """`decur pretrain` itself under DDP (2 gloo processes launched by Lightning): the real module, sampler, gather and
     optimiser. Both ranks end with identical weights, their shards of each epoch are disjoint and cover the

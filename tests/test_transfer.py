@@ -376,3 +376,16 @@ def test_two_gloo_processes_give_the_dataset_level_metric_of_one(pretrained, tmp
     assert two["runs"][0]["steps"] == one["runs"][0]["steps"] == 6
     for key in ("map_micro", "map_macro"):
         assert two[key]["mean"] == pytest.approx(one[key]["mean"], abs=1e-4), key
+
+
+def test_retrieval_cli_on_a_pretrained_run(pretrained, tmp_path, capsys):
+    """`decur transfer task=retrieval`: both directions of the run's pair, in the common slice, the whole embedding
+    and the backbone features, with the chance level of the test set (median rank (N + 1) / 2)."""
+    out = tmp_path / "r"
+    args = [f"pretrained={pretrained}", "task=retrieval", "test_samples=24", "image_size=32", "batch_size=8"]
+    assert main(["transfer", "--output", str(out), *args, "num_workers=0"]) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["test_samples"] == 24 and set(saved["retrieval"]) == {"optical->sar", "sar->optical"}
+    assert set(saved["retrieval"]["optical->sar"]) == {"common", "embedding", "features"}
+    assert saved["retrieval"]["sar->optical"]["common"]["random_median_rank"] == 12.5
+    assert "recall@1" in capsys.readouterr().out
