@@ -33,7 +33,7 @@ docs: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[docs]'
 	$(BIN)/mkdocs build --strict
 
-## the mutation check: 99 plausible one-line bugs put back one at a time, each must fail its tests (15-40 min on 2 cores)
+## the mutation check: 100 plausible one-line bugs put back one at a time, each must fail its tests (15-40 min on 2 cores)
 mutants: $(STAMP)
 	$(BIN)/python -m tests.mutants
 

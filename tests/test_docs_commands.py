@@ -9,7 +9,8 @@ arguments all take effect unless one of these shrinks them; the release checkpoi
 installed to run the blocks that load it into torchgeo's ResNet-50). Not run: environment set-up lines (``make``,
 ``pip``, ``python -m venv``: ``make test`` itself did them), ``console`` blocks (commands that need several machines
 or a dataset path the reader fills in; each says which test covers it) and Python blocks whose optional extra is not
-installed."""
+installed.
+"""
 
 from __future__ import annotations
 
