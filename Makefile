@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench experiment clean convergence mutants docs
+.PHONY: demo test test-slow lint bench experiment clean convergence mutants mutation-score docs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ docs: $(STAMP)
 ## the mutation check: 100 plausible one-line bugs put back one at a time, each must fail its tests (15-40 min on 2 cores)
 mutants: $(STAMP)
 	$(BIN)/python -m tests.mutants
+
+## the mutation score a tool measures: mutmut on the named modules, kill rate per module and the survivors
+## (about 10 minutes per module on 2 cores; `make mutation-score MODULES="losses metrics"` for some)
+mutation-score: $(STAMP)
+	$(BIN)/python -m tests.mutation_score $(MODULES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
+# DECUR_REAL_DATA: where the mutation tool runs the tests from a copy of the repository (mutants/)
+REAL_DATA = Path(os.environ.get("DECUR_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 # `DECUR_TEST_THREADS=1 make test`: the whole suite under another intra-op thread count (reduction orders change;
 # no test may depend on them). Subprocesses started by tests inherit it through OMP_NUM_THREADS where they set it.

@@ -317,3 +317,111 @@ def test_half_precision_inputs_are_promoted():
     zs = [z.to(torch.bfloat16) for z in embeddings(dtype=torch.float32)]
     out = losses.decur_loss(*zs, 4)
     assert out["total"].dtype == torch.float32 and torch.isfinite(out["total"])
+
+
+# ---- every weight on its own, against the reference (a λ taken from the wrong argument changes one term) --------
+
+
+def ref_bn_corr(a: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Eq. 1 as Barlow Twins computes it: affine-free BatchNorm (biased variance + 1e-5), then a.T b / N."""
+    sa = (a - a.mean(0)) / np.sqrt(a.var(0) + eps)
+    sb = (b - b.mean(0)) / np.sqrt(b.var(0) + eps)
+    return sa.T @ sb / len(a)
+
+
+def ref_multimodal(views, views2, kc, lam_c, lam_u, lam_intra, pairs="sum"):
+    """Eq. 2-6 over every pair of M modalities, each λ where the paper puts it (λ_c, λ_u, λ_Mm)."""
+    m, k = len(views), views[0].shape[1]
+    n_pairs = m * (m - 1) // 2
+    common = unique = 0.0
+    for a in range(m):
+        for b in range(a + 1, m):
+            c = ref_bn_corr(views[a], views[b])
+            common += ref_bt(c[:kc, :kc], lam_c, 1.0) if kc > 0 else 0.0
+            unique += ref_bt(c[kc:, kc:], lam_u, 0.0) if kc < k else 0.0
+    if pairs == "mean":
+        common, unique = common / n_pairs, unique / n_pairs
+    intra = [ref_bt(ref_bn_corr(views[i], views2[i]), lam_intra[i], 1.0) for i in range(m)]
+    return common, unique, intra
+
+
+WEIGHTS = {"lambda_common": 0.3, "lambda_unique": 0.7, "lambda_intra_1": 0.11, "lambda_intra_2": 0.9}
+
+
+@pytest.mark.parametrize("varied", list(WEIGHTS))
+@pytest.mark.parametrize("path", ["eq6", "reference_code_path"])
+def test_each_lambda_of_eq2_to_5_weighs_its_own_term(varied, path):
+    """One λ at a time: only its term moves, by the amount the reference computes (small-variance inputs, so the
+    BatchNorm epsilon is part of the check)."""
+    zs = [z * 0.02 for z in embeddings(n=16, k=8, seed=3)]
+    lam = {name: LAM for name in WEIGHTS} | {varied: WEIGHTS[varied]}
+    extra = {"cross_both_views": False, "reference_weighting": True} if path == "reference_code_path" else {}
+    ours = losses.decur_loss(*zs, 5, **lam, **extra)
+    v = [z.numpy() for z in zs]
+    common, unique, intra = ref_multimodal(
+        [v[0], v[2]], [v[1], v[3]], 5, lam["lambda_common"], lam["lambda_unique"],
+        [lam["lambda_intra_1"], lam["lambda_intra_2"]],
+    )  # fmt: skip
+    expected = {"common": common, "unique": unique, "intra_1": intra[0], "intra_2": intra[1]}
+    for key, value in expected.items():
+        assert float(ours[key]) == pytest.approx(value, rel=1e-6), key
+    total = (sum(intra) + (common + unique) / 2) / 3 if extra else common + unique + sum(intra)
+    assert float(ours["total"]) == pytest.approx(total, rel=1e-6)
+
+
+@pytest.mark.parametrize("pairs", ["sum", "mean"])
+def test_three_modalities_each_with_its_own_intra_weight_and_the_pair_terms(pairs):
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(14, 9, generator=g, dtype=torch.float64)
+    first = [base + 0.5 * torch.randn(14, 9, generator=g, dtype=torch.float64) for _ in range(3)]
+    second = [z + 0.3 * torch.randn(14, 9, generator=g, dtype=torch.float64) for z in first]
+    lam_intra = [0.05, 0.5, 2.0]
+    ours = losses.decur_multimodal(
+        first, second, 4, lambda_common=0.2, lambda_unique=0.9, lambda_intra=lam_intra, pairs=pairs
+    )
+    v1, v2 = [z.numpy() for z in first], [z.numpy() for z in second]
+    common, unique, intra = ref_multimodal(v1, v2, 4, 0.2, 0.9, lam_intra, pairs)
+    assert float(ours["common"]) == pytest.approx(common, rel=1e-6)
+    assert float(ours["unique"]) == pytest.approx(unique, rel=1e-6)
+    for i in range(3):
+        assert float(ours[f"intra_{i + 1}"]) == pytest.approx(intra[i], rel=1e-6)
+    assert float(ours["total"]) == pytest.approx(common + unique + sum(intra), rel=1e-6)
+    c13 = ref_bn_corr(v1[0], v1[2])
+    assert float(ours["common_1_3"]) == pytest.approx(ref_bt(c13[:4, :4], 0.2, 1.0), rel=1e-6)
+    assert float(ours["unique_1_3"]) == pytest.approx(ref_bt(c13[4:, 4:], 0.9, 0.0), rel=1e-6)
+
+
+def test_multimodal_defaults_are_the_papers_eq6():
+    """Called with nothing but the views: λ = 0.0051 everywhere, plain sum, intra terms on, dims decoupled."""
+    zs = [z * 0.02 for z in embeddings(n=16, k=8, seed=4)]
+    ours = losses.decur_multimodal([zs[0], zs[2]], [zs[1], zs[3]], 5)
+    v = [z.numpy() for z in zs]
+    common, unique, intra = ref_multimodal([v[0], v[2]], [v[1], v[3]], 5, LAM, LAM, [LAM, LAM])
+    assert float(ours["total"]) == pytest.approx(common + unique + sum(intra), rel=1e-6)
+    assert "separation" not in ours and "common_1_2" not in ours
+
+
+def test_the_batch_standardisation_is_barlow_twins_batchnorm():
+    """(z − mean) / sqrt(biased var + 1e-5), per dimension: on a dimension of variance 1e-5 the epsilon halves
+    the variance."""
+    z = torch.tensor([[0.0, 1.0], [0.0063245553, 3.0]], dtype=torch.float64)  # dim 0: variance 1e-5
+    s = losses.standardize(z)
+    expected0 = (z[:, 0] - z[:, 0].mean()) / math.sqrt(1e-5 + 1e-5)
+    expected1 = (z[:, 1] - 2.0) / math.sqrt(1.0 + 1e-5)
+    torch.testing.assert_close(s[:, 0], expected0)
+    torch.testing.assert_close(s[:, 1], expected1)
+
+
+def test_the_messages_of_bad_calls_name_what_is_wrong():
+    zs = embeddings(n=6, k=4)
+    cases = [
+        (lambda: losses.decur_multimodal([zs[0]], [zs[1]], 2), ">= 2 modalities"),
+        (lambda: losses.decur_multimodal(zs[:2], zs[2:], 2, pairs="max"), "pairs must be one of"),
+        (lambda: losses.decur_multimodal(zs[:2], zs[2:], 2, lambda_intra=[0.1]), "one value per modality"),
+        (lambda: losses.decur_multimodal(zs[:2], [None, None], 2), "second views are needed"),
+        (lambda: losses.decur_multimodal(zs[:2], zs[2:], 5), r"common_dim must lie in 0..4"),
+        (lambda: losses.decur_loss(*zs, -1), r"common_dim must lie in 0..4"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()

@@ -186,16 +186,20 @@ def adapt_batchnorm(
     norms = [
         n for module in modules.values() for n in module.modules() if isinstance(n, nn.modules.batchnorm._BatchNorm)
     ]
+    momenta = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()
-        bn.momentum = None
+        bn.momentum = None  # a cumulative average over the batches seen (torch.optim.swa_utils.update_bn does this)
     for module in modules.values():
         module.train()
-    for i, batch in enumerate(DataLoader(dataset, batch_size=64, shuffle=False)):
-        if i == batches:
-            break
-        for m, module in modules.items():
-            module(views[m].normalize(batch[m]))
+    with torch.no_grad():
+        for i, batch in enumerate(DataLoader(dataset, batch_size=64, shuffle=False)):
+            if i == batches:
+                break
+            for m, module in modules.items():
+                module(views[m].normalize(batch[m]))
+    for bn, momentum in zip(norms, momenta, strict=True):
+        bn.momentum = momentum  # fine-tuning afterwards averages as usual
     for module in modules.values():
         module.eval()
 

@@ -7,7 +7,7 @@ GEO-Bench-2's S1 + S2 stacks, torchgeo's BigEarthNet ``bands='all'``) split by b
 - ``common``: the mean over the present modalities of the common embedding dimensions (``N x common_dim``; they
   were trained to agree across modalities, so any subset gives the same space);
 - ``maps``: per level the feature maps of the present modalities concatenated along channels, the input of a
-  decoder (the paper's FCN does this). By default strides 8, 16, 32 for ResNets and ViTs, 4 … 32 for MiT;
+  decoder (the paper's FCN does this). By default strides 8, 16, 32 for ResNets, 4 … 32 for MiT and ViT;
   ``levels`` picks others from :func:`decur.models.heads.pyramid` (ResNet: 0-4 = strides 2-32; MiT and ViT:
   0-3 = strides 4-32).
 
@@ -173,7 +173,7 @@ class MultimodalEncoder(nn.Module):
             return maps
         if self.levels is not None:
             return [maps[i] for i in self.levels]
-        return maps if hasattr(self.encoders[m], "forward_stages") else maps[-3:]
+        return maps if len(maps) == 4 else maps[-3:]  # MiT and ViT: all four levels; ResNet: strides 8-32
 
     def out_channels(self, every: bool = False) -> list[int]:
         """Channels of each ``maps`` level (``every``: of every pyramid level), all modalities together.

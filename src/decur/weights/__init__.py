@@ -30,7 +30,7 @@ def load_backbone(
 
     Args:
         source: A decur run / export, the release's files, torchgeo's or any plain backbone state dict.
-        modality: Which encoder of a file holding several (required then).
+        modality: Which encoder of a file holding several (required then; a one-encoder file needs none).
         names: The encoders' modality names in file order (a joint release file: e.g. ``["s1", "s2"]``).
         in_chans: The band count the caller will feed; checked against the weights.
 
@@ -38,7 +38,7 @@ def load_backbone(
         WeightsError: Unreadable or ambiguous file, or weights that do not fit (the message says why).
 
     """
-    pre = read_pretrained(source, names, None)
+    pre = read_pretrained(source, names, None, field="names", single=modality or "encoder")
     if modality is None:
         if len(pre.encoders) != 1:
             raise WeightsError(f"{source}: holds encoders {pre.modalities}; say which with modality=")

@@ -271,7 +271,7 @@ def import_weights(
 
     path = Path(source)
     # without names, Sentinel weights are named by band count (2 -> s1, 13 -> s2); runs and exports have names
-    pre = read_pretrained(path, modalities or None, None if modalities else {"s1": 2, "s2": 13})
+    pre = read_pretrained(path, modalities or None, None if modalities else {"s1": 2, "s2": 13}, "--modalities")
     pre = dataclasses.replace(pre, transforms=default_transforms(pre, input_transform, "import"))
     source_card = {"kind": pre.kind, "path": str(path.resolve())}
     if path.is_file():

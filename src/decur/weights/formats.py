@@ -58,6 +58,8 @@ MIT_DEPTHS: dict[tuple[int, ...], str] = {
     (3, 6, 40, 3): "mit_b5",
 }
 VIT_WIDTHS = {192: "tiny", 384: "small", 768: "base", 1024: "large"}
+SENSOR_BANDS: dict[str, tuple[int, ...]] = {"s1": (2,), "s2": (12, 13), "rgb": (3,), "hha": (3,), "dem": (1,)}
+"""Band counts of the modality names decur's datasets use (a joint file's names are checked against them)."""
 RELEASE_COMMON = {2: 7168, 3: 6144}
 """The release scripts' ``--dim_common`` by the first backbone's band count: SSL4EO-S12 (S1 first) 7168 of 8192,
 GeoNRW / SUN-RGBD (RGB first) 6144."""
@@ -227,15 +229,26 @@ def _clean_backbone(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def read_pretrained(
-    source: str | Path, modalities: list[str] | None = None, dataset_bands: dict[str, int] | None = None
+    source: str | Path,
+    modalities: list[str] | None = None,
+    dataset_bands: dict[str, int] | None = None,
+    field: str = "pretrained_modalities",
+    single: str | None = None,
 ) -> Pretrained:
     """The encoders in ``source``, whichever layout (module docstring), validated and named by modality.
 
+    A joint file's two encoders are named by ``modalities``, else by the dataset's modalities; when the dataset lists
+    them in the other order and the band counts tell them apart (2 and 13), by band count (recorded in the card as
+    ``modalities_from``). Names decur knows (``s1``, ``s2``, ``rgb``, ``hha``, ``dem``) must fit the band counts.
+
     Args:
         source: File or folder.
-        modalities: Names for the encoders in file order (``pretrained_modalities``).
+        modalities: Names for the encoders in file order.
         dataset_bands: The target dataset's modalities and band counts, in order (names joint files and plain
             files when ``modalities`` is not given).
+        field: How the caller's user names ``modalities`` (``pretrained_modalities``, ``--modalities`` ...), for
+            messages.
+        single: The name of a one-encoder file's encoder when neither ``modalities`` nor the dataset names it.
 
     Raises:
         WeightsError: Unreadable, unknown layout, or encoders that cannot be named (the message says what to set).
@@ -254,18 +267,18 @@ def read_pretrained(
     ):
         from decur.weights.export import read_export
 
-        return _rename(read_export(path), modalities)
+        return _rename(read_export(path), modalities, field)
     if path.is_dir() or path.suffix == ".ckpt":
         from decur.weights.export import read_run
 
-        return _rename(read_run(path), modalities)
+        return _rename(read_run(path), modalities, field)
     state = _load(path)
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
     if "state_dict" in state and "pytorch-lightning_version" in state:
         from decur.weights.export import read_run
 
-        return _rename(read_run(path), modalities)
+        return _rename(read_run(path), modalities, field)
     if "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # the release's training checkpoint {'epoch', 'model', 'optimizer'}
     elif "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -280,15 +293,19 @@ def read_pretrained(
             "loads plain ResNet, MiT and ViT encoders only"
         )
     if any(k.startswith("backbone_1.") for k in state):
-        return _read_joint(path, state, modalities, dataset_bands)
+        return _read_joint(path, state, modalities, dataset_bands, field)
     state = _clean_backbone({k.removeprefix("backbone."): v for k, v in state.items()})
     arch, bands = infer_arch(state, path)
-    name = _single_name(path, bands, modalities, dataset_bands)
+    name = _single_name(path, bands, modalities, dataset_bands, field, single)
     return Pretrained(path, "plain", arch, {name: state}, {name: bands})
 
 
 def _read_joint(
-    path: Path, state: dict[str, Tensor], modalities: list[str] | None, dataset_bands: dict[str, int] | None
+    path: Path,
+    state: dict[str, Tensor],
+    modalities: list[str] | None,
+    dataset_bands: dict[str, int] | None,
+    field: str,
 ) -> Pretrained:
     encoders = {i: strip_prefix(state, f"backbone_{i}.") for i in (1, 2)}
     if not encoders[2]:
@@ -299,20 +316,26 @@ def _read_joint(
     arch2, b2 = infer_arch(encoders[2], path)
     if arch2 != arch:
         raise WeightsError(f"{path}: backbone_1 is a {arch}, backbone_2 a {arch2}")
-    names = modalities or (list(dataset_bands) if dataset_bands and len(dataset_bands) == 2 else None)
+    card: dict[str, Any] = {}
+    names = modalities
+    if names is None and dataset_bands is not None and len(dataset_bands) == 2:
+        names = list(dataset_bands)
+        if b1 != b2 and [dataset_bands[n] for n in names] == [b2, b1]:
+            names.reverse()  # the band counts say which backbone is which modality
+            card["modalities_from"] = f"band counts: backbone_1 ({b1} bands) = {names[0]}, backbone_2 = {names[1]}"
     if names is None or len(names) != 2:
         raise WeightsError(
             f"{path}: a joint DeCUR checkpoint (backbone_1: {b1} bands, backbone_2: {b2} bands); "
-            "name its two modalities with pretrained_modalities: [first, second]"
+            f"name its two modalities with {field}: [first, second]"
         )
-    if dataset_bands is not None:
-        for name, b in zip(names, (b1, b2), strict=True):
-            if name in dataset_bands and dataset_bands[name] != b:
-                raise WeightsError(
-                    f"{path}: backbone_{names.index(name) + 1} has {b} input bands but modality "
-                    f"{name!r} has {dataset_bands[name]}; set pretrained_modalities to the right "
-                    "order"
-                )
+    expected = dataset_bands if dataset_bands is not None else {m: SENSOR_BANDS[m] for m in names if m in SENSOR_BANDS}
+    for i, (name, b) in enumerate(zip(names, (b1, b2), strict=True), start=1):
+        want = expected.get(name)
+        if want is not None and b not in (want if isinstance(want, tuple) else (want,)):
+            raise WeightsError(
+                f"{path}: backbone_{i} has {b} input bands but modality {name!r} has {want}; "
+                f"set {field} to the right order"
+            )
     projectors: dict[str, dict[str, Tensor]] = {}
     head_dim = None
     for i, name in enumerate(names, start=1):
@@ -331,7 +354,7 @@ def _read_joint(
         projectors=projectors,
         head_dim=head_dim,
         common_dim=RELEASE_COMMON.get(b1) if projectors else None,
-        card={"common_dim_source": "the release scripts' --dim_common (7168 for S1-S2, 6144 for RGB-X)"},
+        card={"common_dim_source": "the release scripts' --dim_common (7168 for S1-S2, 6144 for RGB-X)", **card},
     )
 
 
@@ -343,28 +366,34 @@ def _shift(state: dict[str, Tensor], by: int) -> dict[str, Tensor]:
     return out
 
 
-def _single_name(path: Path, bands: int, modalities: list[str] | None, dataset_bands: dict[str, int] | None) -> str:
+def _single_name(
+    path: Path,
+    bands: int,
+    modalities: list[str] | None,
+    dataset_bands: dict[str, int] | None,
+    field: str,
+    single: str | None,
+) -> str:
     if modalities:
         if len(modalities) != 1:
-            raise WeightsError(f"{path}: holds one encoder, but pretrained_modalities names {modalities}")
+            raise WeightsError(f"{path}: holds one encoder, but {field} names {modalities}")
         return modalities[0]
+    if dataset_bands is None and single is not None:
+        return single
     fits = [m for m, b in (dataset_bands or {}).items() if b == bands]
     if len(fits) != 1:
-        raise WeightsError(
-            f"{path}: one encoder of {bands} input bands; name its modality with "
-            f"pretrained_modalities: [name] (the dataset has {dataset_bands})"
-        )
+        among = f"modalities {fits} all have" if fits else f"no modality of {dataset_bands} has"
+        raise WeightsError(f"{path}: one encoder of {bands} input bands, and {among} {bands}; name it with {field}")
     return fits[0]
 
 
-def _rename(pre: Pretrained, modalities: list[str] | None) -> Pretrained:
+def _rename(pre: Pretrained, modalities: list[str] | None, field: str) -> Pretrained:
     """Rename the encoders of a decur run or export in order, when ``modalities`` asks for other names."""
     if not modalities or modalities == pre.modalities:
         return pre
     if len(modalities) != len(pre.encoders):
         raise WeightsError(
-            f"{pre.source}: holds encoders {pre.modalities}; pretrained_modalities {modalities} "
-            "must name each once, in that order"
+            f"{pre.source}: holds encoders {pre.modalities}; {field} {modalities} must name each once, in that order"
         )
     rename = dict(zip(pre.modalities, modalities, strict=True))
 

@@ -1,0 +1,146 @@
+"""The mutation score a tool measures: mutmut 3 mutates every function of the named modules, one mutant at a time.
+
+    python -m tests.mutation_score                 # every module below (make mutation-score)
+    python -m tests.mutation_score losses metrics  # the modules whose name contains one of the words
+
+Hand-written mutants (``tests/mutants.py``) find what their author already thought of; mutmut's operators (every
+comparison, constant, argument, default, string and boolean flipped) find what nobody did. Each module is mutated
+in its own copy of the repository under ``$DECUR_MUTATION_DIR`` (default ``/tmp/decur-mutation``), with the test
+files that exercise it (mutmut then runs, per mutant, only the tests that call the mutated function, fastest
+first, and stops at the first failure).
+
+A survivor is either a blind spot of the tests or an *equivalent* mutant — one no test can tell apart because the
+behaviour is the same (a faster path chosen by a size test, a default no caller relies on). Equivalent ones are
+listed in :data:`EQUIVALENT` with a one-line reason and left out of the score; every other survivor is printed.
+The table (module, mutants, killed, equivalent, survived, score, minutes) goes to stdout and to
+``$DECUR_MUTATION_DIR/table.md``; the exit status is 1 when a module scores below :data:`TARGET`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 0.9
+"""Share of non-equivalent mutants each module's tests must kill."""
+
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "weights": ("src/decur/weights/*", ["tests/test_weights.py", "tests/test_known_answers.py"]),
+    "transforms": ("src/decur/data/transforms.py", ["tests/test_weights.py", "tests/test_known_answers.py"]),
+    "joint": ("src/decur/models/joint.py", ["tests/test_known_answers.py", "tests/test_terratorch.py"]),
+    "heads": (
+        "src/decur/models/heads.py",
+        ["tests/test_models.py", "tests/test_vit.py", "tests/test_known_answers.py"],
+    ),
+    "losses": ("src/decur/losses.py", ["tests/test_losses.py"]),
+    "methods": ("src/decur/methods.py", ["tests/test_losses.py", "tests/test_multimodal.py"]),
+    "metrics": ("src/decur/evaluate/metrics.py", ["tests/test_known_answers.py", "tests/test_transfer.py"]),
+    "retrieval": ("src/decur/evaluate/retrieval.py", ["tests/test_known_answers.py", "tests/test_multimodal.py"]),
+    "ssl4eo_v11": ("src/decur/data/ssl4eo_v11.py", ["tests/test_ssl4eo_v11.py"]),
+    "ssl4eo_s12": ("src/decur/data/ssl4eo_s12.py", ["tests/test_ssl4eo_s12.py"]),
+}
+"""Name → (the files mutated, the test files that exercise them)."""
+
+EQUIVALENT: dict[str, str] = {
+    # losses: the Gram and the K x K forms of the correlation moments give the same numbers (a test checks both);
+    # the size rule only picks the faster one
+    "decur.losses.x_correlation_moments__mutmut_5": "the size rule picks the faster of two equal forms",
+    "decur.losses.x_correlation_moments__mutmut_6": "the size rule picks the faster of two equal forms",
+    "decur.losses.x_correlation_moments__mutmut_7": "the size rule picks the faster of two equal forms",
+    "decur.losses.x_correlation_moments__mutmut_8": "the size rule picks the faster of two equal forms",
+    "decur.losses.x_correlation_moments__mutmut_9": "the size rule picks the faster of two equal forms",
+    "decur.losses.x_correlation_moments__mutmut_10": "the size rule picks the faster of two equal forms",
+    "decur.losses.x_correlation_moments__mutmut_19": "CPU autocast leaves this float32 product in float32",
+    "decur.losses.x_correlation_moments__mutmut_20": "CPU autocast leaves this float32 product in float32",
+}
+"""Mutant name → why no test can tell it apart from the original."""
+
+
+def _copy(workdir: Path) -> None:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()  # fmt: skip
+    for name in files:
+        if (REPO / name).is_file():
+            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, workdir / name)
+
+
+def _configure(workdir: Path, pattern: str, tests: list[str]) -> None:
+    pyproject = workdir / "pyproject.toml"
+    text = pyproject.read_text().split("\n[tool.mutmut]")[0]
+    settings = {
+        "source_paths": ["src/decur"],
+        "only_mutate": [pattern],
+        "also_copy": ["configs"],
+        "process_isolation": "forkserver",
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-W", "ignore"],
+        "pytest_add_cli_args_test_selection": tests,
+    }
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    pyproject.write_text(text.rstrip() + "\n\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
+
+
+def _results(workdir: Path) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for meta in (workdir / "mutants").rglob("*.meta"):
+        out.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return out
+
+
+def _score(name: str, workdir: Path, minutes: float) -> tuple[list[object], list[str]]:
+    codes = _results(workdir)
+    killed = sum(1 for c in codes.values() if c in (1, 3, 36, 24, -24, 152, 255))  # a timeout is a kill too
+    equivalent = [k for k, c in codes.items() if c == 0 and k in EQUIVALENT]
+    survivors = sorted(k for k, c in codes.items() if c == 0 and k not in EQUIVALENT)
+    unchecked = len(codes) - killed - len(equivalent) - len(survivors)
+    counted = killed + len(survivors)
+    score = killed / counted if counted else float("nan")
+    row = [name, len(codes), killed, len(equivalent), len(survivors), unchecked, f"{score:.1%}", f"{minutes:.1f}"]
+    return row, survivors
+
+
+def _diff(workdir: Path, mutant: str) -> str:
+    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=workdir, capture_output=True,
+                           text=True).stdout  # fmt: skip
+    return " | ".join(line[1:].strip() for line in shown.splitlines() if line[:1] in "+-" and line[:3] not in "+++---")
+
+
+def main(words: list[str]) -> int:
+    """Run mutmut on the chosen modules and print the table and the survivors."""
+    root = Path(os.environ.get("DECUR_MUTATION_DIR", "/tmp/decur-mutation"))
+    env = dict(os.environ, DECUR_REAL_DATA=str(REPO.parent / "shared" / "data" / "real"))
+    chosen = [m for m in MODULES if not words or any(w in m for w in words)]
+    header = ["module", "mutants", "killed", "equivalent", "survived", "not run", "score", "minutes (2 cores)"]
+    rows, failed = [], False
+    for name in chosen:
+        pattern, tests = MODULES[name]
+        workdir = root / name
+        _copy(workdir)
+        _configure(workdir, pattern, tests)
+        start = time.perf_counter()
+        with (workdir / "mutmut.log").open("w") as log:
+            subprocess.run([str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(os.cpu_count())],
+                           cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        row, survivors = _score(name, workdir, (time.perf_counter() - start) / 60)
+        rows.append(row)
+        print(" | ".join(map(str, row)), flush=True)
+        for mutant in survivors:
+            print(f"  survived {mutant}: {_diff(workdir, mutant)[:200]}", flush=True)
+        failed |= row[6] == "nan%" or float(str(row[6]).rstrip("%")) < TARGET * 100
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    (root / "table.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,400 @@
+"""Known answers, each written from its source: SegFormer's and timm's tables, the DeCUR release's preprocessing
+(``src/pretrain/datasets``), torchgeo's and TerraTorch's band names, and values computed by hand in the test.
+
+Nothing here compares decur with decur: every expected value is a literal copied from the other project (named next
+to it) or arithmetic done in the test.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decur.data.transforms import image_transform, sentinel_transform
+from decur.models.joint import MultimodalEncoder
+from decur.models.mit import create_mit, mit_widths
+from decur.weights import WeightsError, infer_arch, load_backbone, read_pretrained
+
+# ---- the DeCUR release's statistics (src/pretrain/datasets/SSL4EO/ssl4eo_dataset*.py), copied literally -------
+S2C_MEAN = [1605.57504906, 1390.78157673, 1314.8729939, 1363.52445545, 1549.44374991, 2091.74883118, 2371.7172463,
+            2299.90463006, 2560.29504086, 830.06605044, 22.10351321, 2177.07172323, 1524.06546312]  # fmt: skip
+S2C_STD = [786.78685367, 850.34818441, 875.06484736, 1138.84957046, 1122.17775652, 1161.59187054, 1274.39184232,
+           1248.42891965, 1345.52684884, 577.31607053, 51.15431158, 1336.09932639, 1136.53823676]  # fmt: skip
+S1_MEAN, S1_STD = [-12.59, -20.26], [5.26, 5.91]
+S2_NAMES = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def release_code(x: float, mean: float, std: float) -> int:
+    """The release's ``normalize``: (x − (mean − 2σ)) / 4σ · 255, clipped to [0, 255], ``astype(uint8)``."""
+    return int(min(max((x - (mean - 2 * std)) / (4 * std) * 255.0, 0.0), 255.0))
+
+
+def constant(values: list[float], side: int = 4) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1).expand(-1, side, side).clone()
+
+
+# ---- weights formats: the architecture tables ---------------------------------------------------------------
+
+
+# SegFormer mix_transformer.py (and the DeCUR release's segformer.py): depths and embed_dims of mit_b0..b5
+SEGFORMER = {
+    "mit_b0": ([2, 2, 2, 2], [32, 64, 160, 256]),
+    "mit_b1": ([2, 2, 2, 2], [64, 128, 320, 512]),
+    "mit_b2": ([3, 4, 6, 3], [64, 128, 320, 512]),
+    "mit_b3": ([3, 4, 18, 3], [64, 128, 320, 512]),
+    "mit_b4": ([3, 8, 27, 3], [64, 128, 320, 512]),
+    "mit_b5": ([3, 6, 40, 3], [64, 128, 320, 512]),
+}
+
+
+def _mit_keys(depths: list[int], widths: list[int], bands: int) -> dict[str, torch.Tensor]:
+    state = {f"block{i + 1}.{j}.attn.q.weight": torch.zeros(1) for i, d in enumerate(depths) for j in range(d)}
+    state["patch_embed1.proj.weight"] = torch.zeros(widths[0], bands, 7, 7)
+    return state
+
+
+@pytest.mark.parametrize("arch", list(SEGFORMER))
+def test_every_mit_size_is_read_from_segformers_depths_and_widths(arch):
+    depths, widths = SEGFORMER[arch]
+    assert infer_arch(_mit_keys(depths, widths, 4), "x") == (arch, 4)
+    assert mit_widths(arch) == widths
+
+
+def test_a_built_mit_has_segformers_stage_depths():
+    for arch in ("mit_b0", "mit_b2"):
+        net = create_mit(arch, 3)
+        assert [len(getattr(net, f"block{i}")) for i in range(1, 5)] == SEGFORMER[arch][0]
+
+
+# torchvision / timm: BasicBlock ResNets 18, 34; Bottleneck ResNets 50, 101, 152 with these blocks per stage
+RESNETS = {"resnet18": (False, [2, 2, 2, 2]), "resnet34": (False, [3, 4, 6, 3]), "resnet50": (True, [3, 4, 6, 3]),
+           "resnet101": (True, [3, 4, 23, 3]), "resnet152": (True, [3, 8, 36, 3])}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", list(RESNETS))
+def test_every_resnet_depth_is_read_from_its_blocks(arch):
+    bottleneck, blocks = RESNETS[arch]
+    state = {f"layer{i + 1}.{j}.conv1.weight": torch.zeros(1) for i, n in enumerate(blocks) for j in range(n)}
+    if bottleneck:
+        state |= {f"layer{i + 1}.{j}.conv3.weight": torch.zeros(1) for i, n in enumerate(blocks) for j in range(n)}
+    state["conv1.weight"] = torch.zeros(64, 13, 7, 7)
+    assert infer_arch(state, "x") == (arch, 13)
+
+
+# timm vision_transformer.py: embed_dim 192 tiny, 384 small, 768 base, 1024 large
+VITS = [(192, 16, "vit_tiny_patch16_224"), (384, 16, "vit_small_patch16_224"), (768, 14, "vit_base_patch14_224"),
+        (1024, 8, "vit_large_patch8_224")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("width", "patch", "arch"), VITS)
+def test_every_vit_width_and_patch_is_read_from_the_patch_embedding(width, patch, arch):
+    state = {"cls_token": torch.zeros(1, 1, width), "patch_embed.proj.weight": torch.zeros(width, 2, patch, patch)}
+    assert infer_arch(state, "x") == (arch, 2)
+
+
+# ---- weights formats: the layouts -------------------------------------------------------------------------------
+
+
+def _tiny(bands: int) -> nn.Module:
+    return timm.create_model("resnet18", in_chans=bands, num_classes=0).eval()
+
+
+def test_mmseg_backbone_prefix_and_state_dict_wrapper_are_read(tmp_path):
+    net = _tiny(3)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "mmseg.pth")
+    pre = read_pretrained(tmp_path / "mmseg.pth", ["rgb"], None)
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(pre.encoder("rgb").eval()(x), net(x))
+
+
+def test_a_one_encoder_file_whose_band_count_fits_several_modalities_is_refused_naming_them(tmp_path):
+    torch.save(_tiny(3).state_dict(), tmp_path / "rgb.pth")
+    with pytest.raises(WeightsError, match=r"modalities \['rgb', 'hha'\] all have 3") as err:
+        read_pretrained(tmp_path / "rgb.pth", None, {"rgb": 3, "hha": 3})
+    assert "pretrained_modalities" in str(err.value)
+
+
+def _joint_file(tmp_path, b1=2, b2=13):
+    n1, n2 = _tiny(b1), _tiny(b2)
+    state = {f"module.backbone_{i}.{k}": v for i, n in ((1, n1), (2, n2)) for k, v in n.state_dict().items()}
+    torch.save({"epoch": 99, "model": state}, tmp_path / "joint.pth")
+    return tmp_path / "joint.pth", n1, n2
+
+
+def test_a_joint_file_is_named_by_band_count_when_the_dataset_lists_the_modalities_the_other_way(tmp_path):
+    path, _, n2 = _joint_file(tmp_path)
+    pre = read_pretrained(path, None, {"s2": 13, "s1": 2})
+    assert pre.bands == {"s1": 2, "s2": 13} and "band counts" in pre.card["modalities_from"]
+    x = torch.randn(1, 13, 32, 32)
+    torch.testing.assert_close(pre.encoder("s2").eval()(x), n2(x))
+    with pytest.raises(WeightsError, match="backbone_1 has 2 input bands but modality 's2'"):
+        read_pretrained(path, ["s2", "s1"], {"s2": 13, "s1": 2})  # named explicitly the wrong way: refused
+    with pytest.raises(WeightsError, match=r"backbone_1 has 2 input bands .*set --modalities"):
+        read_pretrained(path, ["s2", "s1"], None, "--modalities")  # decur import --modalities s2 s1
+
+
+def test_load_backbone_reads_a_one_encoder_file_without_naming_its_modality(tmp_path):
+    net = _tiny(13)
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "backbone.pth")
+    x = torch.randn(1, 13, 32, 32)
+    torch.testing.assert_close(load_backbone(tmp_path / "backbone.pth").eval()(x), net(x))
+    path, _, n2 = _joint_file(tmp_path)
+    torch.testing.assert_close(load_backbone(path, "s2", ["s1", "s2"]).eval()(x), n2(x))
+    with pytest.raises(WeightsError, match=r"say which with modality=") as err:
+        load_backbone(path, None, ["s1", "s2"])
+    assert "pretrained_modalities" not in str(err.value)
+
+
+# ---- input transforms, against the release's / torchgeo's formulas ---------------------------------------------
+
+
+def test_release_sentinel2_is_its_uint8_code_of_each_band_over_255():
+    dn = [0.0, 1000.0, 1314.0, 4000.0, 20000.0, 2091.74, 0.0, 2300.0, 100.0, 830.0, 22.0, 2177.0, 1524.0]
+    out = sentinel_transform("ssl4eo_release", "s2", 13)(constant(dn))[:, 0, 0]
+    expected = [release_code(x, m, s) / 255 for x, m, s in zip(dn, S2C_MEAN, S2C_STD, strict=True)]
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-7)
+    # by hand for B2: (1000 − (1390.78 − 2·850.35)) / (4·850.35) · 255 = 98.24 → code 98
+    assert out[1].item() == pytest.approx(98 / 255)
+
+
+def test_release_sentinel1_clips_to_the_images_1_and_99_percent_quantiles_then_codes_with_its_statistics():
+    vv = torch.linspace(-30, 0, 101)  # 101 values: the 1 % / 99 % quantiles are -29.7 and -0.3
+    image = torch.stack([vv, vv - 7]).view(2, 1, 101)
+    out = sentinel_transform("ssl4eo_release", "s1", 2)(image)
+    assert out[0, 0, 0].item() == pytest.approx(release_code(-29.7, S1_MEAN[0], S1_STD[0]) / 255)
+    assert out[0, 0, 100].item() == pytest.approx(release_code(-0.3, S1_MEAN[0], S1_STD[0]) / 255)
+    assert out[1, 0, 50].item() == pytest.approx(release_code(-22.0, S1_MEAN[1], S1_STD[1]) / 255)
+    assert out[0, 0, 50].item() == pytest.approx(math.floor((-15 + 23.11) / 21.04 * 255) / 255)  # by hand
+
+
+def test_torchgeo_rule_is_dn_over_10000_and_the_db_zscore_of_torchgeos_statistics():
+    s2 = sentinel_transform("torchgeo", "s2", 13)(constant([1234.0] * 13))
+    assert s2[4, 0, 0].item() == pytest.approx(0.1234)
+    s1 = sentinel_transform("torchgeo", "s1", 2)(constant([-15.0, -25.0]))[:, 0, 0]
+    np.testing.assert_allclose(s1.numpy(), [(-15 + 12.59) / 5.26, (-25 + 20.26) / 5.91], rtol=1e-6)
+
+
+def test_twelve_band_weights_drop_b10_and_nothing_else():
+    for rule in ("ssl4eo_release", "torchgeo", "decur"):
+        t = sentinel_transform(rule, "s2", 12)
+        assert t.bands == [b for b in S2_NAMES if b != "B10"], rule
+    release = sentinel_transform("ssl4eo_release", "s2", 12).steps[-1]
+    assert release["mean"] == S2C_MEAN[:10] + S2C_MEAN[11:] and release["std"] == S2C_STD[:10] + S2C_STD[11:]
+    dn = [float(500 * i) for i in range(12)]
+    out = sentinel_transform("ssl4eo_release", "s2", 12)(constant(dn))[:, 0, 0]
+    keep = [i for i in range(13) if i != 10]
+    np.testing.assert_allclose(out.numpy(), [release_code(dn[j], S2C_MEAN[i], S2C_STD[i]) / 255
+                                             for j, i in enumerate(keep)], atol=1e-7)  # fmt: skip
+    with pytest.raises(ValueError, match="neither Sentinel-1"):
+        sentinel_transform("torchgeo", "s2", 11)
+
+
+def test_decur_rule_starts_with_the_papers_8_bit_s2_and_the_2_percent_s1_cut():
+    """The reader steps a card records: round(DN / 10000 · 255) / 255 for S2, a 2 % / 98 % clip for S1 (paper)."""
+    assert sentinel_transform("decur", "s2", 13).steps[0] == {"op": "s2_8bit"}
+    assert sentinel_transform("decur", "s1", 2).steps[0] == {"op": "cut_outliers", "fraction": 0.02}
+    assert sentinel_transform("ssl4eo_release", "s1", 2).steps[0] == {"op": "cut_outliers", "fraction": 0.01}
+    mean, std = [0.1] * 13, [0.2] * 13
+    out = sentinel_transform("decur", "s2", 13, (mean, std))(constant([1000.0] * 13))
+    assert out[0, 0, 0].item() == pytest.approx((round(1000 / 10000 * 255) / 255 - 0.1) / 0.2)  # 25.5 → 26
+
+
+def test_padding_is_filled_with_the_transformed_value_of_the_raw_fill():
+    fill = sentinel_transform("ssl4eo_release", "s2", 13).fill_value([0.0] * 13)
+    assert fill == pytest.approx([release_code(0.0, m, s) / 255 for m, s in zip(S2C_MEAN, S2C_STD, strict=True)])
+    assert fill[1] == pytest.approx(23 / 255)  # (0 + 309.9) / 3401.4 · 255 = 23.2 → 23
+    fill = sentinel_transform("torchgeo", "s1", 2).fill_value([-12.59, -20.26])
+    assert fill == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_release_rgb_is_opencvs_blue_first_order_then_imagenet_standardised():
+    """cv2.imread gives B, G, R; the release's SUN-RGBD loader then applies ToTensor and Normalize(ImageNet)
+    to the channels in that order (pretrain_mm.py)."""
+    r, g, b = 200.0, 100.0, 50.0
+    image = torch.tensor([[r, r + 1], [g, g + 1], [b, b + 1]]).view(3, 1, 2) / 255  # width 2: order must stay
+    out = image_transform("ssl4eo_release", "rgb", 3, ([0.0] * 3, [1.0] * 3), imagenet=True)(image)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    for c, value in enumerate((b, g, r)):
+        assert out[c, 0, 0].item() == pytest.approx((value / 255 - mean[c]) / std[c], rel=1e-5)
+        assert out[c, 0, 1].item() == pytest.approx(((value + 1) / 255 - mean[c]) / std[c], rel=1e-5)
+    plain = image_transform("ssl4eo_release", "hha", 3, ([0.0] * 3, [1.0] * 3))(image)
+    torch.testing.assert_close(plain, image.flip(0))  # GeoNRW / no ImageNet: reversed only
+
+
+def test_release_dem_is_clipped_to_its_1_and_99_percentiles_and_stretched_to_8_bit():
+    """geonrw_dataset.py: p1, p99 = np.percentile(dsm, (1, 99)); (clip − p1) / (p99 − p1 + 1e-5) · 255, uint8."""
+    dem = torch.arange(101, dtype=torch.float32).view(1, 1, 101)  # p1 = 1, p99 = 99
+    out = image_transform("ssl4eo_release", "dem", 1, ([0.0], [1.0]))(dem)[0, 0]
+    assert out[0].item() == 0.0 and out[100].item() == pytest.approx(254 / 255)  # 98/98.00001 · 255 = 254.99
+    assert out[50].item() == pytest.approx(math.floor(49 / (98 + 1e-5) * 255) / 255)
+
+
+@pytest.mark.parametrize("dataset", ["sunrgbd", "nyuv2"])
+def test_the_release_rgbd_transfers_standardise_with_imagenet_statistics(dataset, tmp_path):
+    from decur.evaluate.start import starting_point
+
+    torch.save(_tiny(3).state_dict(), tmp_path / "rgb.pth")
+    run = SimpleNamespace(modalities=["rgb"], dataset=dataset, pretrained=str(tmp_path / "rgb.pth"),
+                          pretrained_modalities=["rgb"], input_transform="ssl4eo_release")  # fmt: skip
+    data = SimpleNamespace(bands={"rgb": 3}, stats={"rgb": ([0.5] * 3, [0.1] * 3)}, raw=False)
+    steps = starting_point(run, data).transforms["rgb"].steps  # type: ignore[arg-type]
+    assert steps == [{"op": "reverse_bands"}, {"op": "standardize", "mean": [0.485, 0.456, 0.406],
+                                               "std": [0.229, 0.224, 0.225]}]  # fmt: skip
+    run.dataset = "geonrw"
+    assert starting_point(run, data).transforms["rgb"].steps == [{"op": "reverse_bands"}]  # type: ignore[arg-type]
+
+
+# ---- adapters ---------------------------------------------------------------------------------------------------
+
+# TerraTorch models/backbones/torchgeo_resnet.py look_up_table (Sentinel-2 name -> TerraTorch's HLSBands name)
+TERRATORCH_LOOKUP = {"B01": "COASTAL_AEROSOL", "B02": "BLUE", "B03": "GREEN", "B04": "RED", "B05": "RED_EDGE_1",
+                     "B06": "RED_EDGE_2", "B07": "RED_EDGE_3", "B08": "NIR_BROAD", "B8A": "NIR_NARROW",
+                     "B09": "WATER_VAPOR", "B10": "CIRRUS", "B11": "SWIR_1", "B12": "SWIR_2",
+                     "VV": "VV", "VH": "VH"}  # fmt: skip
+HLSBands = Enum("HLSBands", {v: v for v in TERRATORCH_LOOKUP.values()})  # TerraTorch datasets/utils.py: value = name
+
+
+def test_every_terratorch_band_name_and_enum_maps_to_its_sentinel_band():
+    from decur.weights.terratorch import resolve_bands
+
+    known = {"s1": ["VV", "VH"], "s2": S2_NAMES}
+    for s2_name, tt_name in TERRATORCH_LOOKUP.items():
+        expected = s2_name.replace("B0", "B")  # decur's cards spell B1 … B9
+        assert resolve_bands([tt_name], known) == [expected], tt_name
+        assert resolve_bands([HLSBands[tt_name]], known) == [expected], tt_name
+        assert resolve_bands([s2_name], known) == [expected], s2_name
+    assert resolve_bands(["RED", "GREEN", "BLUE"], {"rgb": ["R", "G", "B"]}) == ["R", "G", "B"]
+    with pytest.raises(WeightsError, match="THERMAL_INFRARED_1"):
+        resolve_bands(["THERMAL_INFRARED_1"], known)
+
+
+def _joint(arch="resnet18", bands=None, **kwargs):
+    bands = bands or {"s1": ["VV", "VH"], "s2": S2_NAMES}
+    from decur.models import create_encoder
+
+    encoders = {m: create_encoder(arch, len(b)).eval() for m, b in bands.items()}
+    return MultimodalEncoder(encoders, bands, **kwargs), encoders
+
+
+def test_terratorch_out_indices_are_bounded_by_the_levels():
+    from decur.weights.terratorch import DecurBackbone
+
+    joint, _ = _joint(output="maps")
+    assert DecurBackbone(joint, [-1]).out_channels == [512 + 512]  # the coarsest of five ResNet levels
+    assert DecurBackbone(joint, [0, 4]).out_channels == [64 + 64, 512 + 512]
+    for bad in ([5], [-6]):
+        with pytest.raises(WeightsError, match="outside the 5 levels"):
+            DecurBackbone(joint, bad)
+
+
+def test_the_torchgeo_card_transform_changes_the_image_and_keeps_every_other_key():
+    from decur.weights.torchgeo import CardTransform
+
+    t = CardTransform(sentinel_transform("torchgeo", "s2", 13))
+    mask, meta = torch.ones(4, 4), {"crs": "EPSG:32633"}
+    out = t({"image": constant([5000.0] * 13), "mask": mask, "meta": meta, "bounds": (0, 1)})
+    assert out["mask"] is mask and out["meta"] is meta and out["bounds"] == (0, 1)
+    assert out["image"][0, 0, 0].item() == pytest.approx(0.5)
+
+
+def test_a_stacked_input_without_a_modality_leaves_it_out_and_b10_is_zero_filled():
+    joint, encoders = _joint(stack_bands=[b for b in S2_NAMES if b != "B10"])
+    x = torch.randn(2, 12, 32, 32)
+    expected = encoders["s2"](torch.cat([x[:, :10], torch.zeros(2, 1, 32, 32), x[:, 10:]], dim=1))
+    torch.testing.assert_close(joint(x), expected)  # s1 absent: left out, not fed zeros
+    with pytest.raises(ValueError, match=r"lack \['VH'\]"):
+        _joint(stack_bands=["VV", *S2_NAMES])
+
+
+@pytest.mark.parametrize(("arch", "strides"), [("resnet18", [8, 16, 32]), ("mit_b0", [4, 8, 16, 32]),
+                                               ("vit_tiny_patch16_224", [4, 8, 16, 32])])  # fmt: skip
+def test_default_map_levels_of_each_family(arch, strides):
+    joint, _ = _joint(arch, {"rgb": ["R", "G", "B"]}, output="maps")
+    maps = joint({"rgb": torch.randn(1, 3, 64, 64)})
+    assert [64 // m.shape[-1] for m in maps] == strides
+
+
+def test_out_channels_restores_each_encoders_mode():
+    joint, encoders = _joint(output="maps")
+    encoders["s1"].train()
+    assert joint.out_channels() == [128 + 128, 256 + 256, 512 + 512]
+    assert encoders["s1"].training and not encoders["s2"].training
+
+
+def test_vit_pyramid_resamples_the_block_tokens_bilinearly():
+    from decur.models.heads import pyramid
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=64, num_classes=0).eval()
+    x = torch.randn(1, 3, 64, 64)
+    tokens = vit.forward_intermediates(x, indices=[2, 5, 8, 11], intermediates_only=True)  # blocks 3, 6, 9, 12
+    strides = (4, 8, 16, 32)
+    expected = [
+        F.interpolate(t, size=(64 // s, 64 // s), mode="bilinear") for t, s in zip(tokens, strides, strict=True)
+    ]
+    for got, want in zip(pyramid(vit, x), expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+# ---- evaluation metrics -------------------------------------------------------------------------------------------
+
+
+def test_retrieval_compares_standardised_embeddings_by_cosine():
+    """Hand-made: after per-dimension standardisation, query 0 points along gallery 0 but gallery 1 is longer; a dot
+    product without the per-row normalisation would rank gallery 1 first."""
+    from decur.evaluate.retrieval import ranks
+
+    def ref(q, g):  # numpy: population-std standardisation per dimension, then cosine, rank with ties against
+        def prep(a):
+            a = (a - a.mean(0)) / (a.std(0) + 1e-8)
+            return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+        s = prep(q) @ prep(g).T
+        return (s >= np.diag(s)[:, None]).sum(1)
+
+    q = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    g = np.array([[1.0, 0.2], [3.0, 2.0], [-4.0, -2.2]])
+    expected = ref(q, g)
+    assert ranks(torch.tensor(q), torch.tensor(g)).tolist() == expected.tolist()
+    sq = (q - q.mean(0)) / q.std(0)
+    sg = (g - g.mean(0)) / g.std(0)
+    assert (sq @ sg.T)[0].argmax() != 0 and expected[0] == 1  # the row norms decide it
+
+
+def test_f1_counts_a_label_positive_when_its_probability_not_its_logit_passes_one_half():
+    from decur.evaluate.module import TransferModule
+
+    logits = torch.tensor([[0.3, -0.3, 2.0], [0.2, 0.4, -2.0]])  # sigmoid: 0.57 0.43 0.88 / 0.55 0.60 0.12
+
+    class Fixed(nn.Module):
+        encoders = nn.ModuleDict()
+
+        def forward(self, x):
+            return logits
+
+    module = TransferModule(Fixed(), {}, True, None, 3)  # type: ignore[arg-type]
+    target = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    module.test_step({"label": target}, 0)
+    module.on_test_epoch_end()
+    # positive where sigmoid > 0.5: (0,0) (0,2) (1,0) (1,1) -> TP 3, FP 1, FN 1 -> F1 = 2·3 / (2·3 + 1 + 1) = 0.75
+    assert module.results["f1_micro"] == pytest.approx(0.75)
+
+
+def test_adapt_batchnorm_leaves_batchnorm_momentum_as_it_was():
+    from decur.augment import ViewPipeline
+    from decur.evaluate.probe import adapt_batchnorm
+
+    net = _tiny(2)
+    momenta = [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    data = [{"s1": torch.randn(2, 32, 32)} for _ in range(4)]
+    adapt_batchnorm({"s1": net}, {"s1": ViewPipeline("none", 2, 32, (1.0, 1.0), [0.0] * 2, [1.0] * 2)}, data)
+    after = [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert after == momenta == [0.1] * len(momenta)  # torch's default: exponential averaging when fine-tuned
+    assert not net.training
