@@ -398,3 +398,42 @@ def test_adapt_batchnorm_leaves_batchnorm_momentum_as_it_was():
     after = [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     assert after == momenta == [0.1] * len(momenta)  # torch's default: exponential averaging when fine-tuned
     assert not net.training
+
+
+# ---- SSL4EO-S12 v1.1: the release README's statistics, and the offset of its S2 products -----------------------
+
+
+def test_v11_statistics_remove_the_1000_dn_offset_from_both_s2_products_only():
+    """Release README values (DN, 8-bit, dB): S2L1C B1 2607.345 ± 786.523, S2L2A B1 1793.243, S2RGB R 100.708 ± 68.550,
+    S1GRD VV -12.577 ± 5.179. S2 products lose 1000 DN then scale by 1e-4; S2RGB scales by 1/255; S1 stays in dB."""
+    from decur.data.ssl4eo_v11 import STATS
+
+    assert STATS["s2l1c"][0][0] == pytest.approx((2607.345 - 1000) / 1e4)
+    assert STATS["s2l1c"][1][0] == pytest.approx(786.523 / 1e4)
+    assert STATS["s2l2a"][0][0] == pytest.approx((1793.243 - 1000) / 1e4)
+    assert len(STATS["s2l1c"][0]) == 13 and len(STATS["s2l2a"][0]) == 12
+    assert STATS["s2rgb"][0][0] == pytest.approx(100.708 / 255) and STATS["s2rgb"][1][0] == pytest.approx(68.55 / 255)
+    assert STATS["s1grd"][0][0] == pytest.approx(-12.577) and STATS["s1grd"][1][0] == pytest.approx(5.179)
+
+
+def test_v11_s2_digital_numbers_become_the_papers_8_bit_after_the_offset():
+    """(DN − 1000) / 10000 · 255, rounded half up, clipped: by hand 1000 → 0, 2000 → 25.5 → 26, 1196 → 4.998 → 5,
+    11000 → 255, 900 → 0 (below the offset), 30000 → 255."""
+    from decur.data.ssl4eo_v11 import _preprocess
+
+    dn = np.array([1000, 2000, 1196, 11000, 900, 30000], dtype=np.int16).reshape(6, 1, 1)
+    assert _preprocess("s2l1c", dn).flatten().tolist() == [0, 26, 5, 255, 0, 255]
+    assert _preprocess("s2l2a", dn.astype(np.uint16)).flatten().tolist() == [0, 26, 5, 255, 0, 255]
+
+
+@pytest.mark.parametrize(("decay", "ok"), [(0.0, False), (-0.5, False), (1.5, False), (0.65, True), (1.0, True)])
+def test_layer_decay_is_a_factor_in_0_1(decay, ok):
+    from decur.config import ConfigError
+    from decur.evaluate.transfer import TransferRun
+
+    run = TransferRun(arch="vit_tiny_patch16_224", protocol="finetune", layer_decay=decay, crop_size=32)
+    if ok:
+        run.validate(check_paths=False)
+    else:
+        with pytest.raises(ConfigError, match=r"layer_decay`: a factor in \(0, 1\]"):
+            run.validate(check_paths=False)

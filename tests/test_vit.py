@@ -221,3 +221,24 @@ def test_vit_export_fine_tunes_a_segmentation_fcn_with_layer_decay(vit_run, tmp_
     assert main(["transfer", "--output", str(out), *args]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["protocol"] == "finetune" and 0 <= results["miou"]["mean"] <= 1
+
+
+def test_vit_gradcam_maps_clip_at_zero_only_with_cam_relu():
+    """captum's ``relu_attributions`` for CNNs; the token GradCAM of a ViT must follow the same switch."""
+    from types import SimpleNamespace
+
+    from decur.explain import _Slice, cam_layer, gradcam_maps, token_gradcam
+
+    torch.manual_seed(0)
+    vit = create_encoder(ARCH, 3).eval()
+    module = SimpleNamespace(model=SimpleNamespace(encoders={"rgb": vit}, projectors={"rgb": torch.nn.Linear(192, 8)}))
+    x = {"rgb": torch.randn(4, 3, 32, 32)}
+    signed = gradcam_maps(module, x, slice(0, 4), relu=False)["rgb"]
+    clipped = gradcam_maps(module, x, slice(0, 4), relu=True)["rgb"]
+    scale = signed.abs().amax()  # a random ViT's maps are ~1e-9: compare on their own scale
+    assert signed.min() < -0.1 * scale and clipped.min() >= 0
+    # the token map (checked against autograd above) clipped at 0 on its grid, then upsampled bilinearly
+    net = _Slice(vit, module.model.projectors["rgb"], slice(0, 4))
+    tokens = token_gradcam(net, vit, cam_layer(vit, x["rgb"])[1], x["rgb"], relu=False).clamp(min=0)
+    expected = torch.nn.functional.interpolate(tokens, size=(32, 32), mode="bilinear")[:, 0].detach()
+    torch.testing.assert_close(clipped / scale, expected / scale)

@@ -235,9 +235,10 @@ def release_file(module_tmp):
 @pytest.mark.parametrize("rule", [None, "torchgeo"])
 def test_transfer_starts_from_the_release_checkpoint_with_its_transform(ben, release_file, tmp_path, rule, capsys):
     args = [f"root={ben}", "dataset=bigearthnet", f"pretrained={release_file}", "epochs=1", "batch_size=4",
-            "num_workers=0"] + ([f"input_transform={rule}"] if rule else [])  # fmt: skip
+            "num_workers=0", "arch=mit_b2"] + ([f"input_transform={rule}"] if rule else [])  # fmt: skip
     assert main(["transfer", "--output", str(tmp_path / "out"), *args]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["arch"] == results["config"]["arch"] == "resnet18"  # the release file's encoders ran
     expected = rule or "ssl4eo_release"
     assert results["pretrained_kind"] == "release-joint"
     assert {m: t["rule"] for m, t in results["input_transforms"].items()} == {"s1": expected, "s2": expected}

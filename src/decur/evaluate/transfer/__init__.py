@@ -97,7 +97,9 @@ def _run_all(run: TransferRun, output: Path, progress: bool) -> dict[str, Any]:
     )
     results = [run_seed(run, seed, data, start, output / f"seed{seed}", progress) for seed in run.seeds or [0]]
     summary: dict[str, Any] = {
-        "config": dataclasses.asdict(run),
+        # what ran: pretrained weights bring their own architecture, whatever the config's `arch` says
+        "config": {**dataclasses.asdict(run), "arch": start.arch},
+        "arch": start.arch,
         "protocol": run.resolved_protocol,
         "setting": run.setting(),
         "input_transforms": {m: t.to_card() for m, t in start.transforms.items()},
