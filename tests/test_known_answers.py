@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decur.data.transforms import image_transform, sentinel_transform
+from decur.data.transforms import InputTransform, image_transform, sentinel_transform
 from decur.models.joint import MultimodalEncoder
 from decur.models.mit import create_mit, mit_widths
 from decur.weights import WeightsError, infer_arch, load_backbone, read_pretrained
@@ -437,3 +437,112 @@ def test_layer_decay_is_a_factor_in_0_1(decay, ok):
     else:
         with pytest.raises(ConfigError, match=r"layer_decay`: a factor in \(0, 1\]"):
             run.validate(check_paths=False)
+
+
+# ---- the cards each rule writes: the fields another program (or a later decur) reads back ------------------------
+
+S2_DECUR_MEAN, S2_DECUR_STD = [m / 1e4 for m in S2C_MEAN], [s / 1e4 for s in S2C_STD]
+NO_B10 = [i for i in range(13) if i != 10]
+TORCHGEO_S1 = {"op": "standardize", "mean": [-12.59, -20.26], "std": [5.26, 5.91]}  # torchgeo models/resnet.py
+
+
+def _card(rule, units, bands, steps):
+    return {"rule": rule, "units": units, "bands": bands, "steps": steps}
+
+
+SENTINEL_CARDS = {
+    ("torchgeo", 2): _card("torchgeo", "dB", ["VV", "VH"], [TORCHGEO_S1]),
+    ("torchgeo", 13): _card("torchgeo", "DN", S2_NAMES, [{"op": "scale", "factor": 1e-4}]),
+    ("ssl4eo_release", 2): _card("ssl4eo_release", "dB", ["VV", "VH"], [
+        {"op": "cut_outliers", "fraction": 0.01}, {"op": "release_8bit", "mean": S1_MEAN, "std": S1_STD}]),
+    ("ssl4eo_release", 13): _card("ssl4eo_release", "DN", S2_NAMES, [
+        {"op": "release_8bit", "mean": S2C_MEAN, "std": S2C_STD}]),
+    ("decur", 13): _card("decur", "DN", S2_NAMES, [
+        {"op": "s2_8bit"}, {"op": "standardize", "mean": S2_DECUR_MEAN, "std": S2_DECUR_STD}]),
+    ("decur", 12): _card("decur", "DN", [S2_NAMES[i] for i in NO_B10], [{"op": "s2_8bit"}, {
+        "op": "standardize", "mean": [S2_DECUR_MEAN[i] for i in NO_B10], "std": [S2_DECUR_STD[i] for i in NO_B10]}]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", list(SENTINEL_CARDS))
+def test_each_sentinel_rule_writes_the_card_of_its_source(key):
+    card = sentinel_transform(key[0], "m", key[1]).to_card()
+    expected = SENTINEL_CARDS[key]
+    for k in ("rule", "units", "bands"):
+        assert card[k] == expected[k]
+    assert [s["op"] for s in card["steps"]] == [s["op"] for s in expected["steps"]]
+    for got, want in zip(card["steps"], expected["steps"], strict=True):
+        assert set(got) == set(want)
+        for name, value in want.items():
+            assert got[name] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12)), (key, name)
+    again = InputTransform.from_card(card)
+    assert again.to_card() == card
+
+
+def test_decur_s1_card_and_where_its_statistics_come_from():
+    card = sentinel_transform("decur", "s1", 2).to_card()
+    assert (card["units"], card["bands"], card["steps"][0]) == ("dB", ["VV", "VH"], {"op": "cut_outliers",
+                                                                                     "fraction": 0.02})  # fmt: skip
+    assert card["steps"][1]["op"] == "standardize" and card["steps"][1]["mean"][0] == pytest.approx(-12.5, abs=0.1)
+    assert "SSL4EO-S12" in card["stats_source"]
+    own = sentinel_transform("decur", "s1", 2, ([-10.0, -17.0], [4.0, 5.0])).to_card()
+    assert own["steps"][1] == {"op": "standardize", "mean": [-10.0, -17.0], "std": [4.0, 5.0]}
+    assert "pretraining run" in own["stats_source"] and "SSL4EO-S12" not in own["stats_source"]
+    assert "uint8 LMDB" in sentinel_transform("ssl4eo_release", "s1", 2).stats_source
+    assert "torchgeo" in sentinel_transform("torchgeo", "s1", 2).stats_source
+
+
+IMAGE_CARDS = {
+    ("decur", "rgb"): _card("decur", "8-bit/255", ["R", "G", "B"],
+                            [{"op": "standardize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.4]}]),
+    ("decur", "hha"): _card("decur", "8-bit/255", ["H", "H2", "A"],
+                            [{"op": "standardize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.4]}]),
+    ("ssl4eo_release", "rgb"): _card("ssl4eo_release", "8-bit/255", ["R", "G", "B"], [{"op": "reverse_bands"}]),
+    ("ssl4eo_release", "hha"): _card("ssl4eo_release", "8-bit/255", ["H", "H2", "A"], [{"op": "reverse_bands"}]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", list(IMAGE_CARDS))
+def test_each_image_rule_writes_its_card(key):
+    card = image_transform(key[0], key[1], 3, ([0.4, 0.5, 0.6], [0.2, 0.3, 0.4])).to_card()
+    assert {k: card[k] for k in ("rule", "units", "bands", "steps")} == IMAGE_CARDS[key]
+    assert ("release" in card["stats_source"]) == (key[0] == "ssl4eo_release")
+
+
+def test_dem_cards_and_the_rules_an_image_has_not():
+    dem = image_transform("ssl4eo_release", "dem", 1, ([0.0], [1.0])).to_card()
+    assert (dem["units"], dem["bands"]) == ("m minus the patch mean", ["dem0"])
+    assert dem["steps"] == [{"op": "percentile_stretch", "low": 1.0, "high": 99.0}]
+    assert image_transform("decur", "dem", 1, ([2.0], [3.0])).steps == [{"op": "standardize", "mean": [2.0],
+                                                                         "std": [3.0]}]  # fmt: skip
+    for rule in ("torchgeo", "other"):
+        with pytest.raises(ValueError, match=r"exists for Sentinel-1/2 weights only; use decur or ssl4eo_release"):
+            image_transform(rule, "rgb", 3, ([0.0] * 3, [1.0] * 3))
+    with pytest.raises(ValueError, match=r"input transform 'other' is not one of \['decur', 'ssl4eo_release'"):
+        sentinel_transform("other", "s2", 13)
+
+
+def test_release_dem_stretch_equals_the_releases_numpy_on_a_random_two_band_image():
+    """geonrw_dataset.py per image: np.percentile(dsm, (1, 99)), clip, (x − p1) / (p99 − p1 + 1e-5) · 255, uint8;
+    decur applies it per band (two bands here, each with its own percentiles)."""
+    rng = np.random.default_rng(1)
+    dem = np.stack([rng.gamma(2.0, 30.0, (33, 31)), rng.normal(500, 80, (33, 31))]).astype(np.float32)
+    expected = []
+    for band in dem.astype(np.float64):
+        p1, p99 = np.percentile(band, (1, 99))
+        expected.append((np.clip(band, p1, p99) - p1) / (p99 - p1 + 1e-5) * 255)
+    codes = np.stack(expected).astype(np.uint8)
+    out = image_transform("ssl4eo_release", "dem", 2, ([0.0] * 2, [1.0] * 2))(torch.from_numpy(dem))
+    assert out.dtype == torch.float32
+    np.testing.assert_array_equal(np.round(out.numpy() * 255).astype(np.uint8), codes)
+
+
+def test_per_band_values_must_match_the_band_count_and_stay_float32():
+    t = InputTransform("custom", "DN", ["a", "b"], [{"op": "standardize", "mean": [1.0], "std": [2.0]}])
+    with pytest.raises(ValueError, match=r"^1 per-band values for an image of 2 bands$"):
+        t(torch.zeros(2, 4, 4))
+    x = torch.full((2, 3, 3), 0.1)
+    t = InputTransform("custom", "DN", ["a", "b"], [{"op": "standardize", "mean": [0.1, 1e-8], "std": [3.0, 1.0]}])
+    out = t(x)
+    assert out.dtype == torch.float32 and out[0].abs().max().item() == 0.0  # the mean subtracted exactly
+    assert out.shape == (2, 3, 3) and out[1, 0, 0].item() == pytest.approx(0.1 - 1e-8)

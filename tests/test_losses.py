@@ -425,3 +425,87 @@ def test_the_messages_of_bad_calls_name_what_is_wrong():
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+# ---- the edges of every switch and guard (found by mutmut: `make mutation-score MODULES=losses`) ----------------
+
+
+def test_one_common_dimension_is_a_common_block_and_k_minus_one_a_unique_one():
+    zs = embeddings(n=10, k=6, seed=7)
+    for kc in (1, 5):
+        ours = losses.decur_loss(*zs, kc)
+        ref = ref_decur(*[z.numpy() for z in zs], kc)
+        assert float(ours["common"]) == pytest.approx(ref["common"], rel=1e-4)
+        assert float(ours["unique"]) == pytest.approx(ref["unique"], rel=1e-4)
+        assert float(ours["common"]) > 0 and float(ours["unique"]) > 0
+
+
+def test_switches_reach_the_reference_code_path_and_the_multimodal_form():
+    zs = embeddings(n=12, k=8, seed=8)
+    plain = losses.decur_loss(*zs, 5, intra=False)
+    weighted = losses.decur_loss(*zs, 5, intra=False, reference_weighting=True)
+    assert float(weighted["intra_1"]) == float(weighted["intra_2"]) == 0.0
+    torch.testing.assert_close(weighted["total"], (plain["common"] + plain["unique"]) / 2 / 3)
+    multi = losses.decur_multimodal([zs[0], zs[2]], [None, None], 5, intra=False)  # second views not needed
+    torch.testing.assert_close(multi["total"], plain["total"])
+    assert float(multi["intra_1"]) == 0.0
+    coupled = losses.decur_multimodal([zs[0], zs[2]], [zs[1], zs[3]], 5, decouple=False)
+    torch.testing.assert_close(coupled["common"], losses.decur_loss(*zs, 8)["common"])
+    assert float(coupled["unique"]) == 0.0
+    assert float(losses.decur_multimodal([zs[0], zs[2]], [zs[1], zs[3]], 0)["common"]) == 0.0  # K_c = 0 accepted
+
+
+def test_ablations_pass_the_weights_on():
+    zs = embeddings(n=12, k=8, seed=9)
+    a = losses.decur_without_intra(zs[0], None, zs[2], None, 5, lambda_common=0.5)
+    assert float(a["common"]) == pytest.approx(float(losses.decur_loss(*zs, 5, lambda_common=0.5)["common"]))
+    b = losses.decur_without_decoupling(*zs, 5, lambda_common=0.5)
+    assert float(b["common"]) == pytest.approx(float(losses.decur_loss(*zs, 8, lambda_common=0.5)["common"]))
+
+
+def test_every_modalitys_shape_is_checked_and_two_samples_suffice():
+    zs = embeddings(n=6, k=4)
+    odd = torch.randn(6, 5, dtype=torch.float64)
+    for first in ([odd, zs[0], zs[1]], [zs[0], odd, zs[1]], [zs[0], zs[1], odd]):
+        with pytest.raises(ValueError, match="equal shape"):
+            losses.decur_multimodal(first, [None] * 3, 2, intra=False)
+    with pytest.raises(ValueError, match=r"^correlations need a batch of at least 2 samples, got N=1$"):
+        losses.decur_loss(*[z[:1] for z in zs], 2)
+    assert torch.isfinite(losses.decur_loss(*[z[:2] for z in zs], 2)["total"])
+
+
+def test_separation_needs_a_common_and_a_unique_block_and_keeps_every_term():
+    zs = embeddings(n=12, k=8, seed=10)
+    assert "separation" not in losses.decur_multimodal([zs[0], zs[2]], [zs[1], zs[3]], 0)  # 0 = off, any K_c
+    out = losses.decur_multimodal([zs[0], zs[2]], [None, None], 1, intra=False, separation=0.5)
+    ref = losses.decur_multimodal([zs[0], zs[2]], [None, None], 1, intra=False)
+    assert set(ref) < set(out) and float(out["separation"]) > 0
+    torch.testing.assert_close(out["total"], ref["total"] + out["separation"])
+    for kc in (0, 8):
+        with pytest.raises(ValueError, match="separation must be >= 0 and needs decoupling"):
+            losses.decur_multimodal([zs[0], zs[2]], [zs[1], zs[3]], kc, separation=0.5)
+
+
+def test_baselines_name_their_terms_and_keep_their_defaults():
+    """Term names are what the run logs and plots; the defaults are the cited papers' (SimCLR τ = 0.1 as
+    lightly's NTXentLoss(0.1), Barlow Twins λ = 0.0051, VICReg 25/25/1 with ε = 1e-4)."""
+    from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
+
+    z1, z1p, z2, _ = embeddings(n=16, k=8, dtype=torch.float32)
+    bt = losses.barlow_twins_cross(z1, None, z2, None)
+    assert set(bt) == {"total", "cross"}
+    assert set(losses.barlow_twins_single(z1, z1p)) == {"total", "intra_1"}
+    strong = losses.barlow_twins_cross(z1, None, z2, None, lambda_offdiag=0.5)["total"]
+    torch.testing.assert_close(strong, BarlowTwinsLoss(lambda_param=0.5)(z1, z2), rtol=1e-5, atol=1e-4)
+    sim = losses.simclr_cross(z1, None, z2, None)
+    assert set(sim) == {"total", "nt_xent"}
+    torch.testing.assert_close(sim["total"], NTXentLoss(temperature=0.1)(z1, z2))
+    flat = z1.clone()
+    flat[:, 0] = 1.0  # a collapsed dimension: variance 0, the ε keeps the square root finite
+    vic = losses.vicreg_cross(flat, None, z2, None)
+    assert set(vic) == {"total", "invariance", "variance", "covariance"}
+    torch.testing.assert_close(vic["total"], VICRegLoss()(flat, z2))
+    scale = torch.tensor(math.log(1 / 0.07))
+    clip = losses.clip_loss(z1, None, z2, None, logit_scale=scale)
+    assert set(clip) == {"total", "info_nce", "temperature"}
+    assert float(clip["temperature"]) == pytest.approx(0.07)
