@@ -140,7 +140,17 @@ def test_an_output_below_a_regular_file_is_one_line(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunError):
-        main(["--debug", "export", str(tmp_path / "empty"), "--modality", "sar", "--out", str(tmp_path / "x")])
+        main(
+            [
+                "--debug",
+                "export",
+                str(tmp_path / "empty"),
+                "--modality",
+                "sar",
+                "--out",
+                str(tmp_path / "x.safetensors"),
+            ]
+        )
 
 
 def test_the_data_may_move_between_attempts(finished_run, tmp_path):

@@ -63,3 +63,79 @@ def test_load_backbone_from_every_source(run, tmp_path):
         load_backbone(tmp_path / "sar.safetensors", in_chans=3)
     with pytest.raises(WeightsError, match="say which with modality="):
         load_backbone(run)
+
+
+# ---- an output never replaces an input, a checkpoint or an earlier export unless asked (issue 39, rule 1) --------
+
+
+def _digest(path):
+    import hashlib
+
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(p.relative_to(path) if path.is_dir() else p.name): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}  # fmt: skip
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    return err
+
+
+def test_export_never_writes_over_the_runs_checkpoint_or_its_own_card(run, tmp_path, capsys):
+    ckpt = run / "checkpoints" / "last.ckpt"
+    before = _digest(ckpt)
+    for out in (ckpt, tmp_path / "sar.json", tmp_path):
+        assert main(["export", str(run), "--modality", "sar", "--out", str(out)]) == 1
+        assert "FILE.safetensors" in _one_line(capsys)
+    assert _digest(ckpt) == before
+    for extra in ([], ["--overwrite"]):  # a checkpoint is never replaced, asked or not
+        assert main(["export", str(run), "--out", str(ckpt), *extra]) == 1
+        assert "is a training checkpoint" in _one_line(capsys) and _digest(ckpt) == before
+    assert main(["export", str(run), "--out", str(run), "--overwrite"]) == 1  # asked, but it holds the input
+    assert "holds the weights it is written from" in _one_line(capsys) and _digest(ckpt) == before
+
+
+def test_an_existing_export_is_replaced_only_with_overwrite_and_then_whole(run, tmp_path, capsys):
+    single = tmp_path / "sar.safetensors"
+    assert main(["export", str(run), "--modality", "sar", "--out", str(single)]) == 0
+    first = _digest(single) | _digest(single.with_suffix(".json"))
+    assert main(["export", str(run), "--modality", "sar", "--out", str(single)]) == 1
+    assert "exists; choose another path or pass --overwrite" in _one_line(capsys)
+    assert _digest(single) | _digest(single.with_suffix(".json")) == first
+    assert main(["export", str(run), "--modality", "sar", "--out", str(single), "--overwrite"]) == 0
+
+    folder = tmp_path / "export"
+    assert main(["export", str(run), "--out", str(folder)]) == 0
+    kept = _digest(folder)
+    assert main(["export", str(run), "--out", str(folder)]) == 1
+    assert "--overwrite" in _one_line(capsys) and _digest(folder) == kept
+    assert main(["import", str(single), "--out", str(folder), "--modalities", "sar"]) == 1
+    assert "--overwrite" in _one_line(capsys) and _digest(folder) == kept  # the card was not replaced
+    assert main(["import", str(folder / "sar.pth"), "--out", str(folder), "--modalities", "sar", "--overwrite"]) == 1
+    assert "holds the weights it is written from" in _one_line(capsys) and _digest(folder) == kept
+    assert main(["export", str(run), "--out", str(folder), "--overwrite"]) == 0
+    assert _digest(folder) == kept  # the same run gives the same files
+    assert not list(tmp_path.glob(".*"))  # nothing left aside
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_export_leaves_the_previous_one_intact_and_nothing_aside(run, tmp_path, monkeypatch, failure):
+    from decur.weights import read_run, write_export
+
+    folder = tmp_path / "export"
+    write_export(read_run(run), folder)
+    kept = _digest(folder)
+    calls = []
+
+    def fail(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second modality's .pth: half of the export written
+            raise failure
+        return real(*args, **kwargs)
+
+    real = torch.save
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(type(failure)):
+        write_export(read_run(run), folder, overwrite=True)
+    assert _digest(folder) == kept and sorted(p.name for p in tmp_path.iterdir()) == ["export"]

@@ -107,10 +107,10 @@ def _export(args: argparse.Namespace) -> int:
     from decur.weights import export_backbone, read_run, write_export
 
     if args.modality is None:
-        card = write_export(read_run(Path(args.run)), args.out)
+        card = write_export(read_run(Path(args.run)), args.out, overwrite=args.overwrite)
         print(f"wrote {card.parent}/ (card.json, one .safetensors + .pth per modality)")
         return 0
-    weights, card = export_backbone(args.run, args.modality, args.out)
+    weights, card = export_backbone(args.run, args.modality, args.out, args.overwrite)
     print(f"wrote {weights} and {card}")
     return 0
 
@@ -119,7 +119,7 @@ def _import(args: argparse.Namespace) -> int:
     from decur.weights import import_weights
 
     modalities = args.modalities.split(",") if args.modalities else None
-    card, pre = import_weights(args.file, args.out, modalities, args.input_transform)
+    card, pre = import_weights(args.file, args.out, modalities, args.input_transform, args.overwrite)
     for m in pre.modalities:
         t = pre.transforms[m]
         print(
@@ -286,10 +286,12 @@ def _add_weights(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", help="one modality only: --out FILE.safetensors (+ FILE.json)")
     e.add_argument("--out", required=True, help="the export folder (FILE.safetensors with --modality)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing export at --out")
     e.set_defaults(func=_export)
     im = sub.add_parser("import", help="published DeCUR weights (release, torchgeo, timm, SegFormer) -> an export")
     im.add_argument("file", help="weights file or folder")
     im.add_argument("--out", required=True, help="the export folder to write")
+    im.add_argument("--overwrite", action="store_true", help="replace an existing export at --out")
     im.add_argument("--modalities", help="names of the encoders in file order, e.g. s1,s2 (joint release files)")
     im.add_argument(
         "--input-transform",

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,20 +123,69 @@ def _modality_card(pre: Pretrained, m: str) -> dict[str, Any]:
     }
 
 
-def write_export(pre: Pretrained, out: str | Path, source: dict[str, Any] | None = None) -> Path:
+def _refuse_existing(out: Path, source: Path, overwrite: bool, what: str) -> None:
+    """An output never replaces its own input or a checkpoint, and replaces anything else only when asked."""
+    if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
+        raise WeightsError(f"--out {out}: holds the weights it is written from ({source}); choose another path")
+    if out.suffix == ".ckpt" and out.exists():
+        raise WeightsError(f"--out {out}: is a training checkpoint, which an export never replaces")
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
+        raise WeightsError(f"--out {out}: {what} exists; choose another path or pass --overwrite to replace it")
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by the finished ``tmp`` with renames only (the old output stays whole until then)."""
+    old = out.with_name(f".{out.name}.old")
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def write_export(
+    pre: Pretrained, out: str | Path, source: dict[str, Any] | None = None, overwrite: bool = False
+) -> Path:
     """Write ``pre`` as an export folder (module docstring); returns the card's path.
 
+    The folder is written aside (``.NAME.partial``) and renamed into place when complete: an interrupted or failed
+    write leaves no half export and the previous one intact.
+
+    Args:
+        pre: The weights.
+        out: The export folder; an existing one (not empty) is replaced only with ``overwrite``.
+        source: What the card records as the source (default: ``pre``'s kind and path).
+        overwrite: Replace an existing export.
+
     Raises:
-        WeightsError: A modality has no input transform (give one: ``decur import --input-transform``).
+        WeightsError: A modality has no input transform (give one: ``decur import --input-transform``), or ``out``
+            exists (without ``overwrite``) or lies inside the source.
 
     """
-    from safetensors.torch import save_file
-
     missing = [m for m in pre.modalities if m not in pre.transforms]
     if missing:
         raise WeightsError(f"{pre.source}: no input transform recorded for {missing}; give --input-transform")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _refuse_existing(out, Path(pre.source), overwrite, "an export folder or file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _write_folder(pre, tmp, source)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, out)
+    return out / CARD
+
+
+def _write_folder(pre: Pretrained, out: Path, source: dict[str, Any] | None) -> None:
+    from safetensors.torch import save_file
+
     modalities = {}
     for m in pre.modalities:
         weights = {k: v.contiguous() for k, v in pre.encoders[m].items()}
@@ -157,27 +208,39 @@ def write_export(pre: Pretrained, out: str | Path, source: dict[str, Any] | None
         **{k: v for k, v in pre.card.items() if k not in ("format", "arch", "modalities")},
         **vit_card(pre),
     }
-    path = out / CARD
-    path.write_text(json.dumps(card, indent=2))
-    return path
+    (out / CARD).write_text(json.dumps(card, indent=2))
 
 
-def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> tuple[Path, Path]:
+def export_backbone(
+    run_or_ckpt: str | Path, modality: str, out: str | Path, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write one modality's encoder as ``out`` (safetensors) and its card ``out.with_suffix('.json')``.
 
     The state dict has plain timm keys (``timm.create_model(arch, in_chans=bands, num_classes=0)`` loads it with
     ``strict=True``); for MiT, SegFormer's original backbone keys. The card (``decur-backbone/2``) records arch,
     band names, units and the input transform, the common/unique split and a hash of the training config.
 
+    Both files are written aside and renamed into place together: ``out`` must end in ``.safetensors`` (so neither
+    file can land on a checkpoint or on each other), and existing files are replaced only with ``overwrite``.
+
     Raises:
         ConfigError: If the run has no encoder for ``modality`` (the message lists those it has).
         RunError: No checkpoint, or not a decur checkpoint.
+        WeightsError: ``out`` is not a ``.safetensors`` path, or it or its card exists (without ``overwrite``).
 
     """
     from safetensors.torch import save_file
 
     from decur.config import ConfigError
 
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise WeightsError(
+            f"--out {out}: with --modality, name the weights file FILE.safetensors (its card is written beside it "
+            "as FILE.json)"
+        )
+    for target in (out, out.with_suffix(".json")):
+        _refuse_existing(target, Path(run_or_ckpt), overwrite, "a file")
     pre = read_run(Path(run_or_ckpt))
     if modality not in pre.encoders:
         raise ConfigError(f"--modality {modality!r}: no such encoder in {run_or_ckpt}; it has {pre.modalities}")
@@ -191,11 +254,18 @@ def export_backbone(run_or_ckpt: str | Path, modality: str, out: str | Path) -> 
         **pre.card,
         **vit_card(pre),
     }
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(pre.encoders[modality], str(out), metadata={"arch": pre.arch, "modality": modality})
     card_path = out.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=2))
+    tmp_weights, tmp_card = (p.with_name(f".{p.name}.partial") for p in (out, card_path))
+    try:
+        save_file(pre.encoders[modality], str(tmp_weights), metadata={"arch": pre.arch, "modality": modality})
+        tmp_card.write_text(json.dumps(card, indent=2))
+    except BaseException:
+        tmp_weights.unlink(missing_ok=True)
+        tmp_card.unlink(missing_ok=True)
+        raise
+    os.replace(tmp_weights, out)
+    os.replace(tmp_card, card_path)
     return out, card_path
 
 
@@ -252,6 +322,7 @@ def import_weights(
     out: str | Path,
     modalities: list[str] | None = None,
     input_transform: str | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Pretrained]:
     """``decur import``: read any accepted layout (:func:`decur.weights.read_pretrained`), write an export folder.
 
@@ -261,6 +332,7 @@ def import_weights(
         modalities: Names of the encoders in file order (a joint release file needs two, e.g. ``[s1, s2]``).
         input_transform: Rule for modalities without a recorded transform (:data:`decur.data.transforms.RULES`);
             default ``ssl4eo_release`` for the release's and torchgeo's Sentinel weights.
+        overwrite: Replace an existing export at ``out`` (else refused before anything is read).
 
     Returns:
         The written ``card.json`` and the weights as written (with their input transforms).
@@ -270,10 +342,11 @@ def import_weights(
     from decur.weights.inputs import default_transforms
 
     path = Path(source)
+    _refuse_existing(Path(out), path, overwrite, "an export folder or file")
     # without names, Sentinel weights are named by band count (2 -> s1, 13 -> s2); runs and exports have names
     pre = read_pretrained(path, modalities or None, None if modalities else {"s1": 2, "s2": 13}, "--modalities")
     pre = dataclasses.replace(pre, transforms=default_transforms(pre, input_transform, "import"))
     source_card = {"kind": pre.kind, "path": str(path.resolve())}
     if path.is_file():
         source_card["sha256"] = sha256(path)
-    return write_export(pre, out, source_card), pre
+    return write_export(pre, out, source_card, overwrite), pre
