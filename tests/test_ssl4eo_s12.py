@@ -387,3 +387,42 @@ def test_cut_outliers_half_equals_cut_outliers_exactly(shape, values):
     got = cut_outliers_half(x)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected, atol=0, rtol=0, equal_nan=True)  # bit for bit (inf - inf: NaN in both)
+
+
+@pytest.mark.parametrize("workers", ["0", "1", "2"])
+def test_pack_stops_at_a_bad_file_naming_it_and_leaves_no_partial_store(broken, tmp_path, capsys, workers):
+    """A worker's error crosses to the command (it used to hang: the error did not unpickle in the parent)."""
+    from decur.cli import main
+
+    bad = _first_s2_season(broken) / "B4.tif"
+    bad.write_bytes(bad.read_bytes()[:200])
+    out = tmp_path / "pack"
+    args = ["data", "pack", str(broken), str(out), "--size", "36", "--workers", workers]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert str(bad) in err and err.count("\n") == 0 and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_packed_store_is_replaced_only_with_overwrite_and_survives_a_failed_repack(fixture_root, broken, tmp_path):
+    import hashlib
+
+    from decur.cli import main
+
+    out = tmp_path / "pack"
+    assert main(["data", "pack", str(fixture_root), str(out), "--size", "36", "--workers", "0"]) == 0
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    assert main(["data", "pack", str(fixture_root), str(out), "--size", "36", "--workers", "0"]) == 1
+    bad = _first_s2_season(broken) / "B4.tif"
+    bad.write_bytes(b"not a tiff")
+    assert main(["data", "pack", str(broken), str(out), "--size", "36", "--workers", "0", "--overwrite"]) == 1
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == digest
+    assert main(["data", "pack", str(fixture_root), str(out), "--size", "36", "--workers", "0", "--overwrite"]) == 0
+
+
+def test_a_dataset_error_crosses_process_boundaries_whole():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(DatasetError("/x/B4.tif", "cannot be read", "re-download it")))
+    assert (err.path, err.problem, err.fix, str(err)) == (Path("/x/B4.tif"), "cannot be read", "re-download it",
+                                                          "/x/B4.tif: cannot be read (fix: re-download it)")  # fmt: skip

@@ -63,13 +63,13 @@ def _data_pack(args: argparse.Namespace) -> int:
         from decur.data.pack_bigearthnet import pack_bigearthnet
 
         version = "v2" if args.dataset == "bigearthnet_v2" else "v1"
-        out = pack_bigearthnet(args.root, args.out, version, args.workers)
+        out = pack_bigearthnet(args.root, args.out, version, args.workers, overwrite=args.overwrite)
         print(f"packed store: {out}  (use it as `root` of decur transfer dataset=bigearthnet)")
         return 0
     from decur.data.pack import pack_ssl4eo_s12
 
     void = Path(args.void_ids).read_text().split() if args.void_ids else None
-    out = pack_ssl4eo_s12(args.root, args.out, args.s2_product, args.size, args.workers, void)
+    out = pack_ssl4eo_s12(args.root, args.out, args.s2_product, args.size, args.workers, void, overwrite=args.overwrite)
     print(f"packed store: {out}  (use it as data.root with data.dataset=ssl4eo_s12)")
     return 0
 
@@ -333,8 +333,9 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--dataset", default="ssl4eo_s12", choices=["ssl4eo_s12", "bigearthnet", "bigearthnet_v2"])
     k.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     k.add_argument("--size", type=int, default=264)
-    k.add_argument("--workers", type=int, default=2)
+    k.add_argument("--workers", type=int, default=2, help="reading processes (0: this process)")
     k.add_argument("--void-ids", help="file of location ids to leave out")
+    k.add_argument("--overwrite", action="store_true", help="replace a packed store already at OUT")
     k.set_defaults(func=_data_pack)
     st = data.add_parser("stats", help="per-band mean/std of a paired_folders dataset, cached next to the data")
     st.add_argument("--config", required=True)

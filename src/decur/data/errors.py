@@ -17,6 +17,10 @@ class DatasetError(DecurError, ValueError):
         self.path, self.problem, self.fix = Path(path), problem, fix
         super().__init__(f"{path}: {problem} (fix: {fix})")
 
+    def __reduce__(self) -> tuple[type[DatasetError], tuple[Path, str, str]]:
+        """Pickled by its three fields, so that it crosses from a worker process to the caller whole."""
+        return type(self), (self.path, self.problem, self.fix)
+
 
 def read_band(path: Path, shape: tuple[int, int], dtype: type[np.generic]) -> np.ndarray:
     """Read the single band of a GeoTIFF and check its size, type and values.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch.utils.data import Dataset
 
 from decur.data.errors import DatasetError
 from decur.data.ssl4eo_s12 import PAIRING, SSL4EOS12, STATS
+from decur.data.workers import PartialFiles, map_in_workers
 
 FORMAT = "decur-ssl4eo-s12-pack/2"
 """Format 2 pairs the S1 and S2 seasons by acquisition date; format 1 (decur before 2026-12) paired them by sorted
@@ -45,44 +45,71 @@ def pack_ssl4eo_s12(
     workers: int = 2,
     void_ids: list[str] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Pack a raw SSL4EO-S12 folder into ``out`` (see the module docstring for the layout).
 
+    All or nothing: the arrays are written under ``.partial`` names and renamed, index last, only when every
+    location was read; a bad file, a dead worker or Ctrl-C leaves ``out`` as it was.
+
+    Args:
+        root: The raw release folder.
+        out: The store folder.
+        s2_product: ``s2c`` (L1C) or ``s2a`` (L2A).
+        size: Tile side in pixels.
+        workers: Reading processes (``0``: this process).
+        void_ids: Location ids to leave out.
+        progress: Print locations/s and the ETA.
+        overwrite: Replace a store already at ``out``.
+
     Raises:
-        DatasetError: From the raw reader, naming the first bad file.
+        DatasetError: From the raw reader, naming the first bad file; a store already at ``out``.
 
     """
-    raw = SSL4EOS12(root, s2_product=s2_product, size=size, void_ids=void_ids or ())
     out = Path(out)
+    refuse_existing_store(out, overwrite)
+    raw = SSL4EOS12(root, s2_product=s2_product, size=size, void_ids=void_ids or ())
     out.mkdir(parents=True, exist_ok=True)
     n, bands = len(raw), len(raw.s2_bands)
-    s1 = np.lib.format.open_memmap(out / "s1.npy", "w+", np.float16, (n, SEASONS, 2, size, size))
-    s2 = np.lib.format.open_memmap(out / "s2.npy", "w+", np.uint8, (n, SEASONS, bands, size, size))
     counts = [0] * n
     start = time.perf_counter()
-    ctx = get_context("spawn")
     init = (str(root), s2_product, size, list(void_ids or ()))
-    with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=init) as pool:
-        for done, (i, a, b) in enumerate(pool.imap_unordered(_read_location, range(n), chunksize=4), 1):
+    with PartialFiles(out) as files:
+        s1 = np.lib.format.open_memmap(files.path("s1.npy"), "w+", np.float16, (n, SEASONS, 2, size, size))
+        s2 = np.lib.format.open_memmap(files.path("s2.npy"), "w+", np.uint8, (n, SEASONS, bands, size, size))
+        for done, (i, a, b) in enumerate(map_in_workers(_read_location, range(n), workers, _init_worker, init, 4), 1):
             s1[i, : len(a)], s2[i, : len(b)] = a, b
             counts[i] = min(len(a), len(b))
             if progress and (done % 50 == 0 or done == n):
                 rate = done / (time.perf_counter() - start)
                 print(f"\rpacked {done}/{n} locations, {rate:.1f}/s, ETA {(n - done) / rate / 60:.1f} min", end="")
-    if progress:
-        print()
-    s1.flush()
-    s2.flush()
-    index = {
-        "format": FORMAT,
-        "pairing": PAIRING,
-        "ids": raw.ids,
-        "seasons": counts,
-        "s2_product": s2_product,
-        "size": size,
-    }
-    (out / "index.json").write_text(json.dumps(index))
+        if progress:
+            print()
+        s1.flush()
+        s2.flush()
+        del s1, s2
+        index = {
+            "format": FORMAT,
+            "pairing": PAIRING,
+            "ids": raw.ids,
+            "seasons": counts,
+            "s2_product": s2_product,
+            "size": size,
+        }
+        files.path("index.json").write_text(json.dumps(index))
+        files.commit()
     return out
+
+
+def refuse_existing_store(out: Path, overwrite: bool) -> None:
+    """A packed store is replaced only when asked.
+
+    Raises:
+        DatasetError: ``out`` holds a store (its ``index.json``) and ``overwrite`` is off.
+
+    """
+    if (out / "index.json").exists() and not overwrite:
+        raise DatasetError(out, "already holds a packed store", "choose another folder or pass --overwrite")
 
 
 _RAW: SSL4EOS12 | None = None  # the raw reader of a packing worker process

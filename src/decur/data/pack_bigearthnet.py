@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from torch.utils.data import Dataset
 
 from decur.data.bigearthnet import LABELS_19, BigEarthNetMM, BigEarthNetV2, check_modalities, sentinel_stats
 from decur.data.errors import DatasetError
+from decur.data.pack import refuse_existing_store
+from decur.data.workers import PartialFiles, map_in_workers
 
 FORMAT = "decur-bigearthnet-pack/1"
 SPLITS = {"v1": ("train", "val", "test"), "v2": ("train", "validation", "test")}
@@ -46,16 +47,21 @@ def pack_bigearthnet(
     workers: int = 2,
     insert_b10: bool = True,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Pack every split of a BigEarthNet release folder into ``out`` (layout in the module docstring).
+
+    All or nothing, as :func:`decur.data.pack.pack_ssl4eo_s12`: a bad file, a dead worker or Ctrl-C leaves ``out``
+    as it was.
 
     Args:
         root: The release folder (v1.0: S2/S1 folders and split lists; v2.0: folders and ``metadata.parquet``).
         out: The store folder.
         version: ``v1`` (BigEarthNet-MM v1.0) or ``v2`` (reBEN).
-        workers: Reading processes.
+        workers: Reading processes (``0``: this process).
         insert_b10: Insert the empty B10 (13 bands, the paper's choice).
         progress: Print patches/s and the ETA.
+        overwrite: Replace a store already at ``out``.
 
     Raises:
         DatasetError: From the raw readers, naming the first bad file.
@@ -63,27 +69,34 @@ def pack_bigearthnet(
     """
     if version not in SPLITS:
         raise ValueError(f"version must be v1 or v2, got {version!r}")
+    out = Path(out)
+    refuse_existing_store(out, overwrite)
     readers = {s: _reader(str(root), version, s, insert_b10) for s in SPLITS[version]}
     jobs = [(s, i) for s, r in readers.items() for i in range(len(r))]
     n, bands = len(jobs), 13 if insert_b10 else 12
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    s1 = np.lib.format.open_memmap(out / "s1.npy", "w+", np.float16, (n, 2, 120, 120))
-    s2 = np.lib.format.open_memmap(out / "s2.npy", "w+", np.uint8, (n, bands, 120, 120))
-    labels = np.lib.format.open_memmap(out / "labels.npy", "w+", np.uint8, (n, len(LABELS_19)))
-    start = time.perf_counter()
-    with get_context("spawn").Pool(
-        max(1, workers), initializer=_init_worker, initargs=(str(root), version, insert_b10)
-    ) as pool:
-        for done, (k, a, b, y) in enumerate(pool.imap_unordered(_read, list(enumerate(jobs)), chunksize=16), 1):
+    with PartialFiles(out) as files:
+        s1 = np.lib.format.open_memmap(files.path("s1.npy"), "w+", np.float16, (n, 2, 120, 120))
+        s2 = np.lib.format.open_memmap(files.path("s2.npy"), "w+", np.uint8, (n, bands, 120, 120))
+        labels = np.lib.format.open_memmap(files.path("labels.npy"), "w+", np.uint8, (n, len(LABELS_19)))
+        start = time.perf_counter()
+        init = (str(root), version, insert_b10)
+        for done, (k, a, b, y) in enumerate(map_in_workers(_read, enumerate(jobs), workers, _init_worker, init, 16), 1):
             s1[k], s2[k], labels[k] = a, b, y
             if progress and (done % 200 == 0 or done == n):
                 rate = done / (time.perf_counter() - start)
                 print(f"\rpacked {done}/{n} patches, {rate:.0f}/s, ETA {(n - done) / rate / 60:.1f} min", end="")
-    if progress:
-        print()
-    for array in (s1, s2, labels):
-        array.flush()
+        if progress:
+            print()
+        for array in (s1, s2, labels):
+            array.flush()
+        del s1, s2, labels, array
+        _write_index(files, readers, version, insert_b10, root)
+        files.commit()
+    return out
+
+
+def _write_index(files: PartialFiles, readers: dict[str, Any], version: str, insert_b10: bool, root: Any) -> None:
     offsets, position = {}, 0
     for split, reader in readers.items():
         offsets[split] = [position, position + len(reader)]
@@ -96,8 +109,7 @@ def pack_bigearthnet(
         "labels": list(LABELS_19),
         "source": str(root),
     }
-    (out / "index.json").write_text(json.dumps(index, indent=1))
-    return out
+    files.path("index.json").write_text(json.dumps(index, indent=1))
 
 
 _READERS: dict[str, Any] = {}
