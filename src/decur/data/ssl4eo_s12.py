@@ -32,7 +32,6 @@ Why not ``torchgeo.datasets.SSL4EOS12``: it returns one product at a time and ca
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -126,7 +125,9 @@ def pair_by_date(first: list[Path], second: list[Path]) -> list[tuple[Path, Path
     """Pair two modalities' season folders of one location in order of acquisition date.
 
     Each list is ordered by :func:`acquisition_date`; equal counts pair in that order. With unequal counts, the
-    longer list keeps the order-preserving subset whose total date difference to the shorter one is smallest.
+    longer list keeps the order-preserving subset whose total date difference to the shorter one is smallest (the
+    earliest such subset on ties), found by dynamic programming in ``O(len(first) · len(second))`` steps: a
+    location with hundreds of season folders pairs in milliseconds.
 
     Raises:
         DatasetError: A folder name carries no date.
@@ -136,13 +137,29 @@ def pair_by_date(first: list[Path], second: list[Path]) -> list[tuple[Path, Path
     b = sorted((acquisition_date(f), f) for f in second)
     swap = len(a) > len(b)
     short, long = (b, a) if swap else (a, b)
-
-    def gap(chosen: tuple[tuple[datetime, Path], ...]) -> float:
-        return sum(abs((x[0] - y[0]).total_seconds()) for x, y in zip(short, chosen, strict=True))
-
-    best = [f for _, f in min(itertools.combinations(long, len(short)), key=gap)]
+    best = [long[j][1] for j in _closest_subsequence([d for d, _ in short], [d for d, _ in long])]
     short_folders = [f for _, f in short]
     return [(y, x) if swap else (x, y) for x, y in zip(short_folders, best, strict=True)]
+
+
+def _closest_subsequence(short: list[datetime], long: list[datetime]) -> list[int]:
+    """Indices ``j_0 < j_1 < ...`` into ``long`` minimising ``Σ |short[i] − long[j_i]|``, the earliest on ties."""
+    k, n = len(short), len(long)
+    inf = float("inf")
+    # rest[i][j]: the least cost of pairing short[i:] with a subsequence of long[j:]
+    rest = [[inf] * (n + 1) for _ in range(k + 1)]
+    rest[k] = [0.0] * (n + 1)
+    for i in range(k - 1, -1, -1):
+        for j in range(n - (k - i), -1, -1):
+            take = abs((short[i] - long[j]).total_seconds()) + rest[i + 1][j + 1]
+            rest[i][j] = min(take, rest[i][j + 1])
+    chosen, j = [], 0
+    for i in range(k):
+        while abs((short[i] - long[j]).total_seconds()) + rest[i + 1][j + 1] > rest[i][j]:
+            j += 1
+        chosen.append(j)
+        j += 1
+    return chosen
 
 
 class SSL4EOS12(Dataset[dict[str, Tensor]]):
