@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,20 +112,31 @@ EQUIVALENT: dict[str, str] = {
     ),
     "decur.losses.x_simclr_cross__mutmut_38": 'float("-INF") is float("-inf")',
     "decur.losses.x_simclr_cross__mutmut_50": "torch.arange(0, n) is torch.arange(n)",
+    **dict.fromkeys(
+        [f"decur.models.joint.xǁMultimodalEncoderǁout_channels__mutmut_{i}" for i in (20, 27, 38)],
+        "the probe's batch and side (64 or 65 px, a multiple of no patch) give the same channel counts",
+    ),
 }
-"""Mutant name → why no test can tell it apart from the original (besides :func:`_message_only`)."""
+"""Mutant name → why no test can tell it apart from the original (besides :func:`_equivalent_by_rule`)."""
 
 
-def _message_only(diff: str) -> bool:
-    """A mutant that wraps an error message's text in ``XX``: tests match the message's words, which stay."""
+def _equivalent_by_rule(diff: str) -> bool:
+    """Two kinds of mutant no test can see, recognised from the diff.
+
+    - an error message's text wrapped in ``XX``: tests match the message's words, which stay;
+    - ``zip(..., strict=True)`` made lenient: decur zips lists built to equal length, so the check never fires.
+    """
     removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
     added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    return (
-        len(removed) == len(added) == 1
-        and "raise" in removed[0]
-        and added[0].replace("XX", "") == removed[0]
-        and added[0] != removed[0]
-    )
+    if len(removed) != 1 or len(added) != 1 or added[0] == removed[0]:
+        return False
+    if "raise" in removed[0] and added[0].replace("XX", "") == removed[0]:
+        return True
+
+    def lenient(line: str) -> str:
+        return re.sub(r",\s*\)", ")", re.sub(r",?\s*strict=(True|False|None)", "", line))
+
+    return "strict=True" in removed[0] and lenient(added[0]) == lenient(removed[0])
 
 
 def _copy(workdir: Path) -> str:
@@ -169,7 +181,7 @@ def _score(name: str, workdir: Path, minutes: float) -> tuple[list[object], list
     codes = _results(workdir)
     killed = sum(1 for c in codes.values() if c in (1, 3, 36, 24, -24, 152, 255))  # a timeout is a kill too
     alive = [k for k, c in codes.items() if c == 0]
-    equivalent = [k for k in alive if k in EQUIVALENT or _message_only(_show(workdir, k))]
+    equivalent = [k for k in alive if k in EQUIVALENT or _equivalent_by_rule(_show(workdir, k))]
     survivors = sorted(set(alive) - set(equivalent))
     unchecked = len(codes) - killed - len(equivalent) - len(survivors)
     counted = killed + len(survivors)

@@ -546,3 +546,59 @@ def test_per_band_values_must_match_the_band_count_and_stay_float32():
     out = t(x)
     assert out.dtype == torch.float32 and out[0].abs().max().item() == 0.0  # the mean subtracted exactly
     assert out.shape == (2, 3, 3) and out[1, 0, 0].item() == pytest.approx(0.1 - 1e-8)
+
+
+# ---- the joint encoder's outputs, each computed by hand from its encoders ----------------------------------------
+
+
+def test_joint_pooled_and_common_outputs_are_the_concatenation_and_the_mean_of_the_common_slices():
+    bands = {"s1": ["VV", "VH"], "s2": S2_NAMES}
+    pooled, encoders = _joint(bands=bands)
+    projectors = {m: nn.Linear(512, 16).eval() for m in bands}
+    common = MultimodalEncoder(encoders, bands, "common", projectors, 6)
+    x = {"s1": torch.randn(3, 2, 32, 32), "s2": torch.randn(3, 13, 32, 32)}
+    f = {m: encoders[m](x[m]) for m in bands}
+    torch.testing.assert_close(pooled(x), torch.cat([f["s1"], f["s2"]], dim=1))
+    expected = (projectors["s1"](f["s1"])[:, :6] + projectors["s2"](f["s2"])[:, :6]) / 2
+    torch.testing.assert_close(common(x), expected)
+    torch.testing.assert_close(common({"s2": x["s2"]}), projectors["s2"](f["s2"])[:, :6])  # one modality: its own
+
+
+def test_joint_maps_concatenate_channels_per_level_and_take_the_asked_levels():
+    joint, encoders = _joint(output="maps", levels=[0, 4])
+    x = {"s1": torch.randn(1, 2, 64, 64), "s2": torch.randn(1, 13, 64, 64)}
+    maps = joint(x)
+    assert [tuple(m.shape) for m in maps] == [(1, 128, 32, 32), (1, 1024, 2, 2)]  # strides 2 and 32, 64 + 64 ...
+    from decur.models.heads import pyramid
+
+    torch.testing.assert_close(maps[1], torch.cat([pyramid(encoders[m], x[m])[4] for m in ("s1", "s2")], dim=1))
+
+
+def test_joint_applies_each_modalitys_transform_to_its_input_first():
+    t = InputTransform("torchgeo", "DN", S2_NAMES, [{"op": "scale", "factor": 1e-4}])
+    joint, encoders = _joint(transforms={"s2": t})
+    x = {"s2": torch.full((1, 13, 32, 32), 5000.0)}
+    torch.testing.assert_close(joint(x), encoders["s2"](x["s2"] * 1e-4))
+
+
+def test_out_channels_probes_a_vit_at_a_multiple_of_its_patch():
+    vit = timm.create_model("vit_tiny_patch16_224", patch_size=14, num_classes=0, dynamic_img_size=True).eval()
+    joint = MultimodalEncoder({"rgb": vit}, {"rgb": ["R", "G", "B"]}, "maps")
+    assert joint.out_channels() == [192] * 4
+
+
+def test_the_joint_encoders_refusals_say_what_is_missing():
+    _, encoders = _joint()
+    bands = {"s1": ["VV", "VH"], "s2": S2_NAMES}
+    cases = [
+        (lambda: MultimodalEncoder(encoders, bands, "tokens"), r"^output 'tokens' is not one of \['pooled', 'common'"),
+        (lambda: MultimodalEncoder(encoders, bands, "common", None, 6), r"^output 'common' needs the projectors"),
+        (lambda: MultimodalEncoder(encoders, bands, "common", {"s1": nn.Linear(512, 8)}, None), "needs the projectors"),
+        (lambda: MultimodalEncoder(encoders, bands)(torch.zeros(1, 2, 8, 8)), r"^a stacked input needs stack_bands"),
+        (lambda: MultimodalEncoder(encoders, bands)({"rgb": torch.zeros(1, 3, 8, 8)}),
+         r"^no modality of \['s1', 's2'\] in the input \(\['rgb'\]\)"),
+        (lambda: MultimodalEncoder(encoders, bands, stack_bands=["R", "G"]), r"^the stacked bands \['R', 'G'\] hold no"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()

@@ -135,7 +135,8 @@ class MultimodalEncoder(nn.Module):
         out: dict[str, list[int | None]] = {}
         for m, names in self.band_names.items():
             index, lacking = band_index(stack, names)
-            if lacking and len(lacking) < len(names):
+            needed = [b for b in names if band_key(b) not in ZERO_FILLED]  # a stack with none of them: left out
+            if lacking and len(lacking) < len(needed):
                 raise ValueError(f"the stacked bands {stack} lack {lacking} of modality {m!r} ({names})")
             if not lacking:
                 out[m] = index
