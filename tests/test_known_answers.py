@@ -597,7 +597,8 @@ def test_the_joint_encoders_refusals_say_what_is_missing():
         (lambda: MultimodalEncoder(encoders, bands)(torch.zeros(1, 2, 8, 8)), r"^a stacked input needs stack_bands"),
         (lambda: MultimodalEncoder(encoders, bands)({"rgb": torch.zeros(1, 3, 8, 8)}),
          r"^no modality of \['s1', 's2'\] in the input \(\['rgb'\]\)"),
-        (lambda: MultimodalEncoder(encoders, bands, stack_bands=["R", "G"]), r"^the stacked bands \['R', 'G'\] hold no"),
+        (lambda: MultimodalEncoder(encoders, bands, stack_bands=["R", "G"]),
+         r"^the stacked bands \['R', 'G'\] hold no"),
     ]  # fmt: skip
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
