@@ -70,3 +70,28 @@ def test_packed_store_equals_the_raw_readers_and_transfers(v1, tmp_path, version
         out = tmp_path / "probe"
         args = [f"root={tmp_path / 'store'}", "dataset=bigearthnet", "epochs=1", "batch_size=4", "num_workers=0"]
         assert main(["transfer", "--output", str(out), *args]) == 0
+
+
+def test_the_s1_pairing_cache_notices_a_tree_replaced_by_one_of_the_same_size(tmp_path):
+    """Copied with its times kept (rsync -a, cp -a), the new S1 tree has the old entry count and mtime."""
+    import os
+    import shutil
+
+    root = make_v1(tmp_path / "v1")
+    s1_root = root / "BigEarthNet-S1-v1.0"
+    before = BigEarthNetMM(root, "train")
+    first = before[0]["s1"]
+    stamp = s1_root.stat()
+    # the replacement: every S1 patch renamed (the cache's folder names no longer exist)
+    new = tmp_path / "new-s1"
+    for folder in sorted(s1_root.iterdir()):
+        target = new / f"{folder.name}_v2"
+        shutil.copytree(folder, target)
+        next(target.glob("*_labels_metadata.json")).rename(target / f"{target.name}_labels_metadata.json")
+        for tif in target.glob("*.tif"):
+            tif.rename(target / tif.name.replace(folder.name, target.name))
+    shutil.rmtree(s1_root)
+    new.rename(s1_root)
+    os.utime(s1_root, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert len(list(s1_root.iterdir())) == len(list(new.parent.glob("v1/BigEarthNet-S1-v1.0/*")))
+    torch.testing.assert_close(BigEarthNetMM(root, "train")[0]["s1"], first)

@@ -603,3 +603,13 @@ def test_the_joint_encoders_refusals_say_what_is_missing():
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_bigearthnets_12_band_statistics_drop_b10_and_nothing_else():
+    from decur.data.bigearthnet import sentinel_stats
+
+    mean, std = sentinel_stats(insert_b10=False)["s2"]
+    assert mean == pytest.approx([S2_DECUR_MEAN[i] for i in NO_B10]) and std == pytest.approx(
+        [S2_DECUR_STD[i] for i in NO_B10]
+    )
+    assert sentinel_stats(insert_b10=True)["s2"][0] == pytest.approx(S2_DECUR_MEAN)

@@ -8,8 +8,9 @@ Layout of the official download (Sumbul et al., IEEE GRSM 2021)::
     root/bigearthnet-{split}.csv       alternatively torchgeo's lists, "s2,s1" per line
 
 The S1 metadata's ``corresponding_s2_patch`` pairs the modalities (scanned once and cached in
-``root/.decur-bigearthnet-s1.json`` when the folder is writable; the cache records the S1 folder's entry count and
-modification time and is rebuilt when either changed, e.g. after more patches were extracted). Samples:
+``root/.decur-bigearthnet-s1.json`` when the folder is writable; the cache records the S1 folder's entry count,
+modification time, inode and a hash of its entry names, and is rebuilt when any changed, e.g. after more patches were
+extracted or the tree was replaced by another of the same size). Samples:
 
 - ``s1``: 2 x 120 x 120 dB, VV then VH (sorting the file names would put VH first), 2 % outliers cut per image;
 - ``s2``: the 12 L2A bands in the order B01..B09, B11, B12 with B8A after B08 (Sentinel-2's band order), resampled
@@ -24,6 +25,7 @@ preprocessing, B10 insertion or the SSL4EO-S12 normalisation the pretrained enco
 from __future__ import annotations
 
 import bz2
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -299,7 +301,13 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
     def _scan_s1(self) -> dict[str, str]:
         cache = self.root / ".decur-bigearthnet-s1.json"
         stamp = self.s1_root.stat()
-        state = {"entries": sum(1 for _ in self.s1_root.iterdir()), "mtime_ns": stamp.st_mtime_ns}
+        names = sorted(p.name for p in self.s1_root.iterdir())
+        state = {  # a tree replaced by one of the same size (copied with its times kept) differs in inode or names
+            "entries": len(names),
+            "mtime_ns": stamp.st_mtime_ns,
+            "inode": stamp.st_ino,
+            "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
+        }
         if cache.is_file():
             try:
                 saved = json.loads(cache.read_text())
