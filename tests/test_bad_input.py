@@ -163,6 +163,12 @@ def test_the_data_may_move_between_attempts(finished_run, tmp_path):
                                            "data.root=/scratch/moved/"]), out)  # fmt: skip
     assert summary["resumed_from"] == {"epoch": 1, "step": 1}
     assert "data.root changed from None to /scratch/moved/" in (out / "history.log").read_text()
+    # a second move: the log keeps both
+    pretrain(load_config(SMOKE, [*TINY[:1], "trainer.max_epochs=3", "eval.enabled=false",
+                                 "data.root=/scratch/again/"]), out)  # fmt: skip
+    lines = (out / "history.log").read_text().splitlines()
+    assert len(lines) == 2 and "to /scratch/moved/" in lines[0]
+    assert "from /scratch/moved/ to /scratch/again/" in lines[1]
 
 
 # ---- configs -----------------------------------------------------------------------------------------------------

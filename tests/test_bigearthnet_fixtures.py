@@ -95,3 +95,25 @@ def test_the_s1_pairing_cache_notices_a_tree_replaced_by_one_of_the_same_size(tm
     os.utime(s1_root, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert len(list(s1_root.iterdir())) == len(list(new.parent.glob("v1/BigEarthNet-S1-v1.0/*")))
     torch.testing.assert_close(BigEarthNetMM(root, "train")[0]["s1"], first)
+
+
+def test_a_finished_transfer_seed_is_reused_on_its_data_moved_but_not_on_other_data(v1, tmp_path, capsys):
+    import json
+    import shutil
+
+    out = tmp_path / "probe"
+    args = ["dataset=bigearthnet", "epochs=1", "batch_size=4", "num_workers=0"]
+    assert main(["transfer", "--output", str(out), f"root={v1}", *args]) == 0
+    first = json.loads((out / "results.json").read_text())["map_micro"]
+    moved = tmp_path / "scratch" / "v1"
+    shutil.copytree(v1, moved)
+    assert main(["transfer", "--output", str(out), f"root={moved}", *args]) == 0
+    assert json.loads((out / "results.json").read_text())["map_micro"] == first  # the finished seed, reused
+    other = tmp_path / "other"
+    shutil.copytree(v1, other)
+    lines = (other / "train.csv").read_text().splitlines()
+    (other / "train.csv").write_text("\n".join(lines[:-1]) + "\n")  # one training patch fewer: other data
+    capsys.readouterr()
+    assert main(["transfer", "--output", str(out), f"root={other}", *args]) == 2  # a config error
+    err = capsys.readouterr().err
+    assert "holds other data than seed folder" in err and err.strip().count("\n") == 0

@@ -469,3 +469,23 @@ def test_a_dataset_error_crosses_process_boundaries_whole():
     err = pickle.loads(pickle.dumps(DatasetError("/x/B4.tif", "cannot be read", "re-download it")))
     assert (err.path, err.problem, err.fix) == (Path("/x/B4.tif"), "cannot be read", "re-download it")
     assert str(err) == "/x/B4.tif: cannot be read (fix: re-download it)"
+
+
+def test_a_run_resumes_on_its_data_moved_but_not_on_other_data(fixture_root, tmp_path):
+    from decur.config import ConfigError
+
+    first = tmp_path / "first"
+    shutil.copytree(fixture_root, first)
+    run = tmp_path / "run"
+    pretrain(load_config(REPO / "configs" / "smoke.yaml", _ssl4eo_overrides(first, 36)), run)
+    moved = tmp_path / "scratch" / "staged"
+    shutil.copytree(first, moved)
+    more = [*_ssl4eo_overrides(moved, 36)[:-2], "trainer.max_epochs=2", "eval.enabled=false"]
+    assert pretrain(load_config(REPO / "configs" / "smoke.yaml", more), run)["resumed_from"]["epoch"] == 1
+    other = tmp_path / "other"  # the same size, one location another
+    shutil.copytree(first, other)
+    for product in ("s1", "s2c"):
+        (other / product / "0000003").rename(other / product / "0000042")
+    more = [*_ssl4eo_overrides(other, 36)[:-2], "trainer.max_epochs=3", "eval.enabled=false"]
+    with pytest.raises(ConfigError, match=r"holds other data than the run .* a moved dataset may resume"):
+        pretrain(load_config(REPO / "configs" / "smoke.yaml", more), run)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -131,3 +133,23 @@ def band_stats(
         std = ((square - count * mean**2) / max(1, count - 1)).clamp_min(0).sqrt().clamp_min(1e-6)
         stats[m] = (mean.float().tolist(), std.float().tolist())
     return stats
+
+
+def data_fingerprint(dataset: Any) -> dict[str, Any]:
+    """What identifies a dataset wherever it lies: its sample count and a hash of its sample names.
+
+    The names are the reader's location ids, patch names, file stems or shard names (``ids``, ``patches``, ...),
+    relative, so a dataset copied or staged elsewhere has the same fingerprint and another dataset does not.
+    """
+    while not any(hasattr(dataset, a) for a in ("ids", "patches", "stems", "names", "files")) and hasattr(
+        dataset, "dataset"
+    ):
+        dataset = dataset.dataset  # a wrapper (decur's Transformed, torch's Subset) around the reader
+    out: dict[str, Any] = {"samples": len(dataset) if hasattr(dataset, "__len__") else None}
+    for attribute in ("ids", "patches", "stems", "names", "files"):
+        names = getattr(dataset, attribute, None)
+        if isinstance(names, list | tuple) and names:
+            keys = "\n".join(Path(str(n)).name for n in names)
+            out[attribute] = hashlib.sha256(keys.encode()).hexdigest()[:16]
+            break
+    return out

@@ -13,7 +13,7 @@ import yaml
 from torch.utils.data import IterableDataset
 
 from decur.config import Config, ConfigError
-from decur.data.build import build_dataset, dataset_stats
+from decur.data.build import build_dataset, data_fingerprint, dataset_stats
 from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
 from decur.train.engine import build_trainer, check_same_run, is_launcher, per_process_batch, resume_point, run_lock
@@ -65,6 +65,7 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
 
     tune_host()
     dataset = build_dataset(cfg)
+    _check_same_data(cfg, dataset, output)
     names = [m.name for m in cfg.data.modalities]
     stats = dataset_stats(dataset, names)
     module = PretrainModule(cfg, stats)
@@ -133,6 +134,23 @@ def _finish(output: Path, summary: dict[str, Any], trainer: L.Trainer) -> dict[s
     summary["final_loss"] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _check_same_data(cfg: Config, dataset: Any, output: Path) -> None:
+    """A resumed run continues on the data it started on (moved or not), never on other data (``data.json``)."""
+    saved = output / "data.json"
+    now = data_fingerprint(dataset)
+    if (output / "checkpoints" / "last.ckpt").exists() and saved.is_file():
+        before = json.loads(saved.read_text())
+        if before != now:
+            raise ConfigError(
+                f"config field `data.root`: {cfg.data.root} holds other data than the run in {output} started on "
+                f"({now} against {before}); a moved dataset may resume a run, a different one may not. Choose "
+                "another --output to start a new run"
+            )
+    elif is_launcher():
+        output.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(now))
 
 
 def _check_same_run(cfg: Config, saved: Path) -> None:

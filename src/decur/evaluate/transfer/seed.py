@@ -41,6 +41,7 @@ def run_seed(
     config = {**dataclasses.asdict(run), "seed": seed}
     defaults = {f.name: f.default for f in dataclasses.fields(TransferRun) if f.default is not dataclasses.MISSING}
     check_same_run(config, folder / "config.yaml", RESUMABLE_CHANGES, defaults=defaults)
+    _check_same_data(run, data, folder)
     done = folder / "results.json"
     if done.is_file():
         return dict(json.loads(done.read_text()))
@@ -129,6 +130,27 @@ def training_set(
     fill = {m: start.transforms[m].fill_value(data.stats[m][0]) for m in keys}
     ignore = -100 if data.ignore_index is None else data.ignore_index
     return ScaleCrop(labelled, keys, run.train_scales, size, fill, ignore), False
+
+
+def _check_same_data(run: TransferRun, data: TransferData, folder: Path) -> None:
+    """A seed's results and checkpoint belong to its data: reused when the data moved, refused when they changed."""
+    from decur.data.build import data_fingerprint
+    from decur.train.engine import is_launcher
+
+    now = {split: data_fingerprint(getattr(data, split)) for split in ("train", "test")}
+    saved = folder / "data.json"
+    started = (folder / "results.json").is_file() or (folder / "checkpoints" / "last.ckpt").is_file()
+    if started and saved.is_file():
+        before = json.loads(saved.read_text())
+        if before != now:
+            raise ConfigError(
+                f"transfer config field `root`: {run.root} holds other data than seed folder {folder} was trained "
+                f"and tested on ({now} against {before}); a moved dataset reuses its results, a different one "
+                "may not. Choose another --output"
+            )
+    elif is_launcher():
+        folder.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(now))
 
 
 def build_module(run: TransferRun, data: TransferData, seed: int, start: Start) -> TransferModule:
