@@ -237,6 +237,18 @@ def test_validate_names_each_failing_file_and_checks_all(tmp_path, capsys):
     assert main(["validate", "--kind", "transfer", str(good)]) == 0
 
 
+def test_validate_kind_and_check_paths_change_the_outcome(tmp_path, capsys):
+    transfer = REPO / "configs" / "transfer_geonrw.yaml"
+    assert main(["validate", "--kind", "pretrain", str(transfer)]) == 2  # a transfer file read as a pretraining one
+    assert f"{transfer}: FAILED" in capsys.readouterr().out
+    cfg = tmp_path / "p.yaml"
+    modalities = "[{name: s1, bands: 2, augment: sar}, {name: s2, bands: 13, augment: optical}]"
+    cfg.write_text(f"data:\n  dataset: ssl4eo_s12\n  root: {tmp_path / 'nowhere'}\n  modalities: {modalities}\n")
+    assert main(["validate", str(cfg)]) == 0  # the paths are not looked at by default
+    assert main(["validate", "--check-paths", str(cfg)]) == 2
+    assert "nowhere" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("command", ["transfer", "experiment"])
 def test_empty_seed_lists_are_refused(command, tmp_path, capsys, monkeypatch):
     import decur.evaluate.transfer as transfer

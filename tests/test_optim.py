@@ -123,3 +123,20 @@ def test_the_learning_rate_used_in_training_is_the_documented_schedule(tmp_path)
         assert float(r["lr_group0"]) == pytest.approx(base * lr_factor(step, total, warm), rel=1e-9), step
     # warm-up changes the first steps' rate: half the peak after one of four warm-up steps
     assert float(rows[0]["lr_group0"]) == pytest.approx(base / 2) and float(rows[2]["lr_group0"]) == pytest.approx(base)
+
+
+def test_pretraining_rates_scale_with_the_global_batch_not_the_per_process_one():
+    """Barlow Twins' rule, lr = base · global batch / 256: batch 64 over 2 processes is 0.2 · 64 / 256 = 0.05 for
+    the weights and 0.0048 · 64 / 256 = 0.0012 for biases and norms, whatever the world size."""
+    from types import SimpleNamespace
+
+    from decur.config import load_config
+    from decur.train.module import PretrainModule
+
+    cfg = load_config(None, ["data.batch_size=64", "model.arch=resnet18"])
+    stats = {m.name: ([0.0] * m.bands, [1.0] * m.bands) for m in cfg.data.modalities}
+    for world in (1, 2, 4):
+        module = PretrainModule(cfg, stats)
+        module._trainer = SimpleNamespace(world_size=world, estimated_stepping_batches=10, global_rank=0)
+        groups = module.configure_optimizers()["optimizer"].param_groups
+        assert [g["lr"] for g in groups] == pytest.approx([0.05, 0.0012]), world
