@@ -613,3 +613,9 @@ def test_bigearthnets_12_band_statistics_drop_b10_and_nothing_else():
         [S2_DECUR_STD[i] for i in NO_B10]
     )
     assert sentinel_stats(insert_b10=True)["s2"][0] == pytest.approx(S2_DECUR_MEAN)
+
+
+def test_out_channels_count_only_the_modalities_a_stack_holds():
+    joint, _ = _joint(output="maps", stack_bands=S2_NAMES)  # no S1 band: s1 is left out of every output
+    maps = joint(torch.randn(1, 13, 64, 64))
+    assert [int(m.shape[1]) for m in maps] == joint.out_channels() == [128, 256, 512]

@@ -253,3 +253,18 @@ def test_a_joint_vit_export_segments_through_terratorchs_upernet(tmp_path):
     assert task.model.encoder.out_channels == [384] * 4  # 192 per ViT-Ti, two modalities
     for got, want in zip(levels, _reference(tmp_path / "export", s1, _with_b10(s2)), strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_a_stack_without_a_modalitys_bands_is_refused_and_out_channels_are_what_comes_out(export):
+    """A modality absent from model_bands used to be dropped silently while out_channels still counted it."""
+    from decur.weights.terratorch import build
+
+    with pytest.raises(WeightsError, match=r"hold no band of \['s1'\].*backbone_modalities: \['s2'\]"):
+        build(export, model_bands=S2_L2A)
+    backbone = build(export, modalities=["s2"], model_bands=S2_L2A)
+    _, s2 = _raw()
+    maps = backbone(s2)
+    assert [int(m.shape[1]) for m in maps] == backbone.out_channels == [64, 64, 128, 256, 512]
+    both = build(export, model_bands=STACK)
+    s1, s2 = _raw()
+    assert [int(m.shape[1]) for m in both(torch.cat([s1, s2], dim=1))] == both.out_channels

@@ -179,10 +179,13 @@ class MultimodalEncoder(nn.Module):
     def out_channels(self, every: bool = False) -> list[int]:
         """Channels of each ``maps`` level (``every``: of every pyramid level), all modalities together.
 
-        Read off one small forward pass in eval mode (running statistics stay as they are).
+        Read off one small forward pass in eval mode (running statistics stay as they are). With ``stack_bands``,
+        only the modalities the stack holds count: the others are left out of every output.
         """
         widths = []
         for m, encoder in self.encoders.items():
+            if self.band_map is not None and m not in self.band_map:
+                continue
             patch = int(getattr(getattr(encoder, "patch_embed", None), "patch_size", (1,))[0])
             side = patch * -(-64 // patch)  # >= 64 px, a multiple of a ViT's patch
             probe = next(encoder.parameters()).new_zeros(1, len(self.band_names[m]), side, side)

@@ -202,6 +202,13 @@ def build(
         stack_bands=stack,
         transforms={m: t for m, t in joint.transforms.items() if m in keep},
     )
+    absent = [m for m in keep if net.band_map is not None and m not in net.band_map]
+    if absent:  # the backbone would return fewer channels than out_channels says
+        present = [m for m in keep if m not in absent]
+        raise WeightsError(
+            f"decur backbone: model_bands {[band_name(b) for b in model_bands or []]} hold no band of {absent}; "
+            f"add their bands, or keep the others only with backbone_modalities: {present}"
+        )
     keys = {k: m for k, m in TERRATORCH_KEYS.items() if m in keep} | dict(modality_keys or {})
     return DecurBackbone(net.train(), out_indices, keys, orders)
 
