@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from decur.cli import main
@@ -112,3 +114,43 @@ def test_the_command_line_starts_without_the_training_stack():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+BAD_NUMBERS = [
+    ("optim.lr_weights", ["-0.2", "0"]), ("optim.lr_biases", ["-0.001"]), ("optim.adamw_lr", ["0", "-1"]),
+    ("optim.momentum", ["1.0", "-0.1"]), ("optim.weight_decay", ["-0.000001"]), ("optim.adamw_weight_decay", ["-0.01"]),
+    ("optim.warmup_epochs", ["-1", "99"]), ("trainer.log_every_n_steps", ["0", "-5"]), ("trainer.rank_every", ["0"]),
+    ("trainer.num_nodes", ["0"]), ("trainer.seed", ["-1"]), ("data.length", ["0", "1000000000000"]),
+    ("data.num_workers", ["-1"]), ("data.image_size", ["32"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "values"), BAD_NUMBERS)
+def test_every_number_out_of_its_range_is_refused_naming_its_field(field, values):
+    from decur.config import ConfigError, load_config
+
+    for value in values:
+        with pytest.raises(ConfigError, match=rf"^config field `{re.escape(field)}`: must be .*, got "):
+            load_config(None, [f"{field}={value}"]).validate(check_paths=False)
+
+
+def test_the_edges_of_the_ranges_are_accepted():
+    from decur.config import load_config
+
+    edges = ["optim.lr_biases=0", "optim.momentum=0", "optim.weight_decay=0", "optim.warmup_epochs=6",
+             "trainer.log_every_n_steps=1", "trainer.seed=0", "data.length=1", "data.num_workers=0",
+             "data.image_size=56"]  # fmt: skip
+    load_config(None, edges).validate(check_paths=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lr", -0.1), ("lr", 0.0), ("weight_decay", -0.01), ("num_workers", -1), ("warmup_epochs", -1.0),
+     ("train_samples", 0), ("test_samples", 0), ("image_size", 4), ("epochs", 0), ("batch_size", 0)],
+)  # fmt: skip
+def test_every_transfer_number_out_of_its_range_is_refused_naming_its_field(field, value):
+    from decur.evaluate.transfer import TransferRun
+
+    with pytest.raises(ConfigError, match=rf"^transfer config field `{field}`: must be"):
+        TransferRun(**{field: value}).validate(check_paths=False)
+    TransferRun(lr=0.01, weight_decay=0.0, num_workers=0, warmup_epochs=0.0).validate(check_paths=False)

@@ -260,6 +260,7 @@ class Config:
         )
         precisions = ("32-true", "32", "bf16-mixed", "16-mixed")
         _require(t.precision in precisions, "trainer.precision", f"{t.precision!r} not in {precisions}")
+        _check_numbers(self)
         return self
 
 
@@ -428,6 +429,38 @@ def _encoder_width(arch: str) -> int:
     from decur.models import encoder_width
 
     return encoder_width(arch)
+
+
+SIZED_DATASETS = ("synthetic", "ssl4eo_s12", "geonrw")
+"""Datasets whose tiles are ``data.image_size`` pixels wide."""
+MAX_SAMPLES = 10**9
+"""More samples than any dataset of the field holds (SSL4EO-S12: 251,079 locations x 4 seasons)."""
+
+
+def _check_numbers(cfg: Config) -> None:
+    """Every number's range, before any work: a negative rate, a zero interval or an absurd length fails here."""
+    o, t, d = cfg.optim, cfg.trainer, cfg.data
+    ranges: list[tuple[str, float, bool, str]] = [
+        ("optim.lr_weights", o.lr_weights, o.lr_weights > 0, "> 0"),
+        ("optim.lr_biases", o.lr_biases, o.lr_biases >= 0, ">= 0"),
+        ("optim.adamw_lr", o.adamw_lr, o.adamw_lr > 0, "> 0"),
+        ("optim.momentum", o.momentum, 0 <= o.momentum < 1, "in [0, 1)"),
+        ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+        ("optim.adamw_weight_decay", o.adamw_weight_decay, o.adamw_weight_decay >= 0, ">= 0"),
+        ("optim.warmup_epochs", o.warmup_epochs, 0 <= o.warmup_epochs <= t.max_epochs, "in [0, trainer.max_epochs]"),
+        ("trainer.log_every_n_steps", t.log_every_n_steps, t.log_every_n_steps >= 1, ">= 1"),
+        ("trainer.rank_every", t.rank_every, t.rank_every >= 1, ">= 1"),
+        ("trainer.num_nodes", t.num_nodes, t.num_nodes >= 1, ">= 1"),
+        ("trainer.seed", t.seed, t.seed >= 0, ">= 0"),
+        ("data.length", d.length, 1 <= d.length <= MAX_SAMPLES, f"in 1..{MAX_SAMPLES:,}"),
+        ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0 (0: load in the training process)"),
+    ]
+    if d.dataset in SIZED_DATASETS:  # their readers cut tiles of image_size: a larger crop would upsample them
+        ranges.append(
+            ("data.image_size", d.image_size, d.image_size >= d.crop_size, f">= data.crop_size ({d.crop_size})")
+        )
+    for name, value, ok, rule in ranges:
+        _require(ok, name, f"must be {rule}, got {value}")
 
 
 def _require(ok: bool, name: str, why: str) -> None:

@@ -242,8 +242,19 @@ class TransferRun:
             raise ConfigError(
                 "transfer config field `seeds`: an empty list runs nothing; give e.g. [0] or leave it out"
             )
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"transfer config field `warmup_epochs`: must be >= 0, got {self.warmup_epochs}")
+        numbers = [  # (field, value, in range, the range)
+            ("warmup_epochs", self.warmup_epochs, self.warmup_epochs >= 0, ">= 0"),
+            ("lr", self.lr, self.lr is None or self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay, self.weight_decay is None or self.weight_decay >= 0, ">= 0"),
+            ("num_workers", self.num_workers, self.num_workers >= 0, ">= 0 (0: load in the training process)"),
+            ("train_samples", self.train_samples, self.train_samples >= 1, ">= 1"),
+            ("test_samples", self.test_samples, self.test_samples >= 1, ">= 1"),
+            ("image_size", self.image_size, self.image_size >= 8, ">= 8"),
+            ("trainer.log_every_n_steps", self.trainer.log_every_n_steps, self.trainer.log_every_n_steps >= 1, ">= 1"),
+        ]
+        for name, value, ok, rule in numbers:
+            if not ok:
+                raise ConfigError(f"transfer config field `{name}`: must be {rule}, got {value}")
         if not 0 < self.layer_decay <= 1 or (self.layer_decay != 1 and self.resolved_protocol != "finetune"):
             raise ConfigError(
                 f"transfer config field `layer_decay`: a factor in (0, 1] for protocol finetune "
