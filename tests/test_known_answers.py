@@ -619,3 +619,13 @@ def test_out_channels_count_only_the_modalities_a_stack_holds():
     joint, _ = _joint(output="maps", stack_bands=S2_NAMES)  # no S1 band: s1 is left out of every output
     maps = joint(torch.randn(1, 13, 64, 64))
     assert [int(m.shape[1]) for m in maps] == joint.out_channels() == [128, 256, 512]
+
+
+def test_a_uint8_image_is_read_as_8_bit_over_255_and_cards_are_checked():
+    t = image_transform("decur", "rgb", 3, ([0.5] * 3, [0.25] * 3))
+    codes = torch.tensor([0, 51, 255], dtype=torch.uint8).view(3, 1, 1)
+    assert t(codes).flatten().tolist() == pytest.approx([(0 - 0.5) / 0.25, (0.2 - 0.5) / 0.25, (1 - 0.5) / 0.25])
+    with pytest.raises(ValueError, match=r"^input transform card lacks \['units', 'steps'\]$"):
+        InputTransform.from_card({"rule": "decur", "bands": ["R"]})
+    with pytest.raises(ValueError, match=r"^input transform step \{'op': 'gamma'\}: unknown op; known: \["):
+        InputTransform("custom", "DN", ["R"], [{"op": "gamma"}])
