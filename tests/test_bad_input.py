@@ -94,14 +94,46 @@ def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_and_no_tmp(tmp_
     monkeypatch.setattr(callbacks.torch, "save", full_disk)
     args = ["pretrain", "--config", str(SMOKE), "--output", str(out), *TINY[:1], "trainer.max_epochs=2",
             "eval.enabled=false"]  # fmt: skip
+    real_usage = callbacks.shutil.disk_usage
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", lambda p: real_usage(p)._replace(free=4096))  # full
     assert main(args) == 1
     err = _one_line_error(capsys)
     assert "no space left on device" in err and "previous checkpoint is intact" in err and "last.ckpt" in err
     assert not (out / "checkpoints" / "last.ckpt.tmp").exists()
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", real_usage)  # the same failure with space left: not "full"
+    assert main(args) == 1
+    err = _one_line_error(capsys)
+    assert "no space" not in err and "unexpected pos" in err and "previous checkpoint is intact" in err
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"x" * 4096)
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(callbacks.torch, "save", interrupted)
+    try:  # Lightning turns a KeyboardInterrupt inside fit into its graceful shutdown and SystemExit(1)
+        code = main(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code in (1, 130) and "no space" not in capsys.readouterr().err
+    assert not (out / "checkpoints" / "last.ckpt.tmp").exists()
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
     monkeypatch.setattr(callbacks.torch, "save", real_save)
     assert main(args) == 0  # space freed: the same command resumes from epoch 1
     assert "resuming" in capsys.readouterr().out
+
+
+def test_an_intact_checkpoint_decur_cannot_unpickle_is_not_called_corrupt(finished_run, tmp_path, capsys):
+    import argparse
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": {}}, ckpt)  # whole, written by another script
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(out), *TINY]) == 1
+    err = _one_line_error(capsys)
+    assert "intact" in err and "corrupt" not in err and "delete" not in err and str(ckpt) in err
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])

@@ -6,6 +6,7 @@ import csv
 import errno
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except KeyboardInterrupt:
+            tmp.unlink(missing_ok=True)  # interrupted while writing: the previous checkpoint stays as it was
+            raise
         except (OSError, RuntimeError) as err:
             tmp.unlink(missing_ok=True)
-            full = "unexpected pos" in str(err) or getattr(err, "errno", None) == errno.ENOSPC
+            # torch's zip writer reports any failed write as "unexpected pos": a full disk only when it is full
+            full = getattr(err, "errno", None) == errno.ENOSPC or (
+                "unexpected pos" in str(err) and shutil.disk_usage(path.parent).free < 64 * 2**20
+            )
             cause = "no space left on device" if full else (getattr(err, "strerror", None) or str(err).splitlines()[0])
             kept = "the previous checkpoint is intact" if path.is_file() else "no earlier checkpoint exists"
             raise RunError(

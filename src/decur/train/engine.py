@@ -165,6 +165,12 @@ def read_checkpoint(path: Path, purpose: str) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        if "weights_only" in str(err) or "Unpickl" in type(err).__name__:  # whole, but not what decur writes
+            raise RunError(
+                f"{path}: an intact file that holds Python objects other than tensors, which decur does not "
+                f"unpickle for {purpose}; it was not written by decur (or by an older decur). Fix: point at a "
+                "decur run folder or its checkpoints/last.ckpt; keep this file"
+            ) from None
         raise RunError(
             f"{path}: cannot be read as a checkpoint for {purpose} ({type(err).__name__}: {reason}); it is truncated "
             "or corrupt. Fix: restore it, or delete it to start the run over"
