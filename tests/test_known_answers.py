@@ -629,3 +629,59 @@ def test_a_uint8_image_is_read_as_8_bit_over_255_and_cards_are_checked():
         InputTransform.from_card({"rule": "decur", "bands": ["R"]})
     with pytest.raises(ValueError, match=r"^input transform step \{'op': 'gamma'\}: unknown op; known: \["):
         InputTransform("custom", "DN", ["R"], [{"op": "gamma"}])
+
+
+# ---- metrics, each number worked out by hand -------------------------------------------------------------------
+
+
+def test_confusion_counts_drop_ignored_and_out_of_range_truth_and_clamp_predictions():
+    from decur.evaluate.metrics import confusion_counts
+
+    target = torch.tensor([0, 1, 2, 2, -1, 3, 255, 1])
+    pred = torch.tensor([0, 2, 2, 9, 1, 0, 1, -4])  # 9 counts as class 2, -4 as class 0
+    expected = torch.tensor([[1, 0, 0], [1, 0, 1], [0, 0, 2]])  # rows: truth 0, 1, 2; -1, 3 and 255 left out
+    assert torch.equal(confusion_counts(pred, target, 3), expected)
+    ignored = torch.tensor([[0, 0, 0], [1, 0, 1], [0, 0, 2]])  # ignore_index 0: the first pixel is left out
+    assert torch.equal(confusion_counts(pred, target, 3, ignore_index=0), ignored)
+
+
+def test_segmentation_scores_of_a_hand_made_confusion():
+    from decur.evaluate.metrics import scores_from_confusion
+
+    c = torch.tensor([[3, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    # IoU = tp / (row + column − tp): class 0 3/(4+4−3) = 0.6, class 1 2/(2+3−2) = 2/3, class 2 0/(1+0) = 0,
+    # class 3 absent from truth and predictions: not counted; pixel accuracy 5/7
+    out = scores_from_confusion(c)
+    assert out["miou"] == pytest.approx((0.6 + 2 / 3 + 0) / 3)
+    assert out["iou_per_class"] == pytest.approx([0.6, 2 / 3, 0.0, None]) and out["classes_present"] == 3
+    assert out["pixel_accuracy"] == pytest.approx(5 / 7)
+    ignored = scores_from_confusion(c, ignore_index=0)  # class 0 left out of the mean, not of the pixels
+    assert ignored["miou"] == pytest.approx((2 / 3 + 0) / 2) and ignored["classes_present"] == 2
+    empty = scores_from_confusion(torch.zeros(3, 3, dtype=torch.long))
+    assert math.isnan(empty["miou"]) and math.isnan(empty["pixel_accuracy"]) and empty["classes_present"] == 0
+
+
+def test_macro_average_precision_averages_the_classes_with_a_positive():
+    from decur.evaluate.metrics import PositiveCounts, macro_average_precision
+
+    out = macro_average_precision(torch.tensor([0.5, 0.0, 0.9, 0.2]), torch.tensor([3, 0, 1, 2]))
+    assert out == {"map_macro": pytest.approx((0.5 + 0.9 + 0.2) / 3), "map_macro_classes": 3,
+                   "ap_per_class": [0.5, None, pytest.approx(0.9), pytest.approx(0.2)]}  # fmt: skip
+    assert math.isnan(macro_average_precision(torch.tensor([0.3]), torch.tensor([0]))["map_macro"])
+    counts = PositiveCounts(3)
+    counts.update(torch.tensor([[1, 0, 0], [1, 0, 1]]))
+    counts.update(torch.tensor([[0, 0, 1]]))
+    assert counts.compute().tolist() == [2, 0, 2] and counts.compute().dtype == torch.long
+
+
+def test_predicted_classes_never_include_the_ignore_index_and_other_indices_change_nothing():
+    from decur.evaluate.metrics import label_subset, predict_classes
+
+    scores = torch.tensor([[0.1, 0.9, 0.5], [0.8, 0.1, 0.7]])
+    assert predict_classes(scores, 1).tolist() == [2, 0] and predict_classes(scores, 2).tolist() == [1, 0]
+    assert predict_classes(scores, 3).tolist() == [1, 0] == predict_classes(scores, None).tolist()  # not a class
+    assert predict_classes(scores, 255).tolist() == [1, 0]
+    assert label_subset(7, 1.0, 0) == list(range(7))
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match=r"label_fraction must lie in \(0, 1\]"):
+            label_subset(7, bad, 0)
