@@ -494,3 +494,11 @@ def test_a_lock_of_another_process_refuses_and_dies_with_it_not_with_its_workers
         proc.kill()
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_validate_a_folder_checks_the_configs_in_it(tmp_path, capsys):
+    assert main(["validate", str(REPO / "configs")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": ok (") == len(list((REPO / "configs").glob("*.yaml"))) and "does not exist" not in out
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "a folder without .yaml files" in capsys.readouterr().out

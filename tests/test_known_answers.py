@@ -685,3 +685,20 @@ def test_predicted_classes_never_include_the_ignore_index_and_other_indices_chan
     for bad in (0.0, 1.5, -0.2):
         with pytest.raises(ValueError, match=r"label_fraction must lie in \(0, 1\]"):
             label_subset(7, bad, 0)
+
+
+def test_a_transfer_that_replaces_the_weights_own_transform_says_so(tmp_path):
+    from decur.evaluate.start import starting_point
+    from decur.weights import import_weights
+
+    torch.save(_tiny(13).state_dict(), tmp_path / "s2.pth")
+    import_weights(tmp_path / "s2.pth", tmp_path / "export", ["s2"], "ssl4eo_release")
+    data = SimpleNamespace(bands={"s2": 13}, stats={"s2": ([0.1] * 13, [0.2] * 13)}, raw=True)
+    run = SimpleNamespace(modalities=["s2"], dataset="bigearthnet", pretrained=str(tmp_path / "export"),
+                          pretrained_modalities=None, input_transform="torchgeo")  # fmt: skip
+    start = starting_point(run, data)  # type: ignore[arg-type]
+    assert start.transforms["s2"].rule == "torchgeo"
+    assert "s2's weights were trained with the ssl4eo_release transform" in start.describe()
+    run.input_transform = None
+    start = starting_point(run, data)  # type: ignore[arg-type]
+    assert start.transforms["s2"].rule == "ssl4eo_release" and "note:" not in start.describe()

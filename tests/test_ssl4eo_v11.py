@@ -207,6 +207,17 @@ def test_data_check_names_every_bad_file(split, tmp_path, capsys):
     assert main(["data", "check", str(split), "--dataset", "ssl4eo_s12_v11"]) == 0
 
 
+def test_data_check_names_an_image_without_data(split, tmp_path, capsys):
+    bad = tmp_path / "train"
+    shutil.copytree(split, bad)
+    shard = sorted((bad / "S1GRD").glob("*.zarr.zip"))[1]
+    ids = [f"{1000 + i * 7:07d}" for i in range(4)]  # make_v11's ids of the second shard
+    write_shard(shard, "S1GRD", ids, 16, np.random.default_rng(0), empty=(2, 1))
+    assert main(["data", "check", str(bad), "--dataset", "ssl4eo_s12_v11"]) == 1
+    out = capsys.readouterr().out
+    assert f"S1GRD/{shard.name}: timestamp 1 of sample(s) [2] has a band that is NaN everywhere" in out
+
+
 def test_three_sensor_config_pretrains_on_release_shards(split, tmp_path):
     from decur.train.run import pretrain
 

@@ -31,7 +31,15 @@ def _validate(args: argparse.Namespace) -> int:
     from decur.config import load_any
 
     failed = 0
-    for path in args.configs:
+    paths: list[str] = []
+    for given in args.configs:  # a folder stands for the YAML files in it
+        folder = Path(given)
+        found = sorted(str(p) for p in folder.glob("*.y*ml")) if folder.is_dir() else [given]
+        if not found:
+            print(f"{given}: FAILED: a folder without .yaml files; give config files or a folder holding them")
+            failed += 1
+        paths += found
+    for path in paths:
         try:
             kind, cfg = load_any(path, args.kind)
             cfg.validate(check_paths=args.check_paths)
@@ -46,7 +54,7 @@ def _validate(args: argparse.Namespace) -> int:
         )
         print(f"{path}: ok ({kind}{what})")
     if failed:
-        print(f"{failed} of {len(args.configs)} config(s) failed", file=sys.stderr)
+        print(f"{failed} of {len(paths) or len(args.configs)} config(s) failed", file=sys.stderr)
     return 2 if failed else 0
 
 

@@ -175,7 +175,14 @@ def _decode_all(report: CheckReport, m: str, path: Path, ds: Any, quick: bool) -
             for t in times:
                 x = torch.from_numpy(got[t].astype("float32"))
                 report.counts[m] = report.counts.get(m, 0) + x.shape[0] - 1
-                report.see(m, x)
+                empty = torch.isnan(x).flatten(2).all(2).any(1) if x.ndim == 4 else torch.zeros(0, dtype=torch.bool)
+                if bool(empty.any()):  # the loader fills NaN with the image's mean: nothing to fill from
+                    which = empty.nonzero().flatten().tolist()
+                    report.problems.append(
+                        f"{path}: timestamp {t} of sample(s) {which[:5]} has a band that is NaN everywhere (no data); "
+                        "leave these samples out or re-download the shard"
+                    )
+                report.see(m, torch.nan_to_num(x) if bool(empty.any()) else x)
 
 
 def check(

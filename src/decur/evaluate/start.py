@@ -7,7 +7,7 @@ transfer model then sees exactly what the encoders were trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
@@ -33,6 +33,8 @@ class Start:
     bands: dict[str, int]
     transforms: dict[str, InputTransform]
     pretrained: Pretrained | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about the choice (a rule other than the one the weights were trained with)."""
 
     def encoders(self) -> dict[str, nn.Module]:
         """Fresh encoders (one per used modality), loaded with the pretrained weights strictly, or random."""
@@ -47,10 +49,11 @@ class Start:
 
     def describe(self) -> str:
         """One line per modality: the rule and its steps (printed at the start of a run)."""
-        return "\n".join(
+        lines = [
             f"input transform of {m}: {t.rule} ({t.units} -> " + " -> ".join(s["op"] for s in t.steps) + ")"
             for m, t in self.transforms.items()
-        )
+        ]
+        return "\n".join(lines + self.notes)
 
 
 def starting_point(run: TransferRun, data: TransferData) -> Start:
@@ -82,14 +85,20 @@ def starting_point(run: TransferRun, data: TransferData) -> Start:
         except WeightsError as err:
             raise ConfigError(str(err)) from None
         arch, bands = pre.arch, {m: pre.bands[m] for m in use}
+        notes = [
+            f"note: {m}'s weights were trained with the {pre.transforms[m].rule} transform; input_transform "
+            f"{run.input_transform} replaces it (leave input_transform out to use the weights' own)"
+            for m in use
+            if m in pre.transforms and pre.transforms[m].rule != chosen[m].rule
+        ]
     else:
-        pre, arch, bands = None, run.arch, {m: data.bands[m] for m in use}
+        pre, arch, bands, notes = None, run.arch, {m: data.bands[m] for m in use}, []
         chosen = {m: _random_init_transform(run, data, m, imagenet) for m in use}
     try:
         transforms = {m: after_reader(chosen[m], m, data.raw, FIELD) for m in use}
     except (WeightsError, ValueError) as err:
         raise ConfigError(f"{FIELD}: {err}") from None
-    return Start(arch, bands, transforms, pre)
+    return Start(arch, bands, transforms, pre, notes)
 
 
 def _random_init_transform(run: TransferRun, data: TransferData, m: str, imagenet: bool) -> InputTransform:

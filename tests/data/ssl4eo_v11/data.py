@@ -33,8 +33,17 @@ BAND_NAMES = {
 }
 
 
-def write_shard(path: Path, folder: str, ids: list[str], size: int, rng: np.random.Generator, times: int = 4) -> None:
-    """One ``.zarr.zip`` file of ``folder``'s modality for the locations ``ids``."""
+def write_shard(
+    path: Path,
+    folder: str,
+    ids: list[str],
+    size: int,
+    rng: np.random.Generator,
+    times: int = 4,
+    empty: tuple[int, int] | None = None,
+) -> None:
+    """One ``.zarr.zip`` file of ``folder``'s modality for the locations ``ids`` (``empty``: the (sample, time)
+    whose S1 VV band is NaN everywhere, as a no-data acquisition)."""
     import xarray as xr
 
     n, c = len(ids), FOLDERS[folder]
@@ -42,6 +51,8 @@ def write_shard(path: Path, folder: str, ids: list[str], size: int, rng: np.rand
         bands = (rng.normal(-15, 4, (n, times, c, size, size))).astype(np.float16)
         for t in range(times):  # the timestamp fingerprint of S1: VV around -20 + 3 t dB
             bands[:, t, 0] = rng.normal(-20 + 3 * t, 0.5, (n, size, size)).astype(np.float16)
+        if empty is not None:
+            bands[empty[0], empty[1], 0] = np.nan
     elif folder == "S2RGB":
         bands = rng.integers(0, 256, (n, times, c, size, size)).astype(np.uint8)
     else:
