@@ -113,6 +113,13 @@ EQUIVALENT: dict[str, str] = {
     "decur.losses.x_simclr_cross__mutmut_38": 'float("-INF") is float("-inf")',
     "decur.losses.x_simclr_cross__mutmut_50": "torch.arange(0, n) is torch.arange(n)",
     **dict.fromkeys(
+        [f"decur.evaluate.retrieval.x__standardized__mutmut_{i}" for i in (15, 17)],
+        "population or sample std scales every dimension alike: the cosine does not change",
+    ),
+    "decur.evaluate.retrieval.x__standardized__mutmut_11": "an epsilon of 1e-8 added or subtracted (std >> 1e-8)",
+    "decur.evaluate.metrics.x_scores_from_confusion__mutmut_12": "the confusion matrix is square",
+    "decur.evaluate.metrics.x_predict_classes__mutmut_11": 'float("-INF") is float("-inf")',
+    **dict.fromkeys(
         [f"decur.models.joint.xǁMultimodalEncoderǁout_channels__mutmut_{i}" for i in (20, 27, 38)],
         "the probe's batch and side (64 or 65 px, a multiple of no patch) give the same channel counts",
     ),

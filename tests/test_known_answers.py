@@ -702,3 +702,44 @@ def test_a_transfer_that_replaces_the_weights_own_transform_says_so(tmp_path):
     run.input_transform = None
     start = starting_point(run, data)  # type: ignore[arg-type]
     assert start.transforms["s2"].rule == "ssl4eo_release" and "note:" not in start.describe()
+
+
+def _ref_ranks(q: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The retrieval module's rule in numpy: per-dimension z-scores over the N samples (population std), cosine,
+    the rank of the true partner counting every candidate at least as similar."""
+
+    def prep(a):
+        a = (a - a.mean(0)) / a.std(0)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    s = prep(q) @ prep(g).T
+    return (s >= np.diag(s)[:, None]).sum(1)
+
+
+def test_retrieval_ranks_and_scores_against_numpy_on_dimensions_of_very_different_scales():
+    from decur.evaluate.retrieval import pairwise_retrieval, ranks, retrieval_scores
+
+    rng = np.random.default_rng(3)
+    shared = rng.normal(size=(25, 4))
+    scales, offsets = np.array([0.01, 1.0, 30.0, 500.0]), np.array([-7.0, 2.0, 100.0, 0.0])
+    q = (shared + 0.8 * rng.normal(size=(25, 4))) * scales + offsets
+    g = (shared + 0.8 * rng.normal(size=(25, 4))) * scales[::-1] - offsets
+    expected = _ref_ranks(q, g)
+    assert ranks(torch.tensor(q), torch.tensor(g)).tolist() == expected.tolist()
+    out = retrieval_scores(torch.tensor(q), torch.tensor(g), ks=(1, 5, 30))
+    assert out["recall@1"] == pytest.approx(float((expected <= 1).mean()))
+    assert out["recall@5"] == pytest.approx(float((expected <= 5).mean()))
+    assert out["median_rank"] == float(np.sort(expected)[12])  # N = 25: the 13th smallest rank
+    assert (out["random_recall@1"], out["random_recall@5"], out["random_recall@30"]) == pytest.approx((0.04, 0.2, 1))
+    assert out["random_median_rank"] == 13.0 and out["candidates"] == 25.0
+    with pytest.raises(ValueError, match="N >= 2"):
+        ranks(torch.zeros(1, 3), torch.zeros(1, 3))
+    ranks(torch.randn(2, 1), torch.randn(2, 1))  # two samples of one dimension are enough
+    results = pairwise_retrieval({"a": torch.tensor(q), "b": torch.tensor(g)},
+                                 {"a": torch.tensor(q), "b": torch.tensor(g)}, 1)  # fmt: skip
+    assert set(results) == {"a->b", "b->a"} and set(results["a->b"]) == {"common", "embedding", "features"}
+    common = retrieval_scores(torch.tensor(q[:, :1]), torch.tensor(g[:, :1]))
+    assert results["a->b"]["common"] == common
+    assert results["b->a"]["embedding"]["recall@1"] == pytest.approx(float((_ref_ranks(g, q) <= 1).mean()))
+    three = {m: torch.tensor(x) for m, x in (("a", q), ("b", g), ("c", q[::-1].copy()))}
+    assert sorted(pairwise_retrieval(three, three, 0)) == ["a->b", "a->c", "b->a", "b->c", "c->a", "c->b"]
