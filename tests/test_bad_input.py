@@ -502,3 +502,13 @@ def test_validate_a_folder_checks_the_configs_in_it(tmp_path, capsys):
     assert out.count(": ok (") == len(list((REPO / "configs").glob("*.yaml"))) and "does not exist" not in out
     assert main(["validate", str(tmp_path)]) == 2
     assert "a folder without .yaml files" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--ig-steps", "0"), ("--samples", "0"), ("--samples", "2"), ("--batch-size", "2"), ("--alignment-batches", "0")],
+)
+def test_explain_options_out_of_range_are_one_line_naming_the_option(tmp_path, capsys, option, value):
+    assert main(["explain", str(tmp_path / "no-run"), "--out", str(tmp_path / "ex"), option, value]) == 2
+    err = _one_line_error(capsys)
+    assert f"explain option {option}: must be >=" in err and not (tmp_path / "ex").exists()

@@ -78,6 +78,30 @@ class ExplainOptions:
     """Integrated-Gradients interpolation steps."""
     accelerator: str = "auto"
 
+    MIN_BATCH = 4
+    """Fewer images make every batch correlation meaningless (over 2 samples each one is ±1); below 16 the report
+    says the correlations are noisy."""
+
+    def validate(self) -> ExplainOptions:
+        """Every option's range, named as the command line spells it.
+
+        Raises:
+            ConfigError: An option outside its range.
+
+        """
+        from decur.config import ConfigError
+
+        rules = [
+            ("--samples", self.samples, self.samples >= self.MIN_BATCH, f">= {self.MIN_BATCH}"),
+            ("--batch-size", self.batch_size, self.batch_size >= self.MIN_BATCH, f">= {self.MIN_BATCH}"),
+            ("--alignment-batches", self.alignment_batches, self.alignment_batches >= 1, ">= 1"),
+            ("--ig-steps", self.ig_steps, self.ig_steps >= 1, ">= 1"),
+        ]
+        for option, value, ok, rule in rules:
+            if not ok:
+                raise ConfigError(f"explain option {option}: must be {rule}, got {value}")
+        return self
+
 
 class _Slice(nn.Module):
     """Encoder + projector of one modality → mean over a slice of (batch-standardised) embedding dimensions."""
@@ -405,7 +429,7 @@ def explain(
     """
     from decur.train.module import PretrainModule
 
-    o = options or ExplainOptions()
+    o = (options or ExplainOptions()).validate()
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -432,6 +456,15 @@ def explain(
         print(f"[{time.perf_counter() - started:5.1f} s] {text}", flush=True)
 
     batch = min(cfg.data.batch_size, n_samples)
+    if batch < o.MIN_BATCH:
+        from decur.config import ConfigError
+
+        raise ConfigError(
+            f"{run}: its batches hold {batch} samples; correlations over fewer than {o.MIN_BATCH} are meaningless "
+            "(over 2 each one is ±1). Give --samples of at least 4, or explain a run trained with larger batches"
+        )
+    if batch < 16:
+        notes.append(f"the alignment correlations are over batches of {batch} samples only: read them as noisy")
     stage(f"alignment on {o.alignment_batches} training-style batches of {batch}")
     per_batch = alignment_per_batch(module, dataset, o.alignment_batches, batch)
     numbers["alignment"] = alignment_summary(per_batch, parts, batch)
