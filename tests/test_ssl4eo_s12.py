@@ -460,6 +460,22 @@ def test_a_packed_store_is_replaced_only_with_overwrite_and_survives_a_failed_re
     bad.write_bytes(b"not a tiff")
     assert main(["data", "pack", str(broken), str(out), "--size", "36", "--workers", "0", "--overwrite"]) == 1
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == digest
+    import decur.data.pack as pack
+
+    real = pack._read_location
+
+    def interrupted(index):  # Ctrl-C while the third location is read
+        if index == 2:
+            raise KeyboardInterrupt
+        return real(index)
+
+    pack._read_location = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pack.pack_ssl4eo_s12(fixture_root, out, size=36, workers=0, progress=False, overwrite=True)
+    finally:
+        pack._read_location = real
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == digest
     assert main(["data", "pack", str(fixture_root), str(out), "--size", "36", "--workers", "0", "--overwrite"]) == 0
 
 
