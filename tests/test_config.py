@@ -119,7 +119,7 @@ def test_the_command_line_starts_without_the_training_stack():
 BAD_NUMBERS = [
     ("optim.lr_weights", ["-0.2", "0"]), ("optim.lr_biases", ["-0.001"]), ("optim.adamw_lr", ["0", "-1"]),
     ("optim.momentum", ["1.0", "-0.1"]), ("optim.weight_decay", ["-0.000001"]), ("optim.adamw_weight_decay", ["-0.01"]),
-    ("optim.warmup_epochs", ["-1", "99"]), ("trainer.log_every_n_steps", ["0", "-5"]), ("trainer.rank_every", ["0"]),
+    ("optim.warmup_epochs", ["-1", "-0.5"]), ("trainer.log_every_n_steps", ["0", "-5"]), ("trainer.rank_every", ["0"]),
     ("trainer.num_nodes", ["0"]), ("trainer.seed", ["-1"]), ("data.length", ["0", "1000000000000"]),
     ("data.num_workers", ["-1"]), ("data.image_size", ["32"]),
 ]  # fmt: skip
