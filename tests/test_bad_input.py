@@ -512,3 +512,11 @@ def test_explain_options_out_of_range_are_one_line_naming_the_option(tmp_path, c
     assert main(["explain", str(tmp_path / "no-run"), "--out", str(tmp_path / "ex"), option, value]) == 2
     err = _one_line_error(capsys)
     assert f"explain option {option}: must be >=" in err and not (tmp_path / "ex").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--workers", "-1"), ("--size", "0"), ("--workers", "two")])
+def test_pack_numbers_are_checked_before_any_work(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "pack", str(tmp_path), str(tmp_path / "out"), option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}:" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -743,3 +743,27 @@ def test_retrieval_ranks_and_scores_against_numpy_on_dimensions_of_very_differen
     assert results["b->a"]["embedding"]["recall@1"] == pytest.approx(float((_ref_ranks(g, q) <= 1).mean()))
     three = {m: torch.tensor(x) for m, x in (("a", q), ("b", g), ("c", q[::-1].copy()))}
     assert sorted(pairwise_retrieval(three, three, 0)) == ["a->b", "a->c", "b->a", "b->c", "c->a", "c->b"]
+
+
+def test_a_vit_transfer_crop_must_be_a_multiple_of_its_patch(tmp_path):
+    from decur.config import ConfigError
+    from decur.evaluate.start import starting_point
+
+    data = SimpleNamespace(bands={"rgb": 3}, stats={"rgb": ([0.5] * 3, [0.2] * 3)}, raw=False, crop_size=64)
+    run = SimpleNamespace(modalities=["rgb"], dataset="geonrw", pretrained=None, pretrained_modalities=None,
+                          input_transform=None, arch="vit_tiny_patch16_224", crop_size=[30, 64])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"`crop_size`: \[30, 64\] is not a multiple of the .* patch \(16 px\)"):
+        starting_point(run, data)  # type: ignore[arg-type]
+    run.crop_size = None  # the dataset's 64: fine
+    assert starting_point(run, data).arch == "vit_tiny_patch16_224"  # type: ignore[arg-type]
+
+
+def test_decur_import_speaks_of_its_own_modalities_option(tmp_path, capsys):
+    from decur.cli import main
+
+    path, _, _ = _joint_file(tmp_path)
+    assert main(["import", str(path), "--out", str(tmp_path / "x"), "--modalities", "s2,s1"]) == 1
+    err = capsys.readouterr().err
+    assert "set --modalities to the right order" in err and "pretrained_modalities" not in err
+    assert main(["import", str(path), "--out", str(tmp_path / "x"), "--modalities", "sar"]) == 1
+    assert "--modalities" in capsys.readouterr().err and not (tmp_path / "x").exists()

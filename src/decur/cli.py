@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from decur.config import ConfigError, load_config, load_dataclass
@@ -332,7 +333,7 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     c.add_argument("--split", default="train", help="split to walk (not SSL4EO-S12; v1.1: ROOT is the split folder)")
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
-    c.add_argument("--size", type=int, default=264, help="tile side in pixels on the 10 m grid")
+    c.add_argument("--size", type=_at_least(8), default=264, help="tile side in pixels on the 10 m grid")
     c.add_argument("--quick", action="store_true", help="SSL4EO-S12 v1.1: decode one timestamp per file, not all")
     c.set_defaults(func=_data_check)
     k = data.add_parser("pack", help="convert raw SSL4EO-S12 or BigEarthNet into a packed store (memory-mapped arrays)")
@@ -340,8 +341,8 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("out")
     k.add_argument("--dataset", default="ssl4eo_s12", choices=["ssl4eo_s12", "bigearthnet", "bigearthnet_v2"])
     k.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
-    k.add_argument("--size", type=int, default=264)
-    k.add_argument("--workers", type=int, default=2, help="reading processes (0: this process)")
+    k.add_argument("--size", type=_at_least(8), default=264)
+    k.add_argument("--workers", type=_at_least(0), default=2, help="reading processes (0: this process)")
     k.add_argument("--void-ids", help="file of location ids to leave out")
     k.add_argument("--overwrite", action="store_true", help="replace a packed store already at OUT")
     k.set_defaults(func=_data_pack)
@@ -361,6 +362,21 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     hh.add_argument("--max-depth", type=float, default=8.0, help="clamp depth beyond this many metres (SUN RGB-D: 8)")
     hh.set_defaults(func=_data_hha)
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low`` (argparse names the option in its one-line error)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return convert
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

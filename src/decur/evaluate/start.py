@@ -94,11 +94,27 @@ def starting_point(run: TransferRun, data: TransferData) -> Start:
     else:
         pre, arch, bands, notes = None, run.arch, {m: data.bands[m] for m in use}, []
         chosen = {m: _random_init_transform(run, data, m, imagenet) for m in use}
+    _check_patch(arch, run.crop_size or getattr(data, "crop_size", None))
     try:
         transforms = {m: after_reader(chosen[m], m, data.raw, FIELD) for m in use}
     except (WeightsError, ValueError) as err:
         raise ConfigError(f"{FIELD}: {err}") from None
     return Start(arch, bands, transforms, pre, notes)
+
+
+def _check_patch(arch: str, crop: int | list[int] | None) -> None:
+    """A ViT sees whole patches only: every side of the training crop must be a multiple of its patch."""
+    from decur.models.encoder import vit_patch
+
+    patch = vit_patch(arch)
+    sides = [crop] if isinstance(crop, int) else list(crop or [])
+    bad = [s for s in sides if patch is not None and s % patch]
+    if bad:
+        fix = [patch * max(1, round(s / patch)) for s in sides]
+        raise ConfigError(
+            f"transfer config field `crop_size`: {crop} is not a multiple of the {arch} patch ({patch} px); "
+            f"use e.g. {fix[0] if len(fix) == 1 else fix}"
+        )
 
 
 def _random_init_transform(run: TransferRun, data: TransferData, m: str, imagenet: bool) -> InputTransform:
