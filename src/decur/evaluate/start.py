@@ -108,8 +108,9 @@ def _check_patch(arch: str, crop: int | list[int] | None) -> None:
 
     patch = vit_patch(arch)
     sides = [crop] if isinstance(crop, int) else list(crop or [])
-    bad = [s for s in sides if patch is not None and s % patch]
-    if bad:
+    if patch is None:
+        return
+    if any(s % patch for s in sides):
         fix = [patch * max(1, round(s / patch)) for s in sides]
         raise ConfigError(
             f"transfer config field `crop_size`: {crop} is not a multiple of the {arch} patch ({patch} px); "
