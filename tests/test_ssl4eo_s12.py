@@ -432,7 +432,7 @@ def test_cut_outliers_half_equals_cut_outliers_exactly(shape, values):
     torch.testing.assert_close(got, expected, atol=0, rtol=0, equal_nan=True)  # bit for bit (inf - inf: NaN in both)
 
 
-@pytest.mark.parametrize("workers", ["0", "1", "2"])
+@pytest.mark.parametrize("workers", ["0", "2"])
 def test_pack_stops_at_a_bad_file_naming_it_and_leaves_no_partial_store(broken, tmp_path, capsys, workers):
     """A worker's error crosses to the command (it used to hang: the error did not unpickle in the parent)."""
     from decur.cli import main
