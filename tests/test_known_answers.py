@@ -767,3 +767,27 @@ def test_decur_import_speaks_of_its_own_modalities_option(tmp_path, capsys):
     assert "set --modalities to the right order" in err and "pretrained_modalities" not in err
     assert main(["import", str(path), "--out", str(tmp_path / "x"), "--modalities", "sar"]) == 1
     assert "--modalities" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_the_joint_encoder_of_a_release_file_equals_its_encoders_and_projectors(tmp_path):
+    """from_export on the release's joint layout: pooled = both encoders' features, common = the mean of both
+    projectors' first K_c outputs (7168 of 8192 in the release; here the file's 64-wide projector keeps K_c)."""
+    from decur.models import projector
+
+    n1, n2 = _tiny(2), _tiny(13)
+    p1, p2 = projector(512, [32, 64]).eval(), projector(512, [32, 64]).eval()
+    state = {f"module.{prefix}.{k}": v for prefix, net in (("backbone_1", n1), ("backbone_2", n2),
+             ("projector1", p1), ("projector2", p2)) for k, v in net.state_dict().items()}  # fmt: skip
+    torch.save({"model": state}, tmp_path / "joint.pth")
+    x = {"s1": torch.randn(2, 2, 32, 32), "s2": torch.randn(2, 13, 32, 32)}
+    pooled = MultimodalEncoder.from_export(tmp_path / "joint.pth", "pooled", ["s1", "s2"])
+    torch.testing.assert_close(pooled(x), torch.cat([n1(x["s1"]), n2(x["s2"])], dim=1))
+    assert pooled.band_names == {"s1": ["VV", "VH"], "s2": S2_NAMES}  # named by the release's transform
+    common = MultimodalEncoder.from_export(tmp_path / "joint.pth", "common", ["s1", "s2"])
+    assert common.common_dim == 7168  # the release scripts' --dim_common for S1-S2
+    expected = (p1(n1(x["s1"])) + p2(n2(x["s2"]))) / 2  # 64 < 7168: the whole embedding is the common slice
+    torch.testing.assert_close(common(x), expected)
+    raw = MultimodalEncoder.from_export(tmp_path / "joint.pth", "pooled", ["s1", "s2"], transforms=True)
+    dn = {"s2": torch.full((1, 13, 32, 32), 3000.0)}
+    transformed = sentinel_transform("ssl4eo_release", "s2", 13)(dn["s2"])
+    torch.testing.assert_close(raw(dn), n2(transformed))
