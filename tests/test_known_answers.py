@@ -243,7 +243,7 @@ def test_the_release_rgbd_transfers_standardise_with_imagenet_statistics(dataset
 
     torch.save(_tiny(3).state_dict(), tmp_path / "rgb.pth")
     run = SimpleNamespace(modalities=["rgb"], dataset=dataset, pretrained=str(tmp_path / "rgb.pth"),
-                          pretrained_modalities=["rgb"], input_transform="ssl4eo_release")  # fmt: skip
+                          pretrained_modalities=["rgb"], input_transform="ssl4eo_release", crop_size=None)  # fmt: skip
     data = SimpleNamespace(bands={"rgb": 3}, stats={"rgb": ([0.5] * 3, [0.1] * 3)}, raw=False)
     steps = starting_point(run, data).transforms["rgb"].steps  # type: ignore[arg-type]
     assert steps == [{"op": "reverse_bands"}, {"op": "standardize", "mean": [0.485, 0.456, 0.406],
@@ -695,7 +695,7 @@ def test_a_transfer_that_replaces_the_weights_own_transform_says_so(tmp_path):
     import_weights(tmp_path / "s2.pth", tmp_path / "export", ["s2"], "ssl4eo_release")
     data = SimpleNamespace(bands={"s2": 13}, stats={"s2": ([0.1] * 13, [0.2] * 13)}, raw=True)
     run = SimpleNamespace(modalities=["s2"], dataset="bigearthnet", pretrained=str(tmp_path / "export"),
-                          pretrained_modalities=None, input_transform="torchgeo")  # fmt: skip
+                          pretrained_modalities=None, input_transform="torchgeo", crop_size=None)  # fmt: skip
     start = starting_point(run, data)  # type: ignore[arg-type]
     assert start.transforms["s2"].rule == "torchgeo"
     assert "s2's weights were trained with the ssl4eo_release transform" in start.describe()
