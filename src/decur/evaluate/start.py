@@ -94,7 +94,8 @@ def starting_point(run: TransferRun, data: TransferData) -> Start:
     else:
         pre, arch, bands, notes = None, run.arch, {m: data.bands[m] for m in use}, []
         chosen = {m: _random_init_transform(run, data, m, imagenet) for m in use}
-    _check_patch(arch, run.crop_size or getattr(data, "crop_size", None))
+    if getattr(run, "task", "segmentation") == "segmentation":  # classification feeds the images whole
+        _check_patch(arch, run.crop_size or getattr(data, "crop_size", None))
     try:
         transforms = {m: after_reader(chosen[m], m, data.raw, FIELD) for m in use}
     except (WeightsError, ValueError) as err:
