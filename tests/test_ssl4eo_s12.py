@@ -505,3 +505,18 @@ def test_a_run_resumes_on_its_data_moved_but_not_on_other_data(fixture_root, tmp
     more = [*_ssl4eo_overrides(other, 36)[:-2], "trainer.max_epochs=3", "eval.enabled=false"]
     with pytest.raises(ConfigError, match=r"holds other data than the run .* a moved dataset may resume"):
         pretrain(load_config(REPO / "configs" / "smoke.yaml", more), run)
+
+
+def test_a_bad_file_met_in_a_dataloader_worker_is_one_line_naming_it(broken, tmp_path, capsys):
+    """torch re-raises a worker's error with the worker's traceback in the message; the command prints its last
+    line (it used to end in a RuntimeError traceback: DatasetError could not be rebuilt from one message)."""
+    from decur.cli import main
+
+    for season in sorted((broken / "s2c" / "0000000").iterdir()):
+        (season / "B8.tif").write_bytes(b"not a tiff")
+    overrides = [*_ssl4eo_overrides(broken, 36)[:-3], "data.num_workers=2", "trainer.max_epochs=1",
+                 "eval.enabled=false"]  # fmt: skip
+    args = ["pretrain", "--config", str(REPO / "configs" / "smoke.yaml"), "--output", str(tmp_path / "run")]
+    assert main([*args, *overrides]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("decur: error: ") and "B8.tif: cannot be read as GeoTIFF" in err[0]

@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (DecurError, NonFiniteLossError, NonFiniteGradientError) as err:
-        print(f"decur: error: {err}", file=sys.stderr)
+        print(f"decur: error: {_one_line(err)}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError) else 1
     except OSError as err:  # a path the user can fix: read-only, missing, below a file, disk full
         print(f"decur: error: {_os_error(err)}", file=sys.stderr)
@@ -413,6 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("decur: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def _one_line(err: Exception) -> str:
+    """The error's own message; a DataLoader worker's error, re-raised with the worker's traceback, by its last line."""
+    text = str(err)
+    if "\nOriginal Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith(f"{type(err).__module__}.") else last
+    return text
 
 
 def _os_error(err: OSError) -> str:

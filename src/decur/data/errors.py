@@ -13,11 +13,14 @@ from decur.errors import DecurError
 class DatasetError(DecurError, ValueError):
     """A dataset file or folder is missing or wrong; the message names the path, the problem and the fix."""
 
-    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
+    def __init__(self, path: str | Path, problem: str | None = None, fix: str | None = None) -> None:
         self.path, self.problem, self.fix = Path(path), problem, fix
+        if problem is None:  # rebuilt from its message alone (torch re-raising a DataLoader worker's error)
+            super().__init__(str(path))
+            return
         super().__init__(f"{path}: {problem} (fix: {fix})")
 
-    def __reduce__(self) -> tuple[type[DatasetError], tuple[Path, str, str]]:
+    def __reduce__(self) -> tuple[type[DatasetError], tuple[Path, str | None, str | None]]:
         """Pickled by its three fields, so that it crosses from a worker process to the caller whole."""
         return type(self), (self.path, self.problem, self.fix)
 
