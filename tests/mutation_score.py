@@ -118,9 +118,14 @@ EQUIVALENT: dict[str, str] = {
     ),
     "decur.evaluate.retrieval.x__standardized__mutmut_11": "an epsilon of 1e-8 added or subtracted (std >> 1e-8)",
     "decur.evaluate.metrics.x_scores_from_confusion__mutmut_12": "the confusion matrix is square",
+    "decur.models.joint.xǁMultimodalEncoderǁfrom_export__mutmut_8": "dataset_bands=None is the default",
+    **dict.fromkeys(
+        [f"decur.models.joint.xǁMultimodalEncoderǁfrom_export__mutmut_{i}" for i in (27, 31, 32, 33)],
+        "the caller's name, used in messages of a failure from_export catches",
+    ),
     "decur.evaluate.metrics.x_predict_classes__mutmut_11": 'float("-INF") is float("-inf")',
     **dict.fromkeys(
-        [f"decur.models.joint.xǁMultimodalEncoderǁout_channels__mutmut_{i}" for i in (20, 27, 38)],
+        [f"decur.models.joint.xǁMultimodalEncoderǁout_channels__mutmut_{i}" for i in (24, 31, 42)],
         "the probe's batch and side (64 or 65 px, a multiple of no patch) give the same channel counts",
     ),
 }

@@ -616,9 +616,32 @@ def test_bigearthnets_12_band_statistics_drop_b10_and_nothing_else():
 
 
 def test_out_channels_count_only_the_modalities_a_stack_holds():
-    joint, _ = _joint(output="maps", stack_bands=S2_NAMES)  # no S1 band: s1 is left out of every output
+    from decur.models import create_encoder
+
+    encoders = {"s1": create_encoder("resnet18", 2).eval(), "s2": create_encoder("resnet50", 13).eval()}
+    bands = {"s1": ["VV", "VH"], "s2": S2_NAMES}
+    joint = MultimodalEncoder(encoders, bands, "maps", stack_bands=S2_NAMES)  # no S1 band: s1 is left out
     maps = joint(torch.randn(1, 13, 64, 64))
-    assert [int(m.shape[1]) for m in maps] == joint.out_channels() == [128, 256, 512]
+    assert [int(m.shape[1]) for m in maps] == joint.out_channels() == [512, 1024, 2048]  # ResNet-50's, not 18's
+
+
+def test_the_joint_encoder_of_a_release_mit_file_runs_its_head_before_the_projector(tmp_path):
+    """The release's MiT files carry a Linear head (512 → 2048 for B5; 256 → 32 here) before the projector."""
+    from decur.models import projector
+
+    m1, m2 = create_mit("mit_b0", 3).eval(), create_mit("mit_b0", 3).eval()
+    head, proj = nn.Linear(256, 32).eval(), projector(32, [16, 16]).eval()
+    state = {f"module.backbone_{i}.{k}": v for i, m in ((1, m1), (2, m2)) for k, v in m.state_dict().items()}
+    state |= {f"module.backbone_{i}.head.{k}": v for i in (1, 2) for k, v in head.state_dict().items()}
+    state |= {f"module.projector{i}.{k}": v for i in (1, 2) for k, v in proj.state_dict().items()}
+    torch.save({"model": state}, tmp_path / "mit.pth")
+    x = {"rgb": torch.randn(2, 3, 64, 64), "hha": torch.randn(2, 3, 64, 64)}
+    common = MultimodalEncoder.from_export(tmp_path / "mit.pth", "common", ["rgb", "hha"])
+    assert common.common_dim == 6144  # the release scripts' --dim_common for RGB-X
+    expected = (proj(head(m1(x["rgb"]))) + proj(head(m2(x["hha"])))) / 2
+    torch.testing.assert_close(common(x), expected)
+    pooled = MultimodalEncoder.from_export(tmp_path / "mit.pth", modalities=["rgb", "hha"])  # pooled by default
+    torch.testing.assert_close(pooled(x), torch.cat([m1(x["rgb"]), m2(x["hha"])], dim=1))
 
 
 def test_a_uint8_image_is_read_as_8_bit_over_255_and_cards_are_checked():
