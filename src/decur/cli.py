@@ -413,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("decur: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except SystemExit as exit_:
+        # Lightning answers a Ctrl-C inside fit with its own shutdown and SystemExit(1), raised while handling it
+        if not isinstance(exit_.__context__, KeyboardInterrupt):
+            raise
+        print("decur: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
 
 
 def _one_line(err: Exception) -> str:
