@@ -117,6 +117,15 @@ EQUIVALENT: dict[str, str] = {
         "population or sample std scales every dimension alike: the cosine does not change",
     ),
     "decur.evaluate.retrieval.x__standardized__mutmut_11": "an epsilon of 1e-8 added or subtracted (std >> 1e-8)",
+    "decur.evaluate.retrieval.x__standardized__mutmut_9": "F.normalize's default dim is 1",
+    **dict.fromkeys(
+        [
+            f"decur.evaluate.metrics.x{c}ǁ__init____mutmut_{i}"
+            for c, ids in (("ǁPositiveCounts", (3, 6)), ("ǁSegmentationScores", (4, 7, 12, 15)))
+            for i in ids
+        ],
+        "the counts' initial zeros and dtype: every update adds int64 counts to them",
+    ),
     "decur.evaluate.metrics.x_scores_from_confusion__mutmut_12": "the confusion matrix is square",
     "decur.models.joint.xǁMultimodalEncoderǁfrom_export__mutmut_8": "dataset_bands=None is the default",
     **dict.fromkeys(
@@ -218,7 +227,7 @@ def main(words: list[str]) -> int:
         "killed",
         "equivalent",
         "survived",
-        "not run",
+        "no test",
         "score",
         "minutes (2 cores)",
         "commit",

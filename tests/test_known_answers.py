@@ -814,3 +814,17 @@ def test_the_joint_encoder_of_a_release_file_equals_its_encoders_and_projectors(
     dn = {"s2": torch.full((1, 13, 32, 32), 3000.0)}
     transformed = sentinel_transform("ssl4eo_release", "s2", 13)(dn["s2"])
     torch.testing.assert_close(raw(dn), n2(transformed))
+
+
+def test_the_retrieval_table_prints_each_direction_and_space_with_the_floors():
+    from decur.evaluate.retrieval import format_retrieval
+
+    scores = {"recall@1": 0.5, "recall@5": 0.75, "recall@10": 1.0, "median_rank": 2.0, "random_recall@1": 0.1,
+              "random_recall@5": 0.5, "random_recall@10": 1.0, "random_median_rank": 5.5, "candidates": 10.0}  # fmt: skip
+    text = format_retrieval({"sar->optical": {"common": scores, "features": {**scores, "recall@1": 0.125}}})
+    lines = text.splitlines()
+    assert lines[0] == ("Cross-modal retrieval among 10 candidates: recall@1 / @5 / @10, median rank "
+                        "(random: 0.100 / 0.500 / 1.000, 5.5)")  # fmt: skip
+    assert lines[1].split() == ["sar->optical", "common", "0.500", "/", "0.750", "/", "1.000", "2.0"]
+    assert lines[2].split() == ["sar->optical", "features", "0.125", "/", "0.750", "/", "1.000", "2.0"]
+    assert len(lines) == 3
