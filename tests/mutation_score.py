@@ -119,12 +119,8 @@ EQUIVALENT: dict[str, str] = {
     "decur.evaluate.retrieval.x__standardized__mutmut_11": "an epsilon of 1e-8 added or subtracted (std >> 1e-8)",
     "decur.evaluate.retrieval.x__standardized__mutmut_9": "F.normalize's default dim is 1",
     **dict.fromkeys(
-        [
-            f"decur.evaluate.metrics.x{c}ǁ__init____mutmut_{i}"
-            for c, ids in (("ǁPositiveCounts", (3, 6)), ("ǁSegmentationScores", (4, 7, 12, 15)))
-            for i in ids
-        ],
-        "the counts' initial zeros and dtype: every update adds int64 counts to them",
+        [f"decur.evaluate.metrics.xǁSegmentationScoresǁ__init____mutmut_{i}" for i in (12, 15)],
+        "float or int64 zeros: the scores are computed in float64 from the same counts",
     ),
     "decur.evaluate.metrics.x_scores_from_confusion__mutmut_12": "the confusion matrix is square",
     "decur.models.joint.xǁMultimodalEncoderǁfrom_export__mutmut_8": "dataset_bands=None is the default",

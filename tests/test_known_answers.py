@@ -820,7 +820,8 @@ def test_the_retrieval_table_prints_each_direction_and_space_with_the_floors():
     from decur.evaluate.retrieval import format_retrieval
 
     scores = {"recall@1": 0.5, "recall@5": 0.75, "recall@10": 1.0, "median_rank": 2.0, "random_recall@1": 0.1,
-              "random_recall@5": 0.5, "random_recall@10": 1.0, "random_median_rank": 5.5, "candidates": 10.0}  # fmt: skip
+              "random_recall@5": 0.5, "random_recall@10": 1.0, "random_median_rank": 5.5,
+              "candidates": 10.0}  # fmt: skip
     text = format_retrieval({"sar->optical": {"common": scores, "features": {**scores, "recall@1": 0.125}}})
     lines = text.splitlines()
     assert lines[0] == ("Cross-modal retrieval among 10 candidates: recall@1 / @5 / @10, median rank "
