@@ -13,6 +13,7 @@ the same folder is refused, naming the holder.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import time
@@ -288,6 +289,32 @@ def check_same_run(
             "Choose another --output to start a new run, or repeat the original settings to resume it."
         )
     return [k for k in changed if k in allowed]
+
+
+def check_same_data(now: dict[str, Any], folder: Path, started: bool, other: str) -> None:
+    """A run continues (or reuses its results) only on the data it started on, moved or not.
+
+    Args:
+        now: The data's fingerprint (:func:`decur.data.build.data_fingerprint`).
+        folder: The run or seed folder; its ``data.json`` holds the fingerprint it started with.
+        started: Whether the folder holds a checkpoint or results of that start.
+        other: The start of the message when the data differ (which field points at them, and where).
+
+    Raises:
+        ConfigError: The fingerprint differs from the recorded one.
+
+    """
+    saved = folder / "data.json"
+    if started and saved.is_file():
+        before = json.loads(saved.read_text())
+        if before != now:
+            raise ConfigError(
+                f"{other} ({now} against {before}); a moved dataset may resume a run or reuse its results, a "
+                "different one may not. Choose another --output"
+            )
+    elif is_launcher():
+        folder.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(now))
 
 
 def _plain(value: Any) -> Any:

@@ -16,7 +16,15 @@ from decur.config import Config, ConfigError
 from decur.data.build import build_dataset, data_fingerprint, dataset_stats
 from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
-from decur.train.engine import build_trainer, check_same_run, is_launcher, per_process_batch, resume_point, run_lock
+from decur.train.engine import (
+    build_trainer,
+    check_same_data,
+    check_same_run,
+    is_launcher,
+    per_process_batch,
+    resume_point,
+    run_lock,
+)
 from decur.train.host import tune_host
 from decur.train.module import PretrainModule
 
@@ -138,19 +146,9 @@ def _finish(output: Path, summary: dict[str, Any], trainer: L.Trainer) -> dict[s
 
 def _check_same_data(cfg: Config, dataset: Any, output: Path) -> None:
     """A resumed run continues on the data it started on (moved or not), never on other data (``data.json``)."""
-    saved = output / "data.json"
-    now = data_fingerprint(dataset)
-    if (output / "checkpoints" / "last.ckpt").exists() and saved.is_file():
-        before = json.loads(saved.read_text())
-        if before != now:
-            raise ConfigError(
-                f"config field `data.root`: {cfg.data.root} holds other data than the run in {output} started on "
-                f"({now} against {before}); a moved dataset may resume a run, a different one may not. Choose "
-                "another --output to start a new run"
-            )
-    elif is_launcher():
-        output.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(now))
+    started = (output / "checkpoints" / "last.ckpt").exists()
+    other = f"config field `data.root`: {cfg.data.root} holds other data than the run in {output} started on"
+    check_same_data(data_fingerprint(dataset), output, started, other)
 
 
 def _check_same_run(cfg: Config, saved: Path) -> None:

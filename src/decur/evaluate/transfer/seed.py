@@ -135,22 +135,12 @@ def training_set(
 def _check_same_data(run: TransferRun, data: TransferData, folder: Path) -> None:
     """A seed's results and checkpoint belong to its data: reused when the data moved, refused when they changed."""
     from decur.data.build import data_fingerprint
-    from decur.train.engine import is_launcher
+    from decur.train.engine import check_same_data
 
     now = {split: data_fingerprint(getattr(data, split)) for split in ("train", "test")}
-    saved = folder / "data.json"
     started = (folder / "results.json").is_file() or (folder / "checkpoints" / "last.ckpt").is_file()
-    if started and saved.is_file():
-        before = json.loads(saved.read_text())
-        if before != now:
-            raise ConfigError(
-                f"transfer config field `root`: {run.root} holds other data than seed folder {folder} was trained "
-                f"and tested on ({now} against {before}); a moved dataset reuses its results, a different one "
-                "may not. Choose another --output"
-            )
-    elif is_launcher():
-        folder.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(now))
+    other = f"transfer config field `root`: {run.root} holds other data than seed folder {folder} was trained on"
+    check_same_data(now, folder, started, other)
 
 
 def build_module(run: TransferRun, data: TransferData, seed: int, start: Start) -> TransferModule:
