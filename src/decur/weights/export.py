@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
+from decur.data.workers import PartialFiles
 from decur.models.encoder import vit_patch
 from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256, strip_prefix
 
@@ -256,16 +256,10 @@ def export_backbone(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     card_path = out.with_suffix(".json")
-    tmp_weights, tmp_card = (p.with_name(f".{p.name}.partial") for p in (out, card_path))
-    try:
-        save_file(pre.encoders[modality], str(tmp_weights), metadata={"arch": pre.arch, "modality": modality})
-        tmp_card.write_text(json.dumps(card, indent=2))
-    except BaseException:
-        tmp_weights.unlink(missing_ok=True)
-        tmp_card.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_weights, out)
-    os.replace(tmp_card, card_path)
+    with PartialFiles(out.parent) as files:
+        save_file(pre.encoders[modality], str(files.path(out.name)), metadata={"arch": pre.arch, "modality": modality})
+        files.path(card_path.name).write_text(json.dumps(card, indent=2))
+        files.commit()
     return out, card_path
 
 
