@@ -41,9 +41,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "weights": ("src/decur/weights/*", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),
     "transforms": ("src/decur/data/transforms.py", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),
     "joint": ("src/decur/models/joint.py", [KNOWN]),
-    "heads": ("src/decur/models/heads.py", [KNOWN, "tests/test_models.py", "tests/test_vit.py"]),
+    "heads": ("src/decur/models/heads.py", [KNOWN, "tests/test_heads.py"]),
     "losses": ("src/decur/losses.py", ["tests/test_losses.py"]),
-    "methods": ("src/decur/methods.py", ["tests/test_losses.py", "tests/test_multimodal.py"]),
+    "methods": ("src/decur/methods.py", ["tests/test_methods.py"]),
     "metrics": (
         "src/decur/evaluate/metrics.py",
         [KNOWN]
