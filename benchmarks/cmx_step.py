@@ -30,7 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from decur import __version__
 from decur.augment import ViewPipeline
-from decur.evaluate.module import OptimSettings, TransferModule
+from decur.evaluate.module import TransferModule
+from decur.evaluate.transfer.config import OptimSettings
 from decur.models import CMX, create_mit
 from decur.train.host import tune_host
 

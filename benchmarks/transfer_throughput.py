@@ -28,7 +28,8 @@ import torch
 
 from decur import __version__
 from decur.augment import ViewPipeline
-from decur.evaluate.module import OptimSettings, TransferModule
+from decur.evaluate.module import TransferModule
+from decur.evaluate.transfer.config import OptimSettings
 from decur.models import LateFusionClassifier, create_encoder, encoder_width
 from decur.train.host import tune_host
 

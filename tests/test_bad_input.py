@@ -281,7 +281,7 @@ def test_validate_kind_and_check_paths_change_the_outcome(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["transfer", "experiment"])
 def test_empty_seed_lists_are_refused(command, tmp_path, capsys, monkeypatch):
-    import decur.evaluate.transfer as transfer
+    import decur.evaluate.transfer.run as transfer
     import decur.train.run as run
 
     # refused before any work: nothing may be trained or read (and a regression fails at once, not after a grid)
@@ -294,7 +294,7 @@ def test_empty_seed_lists_are_refused(command, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["safetensors", "foreign", "missing", "run_without_checkpoint"])
 def test_pretrained_is_validated_before_any_data_are_read(kind, tmp_path, monkeypatch):
-    import decur.evaluate.transfer as transfer
+    import decur.evaluate.transfer.run as transfer
     from decur.evaluate.transfer import TransferRun
 
     path = tmp_path / {"safetensors": "enc.safetensors", "foreign": "x.ckpt"}.get(kind, "run")

@@ -133,3 +133,11 @@ def test_timm_feature_levels_are_the_strides_the_fcn_names() -> None:
     # the source of LEVELS: timm's feature_info reductions for out_indices (2, 3, 4)
     net = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(2, 3, 4))
     assert net.feature_info.reduction() == [8, 16, 32]
+
+
+def test_a_vit_pyramid_keeps_at_least_one_cell_per_side_of_a_small_crop() -> None:
+    vit = create_encoder("vit_tiny_patch16_224", 2).eval()
+    levels = pyramid(vit, torch.randn(1, 2, 32, 48))  # stride 32: 1 x 1 (48 // 32 = 1); strides 4-16: exact
+    assert [tuple(f.shape[-2:]) for f in levels] == [(8, 12), (4, 6), (2, 3), (1, 1)]
+    net = feature_encoder("vit_tiny_patch16_224", 2, vit.state_dict())  # the bands reach the ViT's patch embedding
+    assert net.vit.patch_embed.proj.in_channels == 2

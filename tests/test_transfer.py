@@ -72,7 +72,7 @@ def test_the_ignore_class_is_never_predicted():
 def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
     from torch import nn
 
-    from decur.evaluate.module import OptimSettings
+    from decur.evaluate.transfer.config import OptimSettings
     from decur.models import LateFusionClassifier
 
     scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.1, 0.3]])
@@ -95,7 +95,7 @@ def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
 def test_macro_map_leaves_out_classes_without_positives():
     from torch import nn
 
-    from decur.evaluate.module import OptimSettings
+    from decur.evaluate.transfer.config import OptimSettings
     from decur.models import LateFusionClassifier
 
     # class 2 has no positive in this test set: its AP is undefined and must not count as 0 in the macro mean

@@ -117,7 +117,8 @@ def test_vit_pool_avg_is_the_mean_of_the_normed_patch_tokens_with_the_keys_of_to
 
 
 def test_layer_decay_scales_each_vit_block_and_leaves_the_head_at_the_base_rate():
-    from decur.evaluate.module import OptimSettings, TransferModule
+    from decur.evaluate.module import TransferModule
+    from decur.evaluate.transfer.config import OptimSettings
     from decur.models import LateFusionClassifier
     from decur.optim import layer_decay_scales
 

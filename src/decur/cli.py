@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import decur.evaluate  # noqa: F401  (registers the config kinds of transfer and the studies; imports no torch)
 from decur.config import ConfigError, load_config, load_dataclass
 
 

@@ -16,18 +16,19 @@ from typing import Any
 
 import yaml
 
+from decur.catalog import (
+    METHODS,
+    SSL4EO_V11_PRODUCTS,
+    SYNTHETIC_MODALITIES,
+    check_arch,
+    check_vit_pool,
+    encoder_width,
+    is_mit,
+    vit_patch,
+)
 from decur.errors import DecurError
 
-METHOD_NAMES = (
-    "decur",
-    "decur_no_intra",
-    "decur_no_decoupling",
-    "barlow_twins_cross",
-    "barlow_twins_single",
-    "simclr_cross",
-    "clip",
-    "vicreg_cross",
-)
+METHOD_NAMES = tuple(METHODS)
 AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
 DATASETS = ("synthetic", "ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders", "geonrw", "sunrgbd")
 
@@ -226,7 +227,7 @@ class Config:
         """Embedding size K (the projector's output width, or the encoder width without projector)."""
         if self.model.projector:
             return self.model.projector[-1]
-        return self.model.head_dim or _encoder_width(self.model.arch)
+        return self.model.head_dim or encoder_width(self.model.arch)
 
     @property
     def common_dim(self) -> int:
@@ -329,8 +330,6 @@ def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
         _require(all(b == 3 for b in bands.values()), "data.modalities", "rgb and hha have 3 bands")
         _require(d.split in ("train", "test", "all"), "data.split", f"train, test or all, got {d.split!r}")
     if d.dataset == "synthetic":
-        from decur.data.synthetic import SYNTHETIC_MODALITIES
-
         for name in names:
             _require(
                 name in SYNTHETIC_MODALITIES,
@@ -343,8 +342,7 @@ def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
 
 def _check_ssl4eo_v11(d: DataConfig, names: list[str]) -> None:
     """SSL4EO-S12 v1.1: the release's products and band counts, cloud-mask filter, timestamp draw."""
-    from decur.data.ssl4eo_v11 import MODALITIES as V11
-
+    V11 = SSL4EO_V11_PRODUCTS
     for mod in d.modalities:
         _require(
             mod.name in V11,
@@ -375,8 +373,6 @@ def _check_ssl4eo_v11(d: DataConfig, names: list[str]) -> None:
 def _check_method(m: MethodConfig, names: list[str]) -> None:
     """The ``method`` section against the number of modalities."""
     _require(m.name in METHOD_NAMES, "method.name", f"{m.name!r} is not one of {METHOD_NAMES}")
-    from decur.methods import METHODS
-
     method = METHODS[m.name]
     wanted = f"{method.modalities} or more" if method.multimodal is not None else str(method.modalities)
     _require(
@@ -394,8 +390,6 @@ def _check_method(m: MethodConfig, names: list[str]) -> None:
 
 def _check_model(model: ModelConfig, crop_size: int, check_paths: bool) -> None:
     """The ``model`` section: a runnable architecture, its pooling, patch size against the crop, widths, weights."""
-    from decur.models.encoder import check_arch, check_vit_pool, vit_patch
-
     checks = {
         "model.arch": lambda: check_arch(model.arch),
         "model.vit_pool": lambda: check_vit_pool(model.arch, model.vit_pool),
@@ -414,8 +408,6 @@ def _check_model(model: ModelConfig, crop_size: int, check_paths: bool) -> None:
     _require(all(w >= 1 for w in model.projector), "model.projector", "widths must be >= 1")
     _require(model.head_dim is None or model.head_dim >= 1, "model.head_dim", "must be >= 1 or null")
     if model.init_weights is not None:
-        from decur.models.mit import is_mit
-
         _require(
             is_mit(model.arch),
             "model.init_weights",
@@ -423,12 +415,6 @@ def _check_model(model: ModelConfig, crop_size: int, check_paths: bool) -> None:
         )
         if check_paths:
             _require(Path(model.init_weights).is_file(), "model.init_weights", "file not found")
-
-
-def _encoder_width(arch: str) -> int:
-    from decur.models import encoder_width
-
-    return encoder_width(arch)
 
 
 SIZED_DATASETS = ("synthetic", "ssl4eo_s12", "geonrw")
@@ -599,23 +585,21 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 # Every kind of config decur reads
 
 
-def config_kinds() -> dict[str, type]:
-    """The config class of every command, by kind.
+_KINDS: dict[str, type] = {"pretrain": Config}
 
-    ``pretrain``, ``transfer``, ``experiment``, ``sweep``, ``convergence``: each has ``validate(check_paths)``
-    raising :class:`ConfigError` naming the field.
+
+def register_kind(kind: str, cls: type) -> None:
+    """Make ``cls`` (a dataclass with ``validate(check_paths)`` raising :class:`ConfigError`) the config of ``kind``.
+
+    Each kind registers where it is defined: ``pretrain`` here; ``transfer``, ``sweep``, ``experiment`` and
+    ``convergence`` in :mod:`decur.evaluate` (registered on ``import decur.evaluate``, which imports no torch).
     """
-    from decur.evaluate.convergence import ConvergenceConfig
-    from decur.evaluate.experiment import ExperimentConfig, SweepConfig
-    from decur.evaluate.transfer import TransferRun
+    _KINDS[kind] = cls
 
-    return {
-        "pretrain": Config,
-        "transfer": TransferRun,
-        "sweep": SweepConfig,
-        "experiment": ExperimentConfig,
-        "convergence": ConvergenceConfig,
-    }
+
+def config_kinds() -> dict[str, type]:
+    """The config class of every registered kind, in the order :func:`detect_kind` tries them."""
+    return dict(_KINDS)
 
 
 def detect_kind(path: str | Path) -> str:
@@ -648,5 +632,7 @@ def load_any(path: str | Path, kind: str | None = None, overrides: list[str] | N
     kind = kind or _detect(set(raw), path)
     kinds = config_kinds()
     if kind not in kinds:
-        raise ConfigError(f"config kind {kind!r} is not one of {list(kinds)}")
+        raise ConfigError(
+            f"config kind {kind!r} is not one of {list(kinds)} (the evaluation kinds register on import decur.evaluate)"
+        )
     return kind, _build(kinds[kind], raw, overrides)

@@ -14,47 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from decur import losses
+from decur.catalog import METHODS, Method
 from decur.config import MethodConfig
 
-
-@dataclass(frozen=True)
-class Method:
-    """What a method needs: the loss function, modalities it trains and views per modality.
-
-    ``multimodal`` holds the switches of :func:`decur.losses.decur_multimodal` that give the method's form for more
-    than two modalities (pairwise cross-modal terms); ``None``: the method trains exactly ``modalities``.
-    """
-
-    loss: Callable[..., dict[str, Tensor]]
-    modalities: int
-    views: int
-    multimodal: dict[str, bool] | None = None
-
-    def accepts(self, count: int) -> bool:
-        """Whether the method trains ``count`` modalities."""
-        return count == self.modalities or (self.multimodal is not None and count >= 2)
-
-
-METHODS: dict[str, Method] = {
-    "decur": Method(losses.decur_loss, modalities=2, views=2, multimodal={}),
-    "decur_no_intra": Method(losses.decur_without_intra, modalities=2, views=1, multimodal={"intra": False}),
-    "decur_no_decoupling": Method(
-        losses.decur_without_decoupling, modalities=2, views=2, multimodal={"decouple": False}
-    ),
-    "barlow_twins_cross": Method(
-        losses.barlow_twins_cross, modalities=2, views=1, multimodal={"intra": False, "decouple": False}
-    ),
-    "barlow_twins_single": Method(losses.barlow_twins_single, modalities=1, views=2),
-    "simclr_cross": Method(losses.simclr_cross, modalities=2, views=1),
-    "clip": Method(losses.clip_loss, modalities=2, views=1),
-    "vicreg_cross": Method(losses.vicreg_cross, modalities=2, views=1),
-}
+__all__ = ["METHODS", "Method", "Objective"]
 
 
 class Objective(nn.Module):
@@ -71,6 +39,7 @@ class Objective(nn.Module):
         super().__init__()
         self.name = cfg.name
         self.method = METHODS[cfg.name]
+        self.loss: Callable[..., dict[str, Tensor]] = getattr(losses, self.method.loss)
         many = self.method.multimodal is not None and len(modalities) > 2
         self.modalities = modalities if many else modalities[: self.method.modalities]
         self.common_dim = common_dim
@@ -114,7 +83,7 @@ class Objective(nn.Module):
         kwargs = dict(self.kwargs)
         if self.logit_scale is not None:
             kwargs["logit_scale"] = self.logit_scale
-        return self.method.loss(z1, z1p, z2, z2p, self.common_dim, **kwargs)
+        return self.loss(z1, z1p, z2, z2p, self.common_dim, **kwargs)
 
     def _multimodal(self, z: dict[str, list[Tensor]]) -> dict[str, Tensor]:
         """M > 2 modalities: :func:`decur.losses.decur_multimodal` with the method's switches."""

@@ -54,11 +54,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from decur.catalog import SSL4EO_V11_PRODUCTS
 from decur.data.errors import DatasetError
 from decur.data.preprocess import cut_outliers, cut_outliers_half
 
-MODALITIES = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 12), "s2rgb": ("S2RGB", 3)}
-"""decur name → (release folder, bands)."""
+MODALITIES = SSL4EO_V11_PRODUCTS
+"""decur name → (release folder, bands) (:data:`decur.catalog.SSL4EO_V11_PRODUCTS`)."""
 SAMPLES_PER_FILE = 64
 # the release README's standardisation values, in the release's units (DN, dB, 8-bit)
 _L1C_MEAN = [

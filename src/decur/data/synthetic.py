@@ -41,13 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from decur.catalog import UNIQUE_FACTORS
+
 S2_WAVELENGTHS_NM = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
-SYNTHETIC_MODALITIES = ("optical", "sar", "elevation")
-UNIQUE_FACTORS = {
-    "optical": ("haze", "phenology"),
-    "sar": ("soil_moisture", "roughness"),
-    "elevation": ("relief", "tilt"),
-}
 
 
 class SyntheticMultimodal(Dataset[dict[str, Tensor]]):

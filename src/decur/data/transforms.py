@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from decur.catalog import TRANSFORM_RULES
 from decur.data.preprocess import cut_outliers, s2_to_unit
 from decur.data.ssl4eo_s12 import S1_BANDS, S2C_BANDS, S2C_DN_STATS, STATS
 
-RULES = ("decur", "ssl4eo_release", "torchgeo")
-"""Named transform rules (see the module docstring)."""
+RULES = TRANSFORM_RULES
+"""Named transform rules (see the module docstring; declared in :data:`decur.catalog.TRANSFORM_RULES`)."""
 
 # The release's S1 statistics (its uint8 LMDB and torchgeo's DeCUR transform); decur's carry more digits.
 RELEASE_S1 = ([-12.59, -20.26], [5.26, 5.91])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,47 +26,10 @@ import numpy as np
 import torch
 
 from decur.data.synthetic import SyntheticMultimodal
+from decur.evaluate.studies import ConvergenceConfig
 
 METRICS = ("align_common", "align_unique")
 GROUPS = ("shared", "optical", "sar")
-
-
-@dataclass
-class ConvergenceConfig:
-    """The study: methods x seeds of one pretraining config, probed every ``every_n_steps`` steps."""
-
-    methods: list[str] = field(
-        default_factory=lambda: ["decur", "decur_no_intra", "decur_no_decoupling", "barlow_twins_cross"]
-    )
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    pretrain_overrides: list[str] = field(default_factory=list)
-    """Overrides of the built-in default pretraining config shared by every run."""
-    variants: dict[str, list[str]] = field(default_factory=dict)
-    """Further named runs (each for every seed): name -> overrides on top of ``pretrain_overrides``, e.g.
-    ``{"decur_common25": ["method.name=decur", "method.common_share=0.25"]}``."""
-    every_n_steps: int = 100
-    eval_train_samples: int = 512
-    eval_test_samples: int = 512
-
-    def validate(self, check_paths: bool = True) -> ConvergenceConfig:
-        """Check every field, and every method and variant as a pretraining config; raises :class:`ConfigError`."""
-        from decur.config import ConfigError, load_config
-
-        def need(ok: bool, name: str, why: str) -> None:
-            if not ok:
-                raise ConfigError(f"convergence config field `{name}`: {why}")
-
-        need(bool(self.seeds), "seeds", "an empty list runs nothing; give e.g. [0]")
-        need(bool(self.methods) or bool(self.variants), "methods", "name at least one method or variant")
-        for name in ("every_n_steps", "eval_train_samples", "eval_test_samples"):
-            need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        runs = {m: [f"method.name={m}"] for m in self.methods} | self.variants
-        for name, overrides in runs.items():
-            try:
-                load_config(None, [*self.pretrain_overrides, *overrides]).validate(check_paths=False)
-            except ConfigError as err:
-                raise ConfigError(f"convergence config run {name!r}: {err}") from None
-        return self
 
 
 class TrajectoryProbe(L.Callback):

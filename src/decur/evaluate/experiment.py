@@ -11,101 +11,16 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from decur.config import METHOD_NAMES, ConfigError, load_config
-from decur.data.synthetic import UNIQUE_FACTORS
-from decur.evaluate.transfer import TransferRun, run_transfer
-
-ALL_METHODS = [
-    "decur",
-    "decur_no_intra",
-    "decur_no_decoupling",
-    "barlow_twins_cross",
-    "barlow_twins_single:optical",
-    "barlow_twins_single:sar",
-    "simclr_cross",
-    "clip",
-    "vicreg_cross",
-    "random",
-    "random_bn",
-]
-"""``random``: random weights with BatchNorm's default statistics; ``random_bn``: random weights with BatchNorm
-statistics re-estimated on the training images (the fair floor, see :func:`decur.evaluate.probe.adapt_batchnorm`)."""
-
-
-@dataclass
-class ProbeSettings:
-    """Settings shared by the experiment grid and the sweeps: pretraining overrides, inputs, seeds, transfer data."""
-
-    pretrain_overrides: list[str] = field(default_factory=list)
-    """Overrides of the built-in default pretraining config shared by every run (e.g. trainer.max_epochs=4)."""
-    modalities: list[list[str]] = field(default_factory=lambda: [["optical", "sar"], ["optical"], ["sar"]])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    linear_epochs: int = 30
-    train_samples: int = 1024
-    test_samples: int = 512
-    image_size: int = 64
-    batch_size: int = 64
-
-    def _validate_settings(self, kind: str) -> None:
-        _need(bool(self.seeds), kind, "seeds", "an empty list runs nothing; give e.g. [0]")
-        for name in ("linear_epochs", "train_samples", "test_samples", "image_size", "batch_size"):
-            _need(getattr(self, name) >= 1, kind, name, f"must be >= 1, got {getattr(self, name)}")
-        _need(bool(self.modalities) and all(self.modalities), kind, "modalities", "non-empty lists of modalities")
-        for mods in self.modalities:
-            TransferRun(modalities=mods).validate(check_paths=False)
-        load_config(None, self.pretrain_overrides).validate(check_paths=False)
-
-
-def _need(ok: bool, kind: str, name: str, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"{kind} config field `{name}`: {why}")
-
-
-@dataclass
-class ExperimentConfig(ProbeSettings):
-    """The grid. ``methods`` entries are method names; ``barlow_twins_single:<modality>`` trains one modality."""
-
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
-    protocols: list[str] = field(default_factory=lambda: ["linear", "finetune"])
-    label_fractions: list[float] = field(default_factory=lambda: [0.01, 1.0])
-    finetune_epochs: int = 5
-
-    def validate(self, check_paths: bool = True) -> ExperimentConfig:
-        """Check every field before anything runs; raises :class:`ConfigError` naming it."""
-        self._validate_settings("experiment")
-        _need(bool(self.methods), "experiment", "methods", "an empty list runs nothing")
-        for entry in self.methods:
-            name, _, single = entry.partition(":")
-            known = name in (*METHOD_NAMES, "random", "random_bn")
-            _need(
-                known, "experiment", "methods", f"{entry!r}: not a method of {[*METHOD_NAMES, 'random', 'random_bn']}"
-            )
-            _need(
-                not single or single in ("optical", "sar"),
-                "experiment",
-                "methods",
-                f"{entry!r}: the single modality is optical or sar",
-            )
-        _need(
-            set(self.protocols) <= {"linear", "finetune"} and bool(self.protocols),
-            "experiment",
-            "protocols",
-            f"linear and/or finetune, got {self.protocols}",
-        )
-        _need(
-            bool(self.label_fractions) and all(0 < f <= 1 for f in self.label_fractions),
-            "experiment",
-            "label_fractions",
-            f"shares in (0, 1], got {self.label_fractions}",
-        )
-        _need(self.finetune_epochs >= 1, "experiment", "finetune_epochs", f"must be >= 1, got {self.finetune_epochs}")
-        return self
+from decur.catalog import UNIQUE_FACTORS
+from decur.config import load_config
+from decur.evaluate.studies import ExperimentConfig, SweepConfig
+from decur.evaluate.transfer.config import TransferRun
+from decur.evaluate.transfer.run import run_transfer
 
 
 def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) -> list[dict[str, Any]]:
@@ -246,27 +161,6 @@ def _plot(rows: list[dict[str, Any]], columns: list[tuple], methods: list[str], 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-@dataclass
-class SweepConfig(ProbeSettings):
-    """One pretraining parameter varied, everything else fixed; linear-probe mAP per value (Figures 3, 6, 7).
-
-    ``parameter`` is a dotted config field, e.g. ``method.common_share`` (the common-dimension share sweep) or
-    ``model.projector`` (the projector-dimension sweep; ``[]`` = no projector).
-    """
-
-    parameter: str = "method.common_share"
-    values: list[Any] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.875, 1.0])
-
-    def validate(self, check_paths: bool = True) -> SweepConfig:
-        """Check every field, and every value of the swept parameter as a pretraining config."""
-        self._validate_settings("sweep")
-        _need(bool(self.values), "sweep", "values", "an empty list runs nothing")
-        for value in self.values:
-            override = f"{self.parameter}={json.dumps(value)}"
-            load_config(None, [*self.pretrain_overrides, override]).validate(check_paths=False)
-        return self
 
 
 def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ updated in ``test_step`` and computed once over the whole evaluation set, summed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, cast
 
 import lightning as L
@@ -18,24 +17,9 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from decur.augment import ViewPipeline
 from decur.errors import NonFiniteLossError
 from decur.evaluate.metrics import PositiveCounts, SegmentationScores, macro_average_precision, predict_classes
+from decur.evaluate.transfer.config import OptimSettings
 from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
 from decur.optim import decays, layer_decay_scales
-
-
-@dataclass
-class OptimSettings:
-    """Optimiser and schedule of one transfer run (resolved defaults, see ``TransferRun``)."""
-
-    name: str
-    """``sgd`` (momentum 0.9) or ``adamw``."""
-    lr: float
-    weight_decay: float
-    schedule: str
-    """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` (``(1 - step/total)^0.9``) or ``constant``."""
-    warmup_epochs: float = 0.0
-    """Linear warm-up ``(step + 1) / warmup_steps`` multiplied into the schedule over this many epochs."""
-    layer_decay: float = 1.0
-    """Layer-wise learning-rate decay of ViT encoders (:func:`decur.optim.layer_decay_scales`); 1 = none."""
 
 
 def lr_factor(schedule: str, step: int, total: int, steps_per_epoch: int, epochs: int, warmup_steps: int = 0) -> float:

@@ -20,14 +20,7 @@ import torch
 from segmentation_models_pytorch.encoders.mix_transformer import MixVisionTransformer, mix_transformer_encoders
 from torch import Tensor
 
-MIT_ARCHS = ("mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5")
-"""Depths per stage: b0/b1 (2, 2, 2, 2), b2 (3, 4, 6, 3), b3 (3, 4, 18, 3), b4 (3, 8, 27, 3), b5 (3, 6, 40, 3);
-widths 32-64-160-256 (b0) or 64-128-320-512 (b1-b5)."""
-
-
-def is_mit(arch: str) -> bool:
-    """Whether ``arch`` names a Mix Transformer."""
-    return arch in MIT_ARCHS
+from decur.catalog import MIT_ARCHS, is_mit
 
 
 class MiT(MixVisionTransformer):

@@ -31,8 +31,6 @@ from decur.config import ConfigError, EngineConfig
 from decur.errors import RunError
 from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, Throughput, WriteConfig
 
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
-
 
 def build_trainer(
     output: Path,

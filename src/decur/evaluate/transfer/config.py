@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decur.config import ConfigError, EngineConfig
-from decur.evaluate.module import OptimSettings
+from decur.catalog import PRECISIONS, TRANSFORM_RULES, is_mit
+from decur.config import ConfigError, EngineConfig, register_kind
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
@@ -32,6 +32,22 @@ RESUMABLE_CHANGES = (
     "num_workers",
     "root",
 )
+
+
+@dataclass
+class OptimSettings:
+    """Optimiser and schedule of one transfer run (resolved defaults, see ``TransferRun``)."""
+
+    name: str
+    """``sgd`` (momentum 0.9) or ``adamw``."""
+    lr: float
+    weight_decay: float
+    schedule: str
+    """``step`` (x0.1 at 60 % and 80 % of the epochs), ``poly`` (``(1 - step/total)^0.9``) or ``constant``."""
+    warmup_epochs: float = 0.0
+    """Linear warm-up ``(step + 1) / warmup_steps`` multiplied into the schedule over this many epochs."""
+    layer_decay: float = 1.0
+    """Layer-wise learning-rate decay of ViT encoders (:func:`decur.optim.layer_decay_scales`); 1 = none."""
 
 
 @dataclass
@@ -171,9 +187,7 @@ class TransferRun:
             if check_paths and not Path(self.root).is_dir():
                 raise ConfigError(f"transfer config field `root`: {self.root} does not exist or is no folder")
         if self.input_transform is not None:
-            from decur.data.transforms import RULES
-
-            _allowed("input_transform", self.input_transform, RULES)
+            _allowed("input_transform", self.input_transform, TRANSFORM_RULES)
         if self.pretrained_modalities is not None:
             if self.pretrained is None or not self.pretrained_modalities:
                 raise ConfigError(
@@ -182,8 +196,6 @@ class TransferRun:
                 )
         if self.pretrained is not None and check_paths:
             check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
-        from decur.train.engine import PRECISIONS
-
         _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
         return self
 
@@ -269,8 +281,6 @@ class TransferRun:
         return dict(bands)
 
     def _validate_cmx(self, check_paths: bool) -> None:
-        from decur.models.mit import is_mit
-
         used = self.modalities or [m for m in DATASETS[self.dataset] if m != "elevation"]  # synthetic's optional third
         if len(used) != 2:
             raise ConfigError(
@@ -319,6 +329,9 @@ def check_pretrained(
             f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "
             f"{pretrained} is a {pre.kind} file"
         )
+
+
+register_kind("transfer", TransferRun)
 
 
 def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:
