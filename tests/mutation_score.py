@@ -133,6 +133,12 @@ EQUIVALENT: dict[str, str] = {
         [f"decur.models.heads.x_feature_encoder__mutmut_{i}" for i in (16, 21, 30)],
         "timm's pretrained and torch's strict: False, None and the default False act alike",
     ),
+    **dict.fromkeys(
+        [f"decur.methods.xǁObjectiveǁ_multimodal__mutmut_{i}" for i in (10, 12)],
+        "decur's and Barlow Twins' keyword sets always hold lambda_common / lambda_offdiag: the default is unused",
+    ),
+    "decur.methods.xǁObjectiveǁforward__mutmut_8": "barlow_twins_single's loss takes but never reads the second views",
+    "decur.methods.xǁObjectiveǁforward__mutmut_9": "of two modalities, index +1 is index -1",
     "decur.models.heads.x_feature_encoder__mutmut_40": "the message lists the first three or four missing keys",
     "decur.models.heads.x_pyramid__mutmut_14": "no encoder decur builds has one of blocks / patch_embed without both",
     **dict.fromkeys(

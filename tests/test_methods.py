@@ -169,3 +169,34 @@ def test_the_first_listed_modality_is_the_papers_modality_1() -> None:
     assert float(backward["intra_1"]) == pytest.approx(ref_bt(ref_bn_corr(*v["m2"]), 0.5, 1.0), rel=1e-6)
     assert Objective(cfg, ["m1", "m2", "m3"], 5).modalities == ["m1", "m2", "m3"]
     assert Objective(MethodConfig(name="clip"), ["m1", "m2", "m3"], 5).modalities == ["m1", "m2"]
+
+
+def test_the_reference_code_switches_and_separation_reach_three_modalities() -> None:
+    z = _views(3, seed=8)
+    v1, v2 = _np(z)
+    names = ["m1", "m2", "m3"]
+    common, unique, intra = ref_multimodal(v1, v2, 3, LAM, LAM, [LAM] * 3)
+    out = Objective(MethodConfig(reference_weighting=True), names, 3)(z)
+    assert float(out["total"]) == pytest.approx((sum(intra) + (common + unique) / 2) / 3, rel=1e-6)
+    both = Objective(MethodConfig(cross_both_views=True), names, 3)(z)
+    second = ref_multimodal(v2, v1, 3, LAM, LAM, [LAM] * 3)
+    assert float(both["common"]) == pytest.approx((common + second[0]) / 2, rel=1e-6)
+    assert float(both["unique"]) == pytest.approx((unique + second[1]) / 2, rel=1e-6)
+    separated = Objective(MethodConfig(separation=0.5), names, 3)(z)
+    assert float(separated["separation"]) > 0
+    plain = common + unique + sum(intra)
+    assert float(separated["total"]) == pytest.approx(plain + float(separated["separation"]), rel=1e-6)
+
+
+def test_clip_scores_with_its_learned_temperature() -> None:
+    z = {m: v[:1] for m, v in _views(2, seed=9).items()}
+    clip = Objective(MethodConfig(name="clip"), ["m1", "m2"], 5)
+    with torch.no_grad():
+        clip.logit_scale.fill_(math.log(3.0))  # type: ignore[union-attr]
+    a, b = (torch.nn.functional.normalize(v[0], dim=1) for v in z.values())
+    logits = 3.0 * a @ b.T  # CLIP: symmetric cross-entropy over the scaled cosine similarities
+    target = torch.arange(len(a))
+    want = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+    assert float(clip(z)["total"].detach()) == pytest.approx(float(want), rel=1e-6)
+    vicreg = Objective(MethodConfig(name="vicreg_cross"), ["m1", "m2"], 5)(z)
+    assert torch.isfinite(vicreg["total"]) and float(vicreg["total"]) > 0

@@ -37,7 +37,6 @@ class Objective(nn.Module):
 
     def __init__(self, cfg: MethodConfig, modalities: list[str], common_dim: int) -> None:
         super().__init__()
-        self.name = cfg.name
         self.method = METHODS[cfg.name]
         self.loss: Callable[..., dict[str, Tensor]] = getattr(losses, self.method.loss)
         many = self.method.multimodal is not None and len(modalities) > 2
