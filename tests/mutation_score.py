@@ -137,6 +137,11 @@ EQUIVALENT: dict[str, str] = {
         [f"decur.methods.xǁObjectiveǁ_multimodal__mutmut_{i}" for i in (10, 12)],
         "decur's and Barlow Twins' keyword sets always hold lambda_common / lambda_offdiag: the default is unused",
     ),
+    **dict.fromkeys(
+        [f"decur.methods.xǁObjectiveǁ_multimodal__mutmut_{i}" for i in (72, 74, 80, 82)],
+        "bool(None) is bool(False): an absent switch stays off",
+    ),
+    "decur.methods.xǁObjectiveǁ__init____mutmut_10": "two modalities cut to their first two are the same list",
     "decur.methods.xǁObjectiveǁforward__mutmut_8": "barlow_twins_single's loss takes but never reads the second views",
     "decur.methods.xǁObjectiveǁforward__mutmut_9": "of two modalities, index +1 is index -1",
     "decur.models.heads.x_feature_encoder__mutmut_40": "the message lists the first three or four missing keys",
