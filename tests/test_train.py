@@ -346,3 +346,56 @@ def test_each_option_has_its_observable_effect(tmp_path, monkeypatch, reference)
     weighted = (t["train/intra_1"] + t["train/intra_2"] + (t["train/common"] + t["train/unique"]) / 2) / 3
     assert t["train/total"] == pytest.approx(weighted if reference else plain, rel=1e-4)
     assert t["train/total"] != pytest.approx(plain if reference else weighted, rel=1e-2)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, step: int | None = None) -> None:
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if path.exists() and (step is None or _metrics_steps(path.parent.parent) >= step):
+            return
+        time.sleep(0.02)
+
+
+def _metrics_steps(out: Path) -> int:
+    try:
+        with open(out / "metrics.csv", newline="") as f:
+            return max((int(r["step"]) for r in csv.DictReader(f)), default=0)
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+MID_EPOCH = ("data.num_workers=2", "trainer.max_epochs=2", "data.length=64", "trainer.log_every_n_steps=1")
+"""2 epochs x 4 steps of 16 samples; the loaders' workers make the resumed epoch's order the harder case."""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_or_stopped_mid_epoch_resumes_at_its_step_with_the_batches_the_epoch_had_left(tmp_path, capsys, sig):
+    """SIGKILL after a step checkpoint (``trainer.checkpoint_every=1``) or SIGTERM (saved at once): the re-run
+    starts inside the epoch, skips the batches done, and ends with the uninterrupted run's weights and history."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    extra = (*MID_EPOCH, "trainer.checkpoint_every=1") if sig == signal.SIGKILL else MID_EPOCH
+    assert main(_cli(full, *MID_EPOCH)[3:]) == 0
+    proc = subprocess.Popen(_cli(cut, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = cut / "checkpoints" / "last.ckpt"
+    _wait_for(last if sig == signal.SIGKILL else cut / "metrics.csv", proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    state = torch.load(last, weights_only=False)
+    at = state["global_step"]
+    assert 0 < at < 8, "the run finished before it could be stopped"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and [line for line in err.splitlines() if line.strip()] == [
+            "decur: stopped by SIGTERM/SIGUSR1; the checkpoint holds every finished step; re-run the same command "
+            "to resume"
+        ]
+    capsys.readouterr()
+    assert main(_cli(cut, *extra)[3:]) == 0
+    summary = json.loads((cut / "summary.json").read_text())
+    expected = {"epoch": at // 4, "step": at} | ({"batch": at % 4} if at % 4 else {})
+    assert summary["resumed_from"] == expected
+    assert summary["steps_run"] == 8 - at and summary["global_step"] == 8
+    a, b = _weights(full), _weights(cut)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _deterministic_columns(cut) == _deterministic_columns(full)

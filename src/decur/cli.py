@@ -415,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         print("decur: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
     except SystemExit as exit_:
+        if type(exit_).__name__ == "SIGTERMException":  # Lightning's, after the batch that was running: saved
+            print(
+                "decur: stopped by SIGTERM/SIGUSR1; the checkpoint holds every finished step; re-run the same command "
+                "to resume",
+                file=sys.stderr,
+            )
+            return 143
         # Lightning answers a Ctrl-C inside fit with its own shutdown and SystemExit(1), raised while handling it
         if not isinstance(exit_.__context__, KeyboardInterrupt):
             raise

@@ -183,6 +183,8 @@ class EngineConfig:
     precision: str = "32-true"
     """``32-true``, ``bf16-mixed`` or ``16-mixed``."""
     log_every_n_steps: int = 5
+    tensorboard: bool = False
+    """Also log to ``<run>/tensorboard/`` (needs ``tensorboard``); ``metrics.csv`` and the plots are always written."""
 
 
 @dataclass
@@ -195,6 +197,9 @@ class TrainerConfig(EngineConfig):
     """Under multi-GPU DDP, which BatchNorm layers compute their statistics over the global batch: ``all`` (every
     layer, as Barlow Twins and the reference DeCUR code do), ``projector`` (the projectors only) or ``none``.
     PyTorch has no CPU SyncBatchNorm: CPU processes always keep per-process statistics."""
+    checkpoint_every: int | None = None
+    """Also write ``last.ckpt`` every this many optimiser steps (default: at epoch ends only); a run killed
+    mid-epoch resumes at its last step checkpoint, with the batches the uninterrupted run would have seen."""
     rank_every: int = 50
     """Log the effective rank (RankMe) of each modality's embedding every this many steps (0: never)."""
     compile: bool = False
@@ -436,6 +441,12 @@ def _check_numbers(cfg: Config) -> None:
         ("optim.warmup_epochs", o.warmup_epochs, o.warmup_epochs >= 0, ">= 0"),
         ("trainer.log_every_n_steps", t.log_every_n_steps, t.log_every_n_steps >= 1, ">= 1"),
         ("trainer.rank_every", t.rank_every, t.rank_every >= 1, ">= 1"),
+        (
+            "trainer.checkpoint_every",
+            t.checkpoint_every or 0,
+            t.checkpoint_every is None or t.checkpoint_every >= 1,
+            ">= 1, or null (epoch ends only)",
+        ),
         ("trainer.num_nodes", t.num_nodes, t.num_nodes >= 1, ">= 1"),
         ("trainer.seed", t.seed, t.seed >= 0, ">= 0"),
         ("data.length", d.length, 1 <= d.length <= MAX_SAMPLES, f"in 1..{MAX_SAMPLES:,}"),

@@ -8,6 +8,7 @@ loading (e.g. SSL4EO-S12's season draw) repeat exactly after a resume, whatever 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,19 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededSampler(DistributedSampler):
-    """Yields ``(index, seed)``; Lightning calls :meth:`set_epoch` before every epoch."""
+    """Yields ``(index, seed)``; Lightning calls :meth:`set_epoch` before every epoch.
+
+    ``skip`` indices are left out at the start of epoch ``skip_epoch`` (a run resumed mid-epoch continues after the
+    batches it had done); its length stays the whole epoch's, as Lightning counts the resumed batches on.
+    """
+
+    skip, skip_epoch = 0, 0
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in super().__iter__():
+        indices = super().__iter__()
+        if self.skip and self.epoch == self.skip_epoch:
+            indices = itertools.islice(indices, self.skip, None)
+        for index in indices:
             yield index, sample_seed(self.seed, self.epoch, index)
 
 
@@ -79,6 +89,7 @@ def seeded_loader(
     skip_log: Path | None = None,
     drop_last: bool = True,
     start_epoch: int = 0,
+    start_batch: int = 0,
 ) -> DataLoader[dict[str, Tensor]]:
     """The training loader: :class:`SeededSampler` over :class:`SeededDataset`, full batches only.
 
@@ -89,9 +100,11 @@ def seeded_loader(
     ``start_epoch``: the epoch a resumed run starts in. Lightning creates the persistent workers' iterator of a
     resumed run before it calls ``set_epoch``, so without this the first resumed epoch would replay epoch 0's order
     (seen with ``num_workers > 0``: the loss diverged from the uninterrupted run at the first resumed step).
+    ``start_batch``: the batches of that epoch the interrupted run had done (a step checkpoint); they are skipped.
     """
     sampler = SeededSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
     sampler.set_epoch(start_epoch)
+    sampler.skip, sampler.skip_epoch = start_batch * batch_size, start_epoch
     return DataLoader(
         SeededDataset(dataset, skip_log=skip_log),
         batch_size=batch_size,
@@ -113,6 +126,7 @@ def shard_loader(
     num_replicas: int = 1,
     rank: int = 0,
     start_epoch: int = 0,
+    start_batch: int = 0,
 ) -> DataLoader[dict[str, Tensor]]:
     """The training loader of a file-sharded iterable dataset (:class:`decur.data.ssl4eo_v11.SSL4EOS12v11`).
 
@@ -124,7 +138,7 @@ def shard_loader(
     from decur.data.ssl4eo_v11 import full_batches
 
     dataset.seed = seed
-    dataset.shard(rank, num_replicas, start_epoch)
+    dataset.shard(rank, num_replicas, start_epoch, start_batch)
     batches = full_batches(dataset.files_per_process, num_workers, batch_size, dataset.samples_per_file)
     if batches < 1:
         raise DatasetError(

@@ -368,20 +368,23 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         self.stats = {m: STATS[m] for m in self.modalities}
         first = open_shard(self.root / MODALITIES[self.modalities[0]][0] / self.files[0])
         self.samples_per_file = int(first.sizes["sample"])  # 64 in the release
-        self.rank, self.world_size, self.start_epoch = 0, 1, 0
+        self.rank, self.world_size, self.start_epoch, self.start_batch = 0, 1, 0, 0
         self.batches: tuple[int, int] | None = None  # (full batches per epoch, batch size) once a loader is built
         self._passes = 0
         self._buffers: dict[Any, np.ndarray] = {}
 
-    def shard(self, rank: int, world_size: int, start_epoch: int = 0) -> SSL4EOS12v11:
-        """Read process ``rank``'s share of ``world_size``; the first pass is epoch ``start_epoch``."""
+    def shard(self, rank: int, world_size: int, start_epoch: int = 0, start_batch: int = 0) -> SSL4EOS12v11:
+        """Read process ``rank``'s share of ``world_size``; the first pass is epoch ``start_epoch``.
+
+        The first pass starts after its first ``start_batch`` batches (a run resumed mid-epoch).
+        """
         if world_size > len(self.files):
             raise DatasetError(
                 self.root,
                 f"{len(self.files)} file(s) cannot feed {world_size} processes",
                 "use fewer processes or more files",
             )
-        self.rank, self.world_size, self.start_epoch = rank, world_size, start_epoch
+        self.rank, self.world_size, self.start_epoch, self.start_batch = rank, world_size, start_epoch, start_batch
         return self
 
     @property
@@ -410,11 +413,39 @@ class SSL4EOS12v11(IterableDataset[dict[str, Tensor]]):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = self.start_epoch + self._passes
+        skip = self._skipped_samples(worker, workers) if self._passes == 0 else 0
         self._passes += 1
         for name in self.epoch_files(epoch, worker, workers):
+            if skip >= self.samples_per_file:  # a whole file the interrupted run had used: not even opened
+                skip -= self.samples_per_file
+                continue
             # the draws depend on (seed, epoch, file) only, not on which worker reads the file
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 7_919 + self._file_number[name])
-            yield from self.read_file(name, g)
+            samples = self.read_file(name, g)
+            for _ in range(skip):
+                next(samples, None)
+            skip = 0
+            yield from samples
+
+    def _skipped_samples(self, worker: int, workers: int) -> int:
+        """Samples worker ``worker`` leaves out at the start of a resumed epoch: its share of ``start_batch``.
+
+        The loader takes batches from its workers in turn, passing over a worker that has run out, so batch ``j``
+        of the epoch came from the worker whose turn it was.
+        """
+        if not self.start_batch or self.batches is None:
+            return 0
+        size = self.batches[1]
+        left = [len(range(w, self.files_per_process, workers)) * self.samples_per_file // size for w in range(workers)]
+        taken = [0] * workers
+        done = 0
+        while done < self.start_batch and any(left):
+            for w in range(workers):
+                if left[w] and done < self.start_batch:
+                    left[w] -= 1
+                    taken[w] += 1
+                    done += 1
+        return taken[worker] * size
 
     def read_file(self, name: str, g: torch.Generator) -> Iterator[dict[str, Tensor]]:
         """All locations of one file in random order, each with its timestamps drawn from ``g``."""

@@ -9,11 +9,12 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -78,38 +79,96 @@ class WriteConfig(L.Callback):
 
 
 class LastCheckpoint(L.Callback):
-    """Saves the full training state to ``last.ckpt`` at the end of every epoch (and every ``every_n_steps``).
+    """Saves the full training state to ``last.ckpt``: every epoch, every ``every_n_steps`` steps, and on a stop.
 
-    The write is atomic (through the trainer's checkpoint IO). Resuming from an epoch boundary reproduces the
-    uninterrupted run exactly; a mid-epoch checkpoint keeps the work of long epochs, and Lightning resumes it at
-    the saved step (the rest of that epoch's batches are not replayed identically).
+    A stop is SIGTERM, or SIGUSR1 where SLURM's requeueing does not own it.
+
+    The write is atomic (through the trainer's checkpoint IO). The checkpoint records the finished epochs, the
+    optimiser steps and, mid-epoch, the batches done in the unfinished epoch: the loaders start a resumed run's
+    first epoch after those batches (:func:`decur.data.sampling.seeded_loader`), so a run resumed from any step
+    checkpoint continues with the batches the uninterrupted run would have seen.
     """
 
     def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
         self.path, self.every_n_steps = path, every_n_steps
+        self._batches = 0
+        self.stopped_at: int | None = None
+        """The optimiser step at which a signal stopped the run (its checkpoint saved), else ``None``."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """SIGUSR1 (a batch system's advance notice) stops like SIGTERM unless a handler (SLURM's requeue) has it."""
+        import signal
+        import threading
+
+        usr1 = getattr(signal, "SIGUSR1", None)
+        if usr1 is not None and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(usr1) in (signal.SIG_DFL, None):
+                connector = trainer._signal_connector  # Lightning's flag: stop after the current batch
+
+                def stop(signum: int, frame: Any) -> None:
+                    connector.received_sigterm = True
+
+                signal.signal(usr1, stop)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
         """Write ``last.ckpt`` every ``every_n_steps`` optimiser steps, except at the end of an epoch."""
+        self._batches = idx + 1  # Lightning counts a resumed epoch's batches on from its checkpoint
         n = self.every_n_steps
         last_of_epoch = idx + 1 == trainer.num_training_batches
         if n and trainer.global_step % n == 0 and not last_of_epoch:
-            self._save(trainer, finished_epochs=trainer.current_epoch)
+            self._save(trainer, finished_epochs=trainer.current_epoch, batches=self._batches)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write ``last.ckpt``."""
+        self._batches = 0
         self._save(trainer, finished_epochs=trainer.current_epoch + 1)
 
-    def _save(self, trainer: L.Trainer, finished_epochs: int) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """Asked to stop (SIGTERM / SIGUSR1): save where the run stands; the exception then ends it."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.state.stage == "train":
+            last_of_epoch = self._batches == trainer.num_training_batches
+            if last_of_epoch:  # on_train_epoch_end has not run: the epoch is done all the same
+                self._save(trainer, finished_epochs=trainer.current_epoch + 1)
+            else:
+                self._save(trainer, finished_epochs=trainer.current_epoch, batches=self._batches)
+            self.stopped_at = trainer.global_step
+
+    def _save(self, trainer: L.Trainer, finished_epochs: int, batches: int = 0) -> None:
         self._position = {"epoch": finished_epochs, "step": trainer.global_step}
+        if batches:
+            self._position["batch"] = batches
         trainer.save_checkpoint(self.path, weights_only=False)  # full state, not only weights
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """Record where the run stands: finished epochs and optimiser steps (``resume_point`` reads it)."""
+        """Record where the run stands: finished epochs, optimiser steps, batches of an unfinished epoch."""
         checkpoint["decur_position"] = dict(
             getattr(self, "_position", {"epoch": trainer.current_epoch, "step": trainer.global_step})
         )
+
+
+class OneLineProgress(TQDMProgressBar):
+    """One progress line per stage whatever extras are installed: the loss, samples/s and the ETA.
+
+    The monitors (effective rank, embedding spread, alignment) go to ``metrics.csv`` and the plots, not to the bar.
+    """
+
+    SHOWN: ClassVar[dict[str, str]] = {
+        "loss": "loss",
+        "train/loss": "loss",
+        "samples_per_s": "samples/s",
+        "eta_min": "ETA min",
+    }
+
+    def get_metrics(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> dict[str, int | str | float | dict[str, float]]:
+        """The :data:`SHOWN` metrics under their short names."""
+        metrics = super().get_metrics(trainer, pl_module)
+        return {short: metrics[name] for name, short in self.SHOWN.items() if name in metrics}
 
 
 class Throughput(L.Callback):

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +31,14 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from decur.config import ConfigError, EngineConfig
 from decur.errors import RunError
-from decur.train.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, Throughput, WriteConfig
+from decur.train.callbacks import (
+    AtomicCheckpointIO,
+    CSVMetrics,
+    LastCheckpoint,
+    OneLineProgress,
+    Throughput,
+    WriteConfig,
+)
 
 
 def build_trainer(
@@ -64,13 +73,15 @@ def build_trainer(
 
     """
     loggers: list[Any] = []
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
+    if engine.tensorboard:
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(output, name="tensorboard", version=""))
-    except ImportError:
-        pass
+            loggers.append(TensorBoardLogger(output, name="tensorboard", version=""))
+        except (ImportError, ModuleNotFoundError):
+            raise ConfigError(
+                "config field `trainer.tensorboard`: TensorBoard is not installed (pip install tensorboard)"
+            ) from None
     callbacks: list[L.Callback] = [] if run_config is None else [WriteConfig(run_config, output / "config.yaml")]
     try:
         return _trainer(
@@ -96,6 +107,27 @@ def build_trainer(
         ) from None
 
 
+EXPECTED_WARNINGS = {
+    r"You're resuming from a checkpoint that ended before the epoch ended": "decur's loaders skip the batches a "
+    "mid-epoch checkpoint had done (LastCheckpoint, seeded_loader)",
+    r"The '\w+_dataloader' does not have many workers": "the worker count is the user's (data.num_workers)",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated": "inside Lightning 2.6 with torch >= 2.10, not decur's code",
+    r"Your `IterableDataset` has `__len__` defined": "the v1.1 shard loader's length is exact by construction",
+}
+"""Warnings decur expects, each with the reason it is not the user's concern."""
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up notes and tips off, the warnings of :data:`EXPECTED_WARNINGS` filtered.
+
+    decur's output is one progress line per stage; anything else Lightning warns about still shows.
+    """
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def _trainer(
     output: Path,
     engine: EngineConfig,
@@ -105,6 +137,9 @@ def _trainer(
     loggers: list[Any],
     callbacks: list[L.Callback],
 ) -> L.Trainer:
+    quiet_lightning()
+    if progress:
+        callbacks = [*callbacks, OneLineProgress()]
     return L.Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
@@ -140,13 +175,15 @@ def per_process_batch(global_batch: int, trainer: L.Trainer, field: str) -> int:
 def resume_point(checkpoint: Path) -> dict[str, int] | None:
     """``{"epoch": E, "step": S}`` at which a run resumes from ``checkpoint`` (``None`` when there is none).
 
-    ``epoch`` is the number of finished epochs, ``step`` the number of optimiser steps taken.
+    ``epoch`` is the number of finished epochs, ``step`` the number of optimiser steps taken; a checkpoint written
+    mid-epoch adds ``batch``, the batches done in the unfinished epoch.
     """
     if not checkpoint.is_file():
         return None
     state = read_checkpoint(checkpoint, "resume")
     position = state.get("decur_position") or {"epoch": state.get("epoch", 0), "step": state.get("global_step", 0)}
-    return {"epoch": int(position["epoch"]), "step": int(position["step"])}
+    point = {"epoch": int(position["epoch"]), "step": int(position["step"])}
+    return point | ({"batch": int(position["batch"])} if position.get("batch") else {})
 
 
 def read_checkpoint(path: Path, purpose: str) -> dict[str, Any]:

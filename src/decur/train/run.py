@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,9 @@ RESUMABLE_CHANGES = (
     "data.num_workers",
     "data.root",  # the data's location is not part of a run's identity (staged to scratch, '/x' vs '/x/')
     "model.channels_last",
+    "trainer.checkpoint_every",
+    "trainer.tensorboard",
+    "trainer.log_every_n_steps",
 )
 
 
@@ -82,6 +84,7 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
         cfg.trainer,
         global_batch=cfg.data.batch_size,
         max_epochs=cfg.trainer.max_epochs,
+        every_n_steps=cfg.trainer.checkpoint_every,
         sparse_metrics={"rank_": cfg.trainer.rank_every},
         extra_callbacks=callbacks or (),
         run_config=cfg.to_dict(),
@@ -100,17 +103,18 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
         "num_replicas": trainer.world_size,
         "rank": trainer.global_rank,
         "start_epoch": resumed["epoch"] if resumed is not None else 0,
+        "start_batch": resumed.get("batch", 0) if resumed is not None else 0,
     }
     if isinstance(dataset, IterableDataset):  # file shards (SSL4EO-S12 v1.1): each process reads its own files
         loader = shard_loader(dataset, **common)
         # its length is exact by construction (whole files per worker, full batches counted per worker)
-        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
     else:
         loader = seeded_loader(dataset, skip_log=output / "skipped.txt" if cfg.data.skip_bad else None, **common)
     if len(loader) < 1:
         raise ConfigError(f"config field `data.batch_size`: {cfg.data.batch_size} exceeds the dataset size")
     if resumed is not None and trainer.is_global_zero:
-        print(f"resuming {output} from epoch {resumed['epoch']}, step {resumed['step']} ({last})")
+        within = f" (batch {resumed['batch']} of epoch {resumed['epoch'] + 1})" if "batch" in resumed else ""
+        print(f"resuming {output} from epoch {resumed['epoch']}, step {resumed['step']}{within} ({last})")
     started = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=last if resumed is not None else None)
     wall = time.perf_counter() - started

@@ -31,6 +31,8 @@ RESUMABLE_CHANGES = (
     "trainer.strategy",
     "num_workers",
     "root",
+    "checkpoint_every",
+    "trainer.tensorboard",
 )
 
 

@@ -75,6 +75,7 @@ def run_seed(
         num_replicas=trainer.world_size,
         rank=trainer.global_rank,
         start_epoch=first_epoch,
+        start_batch=resumed.get("batch", 0) if resumed is not None else 0,
     )
     started = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=last if resumed is not None else None)
