@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -520,3 +521,24 @@ def test_a_bad_file_met_in_a_dataloader_worker_is_one_line_naming_it(broken, tmp
     assert main([*args, *overrides]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("decur: error: ") and "B8.tif: cannot be read as GeoTIFF" in err[0]
+
+
+def test_the_paper_config_runs_unchanged_on_a_cpu_and_says_how_its_4_devices_were_mapped(
+    fixture_root, tmp_path, capsys
+):
+    """configs/ssl4eo_s12_decur.yaml (4 GPUs, DDP, bf16 in the paper) shrunk in size only: one CPU process here,
+    the global batch kept on it, and the mapping said at the start."""
+    from decur.cli import main
+
+    shrunk = [f"data.root={fixture_root}", "data.image_size=36", "data.crop_size=32", "data.batch_size=4",
+              "data.num_workers=0", "model.arch=resnet18", "model.projector=[64, 64, 64]",
+              "trainer.max_epochs=1"]  # fmt: skip
+    config = REPO / "configs" / "ssl4eo_s12_decur.yaml"
+    assert main(["pretrain", "--config", str(config), "--output", str(tmp_path / "run"), *shrunk]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "decur: the config asks for 4 devices (ddp); no GPU here: one CPU process runs it with the global batch of 4 "
+        "kept (4 per device instead of 1)"
+    ) in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["global_step"] == 1  # 4 locations, one full batch of 4 in one process

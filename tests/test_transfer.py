@@ -372,7 +372,7 @@ def test_two_gloo_processes_give_the_dataset_level_metric_of_one(pretrained, tmp
         return json.loads((out / "results.json").read_text())
 
     one = cli(tmp_path / "one", "trainer.devices=1")
-    two = cli(tmp_path / "two", "trainer.devices=2", "trainer.strategy=ddp")
+    two = cli(tmp_path / "two", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
     assert two["runs"][0]["steps"] == one["runs"][0]["steps"] == 6
     for key in ("map_micro", "map_macro"):
         assert two[key]["mean"] == pytest.approx(one[key]["mean"], abs=1e-4), key

@@ -72,6 +72,9 @@ def build_trainer(
         ConfigError: The accelerator, devices, nodes, strategy or precision cannot be set up on this machine.
 
     """
+    engine, mapped = fit_to_machine(engine, global_batch)
+    if mapped and is_launcher():
+        print(f"decur: {mapped}", flush=True)
     loggers: list[Any] = []
     if engine.tensorboard:
         try:
@@ -105,6 +108,35 @@ def build_trainer(
             f"config section `trainer` ({what}) cannot run on this machine: {str(err).splitlines()[0]} "
             "(e.g. trainer.accelerator=cpu trainer.devices=1 trainer.strategy=auto)"
         ) from None
+
+
+def fit_to_machine(engine: EngineConfig, global_batch: int) -> tuple[EngineConfig, str | None]:
+    """The device count a config asks for, fitted to the devices this machine has; and what was changed, said.
+
+    The paper trained on 4 GPUs with DDP, and its configs say so. Where fewer GPUs are present (or none, with
+    ``accelerator: auto``) the run uses what there is, keeping the **global** batch (``data.batch_size``): the
+    objective's correlations are batch statistics, so the batch is not split into accumulated micro-batches, which
+    would change the loss. An explicit ``accelerator: cpu`` with several devices (CPU DDP) is kept as asked.
+    """
+    asked = engine.devices
+    if not isinstance(asked, int) or asked <= 1 or engine.num_nodes > 1:
+        return engine, None
+    import dataclasses
+
+    gpus = torch.cuda.device_count()
+    if engine.accelerator == "auto" and gpus == 0:
+        have, where = 1, "no GPU here: one CPU process"
+    elif engine.accelerator in ("auto", "gpu", "cuda") and 0 < gpus < asked:
+        have, where = gpus, f"{gpus} GPU(s) here"
+    else:
+        return engine, None
+    fitted = dataclasses.replace(engine, devices=have, strategy="auto" if have == 1 else engine.strategy)
+    note = (
+        f"the config asks for {asked} devices ({engine.strategy}); {where} runs it with the global batch of "
+        f"{global_batch} kept ({global_batch // have} per device instead of {global_batch // asked}); "
+        "set trainer.devices / trainer.strategy to choose otherwise"
+    )
+    return fitted, note
 
 
 EXPECTED_WARNINGS = {
