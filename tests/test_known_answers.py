@@ -829,3 +829,26 @@ def test_the_retrieval_table_prints_each_direction_and_space_with_the_floors():
     assert lines[1].split() == ["sar->optical", "common", "0.500", "/", "0.750", "/", "1.000", "2.0"]
     assert lines[2].split() == ["sar->optical", "features", "0.125", "/", "0.750", "/", "1.000", "2.0"]
     assert len(lines) == 3
+
+
+def test_the_logistic_probe_solves_scikit_learns_one_vs_rest_problem():
+    """decur's probe against the estimator it replaces: StandardScaler + OneVsRest(LogisticRegression(C=0.1))."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from decur.evaluate.probe import logistic_probe
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 40, generator=g) * torch.linspace(0.1, 5, 40) + 3  # scales and offsets to standardise
+    x[:, 7] = 2.0  # a constant feature: StandardScaler leaves its scale at 1
+    y = ((x[:, :8] - 3) @ torch.randn(8, 5, generator=g) + torch.randn(300, 5, generator=g) > 0).float()
+    y[:, 4] = 1.0  # a label every training sample has: scikit-learn scores it 1 whatever the features
+    train, test = slice(0, 200), slice(200, 300)
+    x64 = x.double().numpy()  # scikit-learn in float64 (decur standardises in float64 too)
+    scaler = StandardScaler().fit(x64[train])
+    clf = OneVsRestClassifier(LogisticRegression(C=0.1, max_iter=10000, tol=1e-10))
+    clf.fit(scaler.transform(x64[train]), y[train].numpy().astype(int))
+    want = torch.from_numpy(clf.decision_function(scaler.transform(x64[test]))).float()
+    assert (want[:, 4] == 1).all() and want[:, :4].std() > 1
+    torch.testing.assert_close(logistic_probe(x[train], y[train], x[test]), want, atol=1e-4, rtol=1e-4)

@@ -312,7 +312,7 @@ def test_resume_accepts_layout_worker_and_longer_runs_but_not_other_changes(tmp_
     _check_same_run(load_config(None, ["trainer.max_epochs=99"]), saved)  # extending a run
     with pytest.raises(ConfigError, match=r"trainer\.max_epochs.*shorten"):
         _check_same_run(load_config(None, ["trainer.max_epochs=2"]), saved)
-    with pytest.raises(ConfigError, match=r"optim\.lr_weights: 0\.2 -> 0\.3"):
+    with pytest.raises(ConfigError, match=r"optim\.lr_weights: 6\.0 -> 0\.3"):
         _check_same_run(load_config(None, ["optim.lr_weights=0.3", "trainer.max_epochs=99"]), saved)
 
 

@@ -68,7 +68,7 @@ class DataConfig:
     modalities: list[ModalityConfig] = field(default_factory=_default_modalities)
     length: int = 4096
     """Synthetic: number of pretraining samples."""
-    image_size: int = 64
+    image_size: int = 48
     """Tile side in pixels: generated size (synthetic), 10 m grid of a tile (SSL4EO-S12: 264), patch (GeoNRW: 250)."""
     split: str = "train"
     """SUN-RGBD: the pairs to pretrain on, ``train``, ``test`` or ``all`` (the paper uses all 10,335)."""
@@ -87,7 +87,7 @@ class DataConfig:
     """SSL4EO-S12: text file of location ids to leave out (one per line), e.g. the release's void-ids list."""
     num_classes: int = 8
     """Synthetic: number of land-cover classes."""
-    crop_size: int = 56
+    crop_size: int = 40
     """Side of the random resized crops fed to the encoders (224 in the paper)."""
     crop_scale: tuple[float, float] = (0.08, 1.0)
     share_crop: bool = True
@@ -159,7 +159,9 @@ class OptimConfig:
     """LARS as in the paper (learning rates for a batch of 256, scaled linearly with the global batch)."""
 
     name: str = "lars"
-    lr_weights: float = 0.2
+    lr_weights: float = 6.0
+    """LARS rate of the weights for a global batch of 256. 6.0 is the built-in demo's (96 steps on the synthetic
+    data); the paper's 0.2, tuned for 100+ epochs, is set in every paper config and the paired-folders example."""
     lr_biases: float = 0.0048
     momentum: float = 0.9
     weight_decay: float = 1e-6
@@ -191,7 +193,7 @@ class EngineConfig:
 class TrainerConfig(EngineConfig):
     """Lightning trainer settings of pretraining."""
 
-    max_epochs: int = 6
+    max_epochs: int = 3
     seed: int = 0
     sync_batchnorm: str = "all"
     """Under multi-GPU DDP, which BatchNorm layers compute their statistics over the global batch: ``all`` (every
@@ -516,6 +518,22 @@ def _build(cls: type, raw: dict[str, Any], overrides: list[str] | None) -> Any:
     return from_dict(cls, raw, "")
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {first[key] + 1}): merge the two",
+                    key_node.start_mark,
+                )  # fmt: skip
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     """The top-level mapping of a YAML config file.
 
@@ -526,7 +544,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=_UniqueKeys) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -465,8 +465,10 @@ def explain(
         )
     if batch < 16:
         notes.append(f"the alignment correlations are over batches of {batch} samples only: read them as noisy")
-    stage(f"alignment on {o.alignment_batches} training-style batches of {batch}")
-    per_batch = alignment_per_batch(module, dataset, o.alignment_batches, batch)
+    used = min(o.alignment_batches, max(1, len(dataset) // batch))  # type: ignore[arg-type]
+    fewer = f" ({o.alignment_batches} asked; {len(dataset)} samples hold {used})" if used < o.alignment_batches else ""  # type: ignore[arg-type]
+    stage(f"alignment on {used} training-style batches of {batch}{fewer}")
+    per_batch = alignment_per_batch(module, dataset, used, batch)
     numbers["alignment"] = alignment_summary(per_batch, parts, batch)
     above = sum(sum(p["above_one"]) for p in numbers["alignment"]["pairs"].values())
     if above:

@@ -66,6 +66,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             str(d.root),
             {m.name: m.folder or m.name for m in d.modalities},
             {m.name: m.scale for m in d.modalities},
+            skip_unpaired=d.skip_bad,
         )
     if d.dataset == "ssl4eo_s12_v11":
         from decur.data.ssl4eo_v11 import SSL4EOS12v11

@@ -91,7 +91,7 @@ class PairedFolders(Dataset[dict[str, Tensor]]):
             raise DatasetError(
                 self.root,
                 f"{len(unpaired)} file stem(s) are not present in every modality, e.g. {self.skipped[0]}",
-                "add the missing files, or set skip_unpaired to leave them out",
+                "add the missing files, or set data.skip_bad=true to leave them out",
             )
         if not common:
             raise DatasetError(self.root, "no file stem is present in every modality folder", "check the names")

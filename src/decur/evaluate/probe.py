@@ -20,9 +20,9 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression, RidgeCV
+import torch.nn.functional as F
+from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -59,12 +59,41 @@ def extract(
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def logistic_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, c: float = 0.1) -> Tensor:
+    """One-vs-rest L2 logistic regression on standardised features; the test set's decision scores ``N x L``.
+
+    The problem scikit-learn's ``OneVsRestClassifier(LogisticRegression(C=c))`` solves after a ``StandardScaler``:
+    per label ``min_w,b  c · Σ_i log(1 + exp(−y_i (x_i·w + b))) + ½‖w‖²`` (the bias not penalised). Strictly
+    convex, so any exact solver reaches the same scores; all labels are solved at once with L-BFGS in float64,
+    about 50 times faster than scikit-learn's one label at a time (the demo's evaluation: 60 s → about 1 s).
+    """
+    mean, std = train_x.double().mean(0), train_x.double().std(0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature is left as it is, as StandardScaler
+    x, x_test = (train_x.double() - mean) / std, (test_x.double() - mean) / std
+    y = train_y.double()
+    w = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b], lr=1, max_iter=1000, tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
+        line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+    def objective() -> Tensor:
+        opt.zero_grad()
+        loss = c * F.binary_cross_entropy_with_logits(x @ w + b, y, reduction="sum") + 0.5 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(objective)
+    scores = (x_test @ w + b).detach()
+    constant = (y == y[0]).all(0)  # a label with one value in training: scikit-learn scores it with that value
+    return torch.where(constant, y[0].expand_as(scores), scores).float()
+
+
 def probe_map(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor) -> dict[str, float]:
-    """Linear multi-label probe; mAP (micro, the paper's metric, and macro) over the test set."""
-    scaler = StandardScaler().fit(train_x.numpy())
-    clf = OneVsRestClassifier(LogisticRegression(C=0.1, max_iter=2000))
-    clf.fit(scaler.transform(train_x.numpy()), train_y.numpy().astype(int))
-    scores = torch.from_numpy(clf.decision_function(scaler.transform(test_x.numpy()))).float()
+    """Linear multi-label probe (:func:`logistic_probe`); mAP (micro, the paper's metric, and macro) on the test set."""
+    scores = logistic_probe(train_x, train_y, test_x)
     target = test_y.long()
     labels = target.shape[1]
     return {
