@@ -16,6 +16,7 @@ from PIL import Image
 
 from decur.cli import main
 from decur.config import ConfigError, load_config
+from decur.data.errors import DatasetError
 from decur.errors import RunError
 from decur.train.run import pretrain
 
@@ -518,3 +519,89 @@ def test_pack_numbers_are_checked_before_any_work(tmp_path, capsys, option, valu
         main(["data", "pack", str(tmp_path), str(tmp_path / "out"), option, value])
     assert exit_.value.code == 2
     assert f"argument {option}:" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+# ---- the last bad inputs of issue 35, each one line ----------------------------------------------------------------
+
+
+def test_another_runs_checkpoint_in_the_folder_is_refused_before_resuming(finished_run, tmp_path, capsys):
+    """Another run's last.ckpt (wider projector) under this run's config: one line, not 20,000 characters of keys."""
+    import shutil
+
+    other = tmp_path / "other"
+    pretrain(load_config(SMOKE, [*TINY, "model.projector=[32, 32, 32]"]), other)
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    shutil.copy(other / "checkpoints" / "last.ckpt", out / "checkpoints" / "last.ckpt")
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(out), *TINY, "trainer.max_epochs=3"]) == 1
+    err = _one_line_error(capsys)
+    assert "holds another model's weights" in err and "of another shape" in err and len(err) < 600
+    assert "resuming" not in capsys.readouterr().out
+
+
+def test_a_duplicate_key_in_a_config_file_is_refused_naming_its_lines(tmp_path, capsys):
+    path = tmp_path / "dup.yaml"
+    path.write_text("data:\n  batch_size: 16\ntrainer:\n  max_epochs: 2\ndata:\n  crop_size: 24\n")
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "line 5" in out and "key 'data' given twice (first on line 1)" in out
+
+
+def test_data_check_splits_are_choices_and_a_split_a_dataset_lacks_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "check", str(tmp_path), "--dataset", "geonrw", "--split", "val2"])
+    assert exit_.value.code == 2 and "invalid choice: 'val2'" in capsys.readouterr().err
+    assert main(["data", "check", str(tmp_path), "--dataset", "geonrw", "--split", "val"]) == 1
+    err = _one_line_error(capsys)
+    assert "choose --split among ['train', 'test']" in err
+
+
+def test_hha_of_a_folder_holding_an_rgb_image_is_one_line(tmp_path, capsys):
+    src = tmp_path / "depth"
+    src.mkdir()
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(src / "frame.png")
+    assert main(["data", "hha", str(src), str(tmp_path / "hha"), "--encoding", "mm"]) == 1
+    err = _one_line_error(capsys)
+    assert "frame.png" in err and "3-channel image, not a one-channel depth map" in err
+
+
+def test_export_of_one_modality_onto_a_folder_is_one_line(finished_run, tmp_path, capsys):
+    folder = tmp_path / "enc.safetensors"
+    folder.mkdir()
+    assert main(["export", str(finished_run), "--modality", "sar", "--out", str(folder)]) == 1
+    assert "is a folder; name a file" in _one_line_error(capsys)
+
+
+def test_explain_refuses_a_transfer_checkpoint_and_a_one_modality_run(finished_run, tmp_path, capsys):
+    import shutil
+
+    seed = tmp_path / "seed0"
+    shutil.copytree(finished_run, seed)
+    ckpt = seed / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, weights_only=False)
+    state["hyper_parameters"] = {"num_classes": 8}  # what a transfer seed's module records instead
+    torch.save(state, ckpt)
+    assert main(["explain", str(seed), "--out", str(tmp_path / "x")]) == 1
+    assert "a checkpoint of another kind of run" in _one_line_error(capsys)
+    single = tmp_path / "single"
+    one = ["method.name=barlow_twins_single", "data.modalities=[{name: sar, bands: 2, augment: sar}]"]
+    pretrain(load_config(SMOKE, [*TINY, *one]), single)
+    assert main(["explain", str(single), "--out", str(tmp_path / "y")]) == 2
+    assert "one-modality run" in _one_line_error(capsys)
+
+
+def test_paired_folders_with_unmatched_stems_name_the_real_field_and_it_works(tmp_path, capsys):
+    from decur.data.paired import PairedFolders
+
+    from .data import write_tif
+
+    for i in range(6):
+        write_tif(tmp_path / "s1" / f"t{i}.tif", np.zeros((2, 16, 16), np.float32))
+        if i != 3:
+            write_tif(tmp_path / "s2" / f"t{i}.tif", np.zeros((13, 16, 16), np.uint16))
+    with pytest.raises(DatasetError, match=r"set data\.skip_bad=true to leave them out"):
+        PairedFolders(tmp_path, {"s1": "s1", "s2": "s2"})
+    cfg = load_config(REPO / "configs" / "paired_folders_example.yaml", [f"data.root={tmp_path}", "data.skip_bad=true"])
+    from decur.data.build import build_dataset
+
+    assert len(build_dataset(cfg)) == 5

@@ -19,7 +19,7 @@ def _net():
 
 def test_groups_exclude_biases_and_norms_from_lars_and_decay():
     net = _net()
-    groups = parameter_groups([net], OptimConfig(), batch_size=512)
+    groups = parameter_groups([net], OptimConfig(lr_weights=0.2), batch_size=512)
     weights, others = groups
     assert {id(p) for p in weights["params"]} == {id(net[0].weight), id(net[2].weight)}
     assert {id(p) for p in others["params"]} == {id(net[0].bias), id(net[1].weight), id(net[1].bias)}
@@ -31,13 +31,13 @@ def test_groups_exclude_biases_and_norms_from_lars_and_decay():
 
 def test_shared_parameters_are_listed_once():
     net = _net()
-    groups = parameter_groups([net, net[0]], OptimConfig(), batch_size=256)
+    groups = parameter_groups([net, net[0]], OptimConfig(lr_weights=0.2), batch_size=256)
     assert sum(len(g["params"]) for g in groups) == 5
 
 
 def test_lars_step_matches_hand_computation():
     net = _net()
-    opt = build_optimizer([net], OptimConfig(scale_lr=False), batch_size=256)
+    opt = build_optimizer([net], OptimConfig(lr_weights=0.2, scale_lr=False), batch_size=256)
     assert isinstance(opt, LARS)
     w, b = net[0].weight, net[0].bias
     w0, b0 = w.detach().clone(), b.detach().clone()
@@ -133,7 +133,7 @@ def test_pretraining_rates_scale_with_the_global_batch_not_the_per_process_one()
     from decur.config import load_config
     from decur.train.module import PretrainModule
 
-    cfg = load_config(None, ["data.batch_size=64", "model.arch=resnet18"])
+    cfg = load_config(None, ["data.batch_size=64", "model.arch=resnet18", "optim.lr_weights=0.2"])
     stats = {m.name: ([0.0] * m.bands, [1.0] * m.bands) for m in cfg.data.modalities}
     for world in (1, 2, 4):
         module = PretrainModule(cfg, stats)

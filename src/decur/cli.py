@@ -332,7 +332,12 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         required=True,
         choices=["ssl4eo_s12", "ssl4eo_s12_v11", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
     )
-    c.add_argument("--split", default="train", help="split to walk (not SSL4EO-S12; v1.1: ROOT is the split folder)")
+    c.add_argument(
+        "--split",
+        default="train",
+        choices=["train", "val", "validation", "test"],
+        help="split to walk (BigEarthNet, GeoNRW, SUN-RGBD, NYUv2; SSL4EO-S12 v1.1: ROOT is the split folder)",
+    )
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     c.add_argument("--size", type=_at_least(8), default=264, help="tile side in pixels on the 10 m grid")
     c.add_argument("--quick", action="store_true", help="SSL4EO-S12 v1.1: decode one timestamp per file, not all")

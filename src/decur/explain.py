@@ -432,9 +432,9 @@ def explain(
     o = (options or ExplainOptions()).validate()
     started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(o.accelerator)
     module, dataset = _run_and_data(run, o.samples, device)
+    out.mkdir(parents=True, exist_ok=True)  # after the run and its data are known good: no empty folder on error
     cfg, mods = module.cfg, module.model.modalities
     n_samples = min(o.samples, len(dataset))  # type: ignore[arg-type]
     parts = Parts(cfg.common_dim, cfg.embed_dim)
@@ -510,7 +510,12 @@ def _run_and_data(run: str | Path, samples: int, device: torch.device) -> tuple[
     module = PretrainModule.from_run(run).to(device)
     cfg, mods = module.cfg, module.model.modalities
     if len(mods) < 2:
-        raise ValueError(f"{run}: explain compares modalities, this run has one ({mods})")
+        from decur.config import ConfigError
+
+        raise ConfigError(
+            f"{run}: a one-modality run ({cfg.method.name} on {mods}) has no cross-modal common and unique "
+            "dimensions to explain; explain a run of two or more modalities (decur, barlow_twins_cross, ...)"
+        )
     synthetic = cfg.data.dataset == "synthetic"
     dataset = build_dataset(cfg, seed_offset=3_000, length=samples) if synthetic else build_dataset(cfg)
     if isinstance(dataset, torch.utils.data.IterableDataset):

@@ -207,7 +207,21 @@ def check(
         "sunrgbd": lambda: RGBDSegmentation(root, split, num_classes=37),
         "nyuv2": lambda: RGBDSegmentation(root, split, num_classes=40),
     }
-    return check_samples(builders[name](), name, root)
+    try:
+        dataset = builders[name]()
+    except ValueError as err:  # an argument the reader refuses (a split it does not have)
+        raise DatasetError(root, str(err), f"choose --split among {list(SPLITS[name])}") from None
+    return check_samples(dataset, name, root)
+
+
+SPLITS = {
+    "bigearthnet": ("train", "val", "test"),
+    "bigearthnet_v2": ("train", "val", "validation", "test"),
+    "geonrw": ("train", "test"),
+    "sunrgbd": ("train", "test"),
+    "nyuv2": ("train", "test"),
+}
+"""The splits ``decur data check --split`` can walk, per dataset (the SSL4EO-S12 releases have one)."""
 
 
 DATASETS = ("ssl4eo_s12", "ssl4eo_s12_v11", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2")

@@ -50,6 +50,12 @@ def read_depth(path: str | Path, encoding: str) -> np.ndarray:
             d = np.asarray(img)
     except OSError as err:
         raise DatasetError(path, f"cannot be read as an image ({err})", "re-export the file") from None
+    if d.ndim != 2:
+        raise DatasetError(
+            path,
+            f"holds a {d.shape[-1]}-channel image, not a one-channel depth map",
+            "give the folder of depth images (the RGB frames go to the rgb folder)",
+        )
     if encoding == "sun":
         d = d.astype(np.uint16)
         return ((d >> 3) | (d << 13)).astype(np.float64) / 1000

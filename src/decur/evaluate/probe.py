@@ -177,7 +177,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("")
     for run_name, r in runs.items():
         if "retrieval" in r and run_name != "random_init":
-            lines += [f"{format_retrieval(r['retrieval'])} — {run_name}", ""]
+            lines += [f"Retrieval — {run_name}", format_retrieval(r["retrieval"]), ""]
     return "\n".join(lines)
 
 

@@ -252,6 +252,32 @@ def read_checkpoint(path: Path, purpose: str) -> dict[str, Any]:
     return state
 
 
+def check_checkpoint_fits(path: Path, module: torch.nn.Module) -> None:
+    """Refuse to resume from a checkpoint whose weights are not this run's model's (another run's ``last.ckpt``).
+
+    Raises:
+        RunError: Naming how many tensors are missing, extra or of another shape, with one example, and the fix.
+
+    """
+    saved = read_checkpoint(path, "resume")["state_dict"]
+    own = module.state_dict()
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    shaped = sorted(k for k in set(own) & set(saved) if tuple(own[k].shape) != tuple(saved[k].shape))
+    if not (missing or extra or shaped):
+        return
+    example = (
+        f"{shaped[0]} is {tuple(saved[shaped[0]].shape)} there, {tuple(own[shaped[0]].shape)} here"
+        if shaped
+        else f"e.g. {(missing or extra)[0]!r} {'missing' if missing else 'not in this model'}"
+    )
+    raise RunError(
+        f"{path}: holds another model's weights ({len(missing)} missing, {len(extra)} extra, {len(shaped)} of "
+        f"another shape; {example}), not this run's. Fix: move it away to start over, or resume with the config "
+        "that wrote it"
+    )
+
+
 def is_launcher() -> bool:
     """True in the process that launches (or alone runs) a job: no launcher gave it a non-zero rank."""
     return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))

@@ -110,10 +110,16 @@ class PretrainModule(L.LightningModule):
     @classmethod
     def from_run(cls, run_or_ckpt: str | Path) -> PretrainModule:
         """The module of a run folder (its ``checkpoints/last.ckpt``) or of a checkpoint file, on the CPU."""
+        from decur.errors import RunError
         from decur.train.engine import read_checkpoint
 
         path = checkpoint_path(run_or_ckpt)
-        read_checkpoint(path, "loading the model")  # a clear error for a truncated or foreign file
+        state = read_checkpoint(path, "loading the model")  # a clear error for a truncated or foreign file
+        if set(state.get("hyper_parameters") or {}) != {"config", "stats"}:
+            raise RunError(
+                f"{path}: a checkpoint of another kind of run (a transfer seed?), not of a pretraining run. Fix: "
+                "point at the folder `decur pretrain` wrote (the transfer's `pretrained` run)"
+            )
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
     def setup(self, stage: str) -> None:

@@ -17,6 +17,7 @@ from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
 from decur.train.engine import (
     build_trainer,
+    check_checkpoint_fits,
     check_same_data,
     check_same_run,
     is_launcher,
@@ -112,6 +113,8 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
         loader = seeded_loader(dataset, skip_log=output / "skipped.txt" if cfg.data.skip_bad else None, **common)
     if len(loader) < 1:
         raise ConfigError(f"config field `data.batch_size`: {cfg.data.batch_size} exceeds the dataset size")
+    if resumed is not None:
+        check_checkpoint_fits(last, module)
     if resumed is not None and trainer.is_global_zero:
         within = f" (batch {resumed['batch']} of epoch {resumed['epoch'] + 1})" if "batch" in resumed else ""
         print(f"resuming {output} from epoch {resumed['epoch']}, step {resumed['step']}{within} ({last})")

@@ -240,6 +240,8 @@ def export_backbone(
             "as FILE.json)"
         )
     for target in (out, out.with_suffix(".json")):
+        if target.is_dir():
+            raise WeightsError(f"--out {out}: {target} is a folder; name a file (or omit --modality for a folder)")
         _refuse_existing(target, Path(run_or_ckpt), overwrite, "a file")
     pre = read_run(Path(run_or_ckpt))
     if modality not in pre.encoders:

@@ -36,7 +36,13 @@ def run_seed(
 
     """
     from decur.data.sampling import seeded_loader
-    from decur.train.engine import build_trainer, check_same_run, per_process_batch, resume_point
+    from decur.train.engine import (
+        build_trainer,
+        check_checkpoint_fits,
+        check_same_run,
+        per_process_batch,
+        resume_point,
+    )
 
     config = {**dataclasses.asdict(run), "seed": seed}
     defaults = {f.name: f.default for f in dataclasses.fields(TransferRun) if f.default is not dataclasses.MISSING}
@@ -64,6 +70,8 @@ def run_seed(
     train, cached = training_set(run, data, start, module, Subset(data.train, indices), trainer, per_process)
     last = folder / "checkpoints" / "last.ckpt"
     resumed = resume_point(last)
+    if resumed is not None:
+        check_checkpoint_fits(last, module)
     batch = min(per_process, max(1, len(indices) // trainer.world_size))
     first_epoch = resumed["epoch"] if resumed is not None else 0
     workers = 0 if cached else run.num_workers
