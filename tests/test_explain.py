@@ -236,3 +236,23 @@ def test_saliency_score_is_the_mean_of_the_normalised_log_product():
     expected = (0 + (math.log(0.25 + 1e-6) - lo) / (math.log(1 + 1e-6) - lo) + 1) / 3
     assert score == pytest.approx(expected, rel=1e-5)
     assert abs(score - (0 + 0.25 + 1) / 3) > 0.1  # without the log it would be 0.417
+
+
+def test_the_explain_helpers_leave_the_model_in_the_mode_they_found_it():
+    """embeddings, alignment_per_batch, gradcam_maps and spectral saliency run in eval mode and restore every
+    submodule's own flag (a module in training, with one frozen BatchNorm in eval, comes back exactly so)."""
+    from decur.data.build import build_dataset, dataset_stats
+    from decur.explain import alignment_per_batch, embeddings
+
+    cfg = load_config(REPO / "configs" / "smoke.yaml", ["data.length=8"])
+    dataset = build_dataset(cfg)
+    module = PretrainModule(cfg, dataset_stats(dataset, ["optical", "sar"])).train()
+    frozen = module.model.encoders["sar"].bn1.eval()
+    flags = {name: sub.training for name, sub in module.named_modules()}
+    embeddings(module, dataset, 4)
+    alignment_per_batch(module, dataset, 1, 4)
+    x = {m: torch.randn(2, b, 24, 24) for m, b in (("optical", 13), ("sar", 2))}
+    gradcam_maps(module, x, slice(0, 4))
+    spectral_saliency(module, x, slice(0, 4), steps=2)
+    assert {name: sub.training for name, sub in module.named_modules()} == flags
+    assert module.training and not frozen.training

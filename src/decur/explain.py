@@ -28,6 +28,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -117,17 +119,30 @@ class _Slice(nn.Module):
         return z[:, self.dims].mean(dim=1, keepdim=True)
 
 
+@contextmanager
+def evaluating(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode inside; after, every submodule's own train / eval flag as it was (the caller's model unchanged)."""
+    flags = [(sub, sub.training) for module in modules for sub in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
+
+
 @torch.no_grad()
 def embeddings(module: Any, dataset: Dataset, samples: int, batch_size: int = 64) -> dict[str, Tensor]:
     """Projector outputs per modality for the first ``samples`` samples (un-augmented, eval mode)."""
-    module.eval()
     device = next(module.parameters()).device
     out: dict[str, list[Tensor]] = {}
     n = min(samples, len(dataset))  # type: ignore[arg-type]
-    for batch in DataLoader(Subset(dataset, range(n)), batch_size=batch_size):
-        for m in module.model.modalities:
-            x = _first_view(batch[m]).to(device, non_blocking=True)
-            out.setdefault(m, []).append(module.model.embed(m, module.views[m].normalize(x)).float().cpu())
+    with evaluating(module):
+        for batch in DataLoader(Subset(dataset, range(n)), batch_size=batch_size):
+            for m in module.model.modalities:
+                x = _first_view(batch[m]).to(device, non_blocking=True)
+                out.setdefault(m, []).append(module.model.embed(m, module.views[m].normalize(x)).float().cpu())
     return {m: torch.cat(v) for m, v in out.items()}
 
 
@@ -151,21 +166,20 @@ def alignment_per_batch(module: Any, dataset: Dataset, batches: int, batch_size:
     views, shared crop as in training); ``C = z_aᵀ z_b / N`` on the standardised embeddings: Eq. 1 exactly (the
     loss adds a variance epsilon of 1e-5, which matters only for near-constant dimensions).
     """
-    module.eval()
     device = next(module.parameters()).device
     n = min(len(dataset), batches * batch_size)  # type: ignore[arg-type]
     loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, drop_last=n >= 2 * batch_size)
     out = []
-    for i, batch in enumerate(itertools.islice(loader, batches)):
-        if len(next(iter(batch.values()))) < 2:
-            continue
-        torch.manual_seed(i)  # the augmentations draw from the global RNG: batch i gets the same views every time
-        views = module.make_views({k: v.to(device) for k, v in batch.items()})
-        z = {m: module.model.embed(m, xs[0]).double() for m, xs in views.items()}
-        s = {m: (v - v.mean(0)) / v.std(0, unbiased=False).clamp_min(1e-12) for m, v in z.items()}  # Eq. 1 exactly
-        out.append(
-            {f"{a}-{b}": ((1 - (s[a] * s[b]).mean(0)) ** 2).cpu().numpy() for a, b in itertools.combinations(s, 2)}
-        )
+    with evaluating(module):
+        for i, batch in enumerate(itertools.islice(loader, batches)):
+            if len(next(iter(batch.values()))) < 2:
+                continue
+            torch.manual_seed(i)  # the augmentations draw from the global RNG: batch i gets the same views each time
+            views = module.make_views({k: v.to(device) for k, v in batch.items()})
+            z = {m: module.model.embed(m, xs[0]).double() for m, xs in views.items()}
+            s = {m: (v - v.mean(0)) / v.std(0, unbiased=False).clamp_min(1e-12) for m, v in z.items()}  # Eq. 1
+            pairs = itertools.combinations(s, 2)
+            out.append({f"{a}-{b}": ((1 - (s[a] * s[b]).mean(0)) ** 2).cpu().numpy() for a, b in pairs})
     return out
 
 
@@ -190,12 +204,13 @@ def gradcam_maps(
     maps = {}
     for m, inp in x.items():
         encoder = module.model.encoders[m]
-        net = _Slice(encoder, module.model.projectors[m], dims, standardize).eval()
-        layer = layers[m] if layers is not None else cam_layer(encoder, inp)[1]
-        if isinstance(encoder, VisionTransformer):
-            cam = token_gradcam(net, encoder, layer, inp, relu)
-        else:
-            cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=relu)
+        net = _Slice(encoder, module.model.projectors[m], dims, standardize)
+        with evaluating(net):
+            layer = layers[m] if layers is not None else cam_layer(encoder, inp)[1]
+            if isinstance(encoder, VisionTransformer):
+                cam = token_gradcam(net, encoder, layer, inp, relu)
+            else:
+                cam = LayerGradCam(net, layer).attribute(inp, target=0, relu_attributions=relu)
         maps[m] = LayerAttribution.interpolate(cam, tuple(inp.shape[-2:]), "bilinear")[:, 0].detach().cpu()
     return maps
 
@@ -237,10 +252,11 @@ def spectral_saliency(
 
     out = {}
     for m, inp in x.items():
-        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims, standardize).eval()
-        attr = IntegratedGradients(net).attribute(
-            inp, baselines=torch.zeros_like(inp), target=0, n_steps=steps, internal_batch_size=len(inp)
-        )
+        net = _Slice(module.model.encoders[m], module.model.projectors[m], dims, standardize)
+        with evaluating(net):
+            attr = IntegratedGradients(net).attribute(
+                inp, baselines=torch.zeros_like(inp), target=0, n_steps=steps, internal_batch_size=len(inp)
+            )
         per_band = attr.float().mean(dim=(2, 3)).detach().cpu()
         out[m] = (per_band / per_band.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
     return out
@@ -482,7 +498,7 @@ def explain(
         other = PretrainModule.from_run(compare).to(device)
         first = next(iter(alignment_per_batch(other, dataset, 1, batch)[0].values()))
         numbers["compare"] = {"run": str(compare), "per_dimension": first.tolist(), "above_one": int((first > 1).sum())}
-        compared = (first, other.cfg.method.name)
+        compared = (first, f"{Path(compare).name} ({other.cfg.method.name}, K_c={other.cfg.common_dim})")
 
     stage(f"embeddings of {n_samples} samples, t-SNE of the embedding dimensions")
     z = embeddings(module, dataset, n_samples)
