@@ -677,7 +677,8 @@ def _plot_gradcam(path: Path, shown: dict[str, dict[str, Tensor]], mods: list[st
         for c, (n, _) in enumerate(chosen, start=1):
             axes[r, c].imshow(image, cmap="gray")
             if n in shown:
-                axes[r, c].imshow(shown[n][m].numpy(), cmap="jet", alpha=0.45)
+                heat = axes[r, c].imshow(shown[n][m].numpy(), cmap="jet", alpha=0.45)
+                fig.colorbar(heat, ax=axes[r, c], fraction=0.046, pad=0.04, label="GradCAM (a.u.)")
             axes[r, c].set_title(f"{m}: {n}")
     for a in axes.flat:
         a.axis("off")

@@ -298,9 +298,10 @@ def plot_monitors(metrics_csv: Path, out_png: Path) -> None:
         "align_": "cross-modal C_ii: common (→1), |unique| (→0)",
     }
     for ax, (prefix, keys) in zip(axes[0], panels, strict=True):
-        for k in keys:
-            values = [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
-            ax.plot(steps, values, label=k.removeprefix(prefix))
+        for k in keys:  # sparse monitors (RankMe every rank_every steps): their measured points, joined and marked
+            points = [(s, float(r[k])) for s, r in zip(steps, rows, strict=True) if r.get(k) not in (None, "")]
+            xs, ys = zip(*points, strict=True) if points else ((), ())
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, ms=3, label=k.removeprefix(prefix))
         ax.set_title(titles[prefix], fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
@@ -324,9 +325,10 @@ def plot_loss_curves(metrics_csv: Path, out_png: Path) -> None:
     keys = [k for k in rows[0] if k.startswith("train/") and k != "train/temperature"]
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for k in keys:
+    colours = plt.get_cmap("tab20" if len(keys) > 10 else "tab10")
+    for i, k in enumerate(keys):  # one colour per term (three modalities give 10+ terms: tab10 would repeat)
         values = [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
-        ax.plot(steps, values, label=k.removeprefix("train/"))
+        ax.plot(steps, values, label=k.removeprefix("train/"), color=colours(i % colours.N))
     if all(float(r[k]) > 0 for r in rows for k in keys if r.get(k) not in (None, "")):
         ax.set_yscale("log")
     ax.set_xlabel("step")

@@ -78,6 +78,7 @@ class PretrainModule(L.LightningModule):
         cfg = config if isinstance(config, Config) else from_dict(Config, config, "")
         self.cfg = cfg
         self.save_hyperparameters({"config": cfg.to_dict(), "stats": stats})
+        self._last_step: int | None = None
         mods = cfg.data.modalities
         self.model = MultimodalModel(
             {m.name: m.bands for m in mods},
@@ -191,7 +192,10 @@ class PretrainModule(L.LightningModule):
         """
         step = self.global_step + 1  # the step this batch completes
         rank_every = self.cfg.trainer.rank_every
-        if rank_every and (step % rank_every == 0 or step == 1):
+        if self._last_step is None and self._trainer is not None:
+            self._last_step = int(self.trainer.estimated_stepping_batches)  # the run's final step, counted once
+        last = step == self._last_step
+        if rank_every and (step % rank_every == 0 or step == 1 or last):
             for m, views in z.items():
                 self.log(f"rank_{m}", monitors.effective_rank(views[0]), prog_bar=True, logger=False)
         if step % self.cfg.trainer.log_every_n_steps and step != 1:
