@@ -11,7 +11,7 @@ The paper's pipelines (Sec. 4 / Appendix):
 Photometric ops expect the modality's values in [0, 1] (optical reflectance /10000 or 8-bit /255); every
 pipeline ends with per-band standardisation ``(x − mean) / std``.
 
-Crops are sampled as boxes in *relative* coordinates (:class:`Geometry`), so two modalities of different pixel
+Crops are sampled as boxes in *relative* coordinates (``Geometry``), so two modalities of different pixel
 sizes can share one crop (the ``share_crop`` option). Crops are bilinear for the whole batch at once; where a crop
 is shrunk 2x or more, several points are averaged per output pixel (anti-aliasing, ``roi_align``).
 """
@@ -34,7 +34,7 @@ class ViewPipeline(nn.Module):
     """Augments a batch ``N x C x H x W`` of one modality into one view ``N x C x S x S``.
 
     Args:
-        preset: One of :data:`PRESETS`.
+        preset: One of ``PRESETS``.
         bands: Channel count ``C``.
         crop_size: Output side ``S``.
         crop_scale: Area range of the random resized crop.
@@ -74,7 +74,7 @@ class ViewPipeline(nn.Module):
         """One augmented, standardised view; ``view`` (0 or 1) selects the asymmetric probabilities.
 
         ``cropped=True``: ``x`` already holds this view's resized crops (flipped), taken per sample at each image's
-        own size (:class:`decur.data.crops.CroppedViews`, for datasets of mixed image sizes); only the photometric
+        own size (``decur.data.crops.CroppedViews``, for datasets of mixed image sizes); only the photometric
         ops run here.
         """
         if x.ndim != 4 or x.shape[1] != self.bands:

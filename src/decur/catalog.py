@@ -18,8 +18,8 @@ from typing import cast
 class Method:
     """What a method needs: its loss function, the modalities it trains and the views per modality.
 
-    ``loss`` names a function of :mod:`decur.losses`. ``multimodal`` holds the switches of
-    :func:`decur.losses.decur_multimodal` that give the method's form for more than two modalities (pairwise
+    ``loss`` names a function of ``decur.losses``. ``multimodal`` holds the switches of
+    ``decur.losses.decur_multimodal`` that give the method's form for more than two modalities (pairwise
     cross-modal terms); ``None``: the method trains exactly ``modalities``.
     """
 
@@ -51,9 +51,9 @@ METHODS: dict[str, Method] = {
 
 FAMILIES = ("resnet", "resnext", "wide_resnet", "seresnet", "seresnext", "resnetrs")
 """timm families decur runs at any crop size (convolutional, globally pooled); plus SegFormer's ``mit_b0``-``b5``
-and the plain timm ViTs (:data:`VIT`)."""
+and the plain timm ViTs (``VIT``)."""
 VIT = re.compile(r"^vit_(tiny|small|base|large|huge)_patch(\d+)_(\d+)$")
-"""Plain timm Vision Transformers (``vit_small_patch16_224`` ...), see :mod:`decur.models.encoder`."""
+"""Plain timm Vision Transformers (``vit_small_patch16_224`` ...), see ``decur.models.encoder``."""
 VIT_POOLS = ("token", "avg")
 """Pooled feature of a ViT: ``token`` (the class token after the final norm) or ``avg`` (the mean of the patch
 tokens after the same norm)."""
@@ -87,7 +87,7 @@ WIDTHS: dict[str, int] = {
     **dict.fromkeys(MIT_ARCHS[1:], 512),
 }
 """Pooled feature width of the encoders most configs name (timm's ``num_features``; MiT: its last stage), known
-without building them; any other timm name of :data:`FAMILIES` is looked up in timm."""
+without building them; any other timm name of ``FAMILIES`` is looked up in timm."""
 
 
 def vit_patch(arch: str) -> int | None:
@@ -114,7 +114,7 @@ UNIQUE_FACTORS = {
 SSL4EO_V11_PRODUCTS = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 12), "s2rgb": ("S2RGB", 3)}
 """SSL4EO-S12 v1.1: decur name → (release folder, bands)."""
 TRANSFORM_RULES = ("decur", "ssl4eo_release", "torchgeo")
-"""Named input-transform rules of weights (:mod:`decur.data.transforms`)."""
+"""Named input-transform rules of weights (``decur.data.transforms``)."""
 
 # ---- the engine --------------------------------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ def check_arch(arch: str) -> None:
     """Refuse an encoder name decur cannot run, naming the families it supports.
 
     Raises:
-        ValueError: ``arch`` is not a MiT nor a timm model of :data:`FAMILIES` or a plain ViT (:data:`VIT`).
+        ValueError: ``arch`` is not a MiT nor a timm model of ``FAMILIES`` or a plain ViT (``VIT``).
 
     """
     if arch in WIDTHS:
@@ -148,7 +148,7 @@ def check_arch(arch: str) -> None:
 
 
 def check_vit_pool(arch: str, vit_pool: str) -> None:
-    """Refuse a pooling that is not one of :data:`VIT_POOLS`, or other than ``token`` for a non-ViT ``arch``.
+    """Refuse a pooling that is not one of ``VIT_POOLS``, or other than ``token`` for a non-ViT ``arch``.
 
     Raises:
         ValueError: Naming the poolings and what ``avg`` applies to.

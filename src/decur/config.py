@@ -1,6 +1,6 @@
 """Typed, validated run configuration.
 
-A run is described by one :class:`Config`. YAML files and ``key.path=value`` command-line overrides are merged
+A run is described by one ``Config``. YAML files and ``key.path=value`` command-line overrides are merged
 onto the defaults, which are the built-in synthetic demo (ResNet-18, small images). Unknown keys and bad values
 fail at start with the dotted name of the field and what to do about it.
 """
@@ -105,7 +105,7 @@ class ModelConfig:
 
     arch: str = "resnet18"
     """Any timm model with ``in_chans`` and ``num_classes=0`` support (resnet18/34/50 tested), or SegFormer's Mix
-    Transformer ``mit_b0`` ... ``mit_b5`` (:mod:`decur.models.mit`)."""
+    Transformer ``mit_b0`` ... ``mit_b5`` (``decur.models.mit``)."""
     head_dim: int | None = None
     """A linear layer from the pooled feature to this width before the projector; the reference code's MiT
     pretraining uses 2048 (512 → 2048 → 8192³). ``None``: the projector takes the pooled feature."""
@@ -116,7 +116,7 @@ class ModelConfig:
     """Projector widths, Linear-BN-ReLU between layers and a final Linear (paper: 8192-8192-8192)."""
     vit_pool: str = "token"
     """Plain ViT encoders only: the pooled feature that feeds the projector, ``token`` (class token, the DeCUR code
-    base's choice) or ``avg`` (mean of the patch tokens) — :data:`decur.models.encoder.VIT_POOLS`."""
+    base's choice) or ``avg`` (mean of the patch tokens) — ``decur.models.encoder.VIT_POOLS``."""
     share_projector: bool = False
     """Reference-code behaviour: one projector module for all modalities (the paper draws one per modality)."""
     channels_last: bool = False
@@ -128,7 +128,7 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """The objective: DeCUR, one of its ablations, or a baseline (see :mod:`decur.losses`)."""
+    """The objective: DeCUR, one of its ablations, or a baseline (see ``decur.losses``)."""
 
     name: str = "decur"
     common_dim: int | None = None
@@ -149,7 +149,7 @@ class MethodConfig:
     """Reference-code behaviour: cross-modal terms averaged over both view pairs."""
     separation: float = 0.0
     """Not in the paper, off by default: weight of a term that decorrelates each modality's common dims from its own
-    unique dims (:func:`decur.losses.separation_objective`; DeCUR only; docs/results/convergence/README.md)."""
+    unique dims (``decur.losses.separation_objective``; DeCUR only; docs/results/convergence/README.md)."""
     temperature: float = 0.1
     """SimCLR temperature; CLIP's learnable temperature starts at 0.07."""
 
@@ -273,7 +273,7 @@ class Config:
 
 
 def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
-    """The ``data`` section (the dataset's own modality rules: :func:`_check_dataset`); returns the modality names."""
+    """The ``data`` section (the dataset's own modality rules: ``_check_dataset``); returns the modality names."""
     _require(d.dataset in DATASETS, "data.dataset", f"{d.dataset!r} is not one of {DATASETS}")
     if d.dataset != "synthetic":
         _require(d.root is not None, "data.root", f"dataset {d.dataset!r} needs the folder it lives in")
@@ -618,23 +618,23 @@ _KINDS: dict[str, type] = {"pretrain": Config}
 
 
 def register_kind(kind: str, cls: type) -> None:
-    """Make ``cls`` (a dataclass with ``validate(check_paths)`` raising :class:`ConfigError`) the config of ``kind``.
+    """Make ``cls`` (a dataclass with ``validate(check_paths)`` raising ``ConfigError``) the config of ``kind``.
 
     Each kind registers where it is defined: ``pretrain`` here; ``transfer``, ``sweep``, ``experiment`` and
-    ``convergence`` in :mod:`decur.evaluate` (registered on ``import decur.evaluate``, which imports no torch).
+    ``convergence`` in ``decur.evaluate`` (registered on ``import decur.evaluate``, which imports no torch).
     """
     _KINDS[kind] = cls
 
 
 def config_kinds() -> dict[str, type]:
-    """The config class of every registered kind, in the order :func:`detect_kind` tries them."""
+    """The config class of every registered kind, in the order ``detect_kind`` tries them."""
     return dict(_KINDS)
 
 
 def detect_kind(path: str | Path) -> str:
     """The kind of the config file at ``path``.
 
-    The first of :func:`config_kinds` whose fields hold every top-level key (an empty file is a pretraining config).
+    The first of ``config_kinds`` whose fields hold every top-level key (an empty file is a pretraining config).
 
     Raises:
         ConfigError: The file is missing, not YAML, or its keys fit no kind (naming the unknown keys).

@@ -1,7 +1,7 @@
 """``decur explain``: what the common and the unique embedding dimensions look at — the paper's Algorithm 2.
 
 For a pretrained run of M >= 2 modalities, every step as the paper's appendix (Algorithm 2) by default, each
-deviation a documented switch (:class:`ExplainOptions`):
+deviation a documented switch (``ExplainOptions``):
 
 1. cross-modal alignment (Fig. 4a / 8): on ``alignment_batches`` training-style batches (the run's batch size, the
    training augmentations' first views), the per-dimension loss ``(1 − C_ii)^2`` of the standardised embeddings
@@ -194,7 +194,7 @@ def gradcam_maps(
 ) -> dict[str, Tensor]:
     """GradCAM per modality for the mean of ``dims`` of ``BN(f(x))``, upsampled to the input, ``N x H x W``.
 
-    The layer is the deepest encoder stage whose feature map is at least 7 pixels wide (:func:`cam_layer`): the
+    The layer is the deepest encoder stage whose feature map is at least 7 pixels wide (``cam_layer``): the
     last stage at the paper's 224 px (7 x 7), an earlier one for small inputs, whose last maps are too coarse.
     ``layers`` (per modality) skips that search when the caller already made it. ``relu``: captum's ReLU on the
     attributions (off in the paper); ``standardize``: batch-standardised embedding (the paper).
@@ -220,7 +220,7 @@ def token_gradcam(net: nn.Module, vit: VisionTransformer, layer: nn.Module, x: T
 
     GradCAM's recipe on that map: each of the D token channels is weighted by its gradient averaged over the grid,
     the weighted channels summed (``relu``: then clipped at 0). The layer is the first norm of the last block
-    (:func:`cam_layer`): with class-token pooling the last block's own patch outputs do not reach the pooled
+    (``cam_layer``): with class-token pooling the last block's own patch outputs do not reach the pooled
     feature, so its input tokens are the last ones the output depends on spatially.
     """
     out: list[Tensor] = []
@@ -285,7 +285,7 @@ def cam_layer(encoder: nn.Module, x: Tensor, min_side: int = 7) -> tuple[str, nn
 
     Stages are the encoder's top-level children that output 4-D feature maps (``layer1`` ... ``layer4`` of a
     ResNet). Falls back to the first such stage when none is that wide. A plain ViT has one grid (its patches):
-    the first norm of its last block (:func:`token_gradcam`).
+    the first norm of its last block (``token_gradcam``).
     """
     if isinstance(encoder, VisionTransformer):
         last = len(encoder.blocks) - 1

@@ -1,7 +1,7 @@
-"""Crop geometry shared by the view pipelines (:mod:`decur.augment`) and the datasets' training crops.
+"""Crop geometry shared by the view pipelines (``decur.augment``) and the datasets' training crops.
 
-Crops are sampled as boxes in *relative* coordinates (:class:`Geometry`), so two modalities of different pixel sizes
-can share one crop; :func:`resized_crop` cuts them out of a batch at once. Pure tensor code with no dependency on
+Crops are sampled as boxes in *relative* coordinates (``Geometry``), so two modalities of different pixel sizes
+can share one crop; ``resized_crop`` cuts them out of a batch at once. Pure tensor code with no dependency on
 the rest of decur, so both the data loaders (CPU, in workers) and the training device may use it.
 """
 

@@ -7,7 +7,7 @@ dict of named loss terms whose ``"total"`` entry is the value to minimise. Funct
 accept ``None`` for it, so every method has the same call shape.
 
 Under DDP all statistics are computed over the *global* batch: each function gathers its inputs once with the
-autograd-aware collective of :mod:`decur.distributed`. Every rank then computes the same loss value.
+autograd-aware collective of ``decur.distributed``. Every rank then computes the same loss value.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
     """Cross-correlation matrix of Eq. 1 over the global batch.
 
     ``C_ij = Σ_b z^A_bi z^B_bj / (sqrt(Σ_b (z^A_bi)^2) sqrt(Σ_b (z^B_bj)^2))`` on batch-centred embeddings.
-    The objectives never form this matrix (see :func:`correlation_moments`); it is here to look at.
+    The objectives never form this matrix (see ``correlation_moments``); it is here to look at.
 
     Args:
         z_a: ``N x K_a`` embeddings.
@@ -100,7 +100,7 @@ def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
 def invariance_objective(a: Tensor, b: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
     """Barlow Twins objective ``Σ_i (1 − C_ii)^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 2, 4, 5).
 
-    ``C`` is the cross-correlation of the standardised embeddings ``a`` and ``b`` (see :func:`correlation_moments`).
+    ``C`` is the cross-correlation of the standardised embeddings ``a`` and ``b`` (see ``correlation_moments``).
     """
     diag, sum_sq = correlation_moments(a, b)
     return (1 - diag).pow(2).sum() + lambda_offdiag * (sum_sq - diag.pow(2).sum())
@@ -139,7 +139,7 @@ def decur_loss(
     identity (Eq. 2). The remaining ``K − common_dim`` unique dimensions are decorrelated across modalities
     (Eq. 3). Within each modality all ``K`` dimensions follow Barlow Twins between the two views (Eq. 4, 5).
     The cross-modal terms use the first views ``z1`` and ``z2``. The reference code's variants and the separation
-    term are computed by :func:`decur_multimodal` (the same pieces, applied to every pair of modalities).
+    term are computed by ``decur_multimodal`` (the same pieces, applied to every pair of modalities).
 
     Args:
         z1: Modality 1, view 1, ``N x K`` raw projector outputs.
@@ -158,7 +158,7 @@ def decur_loss(
         intra: Ablation switch (Table 4, "w/o intra"): ``False`` drops ``L_M1`` and ``L_M2``.
         decouple: Ablation switch (Table 4, "w/o decoupling"): ``False`` treats all ``K`` dimensions as
             common, whatever ``common_dim`` says.
-        separation: Not in the paper, off (0) by default: weight of :func:`separation_objective`, which
+        separation: Not in the paper, off (0) by default: weight of ``separation_objective``, which
             decorrelates each modality's common dims from its own unique dims.
 
     Returns:
@@ -205,7 +205,7 @@ def separation_objective(z: Tensor, common_dim: int) -> Tensor:
     Not part of the paper's loss. Eq. 3 decorrelates a modality's unique dims from the *other* modality's unique
     dims and Eq. 2 constrains the common dims only across modalities, so nothing keeps a factor of a modality's own
     out of its common dims; this term penalises any linear trace of the unique dims in the common ones (and the
-    reverse) within the modality. ``z`` is standardised (:func:`standardize`), ``N x K``.
+    reverse) within the modality. ``z`` is standardised (``standardize``), ``N x K``.
     """
     return _correlation(z[:, :common_dim], z[:, common_dim:]).pow(2).sum()
 
@@ -247,7 +247,7 @@ def decur_multimodal(
         cross_both_views: cross-modal terms averaged over the first-view and the second-view pairs.
         intra: ``False`` drops the intra-modal terms (Table 4, "w/o intra").
         decouple: ``False`` treats all ``K`` dims as common (Table 4, "w/o decoupling").
-        separation: Not in the paper, 0 (off) by default: adds ``separation x`` :func:`separation_objective` of
+        separation: Not in the paper, 0 (off) by default: adds ``separation x`` ``separation_objective`` of
             every modality, averaged over its views (needs ``decouple`` and both a common and a unique block).
 
     Returns:

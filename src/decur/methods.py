@@ -1,11 +1,11 @@
 """Objectives as modules: which views a method needs, and the state it owns (CLIP's temperature).
 
 DeCUR, its ablations and cross-modal Barlow Twins train any number M >= 2 of modalities (the pairwise form of
-:func:`decur.losses.decur_multimodal`; ``method.pairs`` sums or averages the pairs). SimCLR, CLIP and VICReg are
+``decur.losses.decur_multimodal``; ``method.pairs`` sums or averages the pairs). SimCLR, CLIP and VICReg are
 two-modality methods here: each has several M-modal generalisations in the literature (one anchor modality, all
 pairs, a shared positive set) and none is the paper's, so they refuse a third modality rather than pick one.
 
-The training loop asks :class:`Objective` which modalities and how many views per modality to compute, hands it
+The training loop asks ``Objective`` which modalities and how many views per modality to compute, hands it
 the embeddings keyed by modality name, and receives the dict of named loss terms. It never branches on the
 method's name.
 """
@@ -85,7 +85,7 @@ class Objective(nn.Module):
         return self.loss(z1, z1p, z2, z2p, self.common_dim, **kwargs)
 
     def _multimodal(self, z: dict[str, list[Tensor]]) -> dict[str, Tensor]:
-        """M > 2 modalities: :func:`decur.losses.decur_multimodal` with the method's switches."""
+        """M > 2 modalities: ``decur.losses.decur_multimodal`` with the method's switches."""
         k = self.kwargs
         lam = k.get("lambda_offdiag", k.get("lambda_common", losses.LAMBDA))
         intra_1 = k.get("lambda_intra_1", losses.LAMBDA)

@@ -114,7 +114,7 @@ def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size:
 
 
 EMBEDDING_NAMES = ("patch_embed", *NO_DECAY_NAMES)
-"""ViT parameters before the first block: layer 0 of :func:`layer_decay_scales`."""
+"""ViT parameters before the first block: layer 0 of ``layer_decay_scales``."""
 
 
 def layer_decay_scales(model: nn.Module, decay: float) -> dict[str, float]:
@@ -152,7 +152,7 @@ def layer_decay_scales(model: nn.Module, decay: float) -> dict[str, float]:
 
 
 def build_optimizer(modules: Iterable[nn.Module], cfg: OptimConfig, batch_size: int) -> torch.optim.Optimizer:
-    """LARS (default, as the paper) or AdamW over :func:`parameter_groups`."""
+    """LARS (default, as the paper) or AdamW over ``parameter_groups``."""
     groups = parameter_groups(modules, cfg, batch_size)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=groups[0]["lr"])

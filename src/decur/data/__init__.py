@@ -1,7 +1,7 @@
 """Datasets (no augmentation here: they return model-ready tensors keyed by modality).
 
 Tensors are float32, except 8-bit bands, which may come as ``uint8`` (scaled to [0, 1] on the device by
-:func:`decur.augment.as_float`).
+``decur.augment.as_float``).
 """
 
 from decur.data.bigearthnet import BigEarthNetMM, BigEarthNetV2

@@ -109,7 +109,7 @@ LABELS_19: dict[str, tuple[int, ...]] = {
     "Marine waters": (40, 41, 42),
 }
 """The 19-class nomenclature (Sumbul et al. 2020, the release's ``label_indices.json``): new class → indices into
-:data:`LABELS_43`. Eleven labels have no 19-class label: roads and rail, ports, airports, mineral extraction, dumps,
+``LABELS_43``. Eleven labels have no 19-class label: roads and rail, ports, airports, mineral extraction, dumps,
 construction, green urban areas, sport and leisure, bare rock, burnt areas and intertidal flats ("Coastal wetlands"
 is salt marshes and salines only)."""
 
@@ -202,7 +202,7 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
         exclude: Files listing S2 patch names to leave out (seasonal snow, cloud and shadow, no 19-class label).
         modalities: The modalities to read.
         raw: Return the stored values (S2 DN, S1 dB) instead of decur's (8 bit / 255, outliers cut), for an
-            input transform applied afterwards (:mod:`decur.data.transforms`).
+            input transform applied afterwards (``decur.data.transforms``).
 
     Raises:
         DatasetError: Missing folders or split list, unpaired patches, bad files or labels.
@@ -337,7 +337,7 @@ def is_bigearthnet_v2(root: str | Path) -> bool:
 
 
 class BigEarthNetV2(Dataset[dict[str, Tensor]]):
-    """BigEarthNet v2.0 (reBEN, Clasen et al. 2024) in its release layout, same samples as :class:`BigEarthNetMM`.
+    """BigEarthNet v2.0 (reBEN, Clasen et al. 2024) in its release layout, same samples as ``BigEarthNetMM``.
 
     Layout::
 
@@ -353,7 +353,7 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
         exclude_snow: Leave out patches flagged ``contains_seasonal_snow``.
         exclude_clouds: Leave out patches flagged ``contains_cloud_or_shadow``.
         modalities: The modalities to read.
-        raw: Stored values (S2 DN, S1 dB), as :class:`BigEarthNetMM`.
+        raw: Stored values (S2 DN, S1 dB), as ``BigEarthNetMM``.
 
     """
 

@@ -104,7 +104,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
 def dataset_stats(
     dataset: Dataset[dict[str, Tensor]], modalities: list[str]
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """The dataset's published band statistics where it has them, else :func:`band_stats` of its first samples."""
+    """The dataset's published band statistics where it has them, else ``band_stats`` of its first samples."""
     published = getattr(dataset, "stats", None)
     if published is not None:
         return {m: published[m] for m in modalities}

@@ -57,7 +57,7 @@ def check_ssl4eo_s12(root: Path, s2_product: str = "s2c", size: int = 264) -> Ch
     """Read every season of every location (both modalities) of an SSL4EO-S12 folder.
 
     Also names every season folder whose name carries no acquisition date, locations whose modalities have
-    different season counts, and date-paired seasons more than :data:`MAX_PAIR_DAYS` apart.
+    different season counts, and date-paired seasons more than ``MAX_PAIR_DAYS`` apart.
     """
     from decur.data.ssl4eo_s12 import SSL4EOS12, acquisition_date, pair_by_date
 
@@ -127,8 +127,8 @@ def check_ssl4eo_s12_v11(root: Path, quick: bool = False) -> CheckReport:
 
     Each shard is named when it is missing for a modality, and its first bad file when one is not a readable Zarr
     zip, has no ``bands`` variable or the wrong band count, or holds other sample ids than the shard's first
-    modality (:func:`decur.data.ssl4eo_v11.open_shards`, the reader's own check). Then every timestamp chunk of
-    ``bands`` (and ``cloud_mask``) is decoded the way the loader decodes it (:func:`read_timestamps`, xarray as
+    modality (``decur.data.ssl4eo_v11.open_shards``, the reader's own check). Then every timestamp chunk of
+    ``bands`` (and ``cloud_mask``) is decoded the way the loader decodes it (``read_timestamps``, xarray as
     fallback), so a chunk that pretraining could not read is named here; ``quick`` decodes only timestamp 0 of
     ``bands`` (4x faster, and blind to damage in the other chunks).
     """
@@ -188,7 +188,7 @@ def _decode_all(report: CheckReport, m: str, path: Path, ds: Any, quick: bool) -
 def check(
     name: str, root: Path, split: str = "train", s2_product: str = "s2c", size: int = 264, quick: bool = False
 ) -> CheckReport:
-    """Walk dataset ``name`` at ``root`` (see :data:`DATASETS`) and report what was found.
+    """Walk dataset ``name`` at ``root`` (see ``DATASETS``) and report what was found.
 
     ``quick`` (SSL4EO-S12 v1.1): decode one timestamp per file instead of every chunk.
     """

@@ -2,7 +2,7 @@
 
 SUN-RGBD's 10,335 pairs come in several sizes (530 x 730, 427 x 561, 441 x 591, 480 x 640, ...), which no batch can
 hold before cropping. Both wrappers draw their random geometry from the CPU generator inside ``__getitem__``; under
-:class:`decur.data.sampling.SeededDataset` that generator is seeded per (seed, epoch, index), so the crops repeat
+``decur.data.sampling.SeededDataset`` that generator is seeded per (seed, epoch, index), so the crops repeat
 exactly after a resume and do not depend on the number of loader workers.
 """
 

@@ -6,7 +6,7 @@ Layout of the release::
     root/<city>/<E>_<N>_dem.tif    1 x 1000 x 1000 elevation (m)
     root/<city>/<E>_<N>_seg.tif    1 x 1000 x 1000 classes 1-10, 0 = unlabelled (ignored)
 
-The official split is by city (:data:`TRAIN_CITIES`, :data:`TEST_CITIES`). As in the paper, tiles are cut into
+The official split is by city (``TRAIN_CITIES``, ``TEST_CITIES``). As in the paper, tiles are cut into
 ``patch_size`` patches (250 px → 16 per tile) read with windowed reads, so a patch never decodes its whole tile.
 
 Samples: ``rgb`` in [0, 1]; ``dem`` as height relative to the patch's mean elevation in metres (absolute terrain

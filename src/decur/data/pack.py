@@ -157,12 +157,12 @@ def read_index(root: Path) -> dict[str, Any]:
 
 
 class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
-    """SSL4EO-S12 from a :func:`pack_ssl4eo_s12` store; samples equal :class:`SSL4EOS12`'s after ``as_float``.
+    """SSL4EO-S12 from a ``pack_ssl4eo_s12`` store; samples equal ``SSL4EOS12``'s after ``as_float``.
 
-    S2 comes as ``uint8`` and S1 as ``float16`` (:func:`decur.augment.as_float` converts them on the training
+    S2 comes as ``uint8`` and S1 as ``float16`` (``decur.augment.as_float`` converts them on the training
     device), to keep the traffic between loader workers and the training process small.
 
-    Reads only the seasons a sample draws. Args as :class:`SSL4EOS12` (``views``, ``pair_seasons``).
+    Reads only the seasons a sample draws. Args as ``SSL4EOS12`` (``views``, ``pair_seasons``).
     """
 
     def __init__(self, root: str | Path, views: int = 2, pair_seasons: bool = True) -> None:
@@ -175,7 +175,7 @@ class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
 
     @property
     def stats(self) -> dict[str, tuple[list[float], list[float]]]:
-        """Band-wise mean and std per modality (as :class:`SSL4EOS12`)."""
+        """Band-wise mean and std per modality (as ``SSL4EOS12``)."""
         return {"s1": STATS["s1"], "s2": STATS[self.s2_product]}
 
     def __len__(self) -> int:

@@ -51,7 +51,7 @@ def pack_bigearthnet(
 ) -> Path:
     """Pack every split of a BigEarthNet release folder into ``out`` (layout in the module docstring).
 
-    All or nothing, as :func:`decur.data.pack.pack_ssl4eo_s12`: a bad file, a dead worker or Ctrl-C leaves ``out``
+    All or nothing, as ``decur.data.pack.pack_ssl4eo_s12``: a bad file, a dead worker or Ctrl-C leaves ``out``
     as it was.
 
     Args:
@@ -128,13 +128,13 @@ def _read(job: tuple[int, tuple[str, int]]) -> tuple[int, np.ndarray, np.ndarray
 
 
 def is_packed_bigearthnet(root: str | Path) -> bool:
-    """True when ``root`` holds a store written by :func:`pack_bigearthnet`."""
+    """True when ``root`` holds a store written by ``pack_bigearthnet``."""
     index = Path(root) / "index.json"
     return index.is_file() and json.loads(index.read_text()).get("format") == FORMAT
 
 
 class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
-    """One split of a :func:`pack_bigearthnet` store: ``s1`` (float16), ``s2`` (uint8), ``label`` (float32 19-hot).
+    """One split of a ``pack_bigearthnet`` store: ``s1`` (float16), ``s2`` (uint8), ``label`` (float32 19-hot).
 
     Args:
         root: The store folder.

@@ -5,7 +5,7 @@
 GeoTIFFs are read with rasterio (all bands), PNG/JPEG with Pillow (grayscale as one band). Every file of a
 modality must have the same band count and size; values are multiplied by the modality's ``scale`` (e.g. 1/255 for
 8-bit images, 1e-4 for Sentinel-2 reflectance) so that photometric augmentations see [0, 1]. Band statistics are
-computed once by :func:`compute_stats` (``decur data stats``) and cached in ``root/.decur-stats.json``.
+computed once by ``compute_stats`` (``decur data stats``) and cached in ``root/.decur-stats.json``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class PairedFolders(Dataset[dict[str, Tensor]]):
         root: Parent folder.
         folders: Modality name → sub-folder of ``root`` (e.g. ``{"sar": "s1", "optical": "s2"}``).
         scale: Modality name → factor applied to the raw values (default 1).
-        skip_unpaired: Leave out stems missing in some modality (listed in :attr:`skipped`) instead of raising.
+        skip_unpaired: Leave out stems missing in some modality (listed in ``skipped``) instead of raising.
 
     Raises:
         DatasetError: Missing folder, no files, unpaired files (unless skipped).

@@ -24,7 +24,7 @@ def cut_outliers(x: Tensor, fraction: float = 0.02) -> Tensor:
 
 
 def cut_outliers_half(x: np.ndarray, fraction: float = 0.02) -> Tensor:
-    """:func:`cut_outliers` of a NaN-free ``float16`` ``C x H x W`` image, exactly, as ``float32``, 3x faster.
+    """``cut_outliers`` of a NaN-free ``float16`` ``C x H x W`` image, exactly, as ``float32``, 3x faster.
 
     A ``float16`` band takes at most 65536 distinct values, so its order statistics come from one count per value
     (``bincount`` over the bit patterns mapped to a monotone key) instead of a partial sort: SSL4EO-S12 v1.1 stores

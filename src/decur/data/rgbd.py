@@ -136,10 +136,10 @@ def convert_folder_to_hha(
     Args:
         src: Folder of depth images.
         dst: Output folder.
-        encoding: Depth encoding (:func:`read_depth`).
+        encoding: Depth encoding (``read_depth``).
         camera: One camera matrix for every image (``--camera``).
-        intrinsics: Folder of per-image ``<stem>.txt`` camera matrices (see :func:`camera_for`).
-        max_depth_m: Clamp depth beyond this (:data:`MAX_DEPTH_M`).
+        intrinsics: Folder of per-image ``<stem>.txt`` camera matrices (see ``camera_for``).
+        max_depth_m: Clamp depth beyond this (``MAX_DEPTH_M``).
 
     Raises:
         DatasetError: ``dst`` is ``src`` or any output would overwrite an input file; no depth images in ``src``.
@@ -218,7 +218,7 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
             10,335 pairs, the paper's setting).
         num_classes: 37 (SUN-RGBD) or 40 (NYUv2); labels above it are an error.
         depth_folder: ``None`` reads ``HHA/``; a name (e.g. ``"Depth"``) reads depth images instead.
-        depth_encoding: Encoding of those depth images (see :func:`read_depth`).
+        depth_encoding: Encoding of those depth images (see ``read_depth``).
         with_mask: Read ``Label/`` (segmentation); pretraining leaves it out.
         modalities: The modalities to read and return (``rgb`` and/or ``hha``/``depth``); ``None``: both. A run on
             one modality reads (and checks the folder of) that one only.

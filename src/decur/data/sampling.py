@@ -26,7 +26,7 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededSampler(DistributedSampler):
-    """Yields ``(index, seed)``; Lightning calls :meth:`set_epoch` before every epoch.
+    """Yields ``(index, seed)``; Lightning calls ``set_epoch`` before every epoch.
 
     ``skip`` indices are left out at the start of epoch ``skip_epoch`` (a run resumed mid-epoch continues after the
     batches it had done); its length stays the whole epoch's, as Lightning counts the resumed batches on.
@@ -49,7 +49,7 @@ class SeededDataset(Dataset[dict[str, Tensor]]):
     queue a lazy seeding of every accelerator backend, recording a stack trace each time — 1.2 ms per sample,
     more than generating a synthetic sample.
 
-    With ``skip_log``, a sample whose files are bad (:class:`DatasetError`) is replaced by the next good one and
+    With ``skip_log``, a sample whose files are bad (``DatasetError``) is replaced by the next good one and
     the error is appended to that file (from any worker process), to be reported when the run ends.
     """
 
@@ -91,7 +91,7 @@ def seeded_loader(
     start_epoch: int = 0,
     start_batch: int = 0,
 ) -> DataLoader[dict[str, Tensor]]:
-    """The training loader: :class:`SeededSampler` over :class:`SeededDataset`, full batches only.
+    """The training loader: ``SeededSampler`` over ``SeededDataset``, full batches only.
 
     Shuffle and per-sample randomness are functions of (seed, epoch, index) only, so a resumed run replays the same
     batches. The loader's own generator keeps its base-seed draw off the global RNG, whose per-epoch reseed (in the
@@ -128,7 +128,7 @@ def shard_loader(
     start_epoch: int = 0,
     start_batch: int = 0,
 ) -> DataLoader[dict[str, Tensor]]:
-    """The training loader of a file-sharded iterable dataset (:class:`decur.data.ssl4eo_v11.SSL4EOS12v11`).
+    """The training loader of a file-sharded iterable dataset (``decur.data.ssl4eo_v11.SSL4EOS12v11``).
 
     The dataset takes process ``rank``'s files of every epoch itself, and its workers split them; ``len`` is the
     exact number of full batches (each worker batches its own samples, the rest of a worker's samples is dropped).

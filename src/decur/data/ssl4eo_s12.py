@@ -9,13 +9,13 @@ Layout (Wang et al. 2022, arXiv:2211.07044)::
 S2 bands come at their native resolution (10 m bands 264 px, 20 m 132 px, 60 m 44 px) and are resampled
 bilinearly to the 10 m grid.
 
-Season pairing (:func:`pair_by_date`): season folders carry different names and dates in ``s1`` and ``s2*`` for the
+Season pairing (``pair_by_date``): season folders carry different names and dates in ``s1`` and ``s2*`` for the
 same location. S2 folders start with the acquisition time (``20200604T054639_20200604T054831_T43RCP``), S1 folders
 with the satellite (``S1A_IW_GRDH_1SDV_20200607T010800_…``, ``S1B_…``), so sorting the names does not sort them in
 time wherever a location mixes S1A and S1B scenes. decur parses the first ``YYYYMMDDTHHMMSS`` of every folder name,
 orders each modality's seasons by that date and pairs them in that order (with unequal counts: the order-preserving
 pairing with the smallest total date difference; the extra seasons are unused). A folder name without such a date
-raises :class:`DatasetError` naming the folder (``decur data check`` lists every such folder at once).
+raises ``DatasetError`` naming the folder (``decur data check`` lists every such folder at once).
 
 Sampling as the paper: every sample returns ``views`` seasons per modality (one per augmented view), stacked as
 ``V x C x H x W``. With ``pair_seasons=True`` (default) the S1 and S2 tensors of view *v* come from the same season;
@@ -25,7 +25,7 @@ with the global torch RNG of the loading process, which decur seeds per (seed, e
 Preprocessing as the paper: S2 is compressed to 8 bit by ``x / 10000 · 255`` (rounded and clipped to [0, 255], no
 wrap-around) and returned divided by 255, i.e. in [0, 1]; S1 is clipped per image and band to its 2nd-98th
 percentile range (the "2 % outliers cut"), in dB. Band-wise standardisation uses the dataset statistics in
-:data:`STATS` (from the SSL4EO-S12 repository, computed on 50k samples) and happens in the view pipelines.
+``STATS`` (from the SSL4EO-S12 repository, computed on 50k samples) and happens in the view pipelines.
 
 Why not ``torchgeo.datasets.SSL4EOS12``: it returns one product at a time and cannot pair S1 and S2 seasons.
 """
@@ -124,7 +124,7 @@ def acquisition_date(folder: Path) -> datetime:
 def pair_by_date(first: list[Path], second: list[Path]) -> list[tuple[Path, Path]]:
     """Pair two modalities' season folders of one location in order of acquisition date.
 
-    Each list is ordered by :func:`acquisition_date`; equal counts pair in that order. With unequal counts, the
+    Each list is ordered by ``acquisition_date``; equal counts pair in that order. With unequal counts, the
     longer list keeps the order-preserving subset whose total date difference to the shorter one is smallest (the
     earliest such subset on ties), found by dynamic programming in ``O(len(first) · len(second))`` steps: a
     location with hundreds of season folders pairs in milliseconds.
@@ -172,7 +172,7 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
         views: Seasons drawn per sample and modality.
         pair_seasons: Both modalities of a view share the season (the paper); ``False`` as the reference code.
         void_ids: Location ids to leave out (the release's list of void ids).
-        skip_bad: Skip locations whose files are missing or broken, recording each in :attr:`skipped`, instead of
+        skip_bad: Skip locations whose files are missing or broken, recording each in ``skipped``, instead of
             raising at the first one.
 
     Raises:
@@ -225,7 +225,7 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
         return len(self.ids)
 
     def seasons(self, index: int) -> dict[str, list[Path]]:
-        """Season folders of one location per modality, paired by acquisition date (:func:`pair_by_date`).
+        """Season folders of one location per modality, paired by acquisition date (``pair_by_date``).
 
         Entry *k* of both lists is season pair *k*; unpaired extra seasons are left out.
         """

@@ -13,8 +13,8 @@ each timestamp its own chunk. Modalities are named here as the release's folders
 
 Reading: xarray over the zip files, as the release documents, opens and checks every file. zarr 3 opens these
 Zarr-v2 zips only through its ``ZipStore`` (the release's ``xr.open_zarr('x.zarr.zip')`` works with zarr 2 only);
-:func:`open_shard` passes a ``ZipStore``, which zarr 2.11+ and zarr 3 both provide, so either works and nothing is
-pinned. The pixel chunks themselves, most of a worker's work, are decoded by :func:`read_timestamps` straight from
+``open_shard`` passes a ``ZipStore``, which zarr 2.11+ and zarr 3 both provide, so either works and nothing is
+pinned. The pixel chunks themselves, most of a worker's work, are decoded by ``read_timestamps`` straight from
 the memory-mapped zip into reused buffers when the file has the release's layout, through xarray otherwise.
 
 Sampling: a timestamp is a season. Each sample returns ``views`` timestamps (drawn without replacement) per
@@ -24,13 +24,13 @@ S2L1C or S2L2A, whichever is loaded) covers at most that share of the tile; when
 least cloudy ones.
 
 Preprocessing as the v1.0 reader and the paper: S2 DN → 8 bit (``(x − 1000) / 10000 · 255``, see
-:data:`S2_OFFSET`); S1 clipped per image and band to its 2nd-98th percentile; S2RGB as stored. Like the packed
+``S2_OFFSET``); S1 clipped per image and band to its 2nd-98th percentile; S2RGB as stored. Like the packed
 v1.0 store, workers ship S2 and S2RGB as ``uint8`` and S1 as ``float16`` (``decur.augment.as_float`` divides 8-bit
 bands by 255 on the training device), and convert only the timestamps a sample uses. Standardisation uses the
-release's values (:data:`STATS`, converted to these units: S2 (DN − 1000) / 10000, S2RGB / 255, S1 dB), applied in
+release's values (``STATS``, converted to these units: S2 (DN − 1000) / 10000, S2RGB / 255, S1 dB), applied in
 the view pipelines.
 
-Sharding (:class:`SSL4EOS12v11`, an ``IterableDataset``): every epoch the file list is permuted by (seed, epoch);
+Sharding (``SSL4EOS12v11``, an ``IterableDataset``): every epoch the file list is permuted by (seed, epoch);
 each process takes ``n_files // world_size`` whole files of it (the few left over rotate with the permutation, so
 every process reads the same number of samples and no file is read twice in an epoch), and its loader workers split
 those files round-robin. A worker reads one file at a time — a file's 64 locations are spread over the globe, so
@@ -59,7 +59,7 @@ from decur.data.errors import DatasetError
 from decur.data.preprocess import cut_outliers, cut_outliers_half
 
 MODALITIES = SSL4EO_V11_PRODUCTS
-"""decur name → (release folder, bands) (:data:`decur.catalog.SSL4EO_V11_PRODUCTS`)."""
+"""decur name → (release folder, bands) (``decur.catalog.SSL4EO_V11_PRODUCTS``)."""
 SAMPLES_PER_FILE = 64
 # the release README's standardisation values, in the release's units (DN, dB, 8-bit)
 _L1C_MEAN = [
@@ -132,7 +132,7 @@ S2_OFFSET = 1000
 Sentinel-2 products of processing baseline 04.00 and later (ESA, 25 January 2022; the whole archive since the
 Collection-1 reprocessing) store ``DN = 10000 · reflectance + 1000`` (``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET`` =
 −1000 in the product metadata). The v1.1 release does not say so in its README or loader, but its own statistics
-(:data:`_RELEASE`, from the release README) show it, in every file: the S2L1C means are v1.0's plus 1000–1028 DN in
+(``_RELEASE``, from the release README) show it, in every file: the S2L1C means are v1.0's plus 1000–1028 DN in
 all 13 bands, and B10 (cirrus, near-zero reflectance) has mean 1021.8 and std 45.6 against v1.0's 22.1 and 51.2 — a
 std that small is only possible when (almost) every pixel of the release carries the offset (with a share *p* of
 offset files the std would be at least 1000·√(p(1−p)), so *p* > 0.998). S2L2A's means, 1793 DN for B1, are likewise
@@ -500,7 +500,7 @@ def _s2_lookup() -> np.ndarray:
 
 
 def _to_8bit(dn: np.ndarray) -> np.ndarray:
-    """Offset removed (:data:`S2_OFFSET`), then the paper's ``x / 10000 · 255`` rounded half up, clipped to 8 bit."""
+    """Offset removed (``S2_OFFSET``), then the paper's ``x / 10000 · 255`` rounded half up, clipped to 8 bit."""
     return ((np.clip(dn.astype(np.int64) - S2_OFFSET, 0, 10000) * 255 + 5000) // 10000).astype(np.uint8)
 
 

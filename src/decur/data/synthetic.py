@@ -29,7 +29,7 @@ Its draws follow the optical and SAR ones, so the two-modality samples are the s
 
 The unique factors are global per scene and carried by band ratios, absolute levels and texture, which survive
 the paper's augmentations (crops, flips, brightness/contrast, blur) in most views. ``factors`` holds the ground
-truth in the order of :data:`FACTOR_GROUPS`.
+truth in the order of ``FACTOR_GROUPS``.
 """
 
 from __future__ import annotations

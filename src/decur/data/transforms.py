@@ -1,6 +1,6 @@
 """Input transforms: how raw sensor values become an encoder's input, written down so that they travel with weights.
 
-An :class:`InputTransform` is a short list of named steps, each a pure function of a ``[..., C, H, W]`` tensor,
+An ``InputTransform`` is a short list of named steps, each a pure function of a ``[..., C, H, W]`` tensor,
 stored in a weights card as JSON (``{"units": "DN", "steps": [{"op": "s2_8bit"}, {"op": "standardize", ...}]}``)
 and rebuilt from it exactly. Three families of rules exist for the DeCUR weights:
 
@@ -29,7 +29,7 @@ from decur.data.preprocess import cut_outliers, s2_to_unit
 from decur.data.ssl4eo_s12 import S1_BANDS, S2C_BANDS, S2C_DN_STATS, STATS
 
 RULES = TRANSFORM_RULES
-"""Named transform rules (see the module docstring; declared in :data:`decur.catalog.TRANSFORM_RULES`)."""
+"""Named transform rules (see the module docstring; declared in ``decur.catalog.TRANSFORM_RULES``)."""
 
 # The release's S1 statistics (its uint8 LMDB and torchgeo's DeCUR transform); decur's carry more digits.
 RELEASE_S1 = ([-12.59, -20.26], [5.26, 5.91])
@@ -70,15 +70,15 @@ OPS: dict[str, Callable[..., Tensor]] = {
     "scale": lambda x, factor: x * factor,
     "reverse_bands": lambda x: x.flip(-3),
 }
-"""Every step an :class:`InputTransform` may hold, by name, with its keyword parameters."""
+"""Every step an ``InputTransform`` may hold, by name, with its keyword parameters."""
 
 
 @dataclass
 class InputTransform:
-    """Raw sensor values of one modality → the encoder's input, as a list of named steps (:data:`OPS`).
+    """Raw sensor values of one modality → the encoder's input, as a list of named steps (``OPS``).
 
     Args:
-        rule: The family (:data:`RULES`) or ``custom``.
+        rule: The family (``RULES``) or ``custom``.
         units: What the input holds (``DN``, ``dB``, ``8-bit/255``, ...), in the order of ``bands``.
         bands: Band names in channel order.
         steps: ``[{"op": name, **params}, ...]``, applied in order.
@@ -125,7 +125,7 @@ class InputTransform:
         return [float(v) for v in self(pixel)[:, 0, 0]]
 
     def to_card(self) -> dict[str, Any]:
-        """The JSON form stored in weights cards (:meth:`from_card` rebuilds it exactly)."""
+        """The JSON form stored in weights cards (``from_card`` rebuilds it exactly)."""
         return {
             "rule": self.rule,
             "units": self.units,
@@ -136,7 +136,7 @@ class InputTransform:
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> InputTransform:
-        """The transform written by :meth:`to_card`.
+        """The transform written by ``to_card``.
 
         Raises:
             ValueError: A field is missing or a step unknown.
@@ -158,7 +158,7 @@ def sentinel_transform(
     """The ``rule`` transform of a Sentinel-1 (``bands == 2``) or Sentinel-2 L1C (13 / 12 bands) image.
 
     Args:
-        rule: One of :data:`RULES`.
+        rule: One of ``RULES``.
         modality: Its name (for messages).
         bands: 2 (VV, VH) or 13 (B1..B12 with B10) or 12 (without B10).
         stats: decur's standardisation statistics in its own units (``decur`` only; default SSL4EO-S12's).

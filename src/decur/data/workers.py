@@ -2,7 +2,7 @@
 
 Used by ``decur data pack`` (both stores). Two failure modes of ``multiprocessing.Pool`` are ruled out: an
 exception that cannot be unpickled in the parent, and a worker that dies (killed, out of memory), both of which
-leave ``Pool.imap`` waiting forever. :class:`concurrent.futures.ProcessPoolExecutor` raises ``BrokenProcessPool``
+leave ``Pool.imap`` waiting forever. ``concurrent.futures.ProcessPoolExecutor`` raises ``BrokenProcessPool``
 for the second; every decur error pickles for the first.
 """
 
@@ -35,7 +35,7 @@ def map_in_workers(
 
     Raises:
         DatasetError: A worker process died (the message says so; the first bad file, when one is the cause, is
-            raised as its own :class:`DatasetError` instead).
+            raised as its own ``DatasetError`` instead).
         ValueError: ``workers`` is negative.
 
     """
@@ -57,7 +57,7 @@ def map_in_workers(
 
 
 class PartialFiles:
-    """Files written under ``NAME.partial`` names and renamed into place only when :meth:`commit` is called.
+    """Files written under ``NAME.partial`` names and renamed into place only when ``commit`` is called.
 
     Used as a context manager: leaving it without a commit (an error, Ctrl-C) removes every partial file, so a
     failed run leaves neither half-written outputs nor a damaged earlier store.

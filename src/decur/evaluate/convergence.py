@@ -1,6 +1,6 @@
 """The convergence study: what the common and unique dimensions hold as training goes on, on the built-in data.
 
-For every method x seed, a pretraining run with a :class:`TrajectoryProbe` that, every ``every_n_steps`` optimiser
+For every method x seed, a pretraining run with a ``TrajectoryProbe`` that, every ``every_n_steps`` optimiser
 steps (and at step 0), evaluates the current encoders on held-out synthetic scenes (un-augmented, eval mode):
 
 - cross-modal misalignment ``(1 − C_ii)^2`` of the common and of the unique dims (Eq. 1 over the evaluation set);
@@ -33,7 +33,7 @@ GROUPS = ("shared", "optical", "sar")
 
 
 class TrajectoryProbe(L.Callback):
-    """Evaluates the model being trained every ``every`` optimiser steps; rows in :attr:`rows`.
+    """Evaluates the model being trained every ``every`` optimiser steps; rows in ``rows``.
 
     Args:
         every: Steps between evaluations (also at step 0 and at the last step).

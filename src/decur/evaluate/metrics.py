@@ -1,12 +1,12 @@
 """Transfer metrics computed once over a whole evaluation set, and the seeded label subsets.
 
-Segmentation scores come from accumulated confusion counts (:class:`SegmentationScores`, a torchmetrics metric whose
+Segmentation scores come from accumulated confusion counts (``SegmentationScores``, a torchmetrics metric whose
 counts are summed over processes under DDP), so batch size and sharding never change them. The mean IoU is taken
 over the classes that occur in the ground truth or in the predictions of the evaluation set, as the common
 segmentation toolkits (mmsegmentation, CMX) do: a class absent from both is not counted as a zero. The ignore index
 is excluded from the mean and from the pixels.
 
-Macro mAP (:func:`macro_average_precision`) likewise averages over the classes that have at least one positive in
+Macro mAP (``macro_average_precision``) likewise averages over the classes that have at least one positive in
 the evaluation set. Average precision is undefined for a class without positives (no recall to reach): sklearn's
 ``average_precision_score`` and torchmetrics' ``MultilabelAveragePrecision`` then return 0 for it with an "no positive
 samples" warning, which pulls the macro mean down on every small test set (e.g. a 1 % split of BigEarthNet's rare
@@ -95,7 +95,7 @@ def segmentation_scores(
 
 
 class SegmentationScores(Metric):
-    """Accumulates confusion counts over batches (and processes) and computes :func:`segmentation_scores`."""
+    """Accumulates confusion counts over batches (and processes) and computes ``segmentation_scores``."""
 
     full_state_update = False
 

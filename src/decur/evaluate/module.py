@@ -37,7 +37,7 @@ class TransferModule(L.LightningModule):
     """Trains a transfer model and scores it on the evaluation set.
 
     Args:
-        model: A :class:`LateFusionClassifier`, :class:`FCN` or :class:`CMX`.
+        model: A ``LateFusionClassifier``, ``FCN`` or ``CMX``.
         views: Modality → pipeline whose ``normalize`` standardises the inputs (no augmentation here: training
             crops are taken in the loader, identically for every modality and the mask).
         linear: Frozen encoders (BatchNorm in eval mode); only the head trains.
@@ -124,7 +124,7 @@ class TransferModule(L.LightningModule):
             self.f1_micro.update(torch.sigmoid(scores), target)
 
     def on_test_epoch_end(self) -> None:
-        """Compute the metrics over the whole set (all processes) into :attr:`results`."""
+        """Compute the metrics over the whole set (all processes) into ``results``."""
         if self.segmentation:
             self.results = self.scores.compute()
             self.scores.reset()
@@ -176,7 +176,7 @@ class EmbeddingModule(L.LightningModule):
     """Backbone features and projector embeddings of a pretrained model, for ``trainer.predict`` (eval mode).
 
     Args:
-        model: The pretrained :class:`decur.models.MultimodalModel`.
+        model: The pretrained ``decur.models.MultimodalModel``.
         views: Modality → pipeline whose ``normalize`` standardises the inputs (no augmentation).
 
     """

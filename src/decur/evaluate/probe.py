@@ -5,7 +5,7 @@ Features are taken from un-augmented, standardised images with every module in e
     concatenated features of all modalities and for each modality alone (the missing-modality case);
   - ridge regression of every ground-truth factor, scored by R² on the test set, from the backbone features
     and from the common and unique slices of the projector embedding;
-  - cross-modal retrieval for every pair of modalities (:mod:`decur.evaluate.retrieval`): recall@1/5/10 and
+  - cross-modal retrieval for every pair of modalities (``decur.evaluate.retrieval``): recall@1/5/10 and
     median rank from the common dims, the whole embedding and the backbone features, with the random floors.
 The same probes on randomly initialised encoders give the paper's "Rand. Init." reference, once as initialised
 and once with BatchNorm statistics re-estimated on the data (a fair floor: default statistics mostly measure
@@ -92,7 +92,7 @@ def logistic_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, c: float = 
 
 
 def probe_map(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor) -> dict[str, float]:
-    """Linear multi-label probe (:func:`logistic_probe`); mAP (micro, the paper's metric, and macro) on the test set."""
+    """Linear multi-label probe (``logistic_probe``); mAP (micro, the paper's metric, and macro) on the test set."""
     scores = logistic_probe(train_x, train_y, test_x)
     target = test_y.long()
     labels = target.shape[1]
@@ -201,7 +201,7 @@ def adapt_batchnorm(
     about normalisation than about the features; with statistics from the data, "random init" is a fair floor.
 
     Args:
-        encoders: A :class:`MultimodalModel` (encoders and projectors) or one module per modality.
+        encoders: A ``MultimodalModel`` (encoders and projectors) or one module per modality.
         views: Per-modality pipelines; only their standardisation is used (images are never augmented).
         dataset: Samples with one tensor per modality.
         batches: Batches of 64 to average over.

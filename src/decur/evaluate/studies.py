@@ -1,7 +1,7 @@
 """The configs of the studies on the synthetic data: the experiment grid, the sweeps and the convergence study.
 
-Declared apart from the code that runs them (:mod:`decur.evaluate.experiment`, :mod:`decur.evaluate.convergence`)
-so that reading and checking them imports no torch; each registers its kind with :func:`decur.config.register_kind`.
+Declared apart from the code that runs them (``decur.evaluate.experiment``, ``decur.evaluate.convergence``)
+so that reading and checking them imports no torch; each registers its kind with ``decur.config.register_kind``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ALL_METHODS = [
     "random_bn",
 ]
 """``random``: random weights with BatchNorm's default statistics; ``random_bn``: random weights with BatchNorm
-statistics re-estimated on the training images (the fair floor, see :func:`decur.evaluate.probe.adapt_batchnorm`)."""
+statistics re-estimated on the training images (the fair floor, see ``decur.evaluate.probe.adapt_batchnorm``)."""
 
 
 @dataclass
@@ -69,7 +69,7 @@ class ExperimentConfig(ProbeSettings):
     finetune_epochs: int = 5
 
     def validate(self, check_paths: bool = True) -> ExperimentConfig:
-        """Check every field before anything runs; raises :class:`ConfigError` naming it."""
+        """Check every field before anything runs; raises ``ConfigError`` naming it."""
         self._validate_settings("experiment")
         _need(bool(self.methods), "experiment", "methods", "an empty list runs nothing")
         for entry in self.methods:
@@ -139,7 +139,7 @@ class ConvergenceConfig:
     eval_test_samples: int = 512
 
     def validate(self, check_paths: bool = True) -> ConvergenceConfig:
-        """Check every field, and every method and variant as a pretraining config; raises :class:`ConfigError`."""
+        """Check every field, and every method and variant as a pretraining config; raises ``ConfigError``."""
 
         def need(ok: bool, name: str, why: str) -> None:
             if not ok:

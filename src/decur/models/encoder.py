@@ -30,12 +30,12 @@ def create_encoder(arch: str, in_chans: int, vit_pool: str = "token") -> nn.Modu
 
     A timm model (``num_classes=0``): its ``state_dict()`` is a plain timm state dict that
     ``timm.create_model(arch, in_chans=in_chans, num_classes=0)`` loads with strict key matching (torchvision
-    ResNets share the keys). ``mit_b0`` ... ``mit_b5``: SegFormer's Mix Transformer (:mod:`decur.models.mit`), whose
+    ResNets share the keys). ``mit_b0`` ... ``mit_b5``: SegFormer's Mix Transformer (``decur.models.mit``), whose
     state dict has SegFormer's original keys; its pooled feature is the mean of the last stage. ``vit_pool``
-    (:data:`VIT_POOLS`) chooses a plain ViT's pooled feature; other architectures take ``token`` (no effect).
+    (``VIT_POOLS``) chooses a plain ViT's pooled feature; other architectures take ``token`` (no effect).
 
     Raises:
-        ValueError: If neither timm nor :data:`decur.models.mit.MIT_ARCHS` knows ``arch``, or an unknown pooling.
+        ValueError: If neither timm nor ``decur.models.mit.MIT_ARCHS`` knows ``arch``, or an unknown pooling.
 
     """
     from decur.models.mit import create_mit, is_mit

@@ -17,7 +17,7 @@ class LateFusionClassifier(nn.Module):
     """Encoders per modality → pooled features, concatenated → one linear layer.
 
     Args:
-        encoders: Modality → encoder returning pooled features (:func:`decur.models.create_encoder`).
+        encoders: Modality → encoder returning pooled features (``decur.models.create_encoder``).
         feature_dim: Pooled feature width of one encoder.
         num_classes: Output labels.
 
@@ -52,15 +52,15 @@ def vit_blocks(vit: nn.Module) -> list[int]:
 
 
 PYRAMID_STRIDES = (4, 8, 16, 32)
-"""Strides of the four ViT levels of :func:`pyramid` (those of a MiT)."""
+"""Strides of the four ViT levels of ``pyramid`` (those of a MiT)."""
 
 
 def pyramid(encoder: nn.Module, x: Tensor) -> list[Tensor]:
     """Every feature level of an encoder, finest first.
 
     - timm CNN (ResNet ...): the five stages, strides 2, 4, 8, 16, 32;
-    - :class:`decur.models.MiT`: its four stages, strides 4, 8, 16, 32;
-    - plain ViT: the tokens of the four :func:`vit_blocks` reshaped to ``N x D x H/p x W/p`` and resampled
+    - ``decur.models.MiT``: its four stages, strides 4, 8, 16, 32;
+    - plain ViT: the tokens of the four ``vit_blocks`` reshaped to ``N x D x H/p x W/p`` and resampled
       bilinearly to strides 4, 8, 16, 32 (parameter-free, so a linear probe stays linear).
     """
     net = cast(Any, encoder)
@@ -77,7 +77,7 @@ def pyramid(encoder: nn.Module, x: Tensor) -> list[Tensor]:
 
 
 class ViTFeatures(nn.Module):
-    """A plain ViT as a three-level feature extractor for the FCN: the last three levels of :func:`pyramid`.
+    """A plain ViT as a three-level feature extractor for the FCN: the last three levels of ``pyramid``.
 
     The tokens of blocks 6, 9, 12 (of 12) at strides 8, 16 and 32, the levels of the paper's FCN; a 16-px patch ViT
     gives its stride-16 map unchanged.
@@ -95,7 +95,7 @@ class ViTFeatures(nn.Module):
 
 
 def feature_encoder(arch: str, in_chans: int, state: dict[str, Tensor] | None = None) -> nn.Module:
-    """Timm backbone returning the feature maps of :data:`LEVELS`; ``state`` is a plain encoder state dict."""
+    """Timm backbone returning the feature maps of ``LEVELS``; ``state`` is a plain encoder state dict."""
     from decur.models.encoder import VIT, create_encoder
 
     if VIT.match(arch):
@@ -119,7 +119,7 @@ class FCN(nn.Module):
     With one modality it is the single-modal FCN used for RGB-D.
 
     Args:
-        encoders: Modality → feature extractor (:func:`feature_encoder`).
+        encoders: Modality → feature extractor (``feature_encoder``).
         num_classes: Output classes (including an ignored class if the dataset has one).
 
     """

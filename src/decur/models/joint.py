@@ -1,6 +1,6 @@
 """One ``nn.Module`` holding every modality's encoder: DeCUR's joint representation as a backbone for other tools.
 
-:class:`MultimodalEncoder` takes a dict of modalities, or the stacked channels of a multimodal dataset (TerraTorch /
+``MultimodalEncoder`` takes a dict of modalities, or the stacked channels of a multimodal dataset (TerraTorch /
 GEO-Bench-2's S1 + S2 stacks, torchgeo's BigEarthNet ``bands='all'``) split by band names, and returns one of
 
 - ``pooled``: late fusion, the pooled features of the present modalities concatenated (``N x M·D``);
@@ -8,7 +8,7 @@ GEO-Bench-2's S1 + S2 stacks, torchgeo's BigEarthNet ``bands='all'``) split by b
   were trained to agree across modalities, so any subset gives the same space);
 - ``maps``: per level the feature maps of the present modalities concatenated along channels, the input of a
   decoder (the paper's FCN does this). By default strides 8, 16, 32 for ResNets, 4 … 32 for MiT and ViT;
-  ``levels`` picks others from :func:`decur.models.heads.pyramid` (ResNet: 0-4 = strides 2-32; MiT and ViT:
+  ``levels`` picks others from ``decur.models.heads.pyramid`` (ResNet: 0-4 = strides 2-32; MiT and ViT:
   0-3 = strides 4-32).
 
 Missing modality (decur's rule): a modality absent from the input is left out — no zeros are fed in its place.
@@ -54,14 +54,14 @@ class MultimodalEncoder(nn.Module):
     """Every modality's encoder (and projector, for ``common``) of a DeCUR model.
 
     Args:
-        encoders: Modality → pooled-feature encoder (timm ``num_classes=0`` or :class:`decur.models.MiT`).
+        encoders: Modality → pooled-feature encoder (timm ``num_classes=0`` or ``decur.models.MiT``).
         band_names: Modality → its band names in channel order.
-        output: One of :data:`OUTPUTS`.
+        output: One of ``OUTPUTS``.
         projectors: Modality → projector (required for ``common``).
         common_dim: Common embedding dimensions (required for ``common``).
         stack_bands: Band names of a stacked input tensor, in channel order (``None``: dict input only).
         transforms: Modality → input transform applied to the input first (``None``: inputs are already prepared).
-        levels: Indices into :func:`decur.models.heads.pyramid` returned by ``maps`` (``None``: the default above).
+        levels: Indices into ``decur.models.heads.pyramid`` returned by ``maps`` (``None``: the default above).
 
     Raises:
         ValueError: An unknown output, ``common`` without projectors, or a stack lacking a band of a modality.
@@ -102,10 +102,10 @@ class MultimodalEncoder(nn.Module):
         """The joint encoder of any weights decur reads (export folder, run, the release's joint checkpoint ...).
 
         Args:
-            source: The weights (:func:`decur.weights.read_pretrained`).
-            output: One of :data:`OUTPUTS`.
+            source: The weights (``decur.weights.read_pretrained``).
+            output: One of ``OUTPUTS``.
             modalities: Names of the encoders in file order (release files: e.g. ``["s1", "s2"]``).
-            **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's), ``levels`` of :class:`MultimodalEncoder`.
+            **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's), ``levels`` of ``MultimodalEncoder``.
 
         """
         from decur.models.multimodal import projector

@@ -30,7 +30,7 @@ class MiT(MixVisionTransformer):
     one stage (patch embedding, blocks, norm), which is what CMX interleaves with its fusion modules.
 
     Args:
-        arch: One of :data:`MIT_ARCHS` (recorded; the sizes come in ``params``).
+        arch: One of ``MIT_ARCHS`` (recorded; the sizes come in ``params``).
         in_chans: Input bands.
         params: ``MixVisionTransformer`` arguments (embed_dims, depths, ...).
 
@@ -70,7 +70,7 @@ def create_mit(arch: str, in_chans: int = 3, drop_path_rate: float = 0.1) -> tor
     """A randomly initialised MiT (SegFormer's configuration of ``arch``; stochastic depth 0.1 as SegFormer).
 
     Raises:
-        ValueError: If ``arch`` is not one of :data:`MIT_ARCHS`.
+        ValueError: If ``arch`` is not one of ``MIT_ARCHS``.
 
     """
     if not is_mit(arch):

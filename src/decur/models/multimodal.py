@@ -34,7 +34,7 @@ class MultimodalModel(nn.Module):
         share_projector: Reference-code behaviour: all modalities use one projector module.
         head_dim: A linear layer (with bias) from the pooled feature to this width before the projector, the
             reference code's MiT head (512 → 2048); ``None``: none.
-        vit_pool: A plain ViT's pooled feature (:data:`decur.models.encoder.VIT_POOLS`).
+        vit_pool: A plain ViT's pooled feature (``decur.models.encoder.VIT_POOLS``).
 
     """
 

@@ -24,7 +24,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        """Save atomically; on failure remove the partial file and raise :class:`RunError` naming the cause.
+        """Save atomically; on failure remove the partial file and raise ``RunError`` naming the cause.
 
         Raises:
             RunError: The file cannot be written (disk full, read-only, no permission); the previous checkpoint
@@ -85,7 +85,7 @@ class LastCheckpoint(L.Callback):
 
     The write is atomic (through the trainer's checkpoint IO). The checkpoint records the finished epochs, the
     optimiser steps and, mid-epoch, the batches done in the unfinished epoch: the loaders start a resumed run's
-    first epoch after those batches (:func:`decur.data.sampling.seeded_loader`), so a run resumed from any step
+    first epoch after those batches (``decur.data.sampling.seeded_loader``), so a run resumed from any step
     checkpoint continues with the batches the uninterrupted run would have seen.
     """
 
@@ -166,7 +166,7 @@ class OneLineProgress(TQDMProgressBar):
     def get_metrics(
         self, trainer: L.Trainer, pl_module: L.LightningModule
     ) -> dict[str, int | str | float | dict[str, float]]:
-        """The :data:`SHOWN` metrics under their short names."""
+        """The ``SHOWN`` metrics under their short names."""
         metrics = super().get_metrics(trainer, pl_module)
         return {short: metrics[name] for name, short in self.SHOWN.items() if name in metrics}
 

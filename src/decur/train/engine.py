@@ -4,9 +4,9 @@ A run is a folder: ``config.yaml`` (the resolved config), ``checkpoints/last.ckp
 written atomically), ``metrics.csv`` and a summary JSON. Re-running the same command on the same folder resumes
 from ``last.ckpt``; a folder holding a run with another config is refused, naming the fields that differ.
 
-``config.yaml`` is written when training really starts (:class:`WriteConfig`), and a folder is compared only with
+``config.yaml`` is written when training really starts (``WriteConfig``), and a folder is compared only with
 a run that has a checkpoint: a start that failed (too few devices, a bad path) never binds its folder to its
-config. While a process trains in a folder it holds ``<folder>/.lock`` (:func:`run_lock`); a second process on
+config. While a process trains in a folder it holds ``<folder>/.lock`` (``run_lock``); a second process on
 the same folder is refused, naming the holder.
 """
 
@@ -150,7 +150,7 @@ EXPECTED_WARNINGS = {
 
 
 def quiet_lightning() -> None:
-    """Lightning's start-up notes and tips off, the warnings of :data:`EXPECTED_WARNINGS` filtered.
+    """Lightning's start-up notes and tips off, the warnings of ``EXPECTED_WARNINGS`` filtered.
 
     decur's output is one progress line per stage; anything else Lightning warns about still shows.
     """
@@ -337,7 +337,7 @@ def run_lock(folder: Path) -> Iterator[None]:
 
 
 _HELD: set[str] = set()
-"""Lock files this process holds (:func:`run_lock`)."""
+"""Lock files this process holds (``run_lock``)."""
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -388,7 +388,7 @@ def check_same_data(now: dict[str, Any], folder: Path, started: bool, other: str
     """A run continues (or reuses its results) only on the data it started on, moved or not.
 
     Args:
-        now: The data's fingerprint (:func:`decur.data.build.data_fingerprint`).
+        now: The data's fingerprint (``decur.data.build.data_fingerprint``).
         folder: The run or seed folder; its ``data.json`` holds the fingerprint it started with.
         started: Whether the folder holds a checkpoint or results of that start.
         other: The start of the message when the data differ (which field points at them, and where).

@@ -14,7 +14,7 @@ _TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int
 
 
 def tune_host() -> None:
-    """Turn on cuDNN benchmark mode (fixed input shapes) and :func:`keep_freed_memory`; idempotent."""
+    """Turn on cuDNN benchmark mode (fixed input shapes) and ``keep_freed_memory``; idempotent."""
     torch.backends.cudnn.benchmark = True
     keep_freed_memory()
 

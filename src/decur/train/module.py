@@ -41,7 +41,7 @@ def checkpoint_path(run_or_ckpt: str | Path) -> Path:
 
 
 def check_finite_gradients(module: nn.Module, step: int) -> None:
-    """Raise :class:`NonFiniteGradientError` naming the parameters whose gradient holds NaN or Inf.
+    """Raise ``NonFiniteGradientError`` naming the parameters whose gradient holds NaN or Inf.
 
     One fused norm per parameter and a single host synchronisation per step. A non-finite gradient stops the run
     instead of skipping the step: LARS would turn it into NaN momentum (trust ratio 0 x inf), and a skipped step
@@ -68,7 +68,7 @@ class PretrainModule(L.LightningModule):
     """Self-supervised pretraining of one encoder and one projector per modality.
 
     Args:
-        config: The run configuration (a :class:`Config` or its dict form, as stored in checkpoints).
+        config: The run configuration (a ``Config`` or its dict form, as stored in checkpoints).
         stats: Per-modality ``(mean, std)`` lists used by the view pipelines where the config gives none.
 
     """
@@ -166,7 +166,7 @@ class PretrainModule(L.LightningModule):
         return views
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """One step of the configured objective; raises :class:`NonFiniteLossError` on NaN/Inf."""
+        """One step of the configured objective; raises ``NonFiniteLossError`` on NaN/Inf."""
         with torch.autocast(self.device.type, enabled=False):  # views in full precision, encoders under autocast
             views = self.make_views(batch)
         z = {m: [self.model.embed(m, x) for x in xs] for m, xs in views.items()}
@@ -185,7 +185,7 @@ class PretrainModule(L.LightningModule):
         return terms["total"]
 
     def log_monitors(self, z: dict[str, list[Tensor]]) -> None:
-        """Collapse monitors (:mod:`decur.train.monitors`) of the first views, on the progress bar and in metrics.csv.
+        """Collapse monitors (``decur.train.monitors``) of the first views, on the progress bar and in metrics.csv.
 
         ``emb_std_<m>`` every logged step, ``rank_<m>`` every ``trainer.rank_every`` steps, ``align_common`` /
         ``align_unique`` (the mean over pairs of modalities). A collapse is reported once per modality as a warning.
@@ -222,7 +222,7 @@ class PretrainModule(L.LightningModule):
                 self.log("align_unique", unique, prog_bar=True, logger=False)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Stop on NaN/Inf gradients (:func:`check_finite_gradients`); 16-bit loss scaling handles its own."""
+        """Stop on NaN/Inf gradients (``check_finite_gradients``); 16-bit loss scaling handles its own."""
         if self.cfg.trainer.precision != "16-mixed":
             check_finite_gradients(self, self.global_step)
 
@@ -261,7 +261,7 @@ class PretrainModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the RNG states written by :meth:`on_save_checkpoint`."""
+        """Restore the RNG states written by ``on_save_checkpoint``."""
         states = checkpoint.get("rng_states")
         if states is None:
             return

@@ -1,4 +1,4 @@
-"""A whole pretraining run: output folder, resume, Lightning trainer and summary (on :mod:`decur.train.engine`)."""
+"""A whole pretraining run: output folder, resume, Lightning trainer and summary (on ``decur.train.engine``)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = Non
     Args:
         cfg: The run configuration (validated here).
         output: Run folder: ``config.yaml``, ``checkpoints/``, ``metrics.csv``, ``loss.png``, ``summary.json``.
-        callbacks: Further Lightning callbacks (e.g. :class:`decur.evaluate.convergence.TrajectoryProbe`).
+        callbacks: Further Lightning callbacks (e.g. ``decur.evaluate.convergence.TrajectoryProbe``).
 
     Returns:
         The summary written to ``summary.json`` by rank 0, plus this process's ``rank``. ``resumed_from`` holds

@@ -320,13 +320,13 @@ def import_weights(
     input_transform: str | None = None,
     overwrite: bool = False,
 ) -> tuple[Path, Pretrained]:
-    """``decur import``: read any accepted layout (:func:`decur.weights.read_pretrained`), write an export folder.
+    """``decur import``: read any accepted layout (``decur.weights.read_pretrained``), write an export folder.
 
     Args:
         source: The weights file or folder.
         out: The export folder to write.
         modalities: Names of the encoders in file order (a joint release file needs two, e.g. ``[s1, s2]``).
-        input_transform: Rule for modalities without a recorded transform (:data:`decur.data.transforms.RULES`);
+        input_transform: Rule for modalities without a recorded transform (``decur.data.transforms.RULES``);
             default ``ssl4eo_release`` for the release's and torchgeo's Sentinel weights.
         overwrite: Replace an existing export at ``out`` (else refused before anything is read).
 

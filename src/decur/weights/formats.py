@@ -1,6 +1,6 @@
 """Every published layout of DeCUR weights, read into one form: per-modality plain encoder state dicts.
 
-Accepted (:func:`read_pretrained`; all read with ``torch.load(weights_only=True)``, nothing else is unpickled):
+Accepted (``read_pretrained``; all read with ``torch.load(weights_only=True)``, nothing else is unpickled):
 
 ===========================  ==========================================================================  ===========
 kind                         what it is                                                                   transform
@@ -42,7 +42,7 @@ from decur.data.transforms import InputTransform
 from decur.errors import DecurError
 
 CARD = "card.json"
-"""The card of an export folder (:mod:`decur.weights.export`)."""
+"""The card of an export folder (``decur.weights.export``)."""
 RESNET_DEPTHS: dict[tuple[bool, tuple[int, ...]], str] = {
     (False, (2, 2, 2, 2)): "resnet18",
     (False, (3, 4, 6, 3)): "resnet34",
@@ -80,7 +80,7 @@ class Pretrained:
         encoders: Modality → plain encoder state dict (timm keys; SegFormer keys for MiT).
         bands: Modality → input band count.
         transforms: Modality → the input transform the weights were trained with, when recorded.
-        projectors: Modality → projector state dict (decur's :func:`decur.models.projector` layout), when present.
+        projectors: Modality → projector state dict (decur's ``decur.models.projector`` layout), when present.
         head_dim: Width of the linear head before the projector (the release's MiT: 2048), else ``None``.
         common_dim: Common embedding dimensions, when known.
         card: Everything else a card or run recorded (method, epoch, config hash, ...).
@@ -141,7 +141,7 @@ def sha256(path: Path) -> str:
 
 
 def _load(path: Path) -> Any:
-    """:func:`_load_file` of ``path``, read once while the file is unchanged.
+    """``_load_file`` of ``path``, read once while the file is unchanged.
 
     Transfer validates the weights before any data are read and builds the encoders from them afterwards; a
     release checkpoint is about 1 GB.
@@ -154,7 +154,7 @@ def _load(path: Path) -> Any:
 def _load_file(name: str, mtime_ns: int, size: int) -> Any:
     """``torch.load`` with ``weights_only=True`` (memory-mapped when the file allows), or a one-line error.
 
-    The result is shared by the callers of :func:`_load`: it is read, never modified.
+    The result is shared by the callers of ``_load``: it is read, never modified.
     """
     path = Path(name)
     if path.suffix == ".safetensors":

@@ -28,7 +28,7 @@ def default_transforms(
 
     Args:
         pre: The weights.
-        rule: One of :data:`decur.data.transforms.RULES`, or ``None``.
+        rule: One of ``decur.data.transforms.RULES``, or ``None``.
         where: Who asks (``transfer config field `input_transform``` ...), for messages.
         stats: The dataset's band statistics (decur's rule on weights without recorded statistics).
         imagenet: The release's RGB-D loaders (SUN-RGBD, NYUv2) standardise with ImageNet statistics.

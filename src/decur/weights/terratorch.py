@@ -1,6 +1,6 @@
 """decur backbones for TerraTorch (optional extra ``terratorch``): the joint DeCUR encoder as one backbone.
 
-TerraTorch builds a backbone by name from its ``BACKBONE_REGISTRY``. :func:`register` adds a source ``decur`` with
+TerraTorch builds a backbone by name from its ``BACKBONE_REGISTRY``. ``register`` adds a source ``decur`` with
 two names, so that a TerraTorch config (``model_args.backbone``) can say
 
 - ``decur_joint``: every modality of a decur export (or any weights decur reads) as one backbone, taking a dict of
@@ -16,7 +16,7 @@ export card spells them (``B01`` = ``B1``) or by TerraTorch's names (``RED``, ``
 an unknown name is refused — TerraTorch's own DeCUR backbones silently re-initialise ``conv1`` then.
 
 TerraTorch finds the source when this module is imported: its CLI imports ``custom_modules_path`` (the shipped
-``configs/terratorch/custom_modules`` does it), Python users call :func:`register`.
+``configs/terratorch/custom_modules`` does it), Python users call ``register``.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class DecurBackbone(nn.Module):
     """A TerraTorch backbone: modality dict or stacked tensor → list of feature maps, ``out_channels`` per level.
 
     Args:
-        joint: The encoders (``output="maps"``, every level of :func:`decur.models.heads.pyramid`).
+        joint: The encoders (``output="maps"``, every level of ``decur.models.heads.pyramid``).
         out_indices: Levels returned (``None``: all; negative counts from the coarsest).
         keys: Input dict key → modality (the modality's own name always works).
         orders: Modality → channel of each of its weights' bands in a dict input (``None``: the card's order).
@@ -157,14 +157,14 @@ def build(
     """The joint backbone of the weights at ``ckpt_data`` (the ``decur_joint`` registry entry).
 
     Args:
-        ckpt_data: A decur export folder (or any weights :func:`decur.weights.read_pretrained` reads).
+        ckpt_data: A decur export folder (or any weights ``decur.weights.read_pretrained`` reads).
         modalities: The modalities kept (``None``: all).
         model_bands: The input's band names: one list for a stacked tensor, or modality → list for a dict input
             whose channels are not in the card's order (``None``: dict input in the card's order).
-        out_indices: Levels of :func:`decur.models.heads.pyramid` returned (``None``: all).
+        out_indices: Levels of ``decur.models.heads.pyramid`` returned (``None``: all).
         input_transform: ``card`` (the weights' own, on raw DN / dB) or ``none`` (input already prepared).
         pretrained: ``False``: the same architecture with random weights.
-        modality_keys: Input dict key → modality, added to :data:`TERRATORCH_KEYS`.
+        modality_keys: Input dict key → modality, added to ``TERRATORCH_KEYS``.
         names: The encoders' modality names in file order (a joint release file: ``["s1", "s2"]``).
 
     Raises:
@@ -214,12 +214,12 @@ def build(
 
 
 def joint(**kwargs: Any) -> DecurBackbone:
-    """``decur_joint``: every modality (or ``modalities=[...]``) of the weights at ``ckpt_data`` (:func:`build`)."""
+    """``decur_joint``: every modality (or ``modalities=[...]``) of the weights at ``ckpt_data`` (``build``)."""
     return build(**_terratorch_kwargs(kwargs))
 
 
 def encoder(modality: str | None = None, **kwargs: Any) -> DecurBackbone:
-    """``decur_encoder``: the one modality ``modality`` of the weights at ``ckpt_data`` (:func:`build`)."""
+    """``decur_encoder``: the one modality ``modality`` of the weights at ``ckpt_data`` (``build``)."""
     if modality is None:
         raise WeightsError("decur_encoder: say which modality with backbone_modality (e.g. s2)")
     return build(modalities=[modality], **_terratorch_kwargs(kwargs))

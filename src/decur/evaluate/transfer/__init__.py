@@ -17,9 +17,9 @@ Layout of ``--output``: ``seed<k>/`` per seed (``config.yaml``, ``metrics.csv``,
 ``results.json``) and the aggregate ``results.json`` (mean and std over seeds). Re-running the same command
 resumes an interrupted seed from its checkpoint and skips finished ones.
 
-The pieces: :mod:`.config` (the fields and their validation), :mod:`.data` (the datasets), :mod:`.seed` (one seed:
-model, labelled subset, crops, fit, test), :mod:`.features` (features through ``trainer.predict``, the cached
-linear-probe features), :mod:`.retrieval` (``task: retrieval``), :mod:`.run` (every seed and the aggregate).
+The pieces: ``config`` (the fields and their validation), ``data`` (the datasets), ``seed`` (one seed:
+model, labelled subset, crops, fit, test), ``features`` (features through ``trainer.predict``, the cached
+linear-probe features), ``retrieval`` (``task: retrieval``), ``run`` (every seed and the aggregate).
 """
 
 from __future__ import annotations

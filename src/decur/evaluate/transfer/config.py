@@ -1,4 +1,4 @@
-"""The transfer config (:class:`TransferRun`): every field, its defaults by task, and its validation."""
+"""The transfer config (``TransferRun``): every field, its defaults by task, and its validation."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class OptimSettings:
     warmup_epochs: float = 0.0
     """Linear warm-up ``(step + 1) / warmup_steps`` multiplied into the schedule over this many epochs."""
     layer_decay: float = 1.0
-    """Layer-wise learning-rate decay of ViT encoders (:func:`decur.optim.layer_decay_scales`); 1 = none."""
+    """Layer-wise learning-rate decay of ViT encoders (``decur.optim.layer_decay_scales``); 1 = none."""
 
 
 @dataclass
@@ -72,18 +72,18 @@ class TransferRun:
     pretrained: str | None = None
     """The encoders to start from: a decur run folder or checkpoint, a decur export (``decur export`` / ``decur
     import``), the DeCUR release's checkpoints (joint or one backbone), torchgeo's DeCUR weights, a timm or SegFormer
-    state dict (:mod:`decur.weights.formats`); ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned
+    state dict (``decur.weights.formats``); ``None`` = randomly initialised encoders ("Rand. Init."; fine-tuned
     on 100 % of the labels this is the paper's "Supervised" row, reported as ``setting: supervised``)."""
     pretrained_modalities: list[str] | None = None
     """Names of the encoders in ``pretrained``, in file order (a joint release file: backbone_1, backbone_2);
     default the dataset's modalities in order (s1, s2 / rgb, dem / rgb, hha), or by band count for one encoder."""
     input_transform: str | None = None
     """How stored pixels become encoder input: ``decur``, ``ssl4eo_release`` or ``torchgeo``
-    (:mod:`decur.data.transforms`); default the one the weights were trained with (their run or card; the
+    (``decur.data.transforms``); default the one the weights were trained with (their run or card; the
     release's for the release's and torchgeo's Sentinel weights; ``decur`` for random init)."""
     model: str | None = None
     """``late_fusion`` (classification), ``fcn`` (segmentation, ResNets, the default) or ``cmx`` (segmentation,
-    two MiT branches with rectification and fusion: :class:`decur.models.CMX`)."""
+    two MiT branches with rectification and fusion: ``decur.models.CMX``)."""
     arch: str = "resnet18"
     """Encoder architecture when ``pretrained`` is ``None`` (``mit_b0`` ... ``mit_b5`` for CMX)."""
     segformer_weights: str | None = None
@@ -173,7 +173,7 @@ class TransferRun:
         return self.model or MODELS[self.task][0]
 
     def validate(self, check_paths: bool = True) -> TransferRun:
-        """Check every field before any data is read or model built; raises :class:`ConfigError` naming it."""
+        """Check every field before any data is read or model built; raises ``ConfigError`` naming it."""
         self._validate_task(check_paths)
         self._validate_training()
         available = DATASETS[self.dataset]

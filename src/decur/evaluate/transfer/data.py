@@ -1,4 +1,4 @@
-"""The train and test sets of a transfer run (:func:`load_data`), read from the dataset the config names."""
+"""The train and test sets of a transfer run (``load_data``), read from the dataset the config names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every seed of a transfer run, one after the other, and their aggregate (see :mod:`decur.evaluate.transfer`)."""
+"""Every seed of a transfer run, one after the other, and their aggregate (see ``decur.evaluate.transfer``)."""
 
 from __future__ import annotations
 

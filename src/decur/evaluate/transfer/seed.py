@@ -32,7 +32,7 @@ def run_seed(
     """Train and test one seed in ``folder`` (resumed from its ``last.ckpt``; a finished seed is read back).
 
     Raises:
-        ConfigError: ``folder`` holds a run of another config (beyond :data:`RESUMABLE_CHANGES`).
+        ConfigError: ``folder`` holds a run of another config (beyond ``RESUMABLE_CHANGES``).
 
     """
     from decur.data.sampling import seeded_loader
@@ -153,9 +153,9 @@ def _check_same_data(run: TransferRun, data: TransferData, folder: Path) -> None
 
 
 def build_module(run: TransferRun, data: TransferData, seed: int, start: Start) -> TransferModule:
-    """The transfer model on pretrained (or random) encoders, wrapped in a :class:`TransferModule`.
+    """The transfer model on pretrained (or random) encoders, wrapped in a ``TransferModule``.
 
-    The data arrive transformed (:class:`decur.evaluate.start.Transformed`), so the module's views only cast.
+    The data arrive transformed (``decur.evaluate.start.Transformed``), so the module's views only cast.
     """
     from decur.evaluate.probe import adapt_batchnorm
     from decur.models import CMX, FCN, LateFusionClassifier, encoder_width, feature_encoder, is_mit
