@@ -852,3 +852,29 @@ def test_the_logistic_probe_solves_scikit_learns_one_vs_rest_problem():
     want = torch.from_numpy(clf.decision_function(scaler.transform(x64[test]))).float()
     assert (want[:, 4] == 1).all() and want[:, :4].std() > 1
     torch.testing.assert_close(logistic_probe(x[train], y[train], x[test]), want, atol=1e-4, rtol=1e-4)
+
+
+def test_a_transform_continues_after_the_steps_a_reader_applied():
+    """``after``: data stored after decur's 8-bit step (a packed store) get the rest — the standardisation, by hand."""
+    from decur.data.transforms import InputTransform, sentinel_transform
+
+    full = sentinel_transform("decur", "s2", 13)
+    rest = full.after([{"op": "s2_8bit"}])
+    assert isinstance(rest, InputTransform) and [s["op"] for s in rest.steps] == ["standardize"]
+    assert (rest.rule, rest.units, rest.bands, rest.stats_source) == (
+        full.rule,
+        full.units,
+        full.bands,
+        full.stats_source,
+    )
+    mean, std = full.steps[1]["mean"], full.steps[1]["std"]
+    x = torch.full((13, 2, 2), 0.5)  # a value in 8-bit units / 255, as the packed store holds it
+    want = torch.tensor([(0.5 - m) / s for m, s in zip(mean, std, strict=True)]).view(13, 1, 1).expand(13, 2, 2)
+    torch.testing.assert_close(rest(x), want)
+    assert full.after([]).steps == full.steps  # nothing applied: everything left
+    with pytest.raises(ValueError, match=r"hold values after \['cut_outliers'\].*starts with \['s2_8bit'\]"):
+        full.after([{"op": "cut_outliers", "fraction": 0.02}])
+    s1 = sentinel_transform("decur", "s1", 2)
+    assert [s["op"] for s in s1.after([{"op": "cut_outliers", "fraction": 0.02}]).steps] == ["standardize"]
+    with pytest.raises(ValueError, match="cut_outliers"):
+        s1.after([{"op": "cut_outliers", "fraction": 0.01}])  # another cut fraction: other units
