@@ -605,3 +605,33 @@ def test_paired_folders_with_unmatched_stems_name_the_real_field_and_it_works(tm
     from decur.data.build import build_dataset
 
     assert len(build_dataset(cfg)) == 5
+
+
+def test_band_counts_that_disagree_with_the_files_the_statistics_or_the_product_are_one_line(tmp_path, capsys):
+    """Checked before any training, each naming both numbers and the fix (issue 35 §3)."""
+    from .data import write_tif
+
+    for i in range(4):
+        write_tif(tmp_path / "s1" / f"t{i}.tif", np.zeros((2, 16, 16), np.float32))
+        write_tif(tmp_path / "s2" / f"t{i}.tif", np.ones((12, 16, 16), np.uint16))  # L2A-like: 12 bands
+    config = str(REPO / "configs" / "paired_folders_example.yaml")
+    small = [f"data.root={tmp_path}", "data.crop_size=16", "data.batch_size=4", "data.num_workers=0",
+             "model.arch=resnet18", "model.projector=[16, 16]", "trainer.max_epochs=1"]  # fmt: skip
+    assert main(["pretrain", "--config", config, "--output", str(tmp_path / "run"), *small]) == 2
+    err = _one_line_error(capsys)
+    assert "s2 is given 13 bands, but the data at" in err and "hold 12: set bands: 12 for s2" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    stats = (
+        "data.modalities=[{name: s1, bands: 2, augment: sar}, {name: s2, bands: 13, augment: optical, mean: [1, 2]}]"
+    )
+    assert main(["validate", config, "--kind", "pretrain"]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--config", config, "--output", str(tmp_path / "run2"), *small, stats]) == 2
+    assert "`data.modalities[1].mean`: needs one value per band (13)" in _one_line_error(capsys)
+    ssl4eo = ["data.dataset=ssl4eo_s12", f"data.root={tmp_path}",
+              "data.modalities=[{name: s1, bands: 2, augment: sar}, "
+              "{name: s2, bands: 12, augment: optical}]"]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"s2 has 12 bands but data\.s2_product=s2c has 13: set bands: 13, or "
+                       r"data\.s2_product=s2a for the L2A \(12-band\) product"):  # fmt: skip
+        load_config(SMOKE, ssl4eo).validate(check_paths=False)
+    load_config(SMOKE, [*ssl4eo, "data.s2_product=s2a"]).validate(check_paths=False)  # chosen by name: accepted

@@ -74,6 +74,9 @@ class DataConfig:
     """SUN-RGBD: the pairs to pretrain on, ``train``, ``test`` or ``all`` (the paper uses all 10,335)."""
     pair_seasons: bool = True
     """SSL4EO-S12: the modalities of one view share the season (the paper); false draws them independently."""
+    s2_product: str = "s2c"
+    """SSL4EO-S12 v1.0: the Sentinel-2 product read for ``s2``, by its release folder: ``s2c`` (L1C, 13 bands, the
+    paper) or ``s2a`` (L2A, 12 bands); the ``s2`` modality's band count must match it."""
     max_cloud_fraction: float | None = None
     """SSL4EO-S12 v1.1: draw only timestamps whose S2 cloud mask covers at most this share of the tile (the least
     cloudy ones when too few qualify); ``None`` draws any."""
@@ -311,7 +314,15 @@ def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
         bands = {mod.name: mod.bands for mod in d.modalities}
         _require(set(bands) <= {"s1", "s2"}, "data.modalities", f"SSL4EO-S12 has s1 and s2, got {names}")
         _require(bands.get("s1", 2) == 2, "data.modalities", "s1 has 2 bands (VV, VH)")
-        _require(bands.get("s2", 13) in (12, 13), "data.modalities", "s2 has 13 (L1C) or 12 (L2A) bands")
+        _require(d.s2_product in ("s2c", "s2a"), "data.s2_product", f"s2c (L1C) or s2a (L2A), got {d.s2_product!r}")
+        want = 13 if d.s2_product == "s2c" else 12
+        _require(
+            bands.get("s2", want) == want,
+            "data.modalities",
+            f"s2 has {bands.get('s2')} bands but data.s2_product={d.s2_product} has {want}: set bands: {want}, or "
+            f"data.s2_product={'s2a' if want == 13 else 's2c'} for the {'L2A (12' if want == 13 else 'L1C (13'}-band) "
+            "product",
+        )
         if d.void_ids is not None and check_paths:
             _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
     if d.dataset == "ssl4eo_s12_v11":

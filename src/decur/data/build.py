@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from decur.config import Config, ConfigError
 from decur.data.synthetic import SyntheticMultimodal
@@ -89,7 +89,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
         void = Path(d.void_ids).read_text().split() if d.void_ids else []
         return SSL4EOS12(
             str(d.root),
-            s2_product="s2c" if bands.get("s2", 13) == 13 else "s2a",
+            s2_product=d.s2_product,
             size=d.image_size,
             views=2,
             pair_seasons=d.pair_seasons,
@@ -99,6 +99,37 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
         f"config field `data.dataset`: the {d.dataset!r} reader is not available in this version of decur yet; "
         "the config validates, and it will run once the reader lands. Use data.dataset=synthetic meanwhile."
     )
+
+
+def check_bands(cfg: Config, dataset: Any) -> None:
+    """The band count of every modality in the data's first sample against the config's, before any training.
+
+    Raises:
+        ConfigError: A modality whose files hold another number of bands (both numbers and the fix named), or a
+            packed SSL4EO-S12 store of another Sentinel-2 product than ``data.s2_product``.
+
+    """
+    d = cfg.data
+    packed = getattr(dataset, "s2_product", d.s2_product)
+    if d.dataset == "ssl4eo_s12" and packed != d.s2_product:
+        raise ConfigError(
+            f"config field `data.s2_product`: {d.root} is a packed store of {packed}, the config asks for "
+            f"{d.s2_product}: set data.s2_product={packed} (and the s2 bands to match), or pack the other product"
+        )
+    if isinstance(dataset, IterableDataset) or len(dataset) == 0:
+        return  # file shards: their products and bands are checked by name in the config
+    sample = dataset[0]
+    for mod in d.modalities:
+        x = sample.get(mod.name)
+        if x is None:
+            continue
+        found = int(x.shape[-3])
+        if found != mod.bands:
+            raise ConfigError(
+                f"config field `data.modalities`: {mod.name} is given {mod.bands} bands, but the data at "
+                f"{d.root or d.dataset} hold {found}: set bands: {found} for {mod.name}, or point data.root at the "
+                f"{mod.bands}-band files"
+            )
 
 
 def dataset_stats(

@@ -12,7 +12,7 @@ import yaml
 from torch.utils.data import IterableDataset
 
 from decur.config import Config, ConfigError
-from decur.data.build import build_dataset, data_fingerprint, dataset_stats
+from decur.data.build import build_dataset, check_bands, data_fingerprint, dataset_stats
 from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
 from decur.train.engine import (
@@ -76,6 +76,7 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
 
     tune_host()
     dataset = build_dataset(cfg)
+    check_bands(cfg, dataset)
     _check_same_data(cfg, dataset, output)
     names = [m.name for m in cfg.data.modalities]
     stats = dataset_stats(dataset, names)
