@@ -99,6 +99,24 @@ def _data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_download(args: argparse.Namespace) -> int:
+    from decur.data.download import describe, download_v11
+
+    root = Path(args.root)
+    if args.dataset != "ssl4eo_s12_v11":
+        print(describe(args.dataset, root))
+        return 2
+    products = args.products.split(",") if args.products else None
+    split = download_v11(root, args.split, products, args.files, Path(args.source) if args.source else None)
+    print(f"downloaded {args.files} shard(s) per product into {split}; checking them (decur data check --quick)")
+    from decur.data.check import check_ssl4eo_s12_v11
+
+    report = check_ssl4eo_s12_v11(split, quick=True)
+    print(report.format())
+    print(f"train on it with data.dataset=ssl4eo_s12_v11 data.root={split}")
+    return 1 if report.problems else 0
+
+
 def _data_hha(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -325,6 +343,21 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    dl = data.add_parser(
+        "download",
+        help="SSL4EO-S12 v1.1 shards from the Hugging Face Hub (any number of files), then data check; for the "
+        "other datasets, where to get them and the layout decur reads",
+    )
+    dl.add_argument(
+        "dataset",
+        choices=["ssl4eo_s12_v11", "ssl4eo_s12", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
+    )
+    dl.add_argument("root", help="target folder")
+    dl.add_argument("--split", default="train", choices=["train", "val"])
+    dl.add_argument("--files", type=_at_least(1), default=1, help="shards per product, 64 locations each (default 1)")
+    dl.add_argument("--products", help="comma-separated, of s1grd,s2l1c,s2l2a,s2rgb (default: all four)")
+    dl.add_argument("--source", help="a local mirror of the Hub repository instead of the network")
+    dl.set_defaults(func=_data_download)
     c = data.add_parser("check", help="read every file of a dataset, summarise it, name every bad file")
     c.add_argument("root")
     c.add_argument(

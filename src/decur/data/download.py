@@ -1,0 +1,157 @@
+"""``decur data download``: a dataset, or a small piece of it to try first, into the layout decur reads.
+
+SSL4EO-S12 v1.1 comes from its Hugging Face Hub repository (``huggingface_hub``: resumable, every file checked
+against the hash the Hub records), shard by shard, so ``--files 2`` fetches 2 x 64 locations per product. A
+local mirror of the repository (``--source DIR``, e.g. a copy on a cluster's shared storage) works the same way
+without the network. The other datasets have no source decur can fetch unattended (registration, licence
+acceptance or multi-part archives): :data:`SOURCES` names where each is, its licence, size and the layout decur
+reads, and the command prints that in one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from decur.catalog import SSL4EO_V11_PRODUCTS
+from decur.data.errors import DatasetError
+
+V11_REPO = "embed2scale/SSL4EO-S12-v1.1"
+"""The Hugging Face Hub dataset repository of SSL4EO-S12 v1.1 (CC-BY-4.0)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset is published and how decur wants it laid out."""
+
+    url: str
+    licence: str
+    size: str
+    layout: str
+
+
+SOURCES: dict[str, Source] = {
+    "ssl4eo_s12_v11": Source(
+        f"https://huggingface.co/datasets/{V11_REPO}", "CC-BY-4.0", "about 1.5 TB (3,846 files x 4 products)",
+        "ROOT/<split>/{S1GRD,S2L1C,S2L2A,S2RGB}/ssl4eos12_<split>_seasonal_data_<NNNNNN>.zarr.zip",
+    ),
+    "ssl4eo_s12": Source(
+        "https://mediatum.ub.tum.de/1660427", "CC-BY-4.0", "about 1.5 TB (500 GB per product); 100-patch example",
+        "ROOT/{s1,s2c,s2a}/<location id>/<season>/<BAND>.tif (the release's raw tree)",
+    ),
+    "bigearthnet": Source(
+        "https://bigearth.net", "CDLA-Permissive-1.0", "about 121 GB (S1 + S2)",
+        "ROOT/BigEarthNet-S1-v1.0/<patch>/ and ROOT/BigEarthNet-v1.0/<patch>/, plus the split CSVs",
+    ),
+    "bigearthnet_v2": Source(
+        "https://bigearth.net", "CDLA-Permissive-1.0", "about 60 GB (reBEN)",
+        "ROOT/BigEarthNet-S1/, ROOT/BigEarthNet-S2/, ROOT/Reference_Maps/ and ROOT/metadata.parquet",
+    ),
+    "geonrw": Source(
+        "https://ieee-dataport.org/open-access/geonrw", "CC-BY-4.0", "about 25 GB",
+        "ROOT/<city>/<tile>_{rgb.jp2,dem.tif,seg.tif}",
+    ),
+    "sunrgbd": Source(
+        "https://rgbd.cs.princeton.edu", "research use (see the site)", "about 7 GB with HHA",
+        "ROOT/{RGB,HHA,Label}/<split>/ (HHA made by decur data hha)",
+    ),
+    "nyuv2": Source(
+        "https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html", "research use (see the site)", "about 3 GB labelled",
+        "ROOT/{RGB,HHA,Label}/<split>/ (HHA made by decur data hha)",
+    ),
+}  # fmt: skip
+"""Every dataset decur reads: its publisher's page, licence, size and the layout ``data.root`` must have."""
+
+
+def download_v11(
+    root: Path,
+    split: str = "train",
+    products: list[str] | None = None,
+    files: int = 1,
+    source: Path | None = None,
+) -> Path:
+    """The first ``files`` shards of ``split`` for ``products`` (decur names, default all four) into ``root``.
+
+    Args:
+        root: Target folder; the shards land in ``root/<split>/<FOLDER>/`` (the release's layout).
+        split: ``train`` or ``val``.
+        products: Any of ``s1grd``, ``s2l1c``, ``s2l2a``, ``s2rgb``.
+        files: Shards per product (64 locations each); the same file names for every product.
+        source: A local mirror of the repository instead of the Hub.
+
+    Returns:
+        The split folder, ``root/<split>``, ready for ``data.root``.
+
+    Raises:
+        DatasetError: An unknown product, a source that cannot be reached or lacks the files (naming the URL and
+            the target folder).
+
+    """
+    products = products or list(SSL4EO_V11_PRODUCTS)
+    unknown = sorted(set(products) - set(SSL4EO_V11_PRODUCTS))
+    if unknown or files < 1:
+        raise DatasetError(root, f"products {unknown} unknown or {files} files", f"products among "
+                           f"{list(SSL4EO_V11_PRODUCTS)}, --files >= 1")  # fmt: skip
+    folders = [SSL4EO_V11_PRODUCTS[p][0] for p in products]
+    names = _listing(source, split, folders)
+    common = sorted(set.intersection(*(set(names[f]) for f in folders)))[:files]
+    where = source or SOURCES["ssl4eo_s12_v11"].url
+    if not common:
+        raise DatasetError(root, f"{where} has no {split} shards for {folders}", "check --split and --products")
+    for folder in folders:
+        for name in common:
+            target = root / split / folder / name
+            if target.is_file():
+                continue  # a finished file of an earlier, interrupted download
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _fetch(source, f"{split}/{folder}/{name}", target, root)
+    return root / split
+
+
+def _listing(source: Path | None, split: str, folders: list[str]) -> dict[str, list[str]]:
+    """The shard names per release folder of ``split``, from the mirror or the Hub."""
+    if source is not None:
+        return {f: sorted(p.name for p in (source / split / f).glob("*.zarr.zip")) for f in folders}
+    try:
+        from huggingface_hub import HfApi
+
+        paths = HfApi().list_repo_files(V11_REPO, repo_type="dataset")
+    except Exception as err:  # offline, a proxy, the Hub down: one line naming where and what
+        raise DatasetError(
+            Path(SOURCES["ssl4eo_s12_v11"].url),
+            f"cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})",
+            "go online, or copy the repository's files to a folder and pass it as --source",
+        ) from None
+    out: dict[str, list[str]] = {f: [] for f in folders}
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == split and parts[1] in out and parts[2].endswith(".zarr.zip"):
+            out[parts[1]].append(parts[2])
+    return out
+
+
+def _fetch(source: Path | None, path: str, target: Path, root: Path) -> None:
+    """One file into ``target`` through a ``.partial`` name: an interrupted download never looks finished."""
+    partial = target.with_name(target.name + ".partial")
+    if source is not None:
+        shutil.copyfile(source / path, partial)
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:  # the Hub checks the file against its recorded hash; resumes a partial download of its own
+            cached = hf_hub_download(V11_REPO, path, repo_type="dataset")
+        except Exception as err:
+            raise DatasetError(
+                Path(f"{SOURCES['ssl4eo_s12_v11'].url}/blob/main/{path}"),
+                f"cannot be downloaded into {target} ({type(err).__name__})",
+                "retry (finished files are kept), or fetch it by hand into that folder",
+            ) from None
+        shutil.copyfile(cached, partial)
+    partial.rename(target)
+
+
+def describe(name: str, root: Path) -> str:
+    """One line: where ``name`` is published, its licence and size, and the layout to unpack it into ``root``."""
+    s = SOURCES[name]
+    return f"{name}: get it from {s.url} ({s.licence}, {s.size}) and unpack it into {root} as {s.layout}"
