@@ -327,6 +327,7 @@ def test_the_transfer_start_transforms_raw_pixels_by_the_weights_rule(ben, relea
 
     from decur.data import BigEarthNetMM
     from decur.evaluate.start import Transformed, starting_point
+    from decur.config import ConfigError
     from decur.evaluate.transfer import TransferRun, load_data
 
     run = TransferRun(dataset="bigearthnet", root=str(ben), pretrained=str(release_file)).validate()
@@ -357,3 +358,25 @@ def test_a_rewritten_weights_file_is_read_again(tmp_path):
     os.replace(tmp_path / "new" / "s2.pth", path)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert torch.equal(read_pretrained(path, ["s2"]).encoders["s2"]["conv1.weight"], second["conv1.weight"])
+
+
+def test_a_12_band_l2a_encoder_transfers_to_bigearthnet_without_the_inserted_b10(ben, tmp_path, capsys):
+    """The s2 encoder's band count (12, L2A) chooses BigEarthNet's reading: the stored bands, no empty B10."""
+    from safetensors.torch import save_file
+
+    from decur.config import ConfigError
+    from decur.evaluate.transfer import TransferRun, load_data
+
+    encoder = timm.create_model("resnet18", in_chans=12, num_classes=0)
+    path = tmp_path / "s2_l2a.safetensors"
+    save_file(encoder.state_dict(), path)
+    run = TransferRun(dataset="bigearthnet", root=str(ben), pretrained=str(path), pretrained_modalities=["s2"],
+                      modalities=["s2"], epochs=1, batch_size=4, num_workers=0)  # fmt: skip
+    run.validate()
+    assert run.s2_bands == 12 and run.dataset_bands()["s2"] == 12
+    data = load_data(run)
+    assert data.train[0]["s2"].shape[0] == 12  # B1..B9, B8A, B11, B12 as stored
+    with pytest.raises(ConfigError, match=r"`s2_bands`: 12 or 13, for dataset bigearthnet only"):
+        TransferRun(dataset="bigearthnet", root=str(ben), s2_bands=11).validate(check_paths=False)
+    thirteen = TransferRun(dataset="bigearthnet", root=str(ben), modalities=["s2"])
+    assert load_data(thirteen.validate()).train[0]["s2"].shape[0] == 13  # the paper's: B10 inserted as zeros

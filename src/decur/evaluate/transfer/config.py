@@ -77,6 +77,10 @@ class TransferRun:
     pretrained_modalities: list[str] | None = None
     """Names of the encoders in ``pretrained``, in file order (a joint release file: backbone_1, backbone_2);
     default the dataset's modalities in order (s1, s2 / rgb, dem / rgb, hha), or by band count for one encoder."""
+    s2_bands: int | None = None
+    """BigEarthNet's Sentinel-2 input: 13 (an all-zero B10 inserted after B09, the paper's choice for L1C encoders)
+    or 12 (the L2A bands as stored, for 12-band encoders); default the band count of the pretrained ``s2`` encoder
+    (its card or weights), else 13."""
     input_transform: str | None = None
     """How stored pixels become encoder input: ``decur``, ``ssl4eo_release`` or ``torchgeo``
     (``decur.data.transforms``); default the one the weights were trained with (their run or card; the
@@ -196,7 +200,14 @@ class TransferRun:
                     "transfer config field `pretrained_modalities`: names the encoders of "
                     "`pretrained` in file order; give a non-empty list with `pretrained`"
                 )
+        if self.s2_bands is not None and (self.s2_bands not in (12, 13) or self.dataset != "bigearthnet"):
+            raise ConfigError(
+                f"transfer config field `s2_bands`: 12 or 13, for dataset bigearthnet only, got {self.s2_bands} "
+                f"for {self.dataset}"
+            )
         if self.pretrained is not None and check_paths:
+            if self.dataset == "bigearthnet" and self.s2_bands is None:
+                self.s2_bands = _pretrained_s2_bands(self.pretrained, self.pretrained_modalities)
             check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
         _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
         return self
@@ -277,10 +288,12 @@ class TransferRun:
 
     def dataset_bands(self) -> dict[str, int]:
         """The modalities this run reads and their band counts (synthetic's elevation only when asked for)."""
-        bands = DATASETS[self.dataset]
+        bands = dict(DATASETS[self.dataset])
         if self.dataset == "synthetic" and "elevation" not in (self.modalities or []):
             bands = {m: c for m, c in bands.items() if m != "elevation"}
-        return dict(bands)
+        if self.dataset == "bigearthnet" and self.s2_bands is not None:
+            bands["s2"] = self.s2_bands
+        return bands
 
     def _validate_cmx(self, check_paths: bool) -> None:
         used = self.modalities or [m for m in DATASETS[self.dataset] if m != "elevation"]  # synthetic's optional third
@@ -331,6 +344,18 @@ def check_pretrained(
             f"transfer config field `pretrained`: retrieval compares a decur run's embeddings; "
             f"{pretrained} is a {pre.kind} file"
         )
+
+
+def _pretrained_s2_bands(pretrained: str, names: list[str] | None) -> int | None:
+    """The band count of the pretrained ``s2`` encoder when it has 12 (L2A), else ``None`` (13, the default)."""
+    from decur.errors import DecurError
+    from decur.weights import read_pretrained
+
+    try:
+        bands = read_pretrained(pretrained, names).bands
+    except DecurError:
+        return None  # check_pretrained names what is wrong with the file
+    return 12 if bands.get("s2") == 12 else None
 
 
 register_kind("transfer", TransferRun)

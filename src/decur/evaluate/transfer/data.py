@@ -49,16 +49,24 @@ def load_data(run: TransferRun) -> TransferData:
     if run.dataset == "bigearthnet":
         from decur.data.pack_bigearthnet import PackedBigEarthNet, is_packed_bigearthnet
 
+        b10 = (run.s2_bands or 13) == 13  # 12-band (L2A) encoders read the stored bands, without the empty B10
         if is_packed_bigearthnet(root):  # `decur data pack --dataset bigearthnet[_v2]`
             p_tr = PackedBigEarthNet(root, run.train_split, used)
             p_te = PackedBigEarthNet(root, run.test_split, used)
+            if "s2" in used and p_tr.insert_b10 != b10:
+                from decur.config import ConfigError
+
+                raise ConfigError(
+                    f"transfer config field `s2_bands`: the packed store {root} holds {13 if p_tr.insert_b10 else 12} "
+                    f"S2 bands, the run needs {12 + b10}: give the raw tree as root, or pack it again to match"
+                )
             return TransferData(p_tr, p_te, bands, p_tr.stats, None, 19, 120)
         if is_bigearthnet_v2(root):  # the v2.0 (reBEN) release tree: metadata.parquet + BigEarthNet-S1/-S2
-            v_tr = BigEarthNetV2(root, run.train_split, modalities=used, raw=raw)
-            v_te = BigEarthNetV2(root, run.test_split, modalities=used, raw=raw)
+            v_tr = BigEarthNetV2(root, run.train_split, modalities=used, raw=raw, insert_b10=b10)
+            v_te = BigEarthNetV2(root, run.test_split, modalities=used, raw=raw, insert_b10=b10)
             return TransferData(v_tr, v_te, bands, v_tr.stats, None, 19, 120, raw)
-        tr = BigEarthNetMM(root, run.train_split, modalities=used, raw=raw)
-        te = BigEarthNetMM(root, run.test_split, modalities=used, raw=raw)
+        tr = BigEarthNetMM(root, run.train_split, modalities=used, raw=raw, insert_b10=b10)
+        te = BigEarthNetMM(root, run.test_split, modalities=used, raw=raw, insert_b10=b10)
         return TransferData(tr, te, bands, tr.stats, None, 19, 120, raw)
     if run.dataset == "geonrw":
         tr_c, te_c = (tuple(c) if c is not None else None for c in (run.train_cities, run.test_cities))
