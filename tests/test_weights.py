@@ -327,7 +327,6 @@ def test_the_transfer_start_transforms_raw_pixels_by_the_weights_rule(ben, relea
 
     from decur.data import BigEarthNetMM
     from decur.evaluate.start import Transformed, starting_point
-    from decur.config import ConfigError
     from decur.evaluate.transfer import TransferRun, load_data
 
     run = TransferRun(dataset="bigearthnet", root=str(ben), pretrained=str(release_file)).validate()
