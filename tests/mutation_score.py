@@ -144,6 +144,23 @@ EQUIVALENT: dict[str, str] = {
     "decur.methods.xǁObjectiveǁ__init____mutmut_10": "two modalities cut to their first two are the same list",
     "decur.methods.xǁObjectiveǁforward__mutmut_8": "barlow_twins_single's loss takes but never reads the second views",
     "decur.methods.xǁObjectiveǁforward__mutmut_9": "of two modalities, index +1 is index -1",
+    **dict.fromkeys(
+        [f"decur.data.transforms.xǁInputTransformǁfill_value__mutmut_{i}" for i in (15, 17, 24, 25, 28, 29)],
+        "a constant image: every pixel, any size and float32 or the default dtype give the same fill value",
+    ),
+    **dict.fromkeys(
+        [f"decur.data.transforms.x__percentile_stretch__mutmut_{i}" for i in (14, 24)],
+        "the flattened image is C x HW: dim +1 is dim -1",
+    ),
+    **dict.fromkeys(
+        [f"decur.data.transforms.x__per_band__mutmut_{i}" for i in (7, 9)],
+        "the device argument: the same on the CPU; on a GPU a device-mismatch error, never a wrong value",
+    ),
+    **dict.fromkeys(
+        [f"decur.data.transforms.x__per_band__mutmut_{i}" for i in (18, 20)],
+        "statistics built in float32 instead of float64, then cast to the image's float32: the same values",
+    ),
+    "decur.data.transforms.x_image_transform__mutmut_54": "an error message's words in lower case",
     "decur.models.heads.x_feature_encoder__mutmut_40": "the message lists the first three or four missing keys",
     "decur.models.heads.x_pyramid__mutmut_14": "no encoder decur builds has one of blocks / patch_embed without both",
     **dict.fromkeys(

@@ -878,3 +878,27 @@ def test_a_transform_continues_after_the_steps_a_reader_applied():
     assert [s["op"] for s in s1.after([{"op": "cut_outliers", "fraction": 0.02}]).steps] == ["standardize"]
     with pytest.raises(ValueError, match="cut_outliers"):
         s1.after([{"op": "cut_outliers", "fraction": 0.01}])  # another cut fraction: other units
+
+
+def test_every_transform_card_names_where_its_statistics_come_from():
+    """A card's ``stats_source`` says whose numbers standardise the input (the provenance a user checks)."""
+    from decur.data.transforms import InputTransform, image_transform, sentinel_transform
+
+    stats = ([0.5] * 3, [0.2] * 3)
+    sources = {
+        "decur rgb": image_transform("decur", "rgb", 3, stats).stats_source,
+        "release rgb": image_transform("ssl4eo_release", "rgb", 3, stats, imagenet=True).stats_source,
+        "decur s2": sentinel_transform("decur", "s2", 13).stats_source,
+        "decur s2 run": sentinel_transform("decur", "s2", 13, ([0.1] * 13, [0.2] * 13)).stats_source,
+        "release s2": sentinel_transform("ssl4eo_release", "s2", 13).stats_source,
+        "torchgeo s2": sentinel_transform("torchgeo", "s2", 13).stats_source,
+    }
+    assert sources["decur rgb"] == "decur: the dataset's or run's band statistics"
+    assert sources["release rgb"] == "DeCUR release: OpenCV reading, ImageNet statistics"
+    assert sources["decur s2"] == "decur: SSL4EO-S12 band statistics (SSL4EO-S12 repository, 50k samples)"
+    assert sources["decur s2 run"] == "decur: the pretraining run's statistics"
+    assert sources["release s2"] == "DeCUR release: SSL4EO-S12 statistics of its uint8 LMDB (ssl4eo_dataset*.py)"
+    assert sources["torchgeo s2"] == "torchgeo: ResNet50_Weights.SENTINEL*_ALL_DECUR transforms"
+    card = sentinel_transform("torchgeo", "s1", 2).to_card()
+    assert InputTransform.from_card(card).stats_source == card["stats_source"]
+    assert InputTransform.from_card({k: v for k, v in card.items() if k != "stats_source"}).stats_source == ""
