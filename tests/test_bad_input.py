@@ -588,6 +588,9 @@ def test_explain_refuses_a_transfer_checkpoint_and_a_one_modality_run(finished_r
     pretrain(load_config(SMOKE, [*TINY, *one]), single)
     assert main(["explain", str(single), "--out", str(tmp_path / "y")]) == 2
     assert "one-modality run" in _one_line_error(capsys)
+    assert main(["explain", str(finished_run), "--out", str(tmp_path / "z"), "--compare", str(single),
+                 "--samples", "8", "--ig-steps", "2"]) == 2  # fmt: skip
+    assert "compare runs of the same modalities" in _one_line_error(capsys)
 
 
 def test_paired_folders_with_unmatched_stems_name_the_real_field_and_it_works(tmp_path, capsys):

@@ -496,6 +496,13 @@ def explain(
     compared = None
     if compare is not None:
         other = PretrainModule.from_run(compare).to(device)
+        if other.model.modalities != mods:
+            from decur.config import ConfigError
+
+            raise ConfigError(
+                f"--compare {compare}: a run of the modalities {other.model.modalities}, this run has {mods}; "
+                "compare runs of the same modalities"
+            )
         first = next(iter(alignment_per_batch(other, dataset, 1, batch)[0].values()))
         numbers["compare"] = {"run": str(compare), "per_dimension": first.tolist(), "above_one": int((first > 1).sum())}
         compared = (first, f"{Path(compare).name} ({other.cfg.method.name}, K_c={other.cfg.common_dim})")
@@ -633,7 +640,7 @@ def _plot_alignment(
                     alpha=0.5 + 0.5 / (i + 1),
                     label=f"{part} ({sl.stop - sl.start})" if i == 0 else None,
                 )
-        ax.set_title(f"{pair}: {len(per_batch)} batches of {batch}")
+        ax.set_title(f"{pair}: {len(per_batch)} batch{'es' if len(per_batch) != 1 else ''} of {batch}")
         ax.set_xlabel("(1 − C_ii)²  (0 = aligned across modalities)")
         ax.set_ylabel("dimensions")
     if compared is not None:

@@ -253,7 +253,8 @@ class CSVMetrics(L.Callback):
         row: dict[str, Any] = {"step": step, "epoch": trainer.current_epoch}
         for k, v in sorted(trainer.callback_metrics.items()):
             interval = next((n for prefix, n in self.sparse.items() if k.startswith(prefix)), None)
-            if interval is not None and (not interval or (step % interval and step != 1)):
+            last = step == trainer.estimated_stepping_batches  # the module measures the final step too
+            if interval is not None and (not interval or (step % interval and step != 1 and not last)):
                 continue
             row[k] = float(v)
         for i, group in enumerate(trainer.optimizers[0].param_groups):
@@ -333,7 +334,7 @@ def plot_loss_curves(metrics_csv: Path, out_png: Path) -> None:
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, never over them
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
