@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
 from decur.config import Config, ConfigError
+from decur.data.errors import DatasetError
 from decur.data.synthetic import SyntheticMultimodal
 from decur.geometry import as_float
 
@@ -118,7 +119,16 @@ def check_bands(cfg: Config, dataset: Any) -> None:
         )
     if isinstance(dataset, IterableDataset) or len(dataset) == 0:
         return  # file shards: their products and bands are checked by name in the config
-    sample = dataset[0]
+    sample = None
+    for index in range(min(len(dataset), 64)):  # with data.skip_bad, the first sample whose files are good
+        try:
+            sample = dataset[index]
+            break
+        except DatasetError:
+            if not d.skip_bad:
+                raise
+    if sample is None:
+        return  # 64 bad samples in a row: training's own skipping reports them
     for mod in d.modalities:
         x = sample.get(mod.name)
         if x is None:
