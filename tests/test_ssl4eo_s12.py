@@ -542,3 +542,31 @@ def test_the_paper_config_runs_unchanged_on_a_cpu_and_says_how_its_4_devices_wer
     ) in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["global_step"] == 1  # 4 locations, one full batch of 4 in one process
+
+
+def test_a_full_disk_during_a_repack_is_one_line_and_leaves_the_previous_store(
+    fixture_root, tmp_path, capsys, monkeypatch
+):
+    """ENOSPC while the index is written (the last file of a pack): one true line, the old store byte-identical."""
+    import errno
+    import hashlib
+
+    from decur.cli import main
+
+    out = tmp_path / "pack"
+    assert main(["data", "pack", str(fixture_root), str(out), "--size", "36", "--workers", "0"]) == 0
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.endswith(".partial"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    capsys.readouterr()
+    assert main(["data", "pack", str(fixture_root), str(out), "--size", "36", "--workers", "0", "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("decur: error:") and "No space left on device" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(Path, "write_text", real)
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == digest
