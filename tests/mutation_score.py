@@ -67,7 +67,21 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "ssl4eo_v11": ("src/decur/data/ssl4eo_v11.py", [KNOWN, "tests/test_ssl4eo_v11.py"]),
-    "ssl4eo_s12": ("src/decur/data/ssl4eo_s12.py", ["tests/test_ssl4eo_s12.py"]),
+    "ssl4eo_s12": (
+        "src/decur/data/ssl4eo_s12.py",
+        ["tests/test_ssl4eo_s12.py"]
+        + [
+            f"--deselect=tests/test_ssl4eo_s12.py::test_{t}"
+            for t in (  # whole pretraining runs (5-15 s each, run for every survivor); the reader's claims have
+                # their own tests in the file
+                "a_run_resumes_on_its_data_moved_but_not_on_other_data",
+                "pretrain_runs_on_fixture",
+                "pretrain_runs_on_real_pixels",
+                "the_paper_config_runs_unchanged_on_a_cpu_and_says_how_its_4_devices_were_mapped",
+                "the_shipped_vit_s16_config_pretrains_on_the_release_layout",
+            )
+        ],
+    ),
 }
 """Name → (the files mutated, the test files that exercise them)."""
 
