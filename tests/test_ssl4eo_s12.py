@@ -259,8 +259,29 @@ def test_multiband_file_is_rejected(broken):
 
 def test_unpaired_locations_can_be_skipped_and_are_reported(broken):
     shutil.rmtree(broken / "s1" / "0000002")
+    shutil.rmtree(broken / "s2c" / "0000003")
+    with pytest.raises(DatasetError) as err:  # refused by default, naming where each lone location is
+        SSL4EOS12(broken, size=36)
+    assert (
+        err.value.path == broken
+        and err.value.problem == ("2 location(s) exist in only one modality, e.g. s2c/0000002, s1/0000003")
+        and err.value.fix == "restore the missing folders, or set data.skip_bad=true to leave them out"
+    )
     ds = SSL4EOS12(broken, size=36, skip_bad=True)
-    assert "0000002" not in ds.ids and ds.skipped == ["0000002: unpaired"]
+    assert "0000002" not in ds.ids and ds.skipped == ["0000002: unpaired", "0000003: unpaired"]
+
+
+@pytest.mark.parametrize("product", ["s1", "s2c", "s2a"])
+def test_a_missing_product_folder_is_named(fixture_root, tmp_path, product):
+    root = tmp_path / "root"
+    shutil.copytree(fixture_root, root)
+    shutil.rmtree(root / product, ignore_errors=True)
+    with pytest.raises(DatasetError) as err:
+        SSL4EOS12(root, s2_product="s2a" if product == "s2a" else "s2c")
+    assert err.value.path == root / product and err.value.problem == f"the {product}/ folder of SSL4EO-S12 is missing"
+    assert err.value.fix == "point root at the release"
+    with pytest.raises(ValueError, match=r"s2_product must be 's2c' \(L1C\) or 's2a' \(L2A\), got 's2b'"):
+        SSL4EOS12(fixture_root, s2_product="s2b")
 
 
 def test_empty_root(tmp_path):

@@ -209,7 +209,7 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
             raise DatasetError(
                 self.root,
                 f"{len(unpaired)} location(s) exist in only one modality, e.g. {', '.join(where)}",
-                "restore the missing folders, or pass skip_bad=True to leave them out",
+                "restore the missing folders, or set data.skip_bad=true to leave them out",
             )
         self.skipped += [f"{i}: unpaired" for i in unpaired]
         self.ids = sorted((ids["s1"] & ids[s2_product]) - void)
