@@ -175,6 +175,22 @@ EQUIVALENT: dict[str, str] = {
         "statistics built in float32 instead of float64, then cast to the image's float32: the same values",
     ),
     "decur.data.transforms.x_image_transform__mutmut_54": "an error message's words in lower case",
+    **dict.fromkeys(
+        [f"decur.data.ssl4eo_s12.x__closest_subsequence__mutmut_{i}" for i in (5, 9, 12, 15, 17, 27, 39)],
+        "the date-pairing DP: a larger table, a loop one further over cells never read, a constant on every complete "
+        "path or float('INF'): the same pairing",
+    ),
+    **dict.fromkeys(
+        [f"decur.data.ssl4eo_s12.x_acquisition_date__mutmut_{i}" for i in (4, 20, 21, 23, 24, 25)],
+        "the inner ValueError's text is never shown; the message's words in XX or another case",
+    ),
+    "decur.data.ssl4eo_s12.x_pair_by_date__mutmut_8": "equal lengths: pairing a with b or b with a is the same",
+    **dict.fromkeys(
+        [f"decur.data.ssl4eo_s12.xǁSSL4EOS12ǁ__getitem____mutmut_{i}" for i in (11, 21)],
+        "torch.randint(n, size) is torch.randint(0, n, size)",
+    ),
+    "decur.data.ssl4eo_s12.xǁSSL4EOS12ǁ__init____mutmut_22": "skip_bad=None is as false as skip_bad=False",
+    "decur.data.ssl4eo_s12.xǁSSL4EOS12ǁ__init____mutmut_63": "skipped starts empty: += and = give the same list",
     "decur.models.heads.x_feature_encoder__mutmut_40": "the message lists the first three or four missing keys",
     "decur.models.heads.x_pyramid__mutmut_14": "no encoder decur builds has one of blocks / patch_embed without both",
     **dict.fromkeys(

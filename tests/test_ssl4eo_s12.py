@@ -177,8 +177,9 @@ def test_season_folder_without_a_date_is_named(broken):
     season = sorted((broken / "s1" / "0000002").iterdir())[0]
     season.rename(season.with_name("my_scene"))
     ds = SSL4EOS12(broken, size=36)
-    with pytest.raises(DatasetError, match=r"my_scene.*no acquisition date"):
+    with pytest.raises(DatasetError, match=r"my_scene.*no acquisition date") as err:
         ds[2]
+    assert err.value.fix.startswith("keep the release's names (S2 '20200604T054639_")
     from decur.data.check import check
 
     problems = check("ssl4eo_s12", broken, size=36).problems
@@ -591,3 +592,39 @@ def test_a_full_disk_during_a_repack_is_one_line_and_leaves_the_previous_store(
     assert err.startswith("decur: error:") and "No space left on device" in err and len(err.splitlines()) == 1
     monkeypatch.setattr(Path, "write_text", real)
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == digest
+
+
+def test_20_and_60_m_bands_are_resampled_bilinearly_to_the_10_m_grid(fixture_root):
+    """B5 (20 m, 18 px) and B1 (60 m, 6 px) of a 36-px tile: bilinear with half-pixel centres (OpenCV's INTER_LINEAR,
+    torch's align_corners=False), then the paper's 8 bit — not nearest neighbour."""
+    import rasterio
+    import torch.nn.functional as F
+
+    ds = SSL4EOS12(fixture_root, size=36)
+    season = _first_s2_season(fixture_root)
+    s2 = ds._read_s2(season)
+    for band, index in (("B5", 4), ("B1", 0)):
+        with rasterio.open(season / f"{band}.tif") as src:
+            raw = torch.from_numpy(src.read(1).astype(np.float32))
+        up = F.interpolate(raw[None, None], size=(36, 36), mode="bilinear", align_corners=False)[0, 0]
+        want = (up / 10000 * 255).round().clamp(0, 255) / 255
+        torch.testing.assert_close(s2[index], want)
+        nearest = F.interpolate(raw[None, None], size=(36, 36), mode="nearest")[0, 0]
+        assert not torch.allclose(s2[index], (nearest / 10000 * 255).round().clamp(0, 255) / 255)
+
+
+def test_a_location_without_seasons_and_a_root_without_pairs_name_their_fix(fixture_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(fixture_root, root)
+    for season in (root / "s2c" / "0000001").iterdir():
+        shutil.rmtree(season)
+    ds = SSL4EOS12(root, size=36)
+    with pytest.raises(DatasetError) as err:
+        ds.seasons(ds.ids.index("0000001"))
+    assert (err.value.problem, err.value.fix) == ("holds no season folders", "re-extract this location")
+    for product in ("s1", "s2c"):
+        shutil.rmtree(root / product)
+        (root / product).mkdir()
+    with pytest.raises(DatasetError) as err:
+        SSL4EOS12(root)
+    assert (err.value.problem, err.value.fix) == ("no paired locations found", "check root and the s2 product folder")
