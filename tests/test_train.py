@@ -399,3 +399,34 @@ def test_killed_or_stopped_mid_epoch_resumes_at_its_step_with_the_batches_the_ep
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert _deterministic_columns(cut) == _deterministic_columns(full)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "accelerator", "asked", "expected"),
+    [
+        (0, "auto", (4, "ddp"), (1, "auto", "no GPU here: one CPU process runs it with the global batch of 256 kept "
+                                            "(256 per device instead of 64)")),
+        (1, "auto", (4, "ddp"), (1, "auto", "1 GPU(s) here runs it with the global batch of 256 kept (256 per device "
+                                            "instead of 64)")),
+        (2, "gpu", (4, "ddp"), (2, "ddp", "2 GPU(s) here runs it with the global batch of 256 kept (128 per device "
+                                          "instead of 64)")),
+        (8, "auto", (4, "ddp"), (4, "ddp", None)),  # enough devices: as asked
+        (0, "cpu", (2, "ddp"), (2, "ddp", None)),  # CPU DDP asked for explicitly: kept
+    ],
+)  # fmt: skip
+def test_the_asked_devices_are_fitted_to_the_machine_keeping_the_global_batch(monkeypatch, gpus, accelerator, asked,
+                                                                              expected):  # fmt: skip
+    from decur.config import EngineConfig
+    from decur.train.engine import fit_to_machine
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    engine = EngineConfig(accelerator=accelerator, devices=asked[0], strategy=asked[1])
+    fitted, note = fit_to_machine(engine, 256)
+    assert (fitted.devices, fitted.strategy) == expected[:2]
+    if expected[2] is None:
+        assert note is None and fitted == engine
+    else:
+        assert (
+            note == f"the config asks for 4 devices (ddp); {expected[2]}; set trainer.devices / trainer.strategy "
+            "to choose otherwise"
+        )
