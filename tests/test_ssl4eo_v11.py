@@ -325,3 +325,16 @@ def test_sar_no_data_is_filled_with_the_image_mean_before_the_cut():
     db[0, 10, 10] = np.nan  # a no-data pixel in the middle of the value range
     out = _preprocess("s1grd", db.astype(np.float16)).float()
     assert float(out[0, 10, 10]) == pytest.approx(float(np.nanmean(db)), abs=0.01)  # not 0 dB, not NaN
+
+
+def test_a_resumed_epoch_skips_each_workers_share_of_the_batches_done(tmp_path):
+    """3 files of 4 locations, 2 workers, batches of 4: worker 0 reads files 1 and 3 (2 batches), worker 1 file 2
+    (1 batch); the loader takes w0, w1, w0. After 2 batches each worker skips 4 samples, after 3 w0 skips 8."""
+    split = make_v11(tmp_path, files=3, samples=4, size=16)
+    ds = SSL4EOS12v11(split, ["s1grd"])
+    ds.batches = (3, 4)
+    for start, want in ((0, (0, 0)), (1, (4, 0)), (2, (4, 4)), (3, (8, 4))):
+        ds.shard(0, 1, 0, start)
+        assert (ds._skipped_samples(0, 2), ds._skipped_samples(1, 2)) == want, start
+    ds.shard(0, 1, 0, 2)
+    assert ds._skipped_samples(0, 1) == 8  # one worker: every batch done is its own
