@@ -38,7 +38,10 @@ SLOW_WEIGHTS = [
 """Two transfers of 15 s each: every surviving mutant would run them; their claims have known-answer tests."""
 KNOWN = "tests/test_known_answers.py"
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "weights": ("src/decur/weights/*", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),
+    "weights": (
+        "src/decur/weights/*",
+        [KNOWN, "tests/test_weights.py", "tests/test_export.py", "tests/test_terratorch.py", *SLOW_WEIGHTS],
+    ),
     "transforms": ("src/decur/data/transforms.py", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),
     "joint": ("src/decur/models/joint.py", [KNOWN]),
     "heads": ("src/decur/models/heads.py", [KNOWN, "tests/test_heads.py"]),
