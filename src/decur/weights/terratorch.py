@@ -226,7 +226,9 @@ def encoder(modality: str | None = None, **kwargs: Any) -> DecurBackbone:
 
 
 def _terratorch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    accepted = set(build.__code__.co_varnames[: build.__code__.co_argcount])
+    import inspect
+
+    accepted = set(inspect.signature(build).parameters)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise WeightsError(f"decur backbone: unknown argument(s) {unknown}; accepted: {sorted(accepted)}")
