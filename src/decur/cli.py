@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import decur.embed
 import decur.evaluate  # noqa: F401  (registers the config kinds of transfer and the studies; imports no torch)
 from decur.config import ConfigError, load_config, load_dataclass
 
@@ -225,6 +226,62 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    from decur.embed import EmbedConfig
+
+    cfg = load_dataclass(EmbedConfig, args.config, args.overrides)
+    cfg.source = args.source
+    cfg.validate()
+    from decur.embed.run import embed
+
+    summary = embed(cfg, args.out, overwrite=args.overwrite)
+    if summary["rank"] == 0:
+        resumed = f" ({summary['resumed']} from the unfinished run)" if summary["resumed"] else ""
+        print(f"wrote {summary['rows']} rows{resumed} to {summary['out']} in {summary['seconds']} s")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from decur.embed.search import Embeddings, partner_ranks, partner_summary, quicklook, search
+
+    if args.evaluate:
+        emb = Embeddings(args.embeddings)
+        mods = emb.modalities
+        src, dst = args.modality_from or mods[0], args.modality_to or mods[-1]
+        s = partner_summary(partner_ranks(emb, args.space, src, dst, args.raw))
+        print(
+            f"{src} -> {dst}, {args.space} space, {int(s['queries'])} queries: recall@1 {s['recall@1']:.3f} "
+            f"(chance {s['random_recall@1']:.3f}), recall@10 {s['recall@10']:.3f} (chance "
+            f"{s['random_recall@10']:.3f}), median rank {s['median_rank']:.0f} (chance {s['random_median_rank']:.0f})"
+        )
+        return 0
+    if args.query is None:
+        raise ConfigError("decur search: give --query ID (a sample id of the file) or --evaluate")
+    emb, hits = search(args.embeddings, args.query, args.space, args.modality_from, args.modality_to, args.k + 1,
+                       args.raw)  # fmt: skip
+    src = args.modality_from or emb.modalities[0]
+    dst = args.modality_to or (emb.modalities[1] if len(emb.modalities) > 1 and args.space != "feature" else src)
+    if src == dst:  # the query itself is its own best match within one modality: left out
+        hits = [h for h in hits if h.id != args.query]
+    hits = hits[: args.k]
+    for i, h in enumerate(hits, 1):
+        h.rank = i
+    print(f"query {args.query} ({src}) -> {dst}, {args.space} space, top {len(hits)} of {emb.rows}:")
+    for h in hits:
+        where = f"  lon {h.centre[0]:.4f} lat {h.centre[1]:.4f}" if h.centre else ""
+        print(f"  {h.rank:>3}  {h.score:+.4f}  {h.id}{where}")
+    if args.out:
+        row = emb.row_of(args.query)
+        qid, qindex, qcentre = emb.describe([row])[0]
+        from decur.embed.search import Hit
+
+        note = quicklook(emb, Hit(0, qid, qindex, 1.0, qcentre), hits, (src, dst), Path(args.out))
+        if note:
+            print(f"note: {note}")
+        print(f"quick-look: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``decur``: one ``_add_*`` function per group of subcommands."""
     parser = argparse.ArgumentParser(prog="decur", description=__doc__)
@@ -232,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_config_commands(sub)
     _add_explain(sub)
+    _add_embed(sub)
     _add_weights(sub)
     _add_validate(sub)
     _add_data(sub)
@@ -309,6 +367,36 @@ def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ex.set_defaults(func=_explain)
 
 
+def _add_embed(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    em = sub.add_parser(
+        "embed",
+        help="every sample's features and common / unique embeddings -> GeoParquet (or zarr), on the engine",
+        description="Embed a dataset with pretrained weights. Re-running the same command after a kill continues "
+        "where it stopped.",
+    )
+    em.add_argument("source", help="weights: run folder or checkpoint, export folder, imported weights")
+    em.add_argument("--out", required=True, help="the file to write (.parquet; a folder with format=zarr)")
+    em.add_argument("--config", help="YAML with the fields of decur.embed.EmbedConfig")
+    em.add_argument("--overwrite", action="store_true", help="replace --out (and an unfinished run's parts)")
+    em.add_argument("overrides", nargs="*", help="field=value, e.g. dataset=bigearthnet root=DIR split=test")
+    em.set_defaults(func=_embed)
+    se = sub.add_parser("search", help="nearest samples of a query in a file `decur embed` wrote (exact cosine)")
+    se.add_argument("embeddings", help="the .parquet file written by decur embed")
+    se.add_argument("--query", help="a sample id of the file")
+    se.add_argument("--space", default="common", choices=["common", "unique", "feature", "fused"])
+    se.add_argument("--modality-from", help="the query's modality (default: the file's first)")
+    se.add_argument("--modality-to", help="the candidates' modality (default: the file's second)")
+    se.add_argument("--k", type=_at_least(1), default=10, help="neighbours to show (default 10)")
+    se.add_argument("--raw", action="store_true", help="compare raw projector outputs (not standardised)")
+    se.add_argument("--out", help="write a quick-look PNG of the query and its neighbours here")
+    se.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="every sample as a query: the rank of its own other modality (recall@1, @10, median rank)",
+    )
+    se.set_defaults(func=_search)
+
+
 def _add_weights(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("export", help="a run's encoders as plain timm / SegFormer state dicts + a card")
     e.add_argument("run", help="run folder or checkpoint")
@@ -334,7 +422,7 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     v.add_argument("configs", nargs="+")
     v.add_argument(
         "--kind",
-        choices=["pretrain", "transfer", "experiment", "sweep", "convergence"],
+        choices=["pretrain", "transfer", "experiment", "sweep", "convergence", "embed"],
         help="the kind of every file (default: detected from its keys)",
     )
     v.add_argument("--check-paths", action="store_true", help="also check that data folders and files exist")

@@ -269,6 +269,11 @@ class BigEarthNetMM(Dataset[dict[str, Tensor]]):
     def __len__(self) -> int:
         return len(self.patches)
 
+    def locate(self, index: int) -> tuple[str, Path]:
+        """Sample ``index``'s id (its S2 patch name) and its georeferenced S2 B02 file (``decur embed``)."""
+        name = self.patches[index]
+        return name, self.s2_root / name / f"{name}_B02.tif"
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         s2_name = self.patches[index]
         s2_folder, s1_folder = self.s2_root / s2_name, self.s1_root / self.s1_of[s2_name]
@@ -399,6 +404,11 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def locate(self, index: int) -> tuple[str, Path]:
+        """Sample ``index``'s id (its S2 ``patch_id``) and its georeferenced S2 B02 file (``decur embed``)."""
+        s2 = self.rows[index]["patch_id"]
+        return s2, self.root / "BigEarthNet-S2" / s2.rsplit("_", 2)[0] / s2 / f"{s2}_B02.tif"
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         row = self.rows[index]

@@ -158,6 +158,16 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
     def __len__(self) -> int:
         return len(self.tiles) * self.per_tile
 
+    def locate(self, index: int) -> tuple[str, Path | None]:
+        """Sample ``index``'s id (``<city>/<tile>/<patch>``) and, for whole tiles, the tile's RGB file.
+
+        A patch smaller than the tile gets no file: its footprint would be the tile's, not its own.
+        """
+        tile, k = divmod(index, self.per_tile)
+        base = self.tiles[tile]
+        name = f"{base.parent.name}/{base.name}" + (f"/{k}" if self.per_tile > 1 else "")
+        return name, Path(f"{base}_rgb.jp2") if self.per_tile == 1 else None
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         tile, k = divmod(index, self.per_tile)
         per_row = self.tile_size // self.patch

@@ -4,7 +4,7 @@ BigEarthNet-MM v1.0 has 590,326 patches (269,695 in the 19-class splits used for
 as 12 S2 + 2 S1 single-band GeoTIFFs of 120 x 120 px or less: a fine-tuning epoch opens millions of small files.
 The store keeps every split's samples, preprocessed exactly as the raw readers return them:
 
-    index.json   format, version, patches per split, label names, band layout
+    index.json   format, version, patches per split, label names, band layout, patch names (S2) in store order
     s1.npy       float16 [n, 2, 120, 120]     VV, VH in dB, 2 % outliers cut per image
     s2.npy       uint8   [n, bands, 120, 120] the paper's 8-bit S2 (x / 10000 · 255, clipped), 20/60 m bands resampled
     labels.npy   uint8   [n, 19]              the 19-class multi-hot
@@ -108,6 +108,7 @@ def _write_index(files: PartialFiles, readers: dict[str, Any], version: str, ins
         "insert_b10": insert_b10,
         "labels": list(LABELS_19),
         "source": str(root),
+        "names": [reader.locate(i)[0] for reader in readers.values() for i in range(len(reader))],
     }
     files.path("index.json").write_text(json.dumps(index, indent=1))
 
@@ -156,6 +157,7 @@ class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
         self.start, self.stop = index["splits"][key]
         self.insert_b10 = bool(index["insert_b10"])
         self._arrays: dict[str, Any] | None = None  # opened lazily, once per worker process
+        self._names: list[str] | None = None
 
     @property
     def stats(self) -> dict[str, tuple[list[float], list[float]]]:
@@ -164,6 +166,13 @@ class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
 
     def __len__(self) -> int:
         return self.stop - self.start
+
+    def locate(self, index: int) -> tuple[str, None]:
+        """Sample ``index``'s id (its S2 patch name, when the store records names) and no file (``decur embed``)."""
+        if self._names is None:
+            index_file = json.loads((self.root / "index.json").read_text())
+            self._names = list(index_file.get("names", [])) or [f"{k:07d}" for k in range(self.stop)]
+        return str(self._names[self.start + index]), None
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if self._arrays is None:

@@ -264,6 +264,10 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
     def __len__(self) -> int:
         return len(self.names)
 
+    def locate(self, index: int) -> tuple[str, None]:
+        """Sample ``index``'s id (its image name) and no georeferenced file (``decur embed``)."""
+        return self.names[index], None
+
     def _find(self, folder: str, name: str) -> Path:
         for ext in IMAGE_EXTENSIONS:
             path = self.root / folder / f"{name}{ext}"

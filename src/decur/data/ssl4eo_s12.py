@@ -174,6 +174,8 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
         void_ids: Location ids to leave out (the release's list of void ids).
         skip_bad: Skip locations whose files are missing or broken, recording each in ``skipped``, instead of
             raising at the first one.
+        raw: Return the stored values (S1 dB, S2 DN) instead of decur's units (S1 with its 2 % outliers cut, S2
+            in 8-bit steps / 255): for weights trained with another input transform (``decur embed``).
 
     Raises:
         DatasetError: Missing folders, unpaired locations, bad files; the message names the path and the fix.
@@ -189,8 +191,10 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
         pair_seasons: bool = True,
         void_ids: Iterable[str] = (),
         skip_bad: bool = False,
+        raw: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.raw = raw
         if s2_product not in ("s2c", "s2a"):
             raise ValueError(f"s2_product must be 's2c' (L1C) or 's2a' (L2A), got {s2_product!r}")
         self.s2_product, self.size, self.views, self.pair_seasons = s2_product, size, views, pair_seasons
@@ -249,9 +253,22 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
         s2 = torch.stack([self._read_s2(s2_seasons[k]) for k in pick_s2])
         return {"s1": s1, "s2": s2}
 
+    def read_season(self, index: int, season: int = 0) -> dict[str, Tensor]:
+        """Season pair ``season`` (in date order) of location ``index``, one ``C x H x W`` image per modality."""
+        seasons = self.seasons(index)
+        k = min(season, len(seasons["s1"]) - 1)
+        return {"s1": self._read_s1(seasons["s1"][k]), "s2": self._read_s2(seasons[self.s2_product][k])}
+
+    def locate(self, index: int, season: int = 0) -> tuple[str, Path]:
+        """Location ``index``'s id (``<location>/<S2 season folder>``) and that season's S2 B2 file (its footprint)."""
+        folders = self.seasons(index)[self.s2_product]
+        folder = folders[min(season, len(folders) - 1)]
+        return f"{self.ids[index]}/{folder.name}", folder / "B2.tif"
+
     def _read_s1(self, folder: Path) -> Tensor:
-        bands = [read_band(folder / f"{b}.tif", (self.size, self.size), np.float32) for b in S1_BANDS]
-        return cut_outliers(torch.from_numpy(np.stack(bands)))
+        bands = torch.from_numpy(np.stack([read_band(folder / f"{b}.tif", (self.size, self.size), np.float32)
+                                           for b in S1_BANDS]))  # fmt: skip
+        return bands if self.raw else cut_outliers(bands)
 
     def _read_s2(self, folder: Path) -> Tensor:
         out = []
@@ -261,4 +278,4 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
             if side != self.size:
                 band = F.interpolate(band[None, None], size=(self.size, self.size), mode="bilinear")[0, 0]
             out.append(band)
-        return s2_to_unit(torch.stack(out))
+        return torch.stack(out) if self.raw else s2_to_unit(torch.stack(out))

@@ -140,6 +140,10 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
     def __len__(self) -> int:
         return self.length
 
+    def locate(self, index: int) -> tuple[str, None]:
+        """Sample ``index``'s id (its scene number) and no georeferenced file (``decur embed``)."""
+        return f"{index:07d}", None
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} samples")

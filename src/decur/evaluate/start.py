@@ -98,7 +98,9 @@ def starting_point(run: TransferRun, data: TransferData) -> Start:
         _check_patch(arch, run.crop_size or getattr(data, "crop_size", None))
     try:
         transforms = {m: after_reader(chosen[m], m, data.raw, FIELD) for m in use}
-    except (WeightsError, ValueError) as err:
+    except WeightsError as err:  # its message names the field already
+        raise ConfigError(str(err)) from None
+    except ValueError as err:
         raise ConfigError(f"{FIELD}: {err}") from None
     return Start(arch, bands, transforms, pre, notes)
 

@@ -197,6 +197,15 @@ class MultimodalEncoder(nn.Module):
         return [sum(w) for w in zip(*widths, strict=True)]
 
 
+def projector_from_state(state: dict[str, Tensor]) -> nn.Module:
+    """A projector of the widths stored in ``state``, loaded from it strictly (decur's layout, or the release's)."""
+    from decur.models.multimodal import projector
+
+    net = _projector_from_state(state, projector)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
 def _projector_from_state(state: dict[str, Tensor], make: Any) -> nn.Module:
     """A projector of the widths stored in ``state`` (decur's layout, with the release's MiT head when present)."""
     linear = sorted(int(k.split(".")[0]) for k in state if k.endswith("weight") and state[k].ndim == 2)

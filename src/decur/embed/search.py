@@ -1,0 +1,272 @@
+"""``decur search``: exact cosine top-k over the embeddings ``decur embed`` wrote, within or across modalities.
+
+A query is a sample of the file (by ``id``) seen through one modality (``modality_from``); the candidates are every
+sample seen through another (``modality_to``), in one space: ``common`` (the dimensions DeCUR aligns across
+modalities: a SAR query finds optical scenes of the same place), ``unique`` (the dimensions kept apart: cross-modal
+search should fail there), ``feature`` (pooled encoder features, within one modality) or ``fused``. Embedding
+columns are standardised per dimension with the file's statistics, as the training's BN(f(x)) did over a batch
+(``raw=True``: as stored), then L2-normalised. The file is read in row batches and the scores of one batch at a
+time are kept only as long as the running top-k needs them: no all-pairs matrix, memory bounded by the batch.
+
+``partner_ranks`` scores the space itself: every sample queries with one modality, and the rank of its own other
+modality among all samples is counted (every candidate scoring at least as high, itself included), as
+``decur.evaluate.retrieval.ranks`` does in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from decur.config import ConfigError
+
+SPACES = ("common", "unique", "feature", "fused")
+
+
+@dataclass
+class Hit:
+    """One neighbour: its rank, id, dataset index, cosine score and footprint centre (lon, lat; ``None``: none)."""
+
+    rank: int
+    id: str
+    index: int
+    score: float
+    centre: tuple[float, float] | None
+
+
+class Embeddings:
+    """A file written by ``decur embed``, read column by column in row batches.
+
+    Args:
+        path: The ``.parquet`` file.
+        batch_rows: Rows per batch read (the memory bound of a search).
+
+    Raises:
+        ConfigError: The file is missing or not written by ``decur embed``.
+
+    """
+
+    def __init__(self, path: str | Path, batch_rows: int = 8192) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"{self.path}: no such embeddings file (write one with `decur embed`)")
+        try:
+            self.file = pq.ParquetFile(self.path)
+        except Exception as err:
+            raise ConfigError(f"{self.path}: not a Parquet file ({err})") from None
+        raw = (self.file.schema_arrow.metadata or {}).get(b"decur")
+        if raw is None:
+            raise ConfigError(f"{self.path}: no `decur` metadata; it was not written by `decur embed`")
+        self.meta: dict[str, Any] = json.loads(raw)
+        self.names = self.file.schema_arrow.names
+        self.batch_rows = batch_rows
+        self.rows = self.file.metadata.num_rows
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities with a feature column, in the file's order."""
+        return [n.removeprefix("feature_") for n in self.names if n.startswith("feature_")]
+
+    def column(self, space: str, modality: str | None) -> str:
+        """The column of ``space`` for ``modality`` (``fused``: the one fused column).
+
+        Raises:
+            ConfigError: An unknown space, or a modality / space the file does not hold (naming what it holds).
+
+        """
+        if space not in SPACES:
+            raise ConfigError(f"--space: {space!r} is not one of {list(SPACES)}")
+        if space == "fused":
+            return "fused"
+        if modality not in self.modalities:
+            raise ConfigError(f"{self.path}: no modality {modality!r}; it holds {self.modalities}")
+        name = f"{space}_{modality}"
+        if name not in self.names:
+            raise ConfigError(
+                f"{self.path}: no {space} column for {modality!r}: the weights had no projector (only features); "
+                "use --space feature"
+            )
+        return name
+
+    def batches(self, column: str, raw: bool = False) -> Iterator[tuple[int, Tensor]]:
+        """``(first row, rows x D unit vectors)`` of ``column``, standardised with the file's statistics first."""
+        stats = self.meta.get("stats", {}).get(column)
+        mean = std = None
+        if stats is not None and not raw:
+            mean = torch.tensor(stats["mean"], dtype=torch.float64)
+            std = torch.tensor(stats["std"], dtype=torch.float64).clamp_min(1e-12)
+        at = 0
+        for batch in self.file.iter_batches(batch_size=self.batch_rows, columns=[column]):
+            col = batch.column(0)
+            width = col.type.list_size
+            x = torch.from_numpy(col.values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, width))
+            if mean is not None and std is not None:
+                x = (x - mean) / std
+            yield at, F.normalize(x, dim=1)
+            at += len(x)
+
+    def row_of(self, sample_id: str) -> int:
+        """The row holding ``sample_id``.
+
+        Raises:
+            ConfigError: No such id (naming a few that exist).
+
+        """
+        at = 0
+        first: list[str] = []
+        for batch in self.file.iter_batches(batch_size=self.batch_rows, columns=["id"]):
+            ids = batch.column(0).to_pylist()
+            if sample_id in ids:
+                return at + ids.index(sample_id)
+            first += ids[: 3 - len(first)]
+            at += len(ids)
+        raise ConfigError(f"{self.path}: no sample with id {sample_id!r} (ids look like {first})")
+
+    def vector(self, row: int, column: str, raw: bool = False) -> Tensor:
+        """Row ``row`` of ``column`` as a standardised unit vector."""
+        for at, x in self.batches(column, raw):
+            if at <= row < at + len(x):
+                return x[row - at]
+        raise IndexError(row)
+
+    def describe(self, rows: list[int]) -> list[tuple[str, int, tuple[float, float] | None]]:
+        """``(id, index, footprint centre)`` of each of ``rows``."""
+        table = self.file.read(columns=["id", "index", "bbox"])
+        out = []
+        for r in rows:
+            box = table["bbox"][r].as_py()
+            centre = None if box is None else ((box["xmin"] + box["xmax"]) / 2, (box["ymin"] + box["ymax"]) / 2)
+            out.append((table["id"][r].as_py(), int(table["index"][r].as_py()), centre))
+        return out
+
+
+def top_k(emb: Embeddings, query: Tensor, column: str, k: int = 10, raw: bool = False) -> list[tuple[int, float]]:
+    """The ``k`` rows of ``column`` most cosine-similar to the unit vector ``query``: ``(row, score)``, best first."""
+    best_scores = torch.empty(0, dtype=torch.float64)
+    best_rows = torch.empty(0, dtype=torch.long)
+    for at, x in emb.batches(column, raw):
+        scores = torch.cat([best_scores, x @ query.double()])
+        rows = torch.cat([best_rows, torch.arange(at, at + len(x))])
+        keep = torch.topk(scores, min(k, len(scores))).indices
+        best_scores, best_rows = scores[keep], rows[keep]
+    order = torch.argsort(best_scores, descending=True, stable=True)
+    return [(int(best_rows[i]), float(best_scores[i])) for i in order]
+
+
+def search(
+    path: str | Path,
+    query_id: str,
+    space: str = "common",
+    modality_from: str | None = None,
+    modality_to: str | None = None,
+    k: int = 10,
+    raw: bool = False,
+) -> tuple[Embeddings, list[Hit]]:
+    """The ``k`` nearest samples of ``query_id`` (module docstring); modalities default to the first two."""
+    emb = Embeddings(path)
+    mods = emb.modalities
+    src = modality_from or mods[0]
+    dst = modality_to or (mods[1] if len(mods) > 1 and space != "feature" else src)
+    query = emb.vector(emb.row_of(query_id), emb.column(space, src), raw)
+    found = top_k(emb, query, emb.column(space, dst), k, raw)
+    described = emb.describe([r for r, _ in found])
+    hits = [Hit(i + 1, d[0], d[1], s, d[2]) for i, ((_, s), d) in enumerate(zip(found, described, strict=True))]
+    return emb, hits
+
+
+def partner_ranks(emb: Embeddings, space: str, modality_from: str, modality_to: str, raw: bool = False) -> Tensor:
+    """For every row, the 1-based rank of its own ``modality_to`` vector among all rows' for its query.
+
+    The query is the row's ``modality_from`` vector; ties count against it. One block of queries is scored against
+    one block of candidates at a time.
+    """
+    q_col, g_col = emb.column(space, modality_from), emb.column(space, modality_to)
+    own = torch.cat([(q * g).sum(1) for (_, q), (_, g) in zip(emb.batches(q_col, raw), emb.batches(g_col, raw),
+                                                                strict=True)])  # fmt: skip
+    ranks = torch.zeros(emb.rows, dtype=torch.long)
+    for qa, q in emb.batches(q_col, raw):
+        mine = own[qa : qa + len(q)]
+        for _, g in emb.batches(g_col, raw):
+            ranks[qa : qa + len(q)] += ((q @ g.T) >= mine[:, None]).sum(1)
+    return ranks
+
+
+def partner_summary(ranks: Tensor) -> dict[str, float]:
+    """recall@1 / @10, the median rank and their random floors."""
+    n = ranks.numel()
+    r = ranks.double()
+    return {
+        "queries": float(n),
+        "recall@1": float((r <= 1).double().mean()),
+        "recall@10": float((r <= 10).double().mean()),
+        "median_rank": float(r.median()),
+        "random_recall@1": 1 / n,
+        "random_recall@10": min(1.0, 10 / n),
+        "random_median_rank": (n + 1) / 2,
+    }
+
+
+def quicklook(emb: Embeddings, query: Hit, hits: list[Hit], modalities: tuple[str, str], out: Path) -> str | None:
+    """A PNG of the query (its ``modalities[0]`` image) and its neighbours (their ``modalities[1]`` images).
+
+    The images are read again from the dataset recorded in the file; where it cannot be opened (moved, another
+    machine), the footprints are drawn instead. Returns a note for the user, or ``None``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from decur.explain import _render
+
+    images: list[Any] = []
+    note = None
+    try:
+        data = _dataset(emb.meta)
+        images = [data[query.index][modalities[0]]] + [data[h.index][modalities[1]] for h in hits]
+    except Exception as err:  # the data are elsewhere: footprints only
+        note = f"the images of {emb.meta.get('data', {}).get('root')} could not be read ({err}); drew footprints"
+    shown = [query, *hits]
+    if images:
+        fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
+        for ax, hit, image, m in zip(axes[0], shown, images, [modalities[0]] + [modalities[1]] * len(hits),
+                                     strict=True):  # fmt: skip
+            ax.imshow(_render(m, torch.as_tensor(image)), cmap="gray")
+            title = f"query ({m})\n{hit.id[-18:]}" if hit is query else f"#{hit.rank} {hit.score:.3f}\n{hit.id[-18:]}"
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    else:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for hit in shown:
+            if hit.centre is not None:
+                ax.plot(*hit.centre, "r*" if hit is query else "k.", ms=12 if hit is query else 6)
+                ax.annotate(str(hit.rank) if hit is not query else "query", hit.centre, fontsize=7)
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
+    fig.suptitle(f"{emb.path.name}: {query.id}", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return note
+
+
+def _dataset(meta: dict[str, Any]) -> Any:
+    """The raw reader of the embedded data (the file's ``data`` record), before any input transform."""
+    from decur.embed.config import EmbedConfig
+    from decur.embed.run import _open_data, _ssl4eo_run
+
+    fields = dict(meta["data"])
+    cfg = EmbedConfig(**{k: v for k, v in fields.items() if k in EmbedConfig.__dataclass_fields__})
+    cfg.source = meta.get("source")
+    run = cfg.transfer_run() if cfg.dataset != "ssl4eo_s12" else _ssl4eo_run(cfg)
+    return _open_data(cfg, run).test
