@@ -36,7 +36,7 @@ def raster_corners(path: str | Path) -> tuple[np.ndarray, str] | None:
             return None
         t, w, h = src.transform, src.width, src.height
         pixels = [(0, h), (w, h), (w, 0), (0, 0)]  # (col, row): lower left, lower right, upper right, upper left
-        xs, ys = zip(*(t * p for p in pixels), strict=True)
+        xs, ys = zip(*(t @ p for p in pixels), strict=True)
         crs = src.crs
         lon, lat = transform(crs, WGS84, list(xs), list(ys)) if crs.to_epsg() != 4326 else (xs, ys)
         return np.column_stack([lon, lat]).astype(np.float64), crs.to_string()

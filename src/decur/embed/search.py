@@ -30,6 +30,9 @@ from torch import Tensor
 from decur.config import ConfigError
 
 SPACES = ("common", "unique", "feature", "fused")
+TIE = 1e-12
+"""Scores this close count as tied: a dot product summed in another order (block against block) may differ in its
+last bits (float64), and a sample must never rank above its own partner's score by rounding alone."""
 
 
 @dataclass
@@ -186,7 +189,7 @@ def search(
 def partner_ranks(emb: Embeddings, space: str, modality_from: str, modality_to: str, raw: bool = False) -> Tensor:
     """For every row, the 1-based rank of its own ``modality_to`` vector among all rows' for its query.
 
-    The query is the row's ``modality_from`` vector; ties count against it. One block of queries is scored against
+    The query is the row's ``modality_from`` vector; ties (within ``TIE``) count against it. One block of queries is scored against
     one block of candidates at a time.
     """
     q_col, g_col = emb.column(space, modality_from), emb.column(space, modality_to)
@@ -196,7 +199,7 @@ def partner_ranks(emb: Embeddings, space: str, modality_from: str, modality_to: 
     for qa, q in emb.batches(q_col, raw):
         mine = own[qa : qa + len(q)]
         for _, g in emb.batches(g_col, raw):
-            ranks[qa : qa + len(q)] += ((q @ g.T) >= mine[:, None]).sum(1)
+            ranks[qa : qa + len(q)] += ((q @ g.T) >= mine[:, None] - TIE).sum(1)
     return ranks
 
 
