@@ -189,8 +189,8 @@ def search(
 def partner_ranks(emb: Embeddings, space: str, modality_from: str, modality_to: str, raw: bool = False) -> Tensor:
     """For every row, the 1-based rank of its own ``modality_to`` vector among all rows' for its query.
 
-    The query is the row's ``modality_from`` vector; ties (within ``TIE``) count against it. One block of queries is scored against
-    one block of candidates at a time.
+    The query is the row's ``modality_from`` vector; ties (within ``TIE``) count against it. One block of queries
+    is scored against one block of candidates at a time.
     """
     q_col, g_col = emb.column(space, modality_from), emb.column(space, modality_to)
     own = torch.cat([(q * g).sum(1) for (_, q), (_, g) in zip(emb.batches(q_col, raw), emb.batches(g_col, raw),
