@@ -41,6 +41,7 @@ TINY = {
     "transfer": ["epochs=1", "batch_size=4", "num_workers=0", "seeds=[0]", "train_samples=16", "test_samples=8",
                  "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true"],
     "explain": ["--samples", "8", "--batch-size", "4", "--alignment-batches", "1", "--ig-steps", "2"],
+    "embed": ["samples=16", "batch_size=8", "num_workers=0"],
 }  # fmt: skip
 """Appended to the ``decur`` command of the same name."""
 PER_DOC = {
