@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transfer_throughput.py
 	PYTHONPATH=. $(BIN)/python benchmarks/bigearthnet_loader.py
 	$(BIN)/python benchmarks/cmx_step.py
+	PYTHONPATH=. $(BIN)/python benchmarks/embed_throughput.py
 
 ## the convergence study: alignment, factor R² and probe mAP over training, 4 methods x 3 seeds (issue 14)
 convergence: $(STAMP)

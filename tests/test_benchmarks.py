@@ -16,6 +16,7 @@ SCRIPTS = {
     "step_overhead": ["--set", *TINY, "--warmup", "0", "--repeats", "1", "--rounds", "1", "--tag", "t"],
     "transfer_throughput": ["--batch", "2", "--size", "32", "--warmup", "0", "--repeats", "1", "--rounds", "1"],
     "bigearthnet_loader": ["--batch", "2", "--batches", "1", "--workers", "0"],
+    "embed_throughput": ["--batch", "2", "--batches", "1", "--size", "32", "--rounds", "1", "--projector", "16", "16"],
     "cmx_step": [
         "--arch",
         "mit_b0",
