@@ -135,6 +135,15 @@ def _data_hha(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from decur.weights import export_backbone, read_run, write_export
 
+    if args.hub:
+        from decur.weights import read_pretrained
+        from decur.weights.hub import write_hub
+
+        folder = write_hub(read_pretrained(args.run), args.hub, overwrite=args.overwrite)
+        print(f"wrote {folder}/ (model.safetensors + .pth, config.json, README.md): push it as a Hub model repository")
+        return 0
+    if args.out is None:
+        raise ConfigError("decur export: give --out (an export folder) or --hub (a Hub model folder)")
     if args.modality is None:
         card = write_export(read_run(Path(args.run)), args.out, overwrite=args.overwrite)
         print(f"wrote {card.parent}/ (card.json, one .safetensors + .pth per modality)")
@@ -146,6 +155,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from decur.weights import import_weights
+
+    if args.list:
+        from decur.weights.hub import listing
+
+        print(listing())
+        return 0
+    if args.file is None or args.out is None:
+        raise ConfigError("decur import: give the weights (a file, folder or name) and --out DIR, or --list")
 
     modalities = args.modalities.split(",") if args.modalities else None
     card, pre = import_weights(args.file, args.out, modalities, args.input_transform, args.overwrite)
@@ -401,12 +418,19 @@ def _add_weights(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     e = sub.add_parser("export", help="a run's encoders as plain timm / SegFormer state dicts + a card")
     e.add_argument("run", help="run folder or checkpoint")
     e.add_argument("--modality", help="one modality only: --out FILE.safetensors (+ FILE.json)")
-    e.add_argument("--out", required=True, help="the export folder (FILE.safetensors with --modality)")
+    e.add_argument("--out", help="the export folder (FILE.safetensors with --modality)")
+    e.add_argument("--hub", help="write a folder in the Hugging Face Hub's layout instead (model.safetensors, ...)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing export at --out")
     e.set_defaults(func=_export)
     im = sub.add_parser("import", help="published DeCUR weights (release, torchgeo, timm, SegFormer) -> an export")
-    im.add_argument("file", help="weights file or folder")
-    im.add_argument("--out", required=True, help="the export folder to write")
+    im.add_argument(
+        "file",
+        nargs="?",
+        help="weights file or folder, or a name: a release short name (--list), torchgeo:ResNet50_Weights.<NAME>, "
+        "hf:ORG/REPO[/FILE][@REVISION]",
+    )
+    im.add_argument("--out", help="the export folder to write")
+    im.add_argument("--list", action="store_true", help="print the weights decur knows by name, and exit")
     im.add_argument("--overwrite", action="store_true", help="replace an existing export at --out")
     im.add_argument("--modalities", help="names of the encoders in file order, e.g. s1,s2 (joint release files)")
     im.add_argument(

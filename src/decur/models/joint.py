@@ -131,6 +131,15 @@ class MultimodalEncoder(nn.Module):
         net = cls(encoders, names, output, projectors, pre.common_dim, **kwargs)
         return net.eval()
 
+    @classmethod
+    def from_pretrained(cls, source: str | Path, output: str = "pooled", **kwargs: Any) -> MultimodalEncoder:
+        """``from_export`` for any weights decur reads, by path or by name, loaded strictly.
+
+        Names: ``hf:ORG/REPO`` (e.g. a folder ``decur export --hub`` wrote and pushed), a release short name,
+        ``torchgeo:...`` (``decur.weights.hub``).
+        """
+        return cls.from_export(source, output, **kwargs)
+
     def _band_map(self, stack: list[str]) -> dict[str, list[int | None]]:
         out: dict[str, list[int | None]] = {}
         for m, names in self.band_names.items():

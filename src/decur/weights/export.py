@@ -337,12 +337,19 @@ def import_weights(
     from decur.weights.formats import read_pretrained
     from decur.weights.inputs import default_transforms
 
-    path = Path(source)
+    path, name = Path(source), None
+    if not path.exists():
+        from decur.weights.hub import is_name, resolve
+
+        if is_name(str(source)):  # a release short name, torchgeo:..., hf:...: its file, and its modality names
+            name = str(source)
+            path, named = resolve(name)
+            modalities = modalities or named
     _refuse_existing(Path(out), path, overwrite, "an export folder or file")
     # without names, Sentinel weights are named by band count (2 -> s1, 13 -> s2); runs and exports have names
     pre = read_pretrained(path, modalities or None, None if modalities else {"s1": 2, "s2": 13}, "--modalities")
     pre = dataclasses.replace(pre, transforms=default_transforms(pre, input_transform, "import"))
-    source_card = {"kind": pre.kind, "path": str(path.resolve())}
+    source_card = {"kind": pre.kind, "path": str(path.resolve()), **({"name": name} if name else {})}
     if path.is_file():
         source_card["sha256"] = sha256(path)
     return write_export(pre, out, source_card, overwrite), pre

@@ -255,11 +255,22 @@ def read_pretrained(
 
     """
     path = Path(source)
+    if not path.exists() and _is_name(str(source)):  # weights by name: the release's, torchgeo's, hf:...
+        from decur.weights.hub import resolve
+
+        path, named = resolve(str(source))
+        modalities = modalities or (named if named and len(named) > 1 else None)
+        if named and len(named) == 1 and not modalities and not dataset_bands:
+            modalities = named
     if not path.exists():
         raise WeightsError(
             f"{path}: does not exist; give a decur run folder, a decur export, the DeCUR release's "
             "checkpoint or a backbone state dict"
         )
+    if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        from decur.weights.hub import read_hub
+
+        return _rename(read_hub(path), modalities, field)
     if (
         (path.is_dir() and (path / CARD).is_file())
         or path.suffix == ".json"
@@ -412,6 +423,12 @@ def _rename(pre: Pretrained, modalities: list[str] | None, field: str) -> Pretra
         pre.common_dim,
         pre.card,
     )
+
+
+def _is_name(text: str) -> bool:
+    from decur.weights.hub import is_name
+
+    return is_name(text)
 
 
 def card_json(path: Path) -> dict[str, Any]:
