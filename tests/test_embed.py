@@ -195,19 +195,23 @@ def test_float16_and_zarr_hold_the_same_vectors(run, tmp_path):
 
 @pytest.fixture(scope="module")
 def release_export(module_tmp) -> Path:
-    """The release's joint S1/S2 layout (ResNet-18 to stay fast) imported as an export: no run, but projectors."""
+    """The release's joint S1/S2 layout (ResNet-18 to stay fast) with small projectors, imported as an export."""
+    from decur.models import projector
     from decur.weights import import_weights
 
     from .data import release_joint_state
 
     root = module_tmp("release")
-    torch.save({"epoch": 99, "model": release_joint_state("resnet18"), "optimizer": {}}, root / "joint.pth")
+    state = release_joint_state("resnet18")
+    for prefix in ("projector1", "projector2"):
+        state.update({f"module.{prefix}.{k}": v for k, v in projector(512, [64, 64]).state_dict().items()})
+    torch.save({"epoch": 99, "model": state, "optimizer": {}}, root / "joint.pth")
     import_weights(root / "joint.pth", root / "export")
     return root / "export"
 
 
 @pytest.mark.skipif(not BEN.is_dir(), reason=f"real BigEarthNet-MM sample not found at {BEN}")
-def test_real_bigearthnet_patches_get_their_ids_and_valid_footprints(release_export, tmp_path):
+def test_real_bigearthnet_patches_get_their_ids_and_valid_footprints(release_export, tmp_path, capsys):
     import geopandas as gpd
     from pyproj import Transformer
 
@@ -219,8 +223,10 @@ def test_real_bigearthnet_patches_get_their_ids_and_valid_footprints(release_exp
     names = sorted(p.name for p in (BEN / "BigEarthNet-S2-Example").iterdir())
     (root / "test.csv").write_text("\n".join(names) + "\n")
     out = tmp_path / "ben.parquet"
-    assert main(["embed", str(release_export), "--out", str(out), "dataset=bigearthnet", f"root={root}",
-                 "num_workers=0"]) == 0  # fmt: skip
+    args = ["embed", str(release_export), "--out", str(out), "dataset=bigearthnet", f"root={root}", "num_workers=0"]
+    assert main(args) == 2  # the release scripts' 7168 common dimensions do not fit this small projector:
+    assert "common_dim" in capsys.readouterr().err
+    assert main([*args, "common_dim=48"]) == 0
     frame = gpd.read_parquet(out)
     assert frame["id"].tolist() == names and frame.crs.to_string() == "OGC:CRS84"
     assert frame.geometry.is_valid.all() and not frame.geometry.isna().any()
@@ -233,16 +239,17 @@ def test_real_bigearthnet_patches_get_their_ids_and_valid_footprints(release_exp
             (b.left + b.right) / 2, (b.bottom + b.top) / 2
         )
         assert polygon.centroid.x == pytest.approx(x, abs=1e-4) and polygon.centroid.y == pytest.approx(y, abs=1e-4)
-    assert {len(v) for v in frame["feature_s1"]} == {512}  # ResNet-18; the release file records no common_dim:
-    assert "common_s1" not in frame and len(frame["fused"][0]) == 1024  # features only, late fusion of both
+    assert {len(v) for v in frame["feature_s1"]} == {512} and len(frame["fused"][0]) == 1024  # ResNet-18, both
+    assert {len(v) for v in frame["common_s2"]} == {48} and {len(v) for v in frame["unique_s1"]} == {16}
 
 
 @pytest.mark.skipif(not SSL4EO.is_dir(), reason=f"real SSL4EO-S12 sample not found at {SSL4EO}")
 def test_real_ssl4eo_location_is_embedded_from_its_earliest_season_with_the_file_s_extent(release_export, tmp_path):
     out = tmp_path / "s.parquet"
     assert main(["embed", str(release_export), "--out", str(out), "dataset=ssl4eo_s12", f"root={SSL4EO}",
-                 "image_size=264", "num_workers=0"]) == 0  # fmt: skip
+                 "image_size=264", "num_workers=0", "common_dim=48"]) == 0  # fmt: skip
     table = pq.read_table(out)
+    assert len(table["common_s2"][0]) == 48 and len(table["unique_s1"][0]) == 16  # the projector's 64, split at 48
     seasons = sorted(p.name for p in (SSL4EO / "s2c" / "0000200").iterdir())  # names start with the date
     assert table["id"].to_pylist() == [f"0000200/{seasons[0]}"]
     with rasterio.open(SSL4EO / "s2c" / "0000200" / seasons[0] / "B2.tif") as src:

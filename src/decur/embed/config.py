@@ -39,6 +39,10 @@ class EmbedConfig:
     """Names of the encoders in file order (the release's joint files, e.g. ``[s1, s2]``)."""
     input_transform: str | None = None
     """Override the input transform the weights were trained with (``decur``, ``ssl4eo_release``, ``torchgeo``)."""
+    common_dim: int | None = None
+    """Common embedding dimensions, replacing what the weights record (decur runs and exports their own; the
+    release's joint files the release scripts' 7168 for S1-S2, 6144 for RGB-X). Weights with projectors but no
+    record get feature columns only unless it is given."""
     s2_product: str = "s2c"
     """SSL4EO-S12: ``s2c`` (L1C, 13 bands) or ``s2a`` (L2A, 12 bands)."""
     season: int = 0
@@ -76,6 +80,8 @@ class EmbedConfig:
         for name in ("batch_size", "rows_per_part", "samples", "image_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"embed config field `{name}`: must be >= 1, got {getattr(self, name)}")
+        if self.common_dim is not None and self.common_dim < 1:
+            raise ConfigError(f"embed config field `common_dim`: must be >= 1, got {self.common_dim}")
         if self.num_workers < 0 or self.season < 0:
             raise ConfigError("embed config fields `num_workers` and `season`: must be >= 0")
         if self.source is None:

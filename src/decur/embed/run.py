@@ -85,8 +85,18 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
     done = _resume(parts, identity, overwrite and not out.exists())
     todo = [i for i in range(len(data.test)) if i not in done]
     dataset = _Located(Transformed(data.test, start.transforms), data.test, list(start.bands))
-    projectors = {m: _projector(pre.projectors[m]) for m in start.bands if m in pre.projectors}
-    module = EmbedModule(start.encoders(), projectors, int(pre.common_dim or 0))
+    common_dim = cfg.common_dim or pre.common_dim
+    projectors = {m: _projector(pre.projectors[m]) for m in start.bands if m in pre.projectors and common_dim}
+    if pre.projectors and not common_dim and progress:
+        print(f"note: {cfg.source} records no common_dim: writing features only (give common_dim=N for the split)")
+    for m, proj in projectors.items():
+        width = [layer for layer in proj.modules() if isinstance(layer, nn.Linear)][-1].out_features
+        if common_dim and common_dim > width:
+            raise ConfigError(
+                f"embed config field `common_dim`: {common_dim} common dimensions, but {m}'s projector gives {width}; "
+                f"give common_dim=N with N < {width}"
+            )
+    module = EmbedModule(start.encoders(), projectors, int(common_dim or 0))
     writer = PartWriter(parts, cfg.rows_per_part, cfg.dtype, len(todo), progress)
     trainer = build_trainer(parts, cfg.trainer, global_batch=cfg.batch_size, max_epochs=1, progress=False,
                             extra_callbacks=[writer])  # fmt: skip
@@ -100,7 +110,7 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
         trainer.strategy.barrier()
     summary: dict[str, Any] = {"out": str(out), "resumed": len(done), "rank": rank}
     if rank == 0:
-        card = {"arch": pre.arch, "bands": start.bands, "common_dim": pre.common_dim, "kind": pre.kind,
+        card = {"arch": pre.arch, "bands": start.bands, "common_dim": common_dim, "kind": pre.kind,
                 "transforms": {m: asdict(t) for m, t in start.transforms.items()}}  # fmt: skip
         meta = {"format": FORMAT, "version": VERSION, "source": cfg.source, "card": card,
                 "data": {k: v for k, v in asdict(cfg).items() if k not in ("trainer", "source")},
@@ -218,8 +228,9 @@ def rows_table(batches: list[dict[str, Any]], common_dim: int, dtype: pa.DataTyp
         columns[f"feature_{m}"] = _vectors(torch.cat([b[f"feature/{m}"] for b in batches]), dtype)
         if f"embedding/{m}" in batches[0]:
             z = torch.cat([b[f"embedding/{m}"] for b in batches])
-            columns[f"common_{m}"] = _vectors(z[:, :common_dim], dtype)
-            columns[f"unique_{m}"] = _vectors(z[:, common_dim:], dtype)
+            for name, part in ((f"common_{m}", z[:, :common_dim]), (f"unique_{m}", z[:, common_dim:])):
+                if part.shape[1]:  # an all-common run has no unique column
+                    columns[name] = _vectors(part, dtype)
     fused = torch.cat([torch.cat([b[f"feature/{m}"] for b in batches]) for m in mods], dim=1)
     columns["fused"] = _vectors(fused, dtype)
     return pa.table(columns)
