@@ -902,3 +902,70 @@ def test_every_transform_card_names_where_its_statistics_come_from():
     card = sentinel_transform("torchgeo", "s1", 2).to_card()
     assert InputTransform.from_card(card).stats_source == card["stats_source"]
     assert InputTransform.from_card({k: v for k, v in card.items() if k != "stats_source"}).stats_source == ""
+
+
+def test_a_tensor_through_the_torchgeo_card_transform_is_transformed_too():
+    from decur.weights.torchgeo import CardTransform
+
+    out = CardTransform(sentinel_transform("torchgeo", "s2", 13))(constant([2500.0] * 13))
+    assert out[0, 0, 0].item() == pytest.approx(0.25)  # torchgeo's S2 rule: DN / 10000
+
+
+def test_after_reader_keeps_a_raw_reader_s_transform_and_drops_only_the_reader_s_own_first_step():
+    """What is left of each rule for readers returning raw values or decur's units (``weights/inputs.py``)."""
+    from decur.weights.inputs import after_reader
+
+    s2 = sentinel_transform("decur", "s2", 13)
+    s1 = sentinel_transform("decur", "s1", 2)
+    assert after_reader(s2, "s2", True, "here") is s2  # raw DN: every step still to do
+    assert [s["op"] for s in s2.steps] == ["s2_8bit", "standardize"]
+    assert [s["op"] for s in after_reader(s2, "s2", False, "here").steps] == ["standardize"]
+    assert [s["op"] for s in s1.steps] == ["cut_outliers", "standardize"]
+    assert [s["op"] for s in after_reader(s1, "s1", False, "here").steps] == ["standardize"]
+    for rule, m, bands, units in (("ssl4eo_release", "s2", 13, "DN"), ("torchgeo", "s1", 2, "dB")):
+        t = sentinel_transform(rule, m, bands)
+        assert after_reader(t, m, True, "here") is t
+        with pytest.raises(WeightsError) as err:
+            after_reader(t, m, False, "the field")
+        assert str(err.value).startswith(f"the field: the {rule} transform of '{m}' starts from {units}, but these data")
+        assert "use the raw release tree, or input_transform: decur" in str(err.value)
+    rgb = image_transform("ssl4eo_release", "rgb", 3, ([0.5] * 3, [0.25] * 3))
+    assert after_reader(rgb, "rgb", False, "here").steps == rgb.steps  # 8-bit/255 images: nothing to drop
+
+
+def test_the_recorded_sha256_of_a_file_of_several_chunks_is_hashlibs(tmp_path):
+    import hashlib
+
+    from decur.weights.formats import sha256
+
+    data = np.random.default_rng(0).integers(0, 256, (5 << 19) + 7, dtype=np.uint8).tobytes()  # 2.5 MiB + 7 B
+    (tmp_path / "f.pth").write_bytes(data)
+    assert sha256(tmp_path / "f.pth") == hashlib.sha256(data).hexdigest()
+
+
+def test_the_terratorch_builder_refuses_in_one_line_naming_what_to_fix(tmp_path):
+    from decur.weights.terratorch import DecurBackbone, build, encoder
+
+    ckpt = _joint_file(tmp_path)[0]
+    with pytest.raises(WeightsError) as err:
+        build(ckpt_data=None)
+    assert str(err.value) == (
+        "decur backbone: ckpt_data is required (a decur export folder: `decur export` or `decur import` write one)"
+    )
+    with pytest.raises(WeightsError) as err:
+        build(ckpt_data=str(ckpt), names=["s1", "s2"], input_transform="imagenet")
+    assert str(err.value) == "decur backbone: input_transform 'imagenet' is not one of ['card', 'none']"
+    with pytest.raises(WeightsError) as err:
+        build(ckpt_data=str(ckpt), names=["s1", "s2"], modalities=["s3"])
+    assert str(err.value) == f"{ckpt}: has no modality ['s3']; it has ['s1', 's2']"
+    with pytest.raises(WeightsError) as err:
+        encoder(ckpt_data=str(ckpt))
+    assert str(err.value) == "decur_encoder: say which modality with backbone_modality (e.g. s2)"
+    net = build(ckpt_data=str(ckpt), names=["s1", "s2"], input_transform="none")  # the joint file named by the caller
+    assert isinstance(net, DecurBackbone) and list(net.joint.encoders) == ["s1", "s2"]
+    with pytest.raises(WeightsError) as err:
+        net({"LIDAR": torch.randn(1, 2, 32, 32)})
+    assert str(err.value) == (
+        "decur backbone: input key 'LIDAR' is no modality of ['s1', 's2']; map it with modality_keys: "
+        "{LIDAR: <modality>}"
+    )
