@@ -927,7 +927,8 @@ def test_after_reader_keeps_a_raw_reader_s_transform_and_drops_only_the_reader_s
         assert after_reader(t, m, True, "here") is t
         with pytest.raises(WeightsError) as err:
             after_reader(t, m, False, "the field")
-        assert str(err.value).startswith(f"the field: the {rule} transform of '{m}' starts from {units}, but these data")
+        expected = f"the field: the {rule} transform of '{m}' starts from {units}, but these data"
+        assert str(err.value).startswith(expected)
         assert "use the raw release tree, or input_transform: decur" in str(err.value)
     rgb = image_transform("ssl4eo_release", "rgb", 3, ([0.5] * 3, [0.25] * 3))
     assert after_reader(rgb, "rgb", False, "here").steps == rgb.steps  # 8-bit/255 images: nothing to drop
