@@ -123,7 +123,7 @@ def pretrained(module_tmp):
 
 
 def _encoder_state(ckpt_or_run, prefix="model.encoders."):
-    from decur.train.module import checkpoint_path
+    from decur.runfiles import checkpoint_path
 
     state = torch.load(checkpoint_path(ckpt_or_run), map_location="cpu", weights_only=True)["state_dict"]
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from decur.augment import ViewPipeline
 from decur.data.synthetic import SyntheticMultimodal
+from decur.evaluate.metrics import alignment
 
 S2_BAND_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 """Sentinel-2 L1C band order of decur's readers (SSL4EO-S12, BigEarthNet with B10 inserted, the synthetic data)."""
@@ -149,13 +150,6 @@ def embeddings(module: Any, dataset: Dataset, samples: int, batch_size: int = 64
 def _first_view(x: Tensor) -> Tensor:
     """``N x C x H x W`` from a batch that may carry views (``N x V x C x H x W``: seasons or cropped views)."""
     return x[:, 0] if x.ndim == 5 else x
-
-
-def alignment(z: dict[str, Tensor]) -> np.ndarray:
-    """Per-dimension ``(1 − C_ii)^2`` of the first two modalities' embeddings over the given samples (Eq. 1)."""
-    a, b = (v.double() - v.double().mean(0) for v in list(z.values())[:2])
-    c_ii = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp_min(1e-12)
-    return ((1 - c_ii) ** 2).numpy()
 
 
 @torch.no_grad()

@@ -86,8 +86,8 @@ def evaluate_state(
     module: Any, train: SyntheticMultimodal, test: SyntheticMultimodal, common_dim: int
 ) -> dict[str, float]:
     """The study's numbers for the module's current weights (the module is put back in training mode)."""
+    from decur.evaluate.metrics import alignment
     from decur.evaluate.probe import extract, probe_map
-    from decur.explain import alignment
 
     model = module.model
     was_training = model.training

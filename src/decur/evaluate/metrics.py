@@ -156,3 +156,15 @@ def predict_classes(scores: Tensor, ignore_index: int | None) -> Tensor:
         scores = scores.clone()
         scores[:, ignore_index] = float("-inf")
     return scores.argmax(1)
+
+
+def alignment(z: dict[str, Tensor]) -> Any:
+    """Per-dimension ``(1 − C_ii)^2`` of the first two modalities' embeddings over the given samples (Eq. 1).
+
+    Returns:
+        A ``K`` numpy array (float64).
+
+    """
+    a, b = (v.double() - v.double().mean(0) for v in list(z.values())[:2])
+    c_ii = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp_min(1e-12)
+    return ((1 - c_ii) ** 2).numpy()

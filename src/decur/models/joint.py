@@ -101,6 +101,9 @@ class MultimodalEncoder(nn.Module):
     ) -> MultimodalEncoder:
         """The joint encoder of any weights decur reads (export folder, run, the release's joint checkpoint ...).
 
+        The reading is the weights layer's (``decur.weights.joint.joint_encoder``, which takes the same arguments):
+        this class knows no files and no formats.
+
         Args:
             source: The weights (``decur.weights.read_pretrained``).
             output: One of ``OUTPUTS``.
@@ -108,28 +111,9 @@ class MultimodalEncoder(nn.Module):
             **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's), ``levels`` of ``MultimodalEncoder``.
 
         """
-        from decur.models.multimodal import projector
-        from decur.weights import WeightsError, read_pretrained
-        from decur.weights.inputs import default_transforms
+        from decur.weights.joint import joint_encoder  # the one import upwards (import-linter's declared exception)
 
-        pre = read_pretrained(source, modalities, None)
-        encoders = {m: pre.encoder(m) for m in pre.modalities}
-        projectors = {}
-        if output == "common":
-            for m, state in pre.projectors.items():
-                projectors[m] = _projector_from_state(state, projector)
-                projectors[m].load_state_dict(state, strict=True)
-        try:  # the recorded transforms, else the rule the weights were trained with (band names come with it)
-            transforms = default_transforms(pre, None, "MultimodalEncoder")
-        except WeightsError:
-            transforms = pre.transforms
-        names = {
-            m: (transforms[m].bands if m in transforms else [f"{m}{i}" for i in range(c)]) for m, c in pre.bands.items()
-        }
-        if kwargs.get("transforms") is True:
-            kwargs["transforms"] = transforms
-        net = cls(encoders, names, output, projectors, pre.common_dim, **kwargs)
-        return net.eval()
+        return joint_encoder(source, output, modalities, **kwargs)
 
     @classmethod
     def from_pretrained(cls, source: str | Path, output: str = "pooled", **kwargs: Any) -> MultimodalEncoder:

@@ -31,6 +31,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from decur.config import ConfigError, EngineConfig
 from decur.errors import RunError
+from decur.runfiles import read_checkpoint
 from decur.train.callbacks import (
     AtomicCheckpointIO,
     CSVMetrics,
@@ -216,40 +217,6 @@ def resume_point(checkpoint: Path) -> dict[str, int] | None:
     position = state.get("decur_position") or {"epoch": state.get("epoch", 0), "step": state.get("global_step", 0)}
     point = {"epoch": int(position["epoch"]), "step": int(position["step"])}
     return point | ({"batch": int(position["batch"])} if position.get("batch") else {})
-
-
-def read_checkpoint(path: Path, purpose: str) -> dict[str, Any]:
-    """A decur (Lightning) checkpoint, memory-mapped, checked to be one before anything uses it.
-
-    Args:
-        path: The ``.ckpt`` file.
-        purpose: What it is read for, said in the error (``resume``, ``transfer``, ``export`` ...).
-
-    Raises:
-        RunError: The file is truncated, corrupt, not a checkpoint, or another program's checkpoint.
-
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        if "weights_only" in str(err) or "Unpickl" in type(err).__name__:  # whole, but not what decur writes
-            raise RunError(
-                f"{path}: an intact file that holds Python objects other than tensors, which decur does not "
-                f"unpickle for {purpose}; it was not written by decur (or by an older decur). Fix: point at a "
-                "decur run folder or its checkpoints/last.ckpt; keep this file"
-            ) from None
-        raise RunError(
-            f"{path}: cannot be read as a checkpoint for {purpose} ({type(err).__name__}: {reason}); it is truncated "
-            "or corrupt. Fix: restore it, or delete it to start the run over"
-        ) from None
-    if not isinstance(state, dict) or "state_dict" not in state or "pytorch-lightning_version" not in state:
-        keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
-        raise RunError(
-            f"{path}: not a decur checkpoint (found {keys}; expected the training state decur writes, with "
-            "state_dict and pytorch-lightning_version). Fix: point at a decur run folder or its checkpoints/last.ckpt"
-        )
-    return state
 
 
 def check_checkpoint_fits(path: Path, module: torch.nn.Module) -> None:

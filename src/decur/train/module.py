@@ -20,24 +20,8 @@ from decur.errors import NonFiniteGradientError, NonFiniteLossError
 from decur.methods import Objective
 from decur.models import MultimodalModel
 from decur.optim import build_optimizer, lr_factor
+from decur.runfiles import checkpoint_path, read_checkpoint
 from decur.train import monitors
-
-
-def checkpoint_path(run_or_ckpt: str | Path) -> Path:
-    """``<run>/checkpoints/last.ckpt`` for a run folder, the path itself for a checkpoint file.
-
-    Raises:
-        RunError: There is no checkpoint at that path (the run has not finished an epoch, or it is no run).
-
-    """
-    from decur.errors import RunError
-
-    path = Path(run_or_ckpt)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise RunError(f"{path}: no checkpoint here (give a decur run folder that has trained an epoch, or a .ckpt)")
-    return path
 
 
 def check_finite_gradients(module: nn.Module, step: int) -> None:
@@ -112,7 +96,6 @@ class PretrainModule(L.LightningModule):
     def from_run(cls, run_or_ckpt: str | Path) -> PretrainModule:
         """The module of a run folder (its ``checkpoints/last.ckpt``) or of a checkpoint file, on the CPU."""
         from decur.errors import RunError
-        from decur.train.engine import read_checkpoint
 
         path = checkpoint_path(run_or_ckpt)
         state = read_checkpoint(path, "loading the model")  # a clear error for a truncated or foreign file

@@ -42,8 +42,7 @@ def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[flo
 
 def read_run(path: Path) -> Pretrained:
     """The encoders, projectors and input transforms of a decur run folder or checkpoint."""
-    from decur.train.engine import read_checkpoint
-    from decur.train.module import checkpoint_path
+    from decur.runfiles import checkpoint_path, read_checkpoint
 
     ckpt = read_checkpoint(checkpoint_path(path), "loading its encoders")
     config, stats = ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["stats"]
