@@ -284,6 +284,7 @@ def _hand_built(tmp_path: Path, n: int = 40, noise: float = 0.05) -> Path:
     batch = {"id": [f"s{i:03d}" for i in range(n)], "index": torch.arange(n),
              "corners": torch.full((n, 4, 2), float("nan")), "crs": [""] * n}  # fmt: skip
     for m in z:
+        batch[f"present/{m}"] = torch.ones(n, dtype=torch.bool)
         batch[f"feature/{m}"] = torch.randn(n, 3, generator=g)
         batch[f"embedding/{m}"] = z[m]
     parts = tmp_path / "h.parquet.parts"
@@ -345,3 +346,54 @@ def test_search_on_a_trained_run_finds_sar_partners_more_often_in_common_than_un
         line = capsys.readouterr().out
         found[space] = float(line.split("median rank ")[1].split()[0])
     assert found["common"] < 0.75 * 64.5 and found["common"] < found["unique"] - 10, found
+
+
+def _pairs(root: Path, stems: list[str], missing_s2: tuple[str, ...] = ()) -> Path:
+    """Paired GeoTIFFs in UTM 33N (1.2 km tiles side by side), S1 dB and S2 DN, some stems without S2."""
+    for stem in stems:
+        k = int(stem.split("_")[1])  # each stem's pixels and place depend on its number only
+        rng = np.random.default_rng(k)
+        t = Affine(30, 0, 400000 + 1200 * k, 0, -30, 5300000)
+        for m, bands, data in (
+            ("s1", 2, rng.normal(-12, 4, (2, 40, 40))),
+            ("s2", 13, rng.integers(0, 5000, (13, 40, 40))),
+        ):
+            if m == "s2" and stem in missing_s2:
+                continue
+            (root / m).mkdir(parents=True, exist_ok=True)
+            with rasterio.open(root / m / f"{stem}.tif", "w", driver="GTiff", width=40, height=40, count=bands,
+                               dtype="float32", crs="EPSG:32633", transform=t) as dst:  # fmt: skip
+                dst.write(data.astype(np.float32))
+    return root
+
+
+def test_paired_folders_embed_every_stem_and_a_missing_modality_is_null_not_zeros(release_export, tmp_path, capsys):
+    stems = [f"tile_{i}" for i in range(6)]
+    _pairs(tmp_path / "all", stems, missing_s2=("tile_3",))
+    _pairs(tmp_path / "complete", [s for s in stems if s != "tile_3"])
+    for name in ("all", "complete"):
+        assert main(["embed", str(release_export), "--out", str(tmp_path / f"{name}.parquet"), "dataset=paired_folders",
+                     f"root={tmp_path / name}", "common_dim=48", "num_workers=0", "batch_size=4"]) == 0  # fmt: skip
+    table = pq.read_table(tmp_path / "all.parquet")
+    assert table["id"].to_pylist() == stems
+    row = stems.index("tile_3")
+    for name in ("feature_s2", "common_s2", "unique_s2", "fused"):
+        assert table[name].null_count == 1 and not table[name][row].is_valid, name
+    assert table["feature_s1"].null_count == 0 and table["geometry"].null_count == 0
+    complete = pq.read_table(tmp_path / "complete.parquet")
+    keep = [i for i in range(6) if i != row]
+    for name in ("feature_s2", "common_s1", "fused"):  # the other samples are as if the stem were not there
+        np.testing.assert_allclose(_column(table.take(keep), name), _column(complete, name), rtol=1e-5, atol=1e-5)
+    box = table["bbox"][1].as_py()  # tile_1: x from 401 200 m, 1.2 km wide, in UTM 33N, as lon / lat
+    from pyproj import Transformer
+
+    xs, ys = [401200, 402400, 402400, 401200], [5298800, 5298800, 5300000, 5300000]  # the four corners
+    lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform(xs, ys)
+    assert box["xmin"] == pytest.approx(min(lon), abs=1e-6) and box["ymax"] == pytest.approx(max(lat), abs=1e-6)
+    from decur.embed.search import Embeddings, partner_ranks, partner_summary
+
+    ranks = partner_ranks(Embeddings(tmp_path / "all.parquet"), "common", "s1", "s2")
+    assert ranks[row] == 0 and (ranks[keep] >= 1).all() and (ranks[keep] <= 5).all()  # 5 candidates with S2
+    assert partner_summary(ranks)["queries"] == 5
+    assert main(["search", str(tmp_path / "all.parquet"), "--query", "tile_3", "--modality-from", "s2"]) == 2
+    assert "lacks that modality" in capsys.readouterr().err

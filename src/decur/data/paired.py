@@ -59,6 +59,8 @@ class PairedFolders(Dataset[dict[str, Tensor]]):
         folders: Modality name → sub-folder of ``root`` (e.g. ``{"sar": "s1", "optical": "s2"}``).
         scale: Modality name → factor applied to the raw values (default 1).
         skip_unpaired: Leave out stems missing in some modality (listed in ``skipped``) instead of raising.
+        keep_unpaired: Keep every stem; a sample lacks the modalities that have no file of its stem
+            (``decur embed`` writes nulls for them).
 
     Raises:
         DatasetError: Missing folder, no files, unpaired files (unless skipped).
@@ -71,6 +73,7 @@ class PairedFolders(Dataset[dict[str, Tensor]]):
         folders: Mapping[str, str],
         scale: Mapping[str, float] | None = None,
         skip_unpaired: bool = False,
+        keep_unpaired: bool = False,
     ) -> None:
         self.root = Path(root)
         self.folders = dict(folders)
@@ -87,15 +90,15 @@ class PairedFolders(Dataset[dict[str, Tensor]]):
         common = set.intersection(*stems)
         unpaired = sorted(set.union(*stems) - common)
         self.skipped = [f"{s}: missing in {[m for m in files if s not in files[m]]}" for s in unpaired]
-        if unpaired and not skip_unpaired:
+        if unpaired and not (skip_unpaired or keep_unpaired):
             raise DatasetError(
                 self.root,
                 f"{len(unpaired)} file stem(s) are not present in every modality, e.g. {self.skipped[0]}",
                 "add the missing files, or set data.skip_bad=true to leave them out",
             )
-        if not common:
+        if not common and not keep_unpaired:
             raise DatasetError(self.root, "no file stem is present in every modality folder", "check the names")
-        self.stems = sorted(common)
+        self.stems = sorted(set.union(*stems) if keep_unpaired else common)
         self.files = files
         self._shapes: dict[str, tuple[int, ...]] = {}
 
@@ -113,10 +116,17 @@ class PairedFolders(Dataset[dict[str, Tensor]]):
     def __len__(self) -> int:
         return len(self.stems)
 
+    def locate(self, index: int) -> tuple[str, Path]:
+        """Sample ``index``'s id (its file stem) and its first modality's file (the footprint; ``decur embed``)."""
+        stem = self.stems[index]
+        return stem, next(self.files[m][stem] for m in self.folders if stem in self.files[m])
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         stem = self.stems[index]
         out = {}
         for m in self.folders:
+            if stem not in self.files[m]:  # kept unpaired: this modality is absent from the sample
+                continue
             path = self.files[m][stem]
             x = read_image(path) * self.scale[m]
             expected = self._shapes.setdefault(m, tuple(x.shape))

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from decur.evaluate.transfer import TransferRun
 
 T = TypeVar("T")
-DATASETS = ("synthetic", "bigearthnet", "ssl4eo_s12", "geonrw", "sunrgbd", "nyuv2")
-"""Datasets ``decur embed`` reads: the transfer datasets and SSL4EO-S12's raw release tree (one season each)."""
+DATASETS = ("synthetic", "bigearthnet", "ssl4eo_s12", "paired_folders", "geonrw", "sunrgbd", "nyuv2")
+"""Datasets ``decur embed`` reads: the transfer datasets, SSL4EO-S12's raw release tree (one season each) and
+folders of paired files (every stem, with the modalities it has)."""
 FORMATS = ("parquet", "zarr")
 DTYPES = ("float32", "float16")
 
@@ -43,6 +44,9 @@ class EmbedConfig:
     """Common embedding dimensions, replacing what the weights record (decur runs and exports their own; the
     release's joint files the release scripts' 7168 for S1-S2, 6144 for RGB-X). Weights with projectors but no
     record get feature columns only unless it is given."""
+    folders: dict[str, str] | None = None
+    """``paired_folders``: modality → its sub-folder of ``root`` (default: each modality of the weights in a folder
+    of its own name)."""
     s2_product: str = "s2c"
     """SSL4EO-S12: ``s2c`` (L1C, 13 bands) or ``s2a`` (L2A, 12 bands)."""
     season: int = 0

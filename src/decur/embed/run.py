@@ -75,7 +75,7 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
     parts = out.with_name(out.name + ".parts")
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
-    run = cfg.transfer_run() if cfg.dataset != "ssl4eo_s12" else _ssl4eo_run(cfg)
+    run = _transfer_run(cfg)
     data = _open_data(cfg, run)
     start = as_embed_error(lambda: starting_point(run, data))
     assert start.pretrained is not None
@@ -84,7 +84,7 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
                 "samples": len(data.test), "modalities": list(start.bands)}  # fmt: skip
     done = _resume(parts, identity, overwrite and not out.exists())
     todo = [i for i in range(len(data.test)) if i not in done]
-    dataset = _Located(Transformed(data.test, start.transforms), data.test, list(start.bands))
+    dataset = _Located(Transformed(data.test, start.transforms), data.test, list(start.bands), _shapes(data.test))
     common_dim = cfg.common_dim or pre.common_dim
     projectors = {m: _projector(pre.projectors[m]) for m in start.bands if m in pre.projectors and common_dim}
     if pre.projectors and not common_dim and progress:
@@ -147,11 +147,21 @@ class EmbedModule(L.LightningModule):
         """``feature/<m>``, ``embedding/<m>`` (float32) and the batch's ``id``, ``index`` and footprint."""
         out: dict[str, Any] = {k: batch[k] for k in ("id", "index", "corners", "crs")}
         for m, encoder in self.encoders.items():
-            feat = encoder(batch[m]).float()
-            out[f"feature/{m}"] = feat
+            present = batch[f"present/{m}"].bool()
+            out[f"present/{m}"] = present
+            x = batch[m][present]  # a missing modality's placeholder is not encoded (but for the width, below)
+            feat = encoder(x if len(x) else batch[m][:1]).float()[: len(x)]
+            out[f"feature/{m}"] = _scatter(feat, present)
             if m in self.projectors:
-                out[f"embedding/{m}"] = self.projectors[m](feat).float()
+                out[f"embedding/{m}"] = _scatter(self.projectors[m](feat).float(), present)
         return out
+
+
+def _scatter(rows: Tensor, present: Tensor) -> Tensor:
+    """``rows`` of the present samples back at their places in the batch, zeros (written as nulls) elsewhere."""
+    out = rows.new_zeros(len(present), rows.shape[1])
+    out[present] = rows
+    return out
 
 
 class PartWriter(BasePredictionWriter):
@@ -224,22 +234,24 @@ def rows_table(batches: list[dict[str, Any]], common_dim: int, dtype: pa.DataTyp
         "crs": pa.array([c or None for c in crs], pa.string()),
     }
     mods = [k.split("/", 1)[1] for k in batches[0] if k.startswith("feature/")]
+    present = {m: torch.cat([b[f"present/{m}"] for b in batches]).bool().numpy() for m in mods}
     for m in mods:
-        columns[f"feature_{m}"] = _vectors(torch.cat([b[f"feature/{m}"] for b in batches]), dtype)
+        columns[f"feature_{m}"] = _vectors(torch.cat([b[f"feature/{m}"] for b in batches]), present[m], dtype)
         if f"embedding/{m}" in batches[0]:
             z = torch.cat([b[f"embedding/{m}"] for b in batches])
             for name, part in ((f"common_{m}", z[:, :common_dim]), (f"unique_{m}", z[:, common_dim:])):
                 if part.shape[1]:  # an all-common run has no unique column
-                    columns[name] = _vectors(part, dtype)
+                    columns[name] = _vectors(part, present[m], dtype)
     fused = torch.cat([torch.cat([b[f"feature/{m}"] for b in batches]) for m in mods], dim=1)
-    columns["fused"] = _vectors(fused, dtype)
+    columns["fused"] = _vectors(fused, np.logical_and.reduce([present[m] for m in mods]), dtype)
     return pa.table(columns)
 
 
-def _vectors(x: Tensor, dtype: pa.DataType) -> pa.Array:
-    """``N x D`` rows as a fixed-size list column of ``dtype``."""
-    values = x.numpy().astype(np.float16 if dtype == pa.float16() else np.float32).reshape(-1)
-    return pa.FixedSizeListArray.from_arrays(pa.array(values, dtype), int(x.shape[1]))
+def _vectors(x: Tensor, valid: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """``N x D`` rows as a fixed-size list column of ``dtype``, null where ``valid`` is false (never zeros)."""
+    values = pa.array(x.numpy().astype(np.float16 if dtype == pa.float16() else np.float32).reshape(-1), dtype)
+    mask = None if valid.all() else pa.array(~valid)
+    return pa.FixedSizeListArray.from_arrays(values, int(x.shape[1]), mask=mask)
 
 
 def merge(parts: Path, out: Path, meta: dict[str, Any], fmt: str = "parquet", rows: int = 4096) -> int:
@@ -413,9 +425,19 @@ def _projector(state: dict[str, Tensor]) -> nn.Module:
 
 
 def _open_data(cfg: EmbedConfig, run: Any) -> Any:
-    """The dataset to embed as a ``TransferData`` (its ``test`` set), from the transfer readers or SSL4EO-S12."""
+    """The dataset to embed as a ``TransferData`` (its ``test`` set): a transfer reader, SSL4EO-S12, paired folders."""
     from decur.evaluate.transfer import TransferData, load_data
 
+    if cfg.dataset == "paired_folders":
+        from decur.data.paired import PairedFolders
+        from decur.weights import read_pretrained
+
+        pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
+        used = cfg.modalities or pre.modalities
+        folders = cfg.folders or {m: m for m in used}
+        pairs = PairedFolders(str(cfg.root), {m: folders.get(m, m) for m in used}, keep_unpaired=True)
+        bands = {m: pre.bands[m] for m in used if m in pre.bands}
+        return TransferData(pairs, pairs, bands, {}, None, 0, 0, raw=True)
     if cfg.dataset != "ssl4eo_s12":
         return load_data(run)
     from decur.data.ssl4eo_s12 import SSL4EOS12
@@ -427,13 +449,29 @@ def _open_data(cfg: EmbedConfig, run: Any) -> Any:
     return TransferData(seasons, seasons, bands, reader.stats, None, 0, cfg.image_size, raw=True)
 
 
-def _ssl4eo_run(cfg: EmbedConfig) -> Any:
-    """The starting-point fields of a transfer config for SSL4EO-S12 (not a transfer dataset: not validated)."""
+def _transfer_run(cfg: EmbedConfig) -> Any:
+    """The transfer config of ``cfg``'s data and weights.
+
+    For data no transfer reads (SSL4EO-S12, paired folders): only the fields the starting point uses (not validated
+    as a transfer).
+    """
     from decur.evaluate.transfer import TransferRun
 
-    return TransferRun(dataset="ssl4eo_s12", root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
+    if cfg.dataset not in ("ssl4eo_s12", "paired_folders"):
+        return cfg.transfer_run()
+    return TransferRun(dataset=cfg.dataset, root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
                        pretrained_modalities=cfg.pretrained_modalities, input_transform=cfg.input_transform,
                        task="classification")  # fmt: skip
+
+
+def _shapes(reader: Any) -> dict[str, tuple[int, ...]]:
+    """Each modality's image shape, for the placeholder of a sample lacking it (paired folders keep such stems)."""
+    files = getattr(reader, "files", None)
+    if not isinstance(files, dict):
+        return {}
+    from decur.data.paired import read_image
+
+    return {m: tuple(read_image(next(iter(f.values()))).shape) for m, f in files.items() if f}
 
 
 class _Season(Dataset[dict[str, Tensor]]):
@@ -455,8 +493,14 @@ class _Season(Dataset[dict[str, Tensor]]):
 class _Located(Dataset[dict[str, Any]]):
     """The modality images of ``dataset`` with the reader's ``id``, the sample's index and its footprint."""
 
-    def __init__(self, dataset: Dataset[dict[str, Tensor]], reader: Any, modalities: list[str]) -> None:
-        self.dataset, self.reader, self.modalities = dataset, reader, modalities
+    def __init__(
+        self,
+        dataset: Dataset[dict[str, Tensor]],
+        reader: Any,
+        modalities: list[str],
+        shapes: dict[str, tuple[int, ...]] | None = None,
+    ) -> None:
+        self.dataset, self.reader, self.modalities, self.shapes = dataset, reader, modalities, shapes or {}
         if not hasattr(reader, "locate"):
             raise ConfigError(f"{type(reader).__name__} cannot name its samples (no `locate`); decur embed needs ids")
 
@@ -467,5 +511,8 @@ class _Located(Dataset[dict[str, Any]]):
         sample = self.dataset[index]
         name, raster = self.reader.locate(index)
         corners, crs = corners_or_nan(raster)
-        return {"id": name, "index": index, "corners": torch.from_numpy(corners), "crs": crs,
-                **{m: sample[m] for m in self.modalities}}  # fmt: skip
+        out: dict[str, Any] = {"id": name, "index": index, "corners": torch.from_numpy(corners), "crs": crs}
+        for m in self.modalities:
+            out[f"present/{m}"] = m in sample
+            out[m] = sample[m] if m in sample else torch.zeros(self.shapes[m])  # a placeholder, never encoded
+        return out

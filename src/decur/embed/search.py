@@ -100,8 +100,11 @@ class Embeddings:
             )
         return name
 
-    def batches(self, column: str, raw: bool = False) -> Iterator[tuple[int, Tensor]]:
-        """``(first row, rows x D unit vectors)`` of ``column``, standardised with the file's statistics first."""
+    def batches(self, column: str, raw: bool = False) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """``(first row, rows x D unit vectors, valid rows)`` of ``column``, standardised with the file's statistics.
+
+        A sample lacking the modality (a null) is a zero vector marked not valid.
+        """
         stats = self.meta.get("stats", {}).get(column)
         mean = std = None
         if stats is not None and not raw:
@@ -112,9 +115,11 @@ class Embeddings:
             col = batch.column(0)
             width = col.type.list_size
             x = torch.from_numpy(col.values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, width))
+            valid = torch.from_numpy(col.is_valid().to_numpy(zero_copy_only=False))
             if mean is not None and std is not None:
                 x = (x - mean) / std
-            yield at, F.normalize(x, dim=1)
+            x = F.normalize(x, dim=1) * valid[:, None]
+            yield at, x, valid
             at += len(x)
 
     def row_of(self, sample_id: str) -> int:
@@ -135,9 +140,16 @@ class Embeddings:
         raise ConfigError(f"{self.path}: no sample with id {sample_id!r} (ids look like {first})")
 
     def vector(self, row: int, column: str, raw: bool = False) -> Tensor:
-        """Row ``row`` of ``column`` as a standardised unit vector."""
-        for at, x in self.batches(column, raw):
+        """Row ``row`` of ``column`` as a standardised unit vector.
+
+        Raises:
+            ConfigError: The sample lacks this modality (its column is null there).
+
+        """
+        for at, x, valid in self.batches(column, raw):
             if at <= row < at + len(x):
+                if not valid[row - at]:
+                    raise ConfigError(f"{self.path}: row {row} has no {column} (the sample lacks that modality)")
                 return x[row - at]
         raise IndexError(row)
 
@@ -156,13 +168,13 @@ def top_k(emb: Embeddings, query: Tensor, column: str, k: int = 10, raw: bool = 
     """The ``k`` rows of ``column`` most cosine-similar to the unit vector ``query``: ``(row, score)``, best first."""
     best_scores = torch.empty(0, dtype=torch.float64)
     best_rows = torch.empty(0, dtype=torch.long)
-    for at, x in emb.batches(column, raw):
-        scores = torch.cat([best_scores, x @ query.double()])
+    for at, x, valid in emb.batches(column, raw):
+        scores = torch.cat([best_scores, (x @ query.double()).masked_fill(~valid, -torch.inf)])
         rows = torch.cat([best_rows, torch.arange(at, at + len(x))])
         keep = torch.topk(scores, min(k, len(scores))).indices
         best_scores, best_rows = scores[keep], rows[keep]
     order = torch.argsort(best_scores, descending=True, stable=True)
-    return [(int(best_rows[i]), float(best_scores[i])) for i in order]
+    return [(int(best_rows[i]), float(best_scores[i])) for i in order if best_scores[i] > -torch.inf]
 
 
 def search(
@@ -189,24 +201,27 @@ def search(
 def partner_ranks(emb: Embeddings, space: str, modality_from: str, modality_to: str, raw: bool = False) -> Tensor:
     """For every row, the 1-based rank of its own ``modality_to`` vector among all rows' for its query.
 
-    The query is the row's ``modality_from`` vector; ties (within ``TIE``) count against it. One block of queries
+    0: the sample lacks one of the two modalities; candidates lacking ``modality_to`` are not counted. The query
+    is the row's ``modality_from`` vector; ties (within ``TIE``) count against it. One block of queries
     is scored against one block of candidates at a time.
     """
     q_col, g_col = emb.column(space, modality_from), emb.column(space, modality_to)
-    own = torch.cat([(q * g).sum(1) for (_, q), (_, g) in zip(emb.batches(q_col, raw), emb.batches(g_col, raw),
-                                                                strict=True)])  # fmt: skip
+    pairs = zip(emb.batches(q_col, raw), emb.batches(g_col, raw), strict=True)
+    own = torch.cat([(q * g).sum(1) for (_, q, _), (_, g, _) in pairs])
+    both = torch.cat([a & b for (_, _, a), (_, _, b) in zip(emb.batches(q_col, raw), emb.batches(g_col, raw),
+                                                            strict=True)])  # fmt: skip
     ranks = torch.zeros(emb.rows, dtype=torch.long)
-    for qa, q in emb.batches(q_col, raw):
+    for qa, q, _ in emb.batches(q_col, raw):
         mine = own[qa : qa + len(q)]
-        for _, g in emb.batches(g_col, raw):
-            ranks[qa : qa + len(q)] += ((q @ g.T) >= mine[:, None] - TIE).sum(1)
-    return ranks
+        for _, g, valid in emb.batches(g_col, raw):
+            ranks[qa : qa + len(q)] += (((q @ g.T) >= mine[:, None] - TIE) & valid[None, :]).sum(1)
+    return ranks.masked_fill(~both, 0)
 
 
 def partner_summary(ranks: Tensor) -> dict[str, float]:
-    """recall@1 / @10, the median rank and their random floors."""
-    n = ranks.numel()
-    r = ranks.double()
+    """recall@1 / @10, the median rank and their random floors, over the samples that have both modalities."""
+    r = ranks[ranks > 0].double()
+    n = r.numel()
     return {
         "queries": float(n),
         "recall@1": float((r <= 1).double().mean()),
@@ -266,10 +281,10 @@ def quicklook(emb: Embeddings, query: Hit, hits: list[Hit], modalities: tuple[st
 def _dataset(meta: dict[str, Any]) -> Any:
     """The raw reader of the embedded data (the file's ``data`` record), before any input transform."""
     from decur.embed.config import EmbedConfig
-    from decur.embed.run import _open_data, _ssl4eo_run
+    from decur.embed.run import _open_data, _transfer_run
 
     fields = dict(meta["data"])
     cfg = EmbedConfig(**{k: v for k, v in fields.items() if k in EmbedConfig.__dataclass_fields__})
     cfg.source = meta.get("source")
-    run = cfg.transfer_run() if cfg.dataset != "ssl4eo_s12" else _ssl4eo_run(cfg)
+    run = _transfer_run(cfg)
     return _open_data(cfg, run).test
