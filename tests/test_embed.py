@@ -397,3 +397,25 @@ def test_paired_folders_embed_every_stem_and_a_missing_modality_is_null_not_zero
     assert partner_summary(ranks)["queries"] == 5
     assert main(["search", str(tmp_path / "all.parquet"), "--query", "tile_3", "--modality-from", "s2"]) == 2
     assert "lacks that modality" in capsys.readouterr().err
+
+
+def test_an_image_file_queries_like_its_own_row(release_export, tmp_path, capsys):
+    """A GeoTIFF of the data, given as the query, is embedded through the file's weights and transform: the same
+    neighbours and scores as its id (and the quick-look shows the file)."""
+    from decur.embed.search import search
+
+    stems = [f"tile_{i}" for i in range(5)]
+    _pairs(tmp_path / "d", stems)
+    out = tmp_path / "d.parquet"
+    assert main(["embed", str(release_export), "--out", str(out), "dataset=paired_folders", f"root={tmp_path / 'd'}",
+                 "common_dim=48", "num_workers=0"]) == 0  # fmt: skip
+    for space in ("common", "feature"):
+        dst = "s2" if space == "common" else "s1"
+        _, by_id = search(out, "tile_2", space, "s1", dst, k=5)
+        _, by_image = search(out, str(tmp_path / "d" / "s1" / "tile_2.tif"), space, "s1", dst, k=5)
+        assert [h.id for h in by_image] == [h.id for h in by_id]
+        np.testing.assert_allclose([h.score for h in by_image], [h.score for h in by_id], atol=1e-4)
+    png = tmp_path / "q.png"
+    assert main(["search", str(out), "--query", str(tmp_path / "d" / "s1" / "tile_2.tif"), "--modality-from", "s1",
+                 "--modality-to", "s2", "--k", "2", "--out", str(png)]) == 0  # fmt: skip
+    assert png.stat().st_size > 0 and "tile_" in capsys.readouterr().out

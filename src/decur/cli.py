@@ -288,11 +288,15 @@ def _search(args: argparse.Namespace) -> int:
         where = f"  lon {h.centre[0]:.4f} lat {h.centre[1]:.4f}" if h.centre else ""
         print(f"  {h.rank:>3}  {h.score:+.4f}  {h.id}{where}")
     if args.out:
-        row = emb.row_of(args.query)
-        qid, qindex, qcentre = emb.describe([row])[0]
         from decur.embed.search import Hit
 
-        note = quicklook(emb, Hit(0, qid, qindex, 1.0, qcentre), hits, (src, dst), Path(args.out))
+        if Path(args.query).is_file():  # an image query: shown from its file
+            from decur.data.paired import read_image
+
+            query, image = Hit(0, Path(args.query).name, -1, 1.0, None), read_image(Path(args.query))
+        else:
+            query, image = Hit(0, *emb.describe([emb.row_of(args.query)])[0][:2], 1.0, None), None
+        note = quicklook(emb, query, hits, (src, dst), Path(args.out), image)
         if note:
             print(f"note: {note}")
         print(f"quick-look: {args.out}")
@@ -399,7 +403,9 @@ def _add_embed(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     em.set_defaults(func=_embed)
     se = sub.add_parser("search", help="nearest samples of a query in a file `decur embed` wrote (exact cosine)")
     se.add_argument("embeddings", help="the .parquet file written by decur embed")
-    se.add_argument("--query", help="a sample id of the file")
+    se.add_argument(
+        "--query", help="a sample id of the file, or an image file of --modality-from (in the data's units)"
+    )
     se.add_argument("--space", default="common", choices=["common", "unique", "feature", "fused"])
     se.add_argument("--modality-from", help="the query's modality (default: the file's first)")
     se.add_argument("--modality-to", help="the candidates' modality (default: the file's second)")

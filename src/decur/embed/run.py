@@ -111,7 +111,7 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
     summary: dict[str, Any] = {"out": str(out), "resumed": len(done), "rank": rank}
     if rank == 0:
         card = {"arch": pre.arch, "bands": start.bands, "common_dim": common_dim, "kind": pre.kind,
-                "transforms": {m: asdict(t) for m, t in start.transforms.items()}}  # fmt: skip
+                "transforms": {m: t.to_card() for m, t in start.transforms.items()}}  # fmt: skip
         meta = {"format": FORMAT, "version": VERSION, "source": cfg.source, "card": card,
                 "data": {k: v for k, v in asdict(cfg).items() if k not in ("trainer", "source")},
                 "dtype": cfg.dtype, "values": VALUES}  # fmt: skip

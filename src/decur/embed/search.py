@@ -177,6 +177,44 @@ def top_k(emb: Embeddings, query: Tensor, column: str, k: int = 10, raw: bool = 
     return [(int(best_rows[i]), float(best_scores[i])) for i in order if best_scores[i] > -torch.inf]
 
 
+def image_query(emb: Embeddings, image: Path, column: str, modality: str, raw: bool = False) -> Tensor:
+    """The unit vector of ``column`` for an image file of ``modality``, through the file's own weights.
+
+    The image (GeoTIFF, PNG or JPEG) holds the values the embedded data were read in (GeoTIFF DN / dB for the
+    Sentinel readers and paired folders); the input transform the file records is applied, then the encoder (and
+    projector), then the file's standardisation.
+
+    Raises:
+        ConfigError: The weights the file was written with cannot be read here, or the image has other bands.
+
+    """
+    from decur.data.paired import read_image
+    from decur.data.transforms import InputTransform
+    from decur.errors import DecurError
+    from decur.models.joint import projector_from_state
+    from decur.weights import read_pretrained
+
+    card = emb.meta["card"]
+    try:
+        pre = read_pretrained(str(emb.meta.get("source")), None, None)
+    except DecurError as err:
+        raise ConfigError(f"--query {image}: the file's weights cannot be read ({err})") from None
+    x = read_image(image)[None]
+    transform = InputTransform.from_card(card["transforms"][modality])
+    if x.shape[1] != len(transform.bands):
+        raise ConfigError(f"--query {image}: {x.shape[1]} bands, the {modality} encoder takes {len(transform.bands)}")
+    with torch.no_grad():
+        feat = pre.encoder(modality).eval()(transform(x)).double()
+        if column.startswith(("common_", "unique_")):
+            z = projector_from_state(pre.projectors[modality]).eval().double()(feat)
+            k = int(card["common_dim"])
+            feat = z[:, :k] if column.startswith("common_") else z[:, k:]
+    stats = emb.meta.get("stats", {}).get(column)
+    if stats is not None and not raw:
+        feat = (feat - torch.tensor(stats["mean"], dtype=torch.float64)) / torch.tensor(stats["std"]).double()
+    return F.normalize(feat, dim=1)[0]
+
+
 def search(
     path: str | Path,
     query_id: str,
@@ -191,7 +229,10 @@ def search(
     mods = emb.modalities
     src = modality_from or mods[0]
     dst = modality_to or (mods[1] if len(mods) > 1 and space != "feature" else src)
-    query = emb.vector(emb.row_of(query_id), emb.column(space, src), raw)
+    if Path(query_id).is_file():  # an image file rather than an id of the file
+        query = image_query(emb, Path(query_id), emb.column(space, src), src, raw)
+    else:
+        query = emb.vector(emb.row_of(query_id), emb.column(space, src), raw)
     found = top_k(emb, query, emb.column(space, dst), k, raw)
     described = emb.describe([r for r, _ in found])
     hits = [Hit(i + 1, d[0], d[1], s, d[2]) for i, ((_, s), d) in enumerate(zip(found, described, strict=True))]
@@ -233,11 +274,14 @@ def partner_summary(ranks: Tensor) -> dict[str, float]:
     }
 
 
-def quicklook(emb: Embeddings, query: Hit, hits: list[Hit], modalities: tuple[str, str], out: Path) -> str | None:
+def quicklook(
+    emb: Embeddings, query: Hit, hits: list[Hit], modalities: tuple[str, str], out: Path, image: Tensor | None = None
+) -> str | None:
     """A PNG of the query (its ``modalities[0]`` image) and its neighbours (their ``modalities[1]`` images).
 
     The images are read again from the dataset recorded in the file; where it cannot be opened (moved, another
-    machine), the footprints are drawn instead. Returns a note for the user, or ``None``.
+    machine), the footprints are drawn instead. ``image``: the query's own image (an image query). Returns a note
+    for the user, or ``None``.
     """
     import matplotlib
 
@@ -250,7 +294,8 @@ def quicklook(emb: Embeddings, query: Hit, hits: list[Hit], modalities: tuple[st
     note = None
     try:
         data = _dataset(emb.meta)
-        images = [data[query.index][modalities[0]]] + [data[h.index][modalities[1]] for h in hits]
+        first = image if image is not None else data[query.index][modalities[0]]
+        images = [first] + [data[h.index][modalities[1]] for h in hits]
     except Exception as err:  # the data are elsewhere: footprints only
         note = f"the images of {emb.meta.get('data', {}).get('root')} could not be read ({err}); drew footprints"
     shown = [query, *hits]
