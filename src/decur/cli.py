@@ -10,6 +10,8 @@ from pathlib import Path
 
 import decur.embed
 import decur.evaluate  # noqa: F401  (registers the config kinds of transfer and the studies; imports no torch)
+from decur.catalog import DATASETS as CATALOG
+from decur.catalog import datasets
 from decur.config import ConfigError, load_config, load_dataclass
 
 
@@ -466,10 +468,7 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="SSL4EO-S12 v1.1 shards from the Hugging Face Hub (any number of files), then data check; for the "
         "other datasets, where to get them and the layout decur reads",
     )
-    dl.add_argument(
-        "dataset",
-        choices=["ssl4eo_s12_v11", "ssl4eo_s12", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
-    )
+    dl.add_argument("dataset", choices=datasets("download"))
     dl.add_argument("root", help="target folder")
     dl.add_argument("--split", default="train", choices=["train", "val"])
     dl.add_argument("--files", type=_at_least(1), default=1, help="shards per product, 64 locations each (default 1)")
@@ -481,12 +480,12 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument(
         "--dataset",
         required=True,
-        choices=["ssl4eo_s12", "ssl4eo_s12_v11", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2"],
+        choices=datasets("check"),
     )
     c.add_argument(
         "--split",
         default="train",
-        choices=["train", "val", "validation", "test"],
+        choices=sorted({s for name in datasets("check") for s in CATALOG[name].splits}),
         help="split to walk (BigEarthNet, GeoNRW, SUN-RGBD, NYUv2; SSL4EO-S12 v1.1: ROOT is the split folder)",
     )
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])

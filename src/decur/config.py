@@ -22,6 +22,7 @@ from decur.catalog import (
     SYNTHETIC_MODALITIES,
     check_arch,
     check_vit_pool,
+    datasets,
     encoder_width,
     is_mit,
     vit_patch,
@@ -30,7 +31,7 @@ from decur.errors import DecurError
 
 METHOD_NAMES = tuple(METHODS)
 AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
-DATASETS = ("synthetic", "ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders", "geonrw", "sunrgbd")
+DATASETS = datasets("pretrain")
 
 
 class ConfigError(DecurError, ValueError):

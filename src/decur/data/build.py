@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
+from decur.catalog import DATASETS as CATALOG
 from decur.config import Config, ConfigError
 from decur.data.errors import DatasetError
 from decur.data.synthetic import SyntheticMultimodal
@@ -54,7 +55,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
 
         # mixed image sizes: each view is cropped at its image's own size before batching
         return CroppedViews(
-            RGBDSegmentation(str(d.root), d.split, num_classes=37, with_mask=False),
+            RGBDSegmentation(str(d.root), d.split, num_classes=CATALOG["sunrgbd"].classes or 0, with_mask=False),
             {m.name: m.augment for m in d.modalities},
             d.crop_size,
             d.crop_scale,

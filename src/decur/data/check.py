@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from decur.catalog import DATASETS as CATALOG
+from decur.catalog import datasets
 from decur.data.errors import DatasetError
 
 MAX_PAIR_DAYS = 92
@@ -204,8 +206,8 @@ def check(
         "bigearthnet": lambda: BigEarthNetMM(root, split),
         "bigearthnet_v2": lambda: BigEarthNetV2(root, split),
         "geonrw": lambda: GeoNRW(root, split, patch_size=None),  # whole tiles: every pixel read once
-        "sunrgbd": lambda: RGBDSegmentation(root, split, num_classes=37),
-        "nyuv2": lambda: RGBDSegmentation(root, split, num_classes=40),
+        "sunrgbd": lambda: RGBDSegmentation(root, split, num_classes=CATALOG["sunrgbd"].classes or 0),
+        "nyuv2": lambda: RGBDSegmentation(root, split, num_classes=CATALOG["nyuv2"].classes or 0),
     }
     try:
         dataset = builders[name]()
@@ -214,14 +216,8 @@ def check(
     return check_samples(dataset, name, root)
 
 
-SPLITS = {
-    "bigearthnet": ("train", "val", "test"),
-    "bigearthnet_v2": ("train", "val", "validation", "test"),
-    "geonrw": ("train", "test"),
-    "sunrgbd": ("train", "test"),
-    "nyuv2": ("train", "test"),
-}
+SPLITS = {name: CATALOG[name].splits for name in datasets("check") if CATALOG[name].splits}
 """The splits ``decur data check --split`` can walk, per dataset (the SSL4EO-S12 releases have one)."""
 
 
-DATASETS = ("ssl4eo_s12", "ssl4eo_s12_v11", "bigearthnet", "bigearthnet_v2", "geonrw", "sunrgbd", "nyuv2")
+DATASETS = datasets("check")

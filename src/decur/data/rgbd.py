@@ -24,7 +24,6 @@ from torch.utils.data import Dataset
 from decur.data.errors import DatasetError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
-NUM_CLASSES = {"sunrgbd": 37, "nyuv2": 40}
 
 
 def read_depth(path: str | Path, encoding: str) -> np.ndarray:

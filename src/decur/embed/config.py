@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from decur.catalog import PRECISIONS, TRANSFORM_RULES
+from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets
 from decur.config import ConfigError, EngineConfig, register_kind
 
 if TYPE_CHECKING:
     from decur.evaluate.transfer import TransferRun
 
 T = TypeVar("T")
-DATASETS = ("synthetic", "bigearthnet", "ssl4eo_s12", "paired_folders", "geonrw", "sunrgbd", "nyuv2")
+DATASETS = datasets("embed")
 """Datasets ``decur embed`` reads: the transfer datasets, SSL4EO-S12's raw release tree (one season each) and
 folders of paired files (every stem, with the modalities it has)."""
 FORMATS = ("parquet", "zarr")

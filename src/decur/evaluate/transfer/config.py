@@ -6,21 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decur.catalog import PRECISIONS, TRANSFORM_RULES, is_mit
+from decur.catalog import DATASETS as CATALOG
+from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets, is_mit
 from decur.config import ConfigError, EngineConfig, register_kind
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
 """Transfer models per task; the first is the default."""
-DATASETS = {
-    "synthetic": {"optical": 13, "sar": 2, "elevation": 1},
-    "bigearthnet": {"s1": 2, "s2": 13},
-    "geonrw": {"rgb": 3, "dem": 3},
-    "sunrgbd": {"rgb": 3, "hha": 3},
-    "nyuv2": {"rgb": 3, "hha": 3},
-}
-"""Transfer datasets and the modalities (band counts) they provide."""
-SEGMENTATION_DATASETS = ("geonrw", "sunrgbd", "nyuv2")
+DATASETS = {name: dict(CATALOG[name].modalities) for name in datasets("transfer")}
+"""Transfer datasets and the modalities (band counts) they provide (``decur.catalog.DATASETS``)."""
+SEGMENTATION_DATASETS = tuple(name for name in DATASETS if CATALOG[name].segmentation)
 PROTOCOLS = ("linear", "finetune")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")

@@ -73,7 +73,9 @@ def load_data(run: TransferRun) -> TransferData:
         g_tr = GeoNRW(root, "train", cities=tr_c, modalities=used)
         g_te = GeoNRW(root, "test", cities=te_c, modalities=used)
         return TransferData(g_tr, g_te, bands, band_stats(g_tr, list(bands)), 0, 11, 250)
-    classes = 37 if run.dataset == "sunrgbd" else 40
+    from decur.catalog import DATASETS as CATALOG
+
+    classes = CATALOG[run.dataset].classes or 0
     r_tr = RGBDSegmentation(root, run.train_split, classes, modalities=used)
     r_te = RGBDSegmentation(root, run.test_split, classes, modalities=used)
     return TransferData(r_tr, r_te, bands, band_stats(r_tr, list(bands), samples=64), 0, classes + 1, 480)
