@@ -54,7 +54,8 @@ class _InMemory(Dataset):
     def __getitem__(self, i: int) -> dict:
         k = i % len(next(iter(self.images.values())))
         return {"id": f"{i:09d}", "index": i, "corners": torch.full((4, 2), float("nan"), dtype=torch.float64),
-                "crs": "", **{m: x[k] for m, x in self.images.items()}}  # fmt: skip
+                "crs": "", **{m: x[k] for m, x in self.images.items()},
+                **{f"present/{m}": True for m in self.images}}  # fmt: skip
 
 
 def measure(args: argparse.Namespace) -> dict:
