@@ -29,9 +29,18 @@ test-slow: $(STAMP)
 	$(MAKE) docs
 
 ## the documentation site (docs/ -> site/, strict: broken links and references fail)
-docs: $(STAMP)
+MATHJAX := docs/javascripts/vendor/mathjax-tex-svg.js
+
+docs: $(STAMP) $(MATHJAX)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[docs]'
 	$(BIN)/mkdocs build --strict
+
+## MathJax 3 (SVG output: one file, no fonts to fetch) from the npm registry, served with the site: the equations
+## render offline and behind firewalls; not committed (a third party's code stays a dependency)
+$(MATHJAX):
+	@mkdir -p $(@D) /tmp/decur-mathjax
+	cd /tmp/decur-mathjax && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz package/es5/tex-svg.js
+	cp /tmp/decur-mathjax/package/es5/tex-svg.js $@
 
 ## the mutation check: 100 plausible one-line bugs put back one at a time, each must fail its tests (15-40 min on 2 cores)
 mutants: $(STAMP)
