@@ -970,3 +970,36 @@ def test_the_terratorch_builder_refuses_in_one_line_naming_what_to_fix(tmp_path)
         "decur backbone: input key 'LIDAR' is no modality of ['s1', 's2']; map it with modality_keys: "
         "{LIDAR: <modality>}"
     )
+
+
+def test_an_export_as_a_torchvision_weights_member_without_torchgeo(tmp_path):
+    """``torchgeo_weights`` needs torchvision's weights API only: its member carries the card's bands, the exported
+    state dict and the card's transform; a missing modality or transform is named."""
+    import json
+
+    from decur.weights import import_weights
+    from decur.weights.torchgeo import CardTransform, torchgeo_weights
+
+    ckpt, n1, n2 = _joint_file(tmp_path)
+    import_weights(ckpt, tmp_path / "exp", ["s1", "s2"])
+    member = torchgeo_weights(tmp_path / "exp", "s2")
+    assert member.meta["in_chans"] == 13 and member.meta["model"] == "resnet18" and member.meta["bands"][10] == "B10"
+    assert member.meta["ssl_method"] == "decur" and member.meta["decur_card"]["arch"] == "resnet18"
+    assert type(member).__name__ == "DecurWeights" and member.name == "S2"
+    state = member.get_state_dict()
+    assert state.keys() == n2.state_dict().keys()
+    for k, v in n2.state_dict().items():
+        torch.testing.assert_close(state[k], v)
+    dn = constant([5000.0] * 13)
+    assert isinstance(member.transforms, CardTransform)
+    torch.testing.assert_close(member.transforms(dn), sentinel_transform("ssl4eo_release", "s2", 13)(dn))
+    assert torchgeo_weights(tmp_path / "exp" / "card.json", "s1").meta["in_chans"] == 2  # the card file works too
+    with pytest.raises(WeightsError) as err:
+        torchgeo_weights(tmp_path / "exp", "s3")
+    assert str(err.value) == f"{tmp_path / 'exp'}: no modality 's3' (it has ['s1', 's2'])"
+    card = json.loads((tmp_path / "exp" / "card.json").read_text())
+    card["modalities"]["s1"]["transform"] = None
+    (tmp_path / "exp" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError) as err:
+        torchgeo_weights(tmp_path / "exp", "s1")
+    assert str(err.value) == f"{tmp_path / 'exp'}: the card records no input transform for 's1'"
