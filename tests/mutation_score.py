@@ -41,11 +41,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # the weights layer in three runs (about 1,700 mutants together: one run does not fit a session on 2 cores)
     "weights/formats": ("src/decur/weights/formats.py", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),
     "weights/adapters": (
-        "src/decur/weights/inputs.py src/decur/weights/terratorch.py src/decur/weights/torchgeo.py src/decur/weights/joint.py",
+        " ".join(f"src/decur/weights/{f}.py" for f in ("inputs", "terratorch", "torchgeo", "joint")),
         [KNOWN, "tests/test_weights.py", "tests/test_terratorch.py", *SLOW_WEIGHTS],
     ),
     "weights/export": (
-        "src/decur/weights/export.py src/decur/weights/hub.py src/decur/weights/__init__.py",
+        " ".join(f"src/decur/weights/{f}.py" for f in ("export", "hub", "__init__")),
         [KNOWN, "tests/test_weights.py", "tests/test_export.py", "tests/test_hub.py", *SLOW_WEIGHTS],
     ),
     "transforms": ("src/decur/data/transforms.py", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),

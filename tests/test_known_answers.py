@@ -980,7 +980,7 @@ def test_an_export_as_a_torchvision_weights_member_without_torchgeo(tmp_path):
     from decur.weights import import_weights
     from decur.weights.torchgeo import CardTransform, torchgeo_weights
 
-    ckpt, n1, n2 = _joint_file(tmp_path)
+    ckpt, _, n2 = _joint_file(tmp_path)
     import_weights(ckpt, tmp_path / "exp", ["s1", "s2"])
     member = torchgeo_weights(tmp_path / "exp", "s2")
     assert member.meta["in_chans"] == 13 and member.meta["model"] == "resnet18" and member.meta["bands"][10] == "B10"
