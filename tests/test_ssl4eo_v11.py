@@ -338,3 +338,46 @@ def test_a_resumed_epoch_skips_each_workers_share_of_the_batches_done(tmp_path):
         assert (ds._skipped_samples(0, 2), ds._skipped_samples(1, 2)) == want, start
     ds.shard(0, 1, 0, 2)
     assert ds._skipped_samples(0, 1) == 8  # one worker: every batch done is its own
+
+
+def test_embed_reads_every_location_at_one_timestamp_with_its_stored_centre(split, tmp_path):
+    """`decur embed` on the shards: one row per location (timestamp 1 asked), the values of the training module on
+    the loader's units, and a 2.64 km footprint centred on the stored centre."""
+    import pyarrow.parquet as pq
+    import xarray as xr
+    from pyproj import Transformer
+
+    from decur.data.ssl4eo_v11 import _preprocess, open_shard
+    from decur.geometry import as_float
+    from decur.train.module import PretrainModule
+    from decur.train.run import pretrain
+
+    overrides = [f"data.root={split}", "data.crop_size=16", "data.image_size=16", "data.batch_size=4",
+                 "data.num_workers=0", "trainer.max_epochs=1", "trainer.devices=1", "trainer.strategy=auto",
+                 "trainer.precision=32-true", "model.arch=resnet18", "model.projector=[32, 32]",
+                 "eval.enabled=false"]  # fmt: skip
+    pretrain(load_config(REPO / "configs" / "ssl4eo_s12_v11_three_sensors.yaml", overrides), tmp_path / "run")
+    out = tmp_path / "e.parquet"
+    assert main(["embed", str(tmp_path / "run"), "--out", str(out), "dataset=ssl4eo_s12_v11", f"root={split}",
+                 "season=1", "num_workers=0", "batch_size=3"]) == 0  # fmt: skip
+    table = pq.read_table(out)
+    first = sorted((split / "S1GRD").glob("*.zarr.zip"))[0]
+    ds = open_shard(first)
+    ids = [f"{s}/1" for s in ds["sample"].values]
+    assert table.num_rows == 16 and table["id"].to_pylist()[:4] == ids
+    module = PretrainModule.from_run(str(tmp_path / "run")).eval()
+    for m, folder in (("s1grd", "S1GRD"), ("s2l2a", "S2L2A")):
+        with xr.open_zarr(__import__("zarr").storage.ZipStore(str(split / folder / first.name), mode="r")) as shard:
+            x = torch.stack([as_float(_preprocess(m, np.asarray(shard["bands"][i, 1].values))) for i in range(4)])
+        with torch.no_grad():
+            expected = module.model.features(m, module.views[m].normalize(x)).numpy()
+        got = np.stack(table[f"feature_{m}"].to_numpy(zero_copy_only=False)[:4])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    for i in range(4):  # back in the tile's UTM zone (pyproj, not rasterio): a 2640 m square on the stored centre
+        lat, lon, epsg = float(ds["center_lat"][i]), float(ds["center_lon"][i]), int(ds["crs"][i])
+        to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
+        cx, cy = to_utm.transform(lon, lat)
+        ring = np.frombuffer(table["geometry"][i].as_py()[13:], dtype="<f8").reshape(-1, 2)[:4]
+        xs, ys = to_utm.transform(ring[:, 0], ring[:, 1])
+        np.testing.assert_allclose(xs, [cx - 1320, cx + 1320, cx + 1320, cx - 1320], atol=0.01)
+        np.testing.assert_allclose(ys, [cy - 1320, cy - 1320, cy + 1320, cy + 1320], atol=0.01)

@@ -124,7 +124,9 @@ class Dataset:
 DATASETS: dict[str, Dataset] = {
     "synthetic": Dataset({"optical": 13, "sar": 2, "elevation": 1}, ("pretrain", "transfer", "embed")),
     "ssl4eo_s12": Dataset({"s1": 2, "s2": 13}, ("pretrain", "embed", "check", "download")),
-    "ssl4eo_s12_v11": Dataset({"s1grd": 2, "s2l1c": 13, "s2l2a": 12, "s2rgb": 3}, ("pretrain", "check", "download")),
+    "ssl4eo_s12_v11": Dataset(
+        {"s1grd": 2, "s2l1c": 13, "s2l2a": 12, "s2rgb": 3}, ("pretrain", "embed", "check", "download")
+    ),
     "paired_folders": Dataset({}, ("pretrain", "embed")),
     "bigearthnet": Dataset(
         {"s1": 2, "s2": 13}, ("transfer", "embed", "check", "download"), ("train", "val", "test"), 19

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from decur.catalog import SSL4EO_V11_PRODUCTS
 from decur.data.errors import DatasetError
@@ -532,3 +532,65 @@ def full_batches(files_per_process: int, workers: int, batch_size: int, per_file
     """Full batches one process yields per epoch: each loader worker batches the samples of its own files."""
     workers = max(1, workers)
     return sum(len(range(w, files_per_process, workers)) * per_file // batch_size for w in range(workers))
+
+
+TILE_METRES = 2640.0
+"""A v1.1 tile's side on the ground: 264 pixels of 10 m, centred on the stored centre."""
+
+
+class SSL4EOS12v11Locations(Dataset[dict[str, Tensor]]):
+    """Every location of every shard, one timestamp each, by index (``decur embed``; training streams instead).
+
+    Samples hold each modality as the training loader ships it, as float (S2 in 8-bit steps / 255 with the offset
+    removed, S1 dB with its 2 % outliers cut, S2RGB / 255). ``locate`` gives the release's sample id with the
+    timestamp, and the tile's footprint from the stored ``center_lat`` / ``center_lon`` and UTM ``crs``.
+
+    Args:
+        root: A split folder of the release (``train/`` or ``val/``).
+        modalities: Of ``s1grd``, ``s2l1c``, ``s2l2a``, ``s2rgb``.
+        timestamp: Which of each location's timestamps (0-3 in the release).
+
+    Raises:
+        DatasetError: Missing folders or files, or shards that disagree (``shard_files``, ``open_shards``).
+
+    """
+
+    def __init__(self, root: str | Path, modalities: list[str], timestamp: int = 0) -> None:
+        self.root, self.modalities, self.timestamp = Path(root), list(modalities), timestamp
+        self.files = shard_files(self.root, self.modalities)
+        first = open_shards(self.root, self.files[0], self.modalities[:1])[self.modalities[0]]
+        self.per_file = int(first.sizes["sample"])
+        self._open: tuple[str, dict[str, Any]] | None = None  # the last file read, per worker process
+
+    def __len__(self) -> int:
+        return len(self.files) * self.per_file
+
+    def _shards(self, index: int) -> tuple[dict[str, Any], int]:
+        name = self.files[index // self.per_file]
+        if self._open is None or self._open[0] != name:
+            self._open = (name, open_shards(self.root, name, self.modalities))
+        return self._open[1], index % self.per_file
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        from decur.geometry import as_float
+
+        shards, i = self._shards(index)
+        t = min(self.timestamp, int(next(iter(shards.values())).sizes["time"]) - 1)
+        return {m: as_float(_preprocess(m, np.asarray(shards[m]["bands"][i, t].values))) for m in self.modalities}
+
+    def locate(self, index: int) -> tuple[str, tuple[np.ndarray, str] | None]:
+        """``<sample id>/<timestamp>`` and the tile's corners in lon / lat (from its centre and UTM CRS)."""
+        shards, i = self._shards(index)
+        ds = next(iter(shards.values()))
+        name = f"{ds['sample'].values[i]}/{self.timestamp}"
+        if not all(k in ds for k in ("center_lat", "center_lon", "crs")):
+            return name, None
+        from rasterio.warp import transform
+
+        lat, lon, epsg = float(ds["center_lat"][i]), float(ds["center_lon"][i]), int(ds["crs"][i])
+        crs = f"EPSG:{epsg}"
+        (x,), (y,) = transform("EPSG:4326", crs, [lon], [lat])
+        h = TILE_METRES / 2
+        xs, ys = [x - h, x + h, x + h, x - h], [y - h, y - h, y + h, y + h]  # lower left, counter-clockwise
+        lons, lats = transform(crs, "EPSG:4326", xs, ys)
+        return name, (np.column_stack([lons, lats]), crs)

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DATASETS = datasets("embed")
-"""Datasets ``decur embed`` reads: the transfer datasets, SSL4EO-S12's raw release tree (one season each) and
-folders of paired files (every stem, with the modalities it has)."""
+"""Datasets ``decur embed`` reads: the transfer datasets, SSL4EO-S12's raw release tree (one season each), its v1.1
+shards (one timestamp each) and folders of paired files (every stem, with the modalities it has)."""
 FORMATS = ("parquet", "zarr")
 DTYPES = ("float32", "float16")
 
@@ -50,7 +50,8 @@ class EmbedConfig:
     s2_product: str = "s2c"
     """SSL4EO-S12: ``s2c`` (L1C, 13 bands) or ``s2a`` (L2A, 12 bands)."""
     season: int = 0
-    """SSL4EO-S12: which season pair of each location, in date order (0: the earliest)."""
+    """SSL4EO-S12 v1.0: which season pair of each location, in date order (0: the earliest); v1.1: which of its
+    timestamps."""
     image_size: int = 64
     """Synthetic scenes' side; SSL4EO-S12 tiles' side on the 10 m grid (264 in the release)."""
     samples: int = 1024

@@ -73,9 +73,14 @@ def geo_metadata(boxes: list[dict[str, float] | None]) -> dict[str, Any]:
     return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
 
 
-def corners_or_nan(path: str | Path | None) -> tuple[np.ndarray, str]:
-    """``raster_corners`` for a loader: a ``4 x 2`` array (NaN without a footprint) and the CRS text ('' if none)."""
-    found = raster_corners(path) if path is not None else None
+def corners_or_nan(where: str | Path | tuple[np.ndarray, str] | None) -> tuple[np.ndarray, str]:
+    """A sample's footprint for a loader: a ``4 x 2`` array (NaN without one) and the CRS text ('' if none).
+
+    ``where``: the sample's GeoTIFF (``raster_corners``), or its corners and CRS as the reader knows them.
+    """
+    if isinstance(where, tuple):
+        return np.asarray(where[0], dtype=np.float64), where[1]
+    found = raster_corners(where) if where is not None else None
     if found is None:
         return np.full((4, 2), math.nan), ""
     return found

@@ -444,6 +444,21 @@ def _open_data(cfg: EmbedConfig, run: Any) -> Any:
         pairs = PairedFolders(str(cfg.root), {m: folders.get(m, m) for m in used}, keep_unpaired=True)
         bands = {m: pre.bands[m] for m in used if m in pre.bands}
         return TransferData(pairs, pairs, bands, {}, None, 0, 0, raw=True)
+    if cfg.dataset == "ssl4eo_s12_v11":
+        from decur.catalog import SSL4EO_V11_PRODUCTS
+        from decur.data.ssl4eo_v11 import SSL4EOS12v11Locations
+        from decur.weights import read_pretrained
+
+        pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
+        used = [m for m in (cfg.modalities or pre.modalities) if m in SSL4EO_V11_PRODUCTS]
+        if not used:
+            raise ConfigError(
+                f"embed config field `modalities`: the weights' {pre.modalities} are none of the v1.1 products "
+                f"{list(SSL4EO_V11_PRODUCTS)}; name them with pretrained_modalities"
+            )
+        shards = SSL4EOS12v11Locations(str(cfg.root), used, cfg.season)
+        bands = {m: SSL4EO_V11_PRODUCTS[m][1] for m in used}
+        return TransferData(shards, shards, bands, {}, None, 0, 264)  # decur's units: the reader's steps are done
     if cfg.dataset != "ssl4eo_s12":
         return load_data(run)
     from decur.data.ssl4eo_s12 import SSL4EOS12
@@ -463,7 +478,7 @@ def _transfer_run(cfg: EmbedConfig) -> Any:
     """
     from decur.evaluate.transfer import TransferRun
 
-    if cfg.dataset not in ("ssl4eo_s12", "paired_folders"):
+    if cfg.dataset not in ("ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders"):
         return cfg.transfer_run()
     return TransferRun(dataset=cfg.dataset, root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
                        pretrained_modalities=cfg.pretrained_modalities, input_transform=cfg.input_transform,
