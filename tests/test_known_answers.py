@@ -1003,3 +1003,33 @@ def test_an_export_as_a_torchvision_weights_member_without_torchgeo(tmp_path):
     with pytest.raises(WeightsError) as err:
         torchgeo_weights(tmp_path / "exp", "s1")
     assert str(err.value) == f"{tmp_path / 'exp'}: the card records no input transform for 's1'"
+
+
+def test_a_runs_or_exports_encoders_are_renamed_in_order_with_everything_that_belongs_to_them(tmp_path):
+    """``pretrained_modalities`` on an export: the file's first encoder (s1: 2 bands) takes the first name, with its
+    bands, transform and projector; the rest of the card stays; a count that does not match is refused."""
+    from decur.models import projector
+    from decur.weights import import_weights
+
+    ckpt, n1, n2 = _joint_file(tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    for prefix in ("projector1", "projector2"):
+        state["model"].update({f"module.{prefix}.{k}": v for k, v in projector(512, [32, 32]).state_dict().items()})
+    torch.save(state, ckpt)
+    import_weights(ckpt, tmp_path / "exp", ["s1", "s2"])
+    same = read_pretrained(tmp_path / "exp")
+    assert read_pretrained(tmp_path / "exp", ["s1", "s2"]).modalities == ["s1", "s2"]
+    pre = read_pretrained(tmp_path / "exp", ["radar", "optical"])
+    assert pre.modalities == ["radar", "optical"] and pre.bands == {"radar": 2, "optical": 13}
+    for k, v in n1.state_dict().items():
+        torch.testing.assert_close(pre.encoders["radar"][k], v)
+    assert pre.transforms["radar"].steps == same.transforms["s1"].steps
+    assert pre.projectors["optical"].keys() == same.projectors["s2"].keys()
+    torch.testing.assert_close(pre.projectors["optical"]["0.weight"], same.projectors["s2"]["0.weight"])
+    assert (pre.source, pre.kind, pre.arch) == (same.source, same.kind, "resnet18")
+    assert (pre.head_dim, pre.common_dim, pre.card) == (same.head_dim, same.common_dim, same.card)
+    with pytest.raises(WeightsError) as err:
+        read_pretrained(tmp_path / "exp", ["radar"], field="the field")
+    assert str(err.value) == (
+        f"{same.source}: holds encoders ['s1', 's2']; the field ['radar'] must name each once, in that order"
+    )
