@@ -1011,7 +1011,7 @@ def test_a_runs_or_exports_encoders_are_renamed_in_order_with_everything_that_be
     from decur.models import projector
     from decur.weights import import_weights
 
-    ckpt, n1, n2 = _joint_file(tmp_path)
+    ckpt, n1, _ = _joint_file(tmp_path)
     state = torch.load(ckpt, weights_only=True)
     for prefix in ("projector1", "projector2"):
         state["model"].update({f"module.{prefix}.{k}": v for k, v in projector(512, [32, 32]).state_dict().items()})
