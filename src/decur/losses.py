@@ -97,19 +97,15 @@ def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
     return _correlation(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)))
 
 
-def invariance_objective(a: Tensor, b: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
-    """Barlow Twins objective ``Σ_i (1 − C_ii)^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 2, 4, 5).
+def correlation_objective(a: Tensor, b: Tensor, target: float, lambda_offdiag: float = LAMBDA) -> Tensor:
+    """``Σ_i (t − C_ii)^2 + λ Σ_i Σ_{j≠i} C_ij^2``: every term of DeCUR is this one (Eq. 2-5).
 
-    ``C`` is the cross-correlation of the standardised embeddings ``a`` and ``b`` (see ``correlation_moments``).
+    ``C`` is the cross-correlation of the standardised embeddings ``a`` and ``b`` (see ``correlation_moments``);
+    target ``t = 1`` pulls it to the identity (Eq. 2 across modalities on the common dimensions, Eq. 4, 5 between
+    a modality's two views: Barlow Twins), ``t = 0`` to zero (Eq. 3, the unique dimensions across modalities).
     """
     diag, sum_sq = correlation_moments(a, b)
-    return (1 - diag).pow(2).sum() + lambda_offdiag * (sum_sq - diag.pow(2).sum())
-
-
-def decorrelation_objective(a: Tensor, b: Tensor, lambda_offdiag: float = LAMBDA) -> Tensor:
-    """Unique-dimension objective ``Σ_i C_ii^2 + λ Σ_i Σ_{j≠i} C_ij^2`` (Eq. 3), ``C`` as in the invariance one."""
-    diag, sum_sq = correlation_moments(a, b)
-    return lambda_offdiag * sum_sq + (1 - lambda_offdiag) * diag.pow(2).sum()
+    return (target - diag).pow(2).sum() + lambda_offdiag * (sum_sq - diag.pow(2).sum())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -138,8 +134,8 @@ def decur_loss(
     The first ``common_dim`` embedding dimensions are common: their cross-modal correlation is pulled to the
     identity (Eq. 2). The remaining ``K − common_dim`` unique dimensions are decorrelated across modalities
     (Eq. 3). Within each modality all ``K`` dimensions follow Barlow Twins between the two views (Eq. 4, 5).
-    The cross-modal terms use the first views ``z1`` and ``z2``. The reference code's variants and the separation
-    term are computed by ``decur_multimodal`` (the same pieces, applied to every pair of modalities).
+    The cross-modal terms use the first views ``z1`` and ``z2``. Computed by ``decur_multimodal`` (for two
+    modalities its one pair gives Eq. 6 exactly), so the paper's objective is written once.
 
     Args:
         z1: Modality 1, view 1, ``N x K`` raw projector outputs.
@@ -168,35 +164,19 @@ def decur_loss(
         ValueError: If the four inputs differ in shape, ``N < 2`` or ``common_dim`` is outside ``0..K``.
 
     """
-    if reference_weighting or cross_both_views or separation:  # the reference code's variants, one extension
-        return decur_multimodal(
-            [z1, z2],
-            [z1_prime, z2_prime],
-            common_dim,
-            lambda_common=lambda_common,
-            lambda_unique=lambda_unique,
-            lambda_intra=[lambda_intra_1, lambda_intra_2],
-            reference_weighting=reference_weighting,
-            cross_both_views=cross_both_views,
-            intra=intra,
-            decouple=decouple,
-            separation=separation,
-        )
-    for z in (z1_prime, z2, z2_prime):
-        _check_pair(z1, z)
-    _check_pair(z1, z1)
-    dim = z1.shape[1]
-    if not 0 <= common_dim <= dim:
-        raise ValueError(f"common_dim must lie in 0..{dim} (the embedding size), got {common_dim}")
-    kc = common_dim if decouple else dim
-    s1, s1p, s2, s2p = (standardize(gather_batch(z)) for z in (z1, z1_prime, z2, z2_prime))
-    zero = s1.new_zeros(())
-    common = invariance_objective(s1[:, :kc], s2[:, :kc], lambda_common) if kc > 0 else zero  # Eq. 2
-    unique = decorrelation_objective(s1[:, kc:], s2[:, kc:], lambda_unique) if kc < dim else zero  # Eq. 3
-    intra_1 = invariance_objective(s1, s1p, lambda_intra_1) if intra else zero  # Eq. 4
-    intra_2 = invariance_objective(s2, s2p, lambda_intra_2) if intra else zero  # Eq. 5
-    total = common + unique + intra_1 + intra_2  # Eq. 6
-    return {"total": total, "common": common, "unique": unique, "intra_1": intra_1, "intra_2": intra_2}
+    return decur_multimodal(  # one pair of modalities: exactly Eq. 2-6 (and the variants above)
+        [z1, z2],
+        [z1_prime, z2_prime],
+        common_dim,
+        lambda_common=lambda_common,
+        lambda_unique=lambda_unique,
+        lambda_intra=[lambda_intra_1, lambda_intra_2],
+        reference_weighting=reference_weighting,
+        cross_both_views=cross_both_views,
+        intra=intra,
+        decouple=decouple,
+        separation=separation,
+    )
 
 
 def separation_objective(z: Tensor, common_dim: int) -> Tensor:
@@ -293,10 +273,10 @@ def decur_multimodal(
     for a, b in pair_list:
         c_ab, u_ab = zero, zero
         for views in view_sets:
-            if kc > 0:  # only the two diagonal blocks of the K x K matrix are needed
-                c_ab = c_ab + invariance_objective(views[a][:, :kc], views[b][:, :kc], lambda_common)
-            if kc < dim:
-                u_ab = u_ab + decorrelation_objective(views[a][:, kc:], views[b][:, kc:], lambda_unique)
+            if kc > 0:  # only the two diagonal blocks of the K x K matrix are needed: Eq. 2
+                c_ab = c_ab + correlation_objective(views[a][:, :kc], views[b][:, :kc], 1.0, lambda_common)
+            if kc < dim:  # Eq. 3
+                u_ab = u_ab + correlation_objective(views[a][:, kc:], views[b][:, kc:], 0.0, lambda_unique)
         c_ab, u_ab = c_ab / len(view_sets), u_ab / len(view_sets)
         if m > 2:
             terms[f"common_{a + 1}_{b + 1}"], terms[f"unique_{a + 1}_{b + 1}"] = c_ab, u_ab
@@ -304,7 +284,8 @@ def decur_multimodal(
     if pairs == "mean":
         common, unique = common / len(pair_list), unique / len(pair_list)
 
-    intra_terms = [invariance_objective(s1[i], s2[i], lambdas[i]) if intra else zero for i in range(m)]
+    # Eq. 4, 5: each modality's two views
+    intra_terms = [correlation_objective(s1[i], s2[i], 1.0, lambdas[i]) if intra else zero for i in range(m)]
     intra_sum = torch.stack(intra_terms).sum()
     total = (intra_sum + (common + unique) / 2) / 3 if reference_weighting else common + unique + intra_sum
     out = {"total": total, "common": common, "unique": unique}
@@ -434,7 +415,7 @@ def vicreg_cross(
 def _barlow_twins(z_a: Tensor, z_b: Tensor, lambda_offdiag: float) -> Tensor:
     """Eq. 2 on all dimensions of two raw embeddings, over the global batch."""
     _check_pair(z_a, z_b)
-    return invariance_objective(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)), lambda_offdiag)
+    return correlation_objective(standardize(gather_batch(z_a)), standardize(gather_batch(z_b)), 1.0, lambda_offdiag)
 
 
 def _full(z: Tensor) -> Tensor:
