@@ -288,7 +288,7 @@ def quicklook(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from decur.explain import _render
+    from decur.explain import render
 
     images: list[Any] = []
     note = None
@@ -303,7 +303,7 @@ def quicklook(
         fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
         for ax, hit, image, m in zip(axes[0], shown, images, [modalities[0]] + [modalities[1]] * len(hits),
                                      strict=True):  # fmt: skip
-            ax.imshow(_render(m, torch.as_tensor(image)), cmap="gray")
+            ax.imshow(render(m, torch.as_tensor(image)), cmap="gray")
             title = f"query ({m})\n{hit.id[-18:]}" if hit is query else f"#{hit.rank} {hit.score:.3f}\n{hit.id[-18:]}"
             ax.set_title(title, fontsize=7)
             ax.axis("off")
