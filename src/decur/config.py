@@ -124,10 +124,9 @@ class ModelConfig:
     share_projector: bool = False
     """Reference-code behaviour: one projector module for all modalities (the paper draws one per modality)."""
     channels_last: bool = False
-    """Encoders and views in channels-last memory layout, the layout oneDNN and cuDNN convolutions prefer: on the CI
-    CPU the full step is 1.12x faster (paired runs), but the overhead ratio of the performance target falls to
-    0.89-0.92, so it is an option here (benchmarks/results/README.md). Same values up to floating-point rounding;
-    may change when a run is resumed."""
+    """Encoders and views in channels-last memory layout, the layout oneDNN and cuDNN convolutions prefer (faster
+    convolutions, measured in ``benchmarks/results/README.md``). Same values up to floating-point rounding; may
+    change when a run is resumed."""
 
 
 @dataclass

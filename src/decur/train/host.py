@@ -26,9 +26,8 @@ def keep_freed_memory() -> bool:
     glibc serves large allocations with fresh ``mmap`` pages and unmaps them on ``free`` (above a threshold that
     starts at 128 KiB), so every step's batch-sized tensors — images, views, activations, about 20 MB each in the
     default config — are page-faulted and zeroed by the kernel again. Raising the mmap threshold to glibc's
-    maximum (32 MiB) and the trim threshold keeps freed blocks in the heap for the next step. Measured with
-    ``benchmarks/step_overhead.py`` on the 2-core CI machine: full step 74.0 → 79.5 samples/s, minor page faults
-    2.4 M → 0.5 M over the benchmark. The process keeps its peak heap instead of shrinking between steps.
+    maximum (32 MiB) and the trim threshold keeps freed blocks in the heap for the next step (what it gains:
+    ``benchmarks/results/README.md``). The process keeps its peak heap instead of shrinking between steps.
 
     Returns:
         Whether the settings were applied (``False`` off glibc, e.g. on macOS or musl).
