@@ -1033,3 +1033,81 @@ def test_a_runs_or_exports_encoders_are_renamed_in_order_with_everything_that_be
     assert str(err.value) == (
         f"{same.source}: holds encoders ['s1', 's2']; the field ['radar'] must name each once, in that order"
     )
+
+
+def test_an_encoder_is_built_strictly_with_the_cards_pooling_or_refused_naming_the_first_bad_key(tmp_path):
+    from decur.weights.formats import Pretrained
+
+    net = _tiny(13)
+    state = dict(net.state_dict())
+    pre = Pretrained(tmp_path / "w.pth", "plain", "resnet18", {"s2": state}, {"s2": 13})
+    with pytest.raises(WeightsError) as err:
+        pre.encoder("s1")
+    assert str(err.value) == f"{tmp_path / 'w.pth'}: has no encoder 's1'; it has ['s2']"
+    extra = Pretrained(tmp_path / "w.pth", "plain", "resnet18", {"s2": {**state, "fc.weight": torch.zeros(1)}},
+                       {"s2": 13})  # fmt: skip
+    with pytest.raises(WeightsError) as err:  # strict: a key the encoder does not have is not dropped silently
+        extra.encoder("s2")
+    expected = f"{tmp_path / 'w.pth'}: the s2 weights do not fit resnet18 with 13 bands (Error(s) in loading state_dict"
+    assert str(err.value).startswith(expected) and '"fc.weight"' in str(err.value) and "\n" not in str(err.value)
+    from decur.models import create_encoder
+
+    vit = create_encoder("vit_tiny_patch16_224", 3, "avg")
+    pooled = Pretrained(tmp_path / "v.pth", "plain", "vit_tiny_patch16_224", {"rgb": vit.state_dict()}, {"rgb": 3},
+                        card={"vit_pool": "avg"})  # fmt: skip
+    assert pooled.encoder("rgb").global_pool == "avg"  # the card's pooling, not timm's default (the class token)
+
+
+def test_joint_files_that_are_not_whole_are_refused_by_name_and_the_naming_is_recorded(tmp_path):
+    ckpt, _, _ = _joint_file(tmp_path)
+    state = torch.load(ckpt, weights_only=True)["model"]
+    only_1 = {k: v for k, v in state.items() if "backbone_1" in k}
+    torch.save({"model": only_1}, tmp_path / "half.pth")
+    with pytest.raises(WeightsError) as err:
+        read_pretrained(tmp_path / "half.pth", ["s1", "s2"])
+    assert str(err.value) == (
+        f"{tmp_path / 'half.pth'}: has backbone_1 but no backbone_2 keys; not a complete DeCUR joint checkpoint"
+    )
+    mixed = {**only_1, **{f"module.backbone_2.{k}": v for k, v in _tiny_34(13).state_dict().items()}}
+    torch.save({"model": mixed}, tmp_path / "mixed.pth")
+    with pytest.raises(WeightsError) as err:
+        read_pretrained(tmp_path / "mixed.pth", ["s1", "s2"])
+    assert str(err.value) == f"{tmp_path / 'mixed.pth'}: backbone_1 is a resnet18, backbone_2 a resnet34"
+    junk = {**only_1, "module.backbone_2.something.weight": torch.zeros(3)}
+    torch.save({"model": junk}, tmp_path / "junk.pth")
+    with pytest.raises(WeightsError, match=str(tmp_path / "junk.pth")):  # the file is named, not None
+        read_pretrained(tmp_path / "junk.pth", ["s1", "s2"])
+    pre = read_pretrained(ckpt, None, {"s2": 13, "s1": 2})  # the dataset lists them the other way round
+    assert pre.card["modalities_from"] == "band counts: backbone_1 (2 bands) = s1, backbone_2 = s2"
+    assert pre.head_dim is None  # no MiT head in a ResNet release file
+
+
+def _tiny_34(bands: int) -> nn.Module:
+    return timm.create_model("resnet34", in_chans=bands, num_classes=0).eval()
+
+
+def test_a_one_encoder_file_is_named_by_the_dataset_before_the_callers_fallback(tmp_path):
+    torch.save(_tiny(13).state_dict(), tmp_path / "s2.pth")
+    assert read_pretrained(tmp_path / "s2.pth", None, {"s1": 2, "s2": 13}, single="encoder").modalities == ["s2"]
+    assert read_pretrained(tmp_path / "s2.pth", None, None, single="encoder").modalities == ["encoder"]
+    with pytest.raises(WeightsError) as err:
+        read_pretrained(tmp_path / "s2.pth", ["a", "b"], field="the field")
+    assert str(err.value) == f"{tmp_path / 's2.pth'}: holds one encoder, but the field names ['a', 'b']"
+
+
+def test_a_card_that_is_not_json_or_not_decurs_is_refused_naming_it(tmp_path):
+    from decur.weights.formats import card_json
+
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(WeightsError) as err:
+        card_json(tmp_path / "bad.json")
+    assert str(err.value).startswith(f"{tmp_path / 'bad.json'}: not a readable JSON card (")
+    for content in ("[1, 2]", '{"arch": "resnet18"}', '{"format": "other/1"}'):
+        (tmp_path / "c.json").write_text(content)
+        with pytest.raises(WeightsError) as err:
+            card_json(tmp_path / "c.json")
+        assert str(err.value) == (
+            f"{tmp_path / 'c.json'}: not a decur weights card (no decur-export/... or decur-backbone/... format)"
+        )
+    (tmp_path / "ok.json").write_text('{"format": "decur-export/1"}')
+    assert card_json(tmp_path / "ok.json") == {"format": "decur-export/1"}

@@ -123,7 +123,7 @@ class Pretrained:
         try:
             encoder.load_state_dict(self.encoders[modality], strict=True)
         except RuntimeError as err:
-            reason = str(err).splitlines()[0][:160]
+            reason = " ".join(line.strip() for line in str(err).splitlines()[:2])[:200]  # 2nd line: the keys
             raise WeightsError(
                 f"{self.source}: the {modality} weights do not fit {self.arch} with "
                 f"{self.bands[modality]} bands ({reason})"
