@@ -150,6 +150,10 @@ def test_a_killed_embedding_resumes_writing_each_sample_once(run, tmp_path, monk
                         lambda self, b, i: seen.extend(b["index"].tolist()) or original(self, b, i))  # fmt: skip
     assert _embed(run, out) == 0
     assert sorted(seen) == list(range(16, 24))  # only the third part's samples
+    seen.clear()
+    assert main(["embed", str(run), "--out", str(out), "--overwrite", "samples=24", "image_size=32", "batch_size=8",
+                 "num_workers=0"]) == 0  # fmt: skip
+    assert sorted(seen) == list(range(24))  # --overwrite: afresh, every sample
     table = pq.read_table(out)
     assert table["id"].to_pylist() == [f"{i:07d}" for i in range(24)]
     np.testing.assert_allclose(_column(table, "common_sar"), _expected(run)["common_sar"], rtol=1e-4, atol=1e-4)

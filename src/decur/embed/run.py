@@ -85,7 +85,7 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
     pre = start.pretrained
     identity = {"source": str(Path(cfg.source or "").resolve()), "dataset": cfg.dataset, "split": cfg.split,
                 "samples": len(data.test), "modalities": list(start.bands)}  # fmt: skip
-    done = _resume(parts, identity, overwrite and not out.exists())
+    done = _resume(parts, identity, fresh=overwrite)
     todo = [i for i in range(len(data.test)) if i not in done]
     dataset = _Located(Transformed(data.test, start.transforms), data.test, list(start.bands), _shapes(data.test))
     common_dim = cfg.common_dim or pre.common_dim
