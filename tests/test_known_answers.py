@@ -1111,3 +1111,20 @@ def test_a_card_that_is_not_json_or_not_decurs_is_refused_naming_it(tmp_path):
         )
     (tmp_path / "ok.json").write_text('{"format": "decur-export/1"}')
     assert card_json(tmp_path / "ok.json") == {"format": "decur-export/1"}
+
+
+def test_a_release_joint_file_s_common_dim_is_the_release_scripts_and_only_with_projectors(tmp_path):
+    """The release scripts' --dim_common: 7168 of 8192 for SSL4EO-S12 (87.5 %, S1 first; FIDELITY.md, the paper's
+    SAR-optical share) — recorded only when the file holds projectors (without them there are no embeddings)."""
+    from decur.models import projector
+
+    ckpt, _, _ = _joint_file(tmp_path)
+    bare = read_pretrained(ckpt, ["s1", "s2"])
+    assert bare.common_dim is None and bare.projectors == {}
+    state = torch.load(ckpt, weights_only=True)
+    for prefix in ("projector1", "projector2"):
+        state["model"].update({f"module.{prefix}.{k}": v for k, v in projector(512, [32, 32]).state_dict().items()})
+    torch.save(state, tmp_path / "with.pth")
+    pre = read_pretrained(tmp_path / "with.pth", ["s1", "s2"])
+    assert pre.common_dim == 7168 == round(0.875 * 8192)
+    assert pre.card["common_dim_source"] == "the release scripts' --dim_common (7168 for S1-S2, 6144 for RGB-X)"
