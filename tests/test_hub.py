@@ -143,3 +143,34 @@ def test_hf_names_are_parsed_strictly():
         hub.resolve("hf:not a repo")
     with pytest.raises(hub.WeightsError, match="torchgeo's DeCUR weights"):
         hub.resolve("torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO")
+
+
+def test_every_pretrained_field_takes_a_name_and_a_local_path_of_that_name_wins(tmp_path, hf_cache, monkeypatch):
+    """``read_pretrained`` (behind ``pretrained=``, ``source``, ``load_backbone``) resolves names like ``decur
+    import``; a folder that happens to carry a release short name in the working directory is read as the folder."""
+    from decur.weights import import_weights, read_pretrained
+
+    ckpt = tmp_path / "joint.pth"
+    torch.save({"epoch": 99, "model": release_joint_state("resnet18"), "optimizer": {}}, ckpt)
+    hf_cache("wangyi111/DeCUR", {"rn50_ssl4eo-s12_joint_decur_ep100.pth": ckpt})
+    pre = read_pretrained("rn50-ssl4eo-s12")
+    assert pre.modalities == ["s1", "s2"] and pre.kind == "release-joint" and COMMIT in str(pre.source)
+    import_weights(ckpt, tmp_path / "rn50-ssl4eo-s12", ["sar", "optical"])
+    monkeypatch.chdir(tmp_path)
+    assert read_pretrained("rn50-ssl4eo-s12").modalities == ["sar", "optical"]  # the local export, not the Hub's
+
+
+def test_a_weights_file_replaced_in_place_is_read_again(tmp_path):
+    """The read cache is keyed by path, modification time and size: a file rewritten within the same mtime tick
+    (same mtime_ns, other size) is not served from the cache."""
+    import os
+
+    from decur.weights.formats import _load
+
+    path = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(2)}, path)
+    stamp = os.stat(path).st_mtime_ns
+    assert _load(path)["a"].shape == (2,)
+    torch.save({"a": torch.zeros(1000)}, path)
+    os.utime(path, ns=(stamp, stamp))
+    assert _load(path)["a"].shape == (1000,)
