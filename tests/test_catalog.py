@@ -81,7 +81,16 @@ def test_every_command_s_dataset_choices_come_from_the_one_table():
     assert PRETRAIN == ("synthetic", "ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders", "geonrw", "sunrgbd")
     assert list(TRANSFER) == ["synthetic", "bigearthnet", "geonrw", "sunrgbd", "nyuv2"]
     assert TRANSFER["bigearthnet"] == {"s1": 2, "s2": 13} and SEGMENTATION_DATASETS == ("geonrw", "sunrgbd", "nyuv2")
-    assert set(EMBED) == {"synthetic", "bigearthnet", "ssl4eo_s12", "paired_folders", "geonrw", "sunrgbd", "nyuv2"}
+    assert set(EMBED) == {
+        "synthetic",
+        "bigearthnet",
+        "ssl4eo_s12",
+        "ssl4eo_s12_v11",
+        "paired_folders",
+        "geonrw",
+        "sunrgbd",
+        "nyuv2",
+    }
     assert set(SOURCES) == set(datasets("download")) and CHECK == datasets("check")
     assert SPLITS["bigearthnet_v2"] == ("train", "val", "validation", "test") and "ssl4eo_s12" not in SPLITS
     assert (DATASETS["sunrgbd"].classes, DATASETS["nyuv2"].classes) == (37, 40)  # the RGB-D benchmarks' classes
