@@ -38,12 +38,13 @@ SLOW_WEIGHTS = [
 """Two transfers of 15 s each: every surviving mutant would run them; their claims have known-answer tests."""
 KNOWN = "tests/test_known_answers.py"
 MODULES: dict[str, tuple[str, list[str]]] = {
-    # the weights layer in three runs (about 1,700 mutants together: one run does not fit a session on 2 cores)
+    # the weights layer in four runs (about 1,700 mutants together: one run does not fit a session on 2 cores)
     "weights/formats": ("src/decur/weights/formats.py", [KNOWN, "tests/test_weights.py", *SLOW_WEIGHTS]),
-    "weights/adapters": (
-        " ".join(f"src/decur/weights/{f}.py" for f in ("inputs", "terratorch", "torchgeo", "joint")),
-        [KNOWN, "tests/test_weights.py", "tests/test_terratorch.py", *SLOW_WEIGHTS],
+    "weights/inputs": (
+        " ".join(f"src/decur/weights/{f}.py" for f in ("inputs", "torchgeo", "joint")),
+        [KNOWN, "tests/test_weights.py", "tests/test_hub.py", *SLOW_WEIGHTS],
     ),
+    "weights/terratorch": ("src/decur/weights/terratorch.py", [KNOWN, "tests/test_terratorch.py"]),
     "weights/export": (
         " ".join(f"src/decur/weights/{f}.py" for f in ("export", "hub", "__init__")),
         [KNOWN, "tests/test_weights.py", "tests/test_export.py", "tests/test_hub.py", *SLOW_WEIGHTS],
