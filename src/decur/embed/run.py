@@ -273,7 +273,8 @@ def merge(parts: Path, out: Path, meta: dict[str, Any], fmt: str = "parquet", ro
     files = sorted(parts.glob("part-*.parquet"))
     if not files:
         raise ConfigError(f"{parts}: no embedded rows to merge (an empty dataset?)")
-    index = [pq.read_table(f, columns=["index"])["index"].to_numpy() for f in files]
+    small = [pq.read_table(f, columns=["index", "bbox"]) for f in files]  # the order and the extent: one read
+    index = [t["index"].to_numpy() for t in small]
     part_of = np.concatenate([np.full(len(ix), k) for k, ix in enumerate(index)])
     row_of = np.concatenate([np.arange(len(ix)) for ix in index])
     flat = np.concatenate(index)
@@ -281,7 +282,7 @@ def merge(parts: Path, out: Path, meta: dict[str, Any], fmt: str = "parquet", ro
     keep = order[np.r_[True, np.diff(flat[order]) != 0]]  # a sample written twice (never expected) kept once
     schema = pq.read_schema(files[0])
     meta = {**meta, "stats": _stats(files, schema), "rows": len(keep)}
-    boxes = [_part_bbox(f) for f in files]
+    boxes = [_part_bbox(t["bbox"]) for t in small]
     geo = geo_metadata([b for b in boxes if b is not None])
     cache: OrderedDict[int, pa.Table] = OrderedDict()
 
@@ -343,8 +344,8 @@ def _stats(files: list[Path], schema: pa.Schema) -> dict[str, dict[str, list[flo
     return out
 
 
-def _part_bbox(f: Path) -> dict[str, float] | None:
-    boxes = pq.read_table(f, columns=["bbox"])["bbox"].combine_chunks()
+def _part_bbox(column: pa.ChunkedArray) -> dict[str, float] | None:
+    boxes = column.combine_chunks()
     boxes = boxes.filter(boxes.is_valid())
     if len(boxes) == 0:
         return None
