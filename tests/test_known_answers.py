@@ -985,6 +985,8 @@ def test_an_export_as_a_torchvision_weights_member_without_torchgeo(tmp_path):
     member = torchgeo_weights(tmp_path / "exp", "s2")
     assert member.meta["in_chans"] == 13 and member.meta["model"] == "resnet18" and member.meta["bands"][10] == "B10"
     assert member.meta["ssl_method"] == "decur" and member.meta["decur_card"]["arch"] == "resnet18"
+    assert member.meta["publication"] == "https://arxiv.org/abs/2309.05300" and member.meta["repo"] == "decur"
+    assert member.meta["dataset"] == member.meta["decur_card"].get("dataset")  # torchgeo's meta keys, as torchgeo
     assert type(member).__name__ == "DecurWeights" and member.name == "S2"
     state = member.get_state_dict()
     assert state.keys() == n2.state_dict().keys()
@@ -1128,3 +1130,33 @@ def test_a_release_joint_file_s_common_dim_is_the_release_scripts_and_only_with_
     pre = read_pretrained(tmp_path / "with.pth", ["s1", "s2"])
     assert pre.common_dim == 7168 == round(0.875 * 8192)
     assert pre.card["common_dim_source"] == "the release scripts' --dim_common (7168 for S1-S2, 6144 for RGB-X)"
+
+
+def test_default_transforms_give_images_their_own_rule_with_the_datasets_statistics(tmp_path):
+    """``default_transforms`` for weights without a recorded transform: a DEM of 2 bands is an image, not
+    Sentinel-1 (the band count alone would say so); decur's rule standardises with the dataset's statistics and
+    refuses without them; an unknown rule is named."""
+    from decur.weights.formats import Pretrained
+    from decur.weights.inputs import default_transforms
+
+    pre = Pretrained(tmp_path / "w.pth", "plain", "resnet18", {"dem": {}, "rgb": {}}, {"dem": 2, "rgb": 3})
+    stats = {"dem": ([10.0, 20.0], [2.0, 4.0]), "rgb": ([0.5] * 3, [0.25] * 3)}
+    out = default_transforms(pre, "decur", "here", stats)
+    assert out["dem"].steps == [{"op": "standardize", "mean": [10.0, 20.0], "std": [2.0, 4.0]}]
+    assert out["rgb"].steps[-1] == {"op": "standardize", "mean": [0.5] * 3, "std": [0.25] * 3}
+    x = torch.tensor([14.0, 28.0]).view(2, 1, 1).expand(2, 3, 3)
+    torch.testing.assert_close(out["dem"](x), torch.ones(2, 3, 3) * torch.tensor([2.0, 2.0]).view(2, 1, 1))
+    with pytest.raises(WeightsError) as err:
+        default_transforms(pre, "decur", "the field")
+    assert str(err.value) == "the field: decur's transform of 'dem' needs band statistics; none are recorded"
+    with pytest.raises(WeightsError) as err:
+        default_transforms(pre, "imagenet", "the field")
+    assert (
+        str(err.value) == "the field: input transform 'imagenet' is not one of ['decur', 'ssl4eo_release', 'torchgeo']"
+    )
+    with pytest.raises(WeightsError) as err:  # no rule and no Sentinel band count: nothing to derive
+        default_transforms(Pretrained(tmp_path / "w.pth", "plain", "resnet18", {"rgb": {}}, {"rgb": 3}), None, "f")
+    assert (
+        str(err.value) == f"{tmp_path / 'w.pth'}: no input transform is recorded for 'rgb' (3 bands); set f to one of "
+        "['decur', 'ssl4eo_release', 'torchgeo']"
+    )
