@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from decur.catalog import DATASETS as CATALOG
 from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets
 from decur.config import ConfigError, EngineConfig, register_kind
 
@@ -106,7 +107,7 @@ class EmbedConfig:
         """The transfer config whose data and starting point are this embedding's (the transfer datasets)."""
         from decur.evaluate.transfer import TransferRun
 
-        task = "classification" if self.dataset in ("synthetic", "bigearthnet") else "segmentation"
+        task = "segmentation" if CATALOG[self.dataset].segmentation else "classification"  # one the dataset has
         run = TransferRun(
             task=task,
             dataset=self.dataset,

@@ -247,10 +247,11 @@ def partner_ranks(emb: Embeddings, space: str, modality_from: str, modality_to: 
     is scored against one block of candidates at a time.
     """
     q_col, g_col = emb.column(space, modality_from), emb.column(space, modality_to)
-    pairs = zip(emb.batches(q_col, raw), emb.batches(g_col, raw), strict=True)
-    own = torch.cat([(q * g).sum(1) for (_, q, _), (_, g, _) in pairs])
-    both = torch.cat([a & b for (_, _, a), (_, _, b) in zip(emb.batches(q_col, raw), emb.batches(g_col, raw),
-                                                            strict=True)])  # fmt: skip
+    own_scores, present = [], []  # one pass over both columns: each row's own score, and whether it has both
+    for (_, q, a), (_, g, b) in zip(emb.batches(q_col, raw), emb.batches(g_col, raw), strict=True):
+        own_scores.append((q * g).sum(1))
+        present.append(a & b)
+    own, both = torch.cat(own_scores), torch.cat(present)
     ranks = torch.zeros(emb.rows, dtype=torch.long)
     for qa, q, _ in emb.batches(q_col, raw):
         mine = own[qa : qa + len(q)]
