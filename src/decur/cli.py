@@ -208,6 +208,7 @@ STUDIES = {
     "experiment": ("decur.evaluate.experiment", "ExperimentConfig", "run_experiment", "results.md"),
     "sweep": ("decur.evaluate.experiment", "SweepConfig", "run_sweep", "sweep.md"),
     "convergence": ("decur.evaluate.convergence", "ConvergenceConfig", "run_convergence", "summary.md"),
+    "split": ("decur.evaluate.split_study", "SplitStudyConfig", "run_split_study", "split.md"),
 }
 """The studies on the synthetic data: module, config class, runner, and the report printed at the end."""
 
@@ -351,6 +352,13 @@ CONFIG_COMMANDS = {  # name: (help, config fields, --output help (None: required
     "convergence": (
         "trajectories of alignment, factor R² and probe mAP over training",
         "decur.evaluate.convergence.ConvergenceConfig",
+        None,
+        "field=value, e.g. seeds=[0]",
+        None,
+    ),
+    "split": (
+        "method.common_dim=auto against the grid search over common shares, on known truths",
+        "decur.evaluate.split_study.SplitStudyConfig",
         None,
         "field=value, e.g. seeds=[0]",
         None,

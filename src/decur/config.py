@@ -91,6 +91,10 @@ class DataConfig:
     """SSL4EO-S12: text file of location ids to leave out (one per line), e.g. the release's void-ids list."""
     num_classes: int = 8
     """Synthetic: number of land-cover classes."""
+    unique_factors: int = 2
+    """Synthetic: factors each modality sees alone (2: the named ones; more adds textures, fewer drops them)."""
+    unique_strength: float = 1.0
+    """Synthetic: scale of every modality-unique effect (0: the sensors share everything they show)."""
     crop_size: int = 40
     """Side of the random resized crops fed to the encoders (224 in the paper)."""
     crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -134,8 +138,13 @@ class MethodConfig:
     """The objective: DeCUR, one of its ablations, or a baseline (see ``decur.losses``)."""
 
     name: str = "decur"
-    common_dim: int | None = None
-    """Number of common dimensions; ``None`` derives it from ``common_share``."""
+    common_dim: int | str | None = None
+    """Number of common dimensions; ``None`` derives it from ``common_share``; ``auto`` finds it during the run
+    (``decur.train.split``: every dimension common for ``auto_warmup`` of the steps, then the split of
+    ``decur.losses.split_dimensions``)."""
+    auto_warmup: float = 0.5
+    """``common_dim: auto`` only: the share of the run's optimiser steps before the split is decided (the
+    statistics are taken over its second half)."""
     common_share: float = 0.75
     """Share of common dimensions (paper: 0.875 SAR-optical, 0.75 RGB-DEM / RGB-depth)."""
     lambda_common: float = 0.0051
@@ -241,8 +250,13 @@ class Config:
 
     @property
     def common_dim(self) -> int:
-        """K_c: the explicit ``method.common_dim`` or ``round(common_share x K)``."""
-        if self.method.common_dim is not None:
+        """K_c: the explicit ``method.common_dim``, ``round(common_share x K)``, or ``K`` for ``auto``.
+
+        Under ``auto`` every dimension is common until the split is found; the run then records it.
+        """
+        if self.method.common_dim == "auto":
+            return self.embed_dim
+        if isinstance(self.method.common_dim, int):
             return self.method.common_dim
         return round(self.method.common_share * self.embed_dim)
 
@@ -256,6 +270,11 @@ class Config:
         names = _check_data(d, check_paths)
         _check_method(m, names)
         _check_model(self.model, d.crop_size, check_paths)
+        _require(
+            m.common_dim != "auto" or bool(self.model.projector),
+            "method.common_dim",
+            "`auto` splits the projector's output dimensions: give model.projector widths (e.g. [1024, 1024, 1024])",
+        )
         _require(0 <= m.common_share <= 1, "method.common_share", f"must lie in [0, 1], got {m.common_share}")
         _require(
             0 <= self.common_dim <= self.embed_dim,
@@ -356,6 +375,8 @@ def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
             )
         bands = {mod.name: mod.bands for mod in d.modalities}
         _require(bands.get("elevation", 1) == 1, "data.modalities", "synthetic elevation has 1 band")
+        _require(d.unique_factors >= 0, "data.unique_factors", f"must be >= 0, got {d.unique_factors}")
+        _require(d.unique_strength >= 0, "data.unique_strength", f"must be >= 0, got {d.unique_strength}")
 
 
 def _check_ssl4eo_v11(d: DataConfig, names: list[str]) -> None:
@@ -399,6 +420,18 @@ def _check_method(m: MethodConfig, names: list[str]) -> None:
         f"method {m.name!r} trains {wanted} modalit{'y' if wanted == '1' else 'ies'}, got {names}",
     )
     _require(m.pairs in ("sum", "mean"), "method.pairs", f"sum or mean, got {m.pairs!r}")
+    _require(
+        not isinstance(m.common_dim, str) or m.common_dim == "auto",
+        "method.common_dim",
+        f"a number of dimensions or `auto`, got {m.common_dim!r}",
+    )
+    if m.common_dim == "auto":
+        _require(
+            m.name == "decur",
+            "method.common_dim",
+            f"`auto` splits DeCUR's dimensions (method.name=decur), not {m.name!r}'s; give a number or leave it unset",
+        )
+        _require(0 < m.auto_warmup < 1, "method.auto_warmup", f"a share of the steps in (0, 1), got {m.auto_warmup}")
     _require(
         m.separation >= 0 and (m.separation == 0 or m.name == "decur"),
         "method.separation",

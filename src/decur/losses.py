@@ -190,6 +190,51 @@ def separation_objective(z: Tensor, common_dim: int) -> Tensor:
     return _correlation(z[:, :common_dim], z[:, common_dim:]).pow(2).sum()
 
 
+def split_dimensions(cross: Tensor, intra: Tensor, pairs: list[tuple[int, int]]) -> tuple[int, Tensor]:
+    """The split of ``common_dim: auto`` (not in the paper; docs/method.md, Eq. 7): how many dimensions are common.
+
+    Measured at the end of a warm-up in which every dimension is trained as common. ``cross[p, i]`` is the mean
+    cross-modal correlation ``C_ii`` of pair ``p = (a, b)`` between views of *different* crops: the variance of
+    dimension ``i`` that the two modalities share. ``intra[m, i]`` is the mean correlation of modality ``m``'s two
+    views: the variance of dimension ``i`` that survives the augmentations, shared or not (its reliability). The
+    shared part of the invariant signal, pooled over the dimensions and averaged over the pairs, sets the number
+    of common dimensions — the dimensions the shared signal fills once it is concentrated there, as Eq. 2 asks:
+
+        ``K_c = round(K · mean_(a,b) [Σ_i C^ab_ii / Σ_i sqrt(C^aa'_ii C^bb'_ii)])``, clipped to ``0..K``.
+
+    The common block takes the ``K_c`` dimensions with the largest attenuation-corrected correlation
+    ``ρ_i = mean_(a,b) C^ab_ii / sqrt(C^aa'_ii C^bb'_ii)`` (Spearman's correction: the share of dimension ``i``'s own
+    invariant signal that is shared), so the least reordering is needed.
+
+    Args:
+        cross: ``P x K`` cross-modal correlations, one row per pair of ``pairs``.
+        intra: ``M x K`` view-to-view correlations per modality.
+        pairs: The ``P`` pairs ``(a, b)`` of modality indices.
+
+    Returns:
+        ``(K_c, order)``: the number of common dimensions and a permutation of ``0..K−1`` that lists the common
+        dimensions first, each block in its original order.
+
+    Raises:
+        ValueError: On shapes that do not match.
+
+    """
+    if cross.ndim != 2 or intra.ndim != 2 or cross.shape[0] != len(pairs) or cross.shape[1] != intra.shape[1]:
+        raise ValueError(
+            f"split_dimensions needs P x K cross and M x K intra correlations for P pairs, got {tuple(cross.shape)}, "
+            f"{tuple(intra.shape)} and {len(pairs)} pairs"
+        )
+    k = cross.shape[1]
+    ceiling = torch.stack([torch.sqrt(intra[a].clamp_min(0) * intra[b].clamp_min(0)) for a, b in pairs])
+    share = torch.stack([cross[p].sum() / ceiling[p].sum().clamp_min(1e-12) for p in range(len(pairs))]).mean()
+    k_c = int(torch.round(share.clamp(0, 1) * k))
+    rho = (cross / ceiling.clamp_min(1e-6)).mean(dim=0)
+    common = torch.zeros(k, dtype=torch.bool)
+    common[torch.argsort(rho, descending=True, stable=True)[:k_c]] = True
+    order = torch.cat([torch.nonzero(common).flatten(), torch.nonzero(~common).flatten()])
+    return k_c, order
+
+
 PAIR_WEIGHTINGS = ("sum", "mean")
 
 

@@ -41,6 +41,8 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
             sar_bands=bands.get("sar", 2),
             seed=cfg.trainer.seed + seed_offset,
             elevation="elevation" in bands,
+            unique_factors=d.unique_factors,
+            unique_strength=d.unique_strength,
         )
     if d.dataset == "geonrw":
         from decur.data.geonrw import GeoNRW

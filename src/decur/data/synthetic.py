@@ -27,6 +27,13 @@ fixed height above the terrain (buildings, forest canopy, water at 0), smoothed 
     flips change it, the magnitude survives every augmentation).
 Its draws follow the optical and SAR ones, so the two-modality samples are the same with or without it.
 
+*How much is unique* (``unique_factors``, ``unique_strength``): every modality has ``unique_factors`` factors of
+its own (2 by default: the named ones above). With fewer, the named ones are dropped from the end (0: the modality
+sees only the shared layout); each one beyond two is an extra texture: a smooth field at its own scale (2-9 cells)
+whose amplitude is the factor, with its own band pattern (fixed per world). ``unique_strength`` scales every unique
+effect (0: present in the factor list, invisible in the images). The defaults reproduce the original samples
+exactly; the extra draws follow all others.
+
 The unique factors are global per scene and carried by band ratios, absolute levels and texture, which survive
 the paper's augmentations (crops, flips, brightness/contrast, blur) in most views. ``factors`` holds the ground
 truth in the order of ``FACTOR_GROUPS``.
@@ -59,6 +66,8 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
             different seeds are draws from the same world.
         signature_seed: Seed of the per-class spectra and backscatter.
         elevation: Add the third modality ``elevation`` (1 band, metres) and its factors ``relief``, ``tilt``.
+        unique_factors: Factors seen by one modality only, per modality (>= 0; 2: the named ones).
+        unique_strength: Scale of every unique effect (>= 0; 1: as documented, 0: none visible).
 
     Returns (per sample):
         ``{"optical": C_o x H x W float, "sar": C_s x H x W float (dB), ["elevation": 1 x H x W float (m),]
@@ -76,12 +85,18 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         seed: int = 0,
         signature_seed: int = 1234,
         elevation: bool = False,
+        unique_factors: int = 2,
+        unique_strength: float = 1.0,
     ) -> None:
         if length < 1 or image_size < 8 or num_classes < 2 or optical_bands < 1 or sar_bands < 1:
             raise ValueError(
                 "SyntheticMultimodal needs length >= 1, image_size >= 8, num_classes >= 2 and >= 1 band per "
                 f"modality; got {length=}, {image_size=}, {num_classes=}, {optical_bands=}, {sar_bands=}"
             )
+        if unique_factors < 0 or not unique_strength >= 0:
+            raise ValueError(f"SyntheticMultimodal needs unique_factors >= 0 and unique_strength >= 0, got "
+                             f"{unique_factors=}, {unique_strength=}")  # fmt: skip
+        self.unique_factors, self.unique_strength = unique_factors, float(unique_strength)
         self.length, self.size, self.num_classes, self.seed = length, image_size, num_classes, seed
         self.optical_bands, self.sar_bands = optical_bands, sar_bands
         g = torch.Generator().manual_seed(signature_seed)
@@ -104,6 +119,11 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         self.moisture_response = 0.5 + 0.5 * torch.rand(num_classes, generator=g)
         self.elevation = elevation
         self.class_height = 25 * torch.rand(num_classes, generator=g) ** 2  # drawn last: the rest is unchanged
+        extra = max(0, unique_factors - 2)  # per extra factor and modality: a band pattern and a texture scale
+        self._extra_patterns = {
+            m: torch.rand(extra, b, generator=g) + 0.5 for m, b in self.bands.items()
+        }  # fmt: skip
+        self._extra_cells = {m: torch.randint(2, 10, (extra,), generator=g).tolist() for m in self.bands}
 
     @property
     def modalities(self) -> list[str]:
@@ -114,15 +134,20 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
     def factor_names(self) -> list[str]:
         """Names of the entries of ``factors``: class fractions, then the unique factors."""
         shared = [f"class_{c}_fraction" for c in range(self.num_classes)]
-        return shared + [f for m in self.modalities for f in UNIQUE_FACTORS[m]]
+        return shared + [f for m in self.modalities for f in self._unique_names(m)]
+
+    def _unique_names(self, modality: str) -> list[str]:
+        named = list(UNIQUE_FACTORS[modality])
+        extra = [f"{modality}_extra_{j + 1}" for j in range(self.unique_factors - len(named))]
+        return (named + extra)[: self.unique_factors]
 
     @property
     def factor_groups(self) -> dict[str, list[int]]:
         """Indices into ``factors`` of the shared factors and of each modality's unique factors."""
-        c = self.num_classes
+        c, u = self.num_classes, self.unique_factors
         groups = {"shared": list(range(c))}
         for i, m in enumerate(self.modalities):
-            groups[m] = [c + 2 * i, c + 2 * i + 1]
+            groups[m] = list(range(c + u * i, c + u * (i + 1)))
         return groups
 
     @property
@@ -151,16 +176,25 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         mask = self._layout(g)
         onehot = F.one_hot(mask, self.num_classes).permute(2, 0, 1).float()  # classes x H x W
         fractions = onehot.mean(dim=(1, 2))
+        named = min(self.unique_factors, 2)
+        keep = [1.0] * named + [0.0] * (2 - named)  # the named factors this world has (0: drawn, not shown)
         haze, phenology, moisture, roughness = torch.rand(4, generator=g).tolist()
-        optical = self._optical(onehot, haze, phenology, g)
-        sar = self._sar(onehot, moisture, roughness, g)
-        unique = [haze, phenology, moisture, roughness]
+        k = self.unique_strength
+        optical = self._optical(onehot, k * keep[0] * haze, k * keep[1] * phenology + 0.5 * (1 - k * keep[1]), g)
+        sar = self._sar(onehot, k * keep[0] * moisture, k * keep[1] * roughness, g)
+        unique = {"optical": [haze, phenology][:named], "sar": [moisture, roughness][:named]}
         sample = {"optical": optical, "sar": sar, "label": (fractions >= 0.01).float(), "mask": mask}
         if self.elevation:
             relief, tilt = torch.rand(2, generator=g).tolist()
-            sample["elevation"] = self._elevation(onehot, relief, tilt, g)
-            unique += [relief, tilt]
-        return sample | {"factors": torch.cat([fractions, torch.tensor(unique)])}
+            sample["elevation"] = self._elevation(onehot, k * keep[0] * relief, k * keep[1] * tilt, g)
+            unique["elevation"] = [relief, tilt][:named]
+        for m in self.modalities:  # extra unique factors: drawn after everything else
+            for j in range(self.unique_factors - 2):
+                value = float(torch.rand(1, generator=g))
+                sample[m] = self._extra(sample[m], m, j, k * value, g)
+                unique[m].append(value)
+        values = [v for m in self.modalities for v in unique[m]]
+        return sample | {"factors": torch.cat([fractions, torch.tensor(values)])}
 
     # ----------------------------------------------------------------------------------------------------------
 
@@ -202,6 +236,15 @@ class SyntheticMultimodal(Dataset[dict[str, Tensor]]):
         uniform = torch.rand(4, self.sar_bands, self.size, self.size, generator=g).clamp_min(1e-12)
         speckle = -torch.log(uniform).mean(dim=0)
         return (10 * torch.log10(10 ** (db / 10) * speckle)).float()
+
+    def _extra(self, image: Tensor, modality: str, j: int, amount: float, g: torch.Generator) -> Tensor:
+        """Extra unique factor ``j``: a texture at its own scale and band pattern, amplitude ``amount``."""
+        field = _smooth_noise(1, self.size, self._extra_cells[modality][j], g)
+        pattern = self._extra_patterns[modality][j][:, None, None]
+        if modality == "optical":  # reflectance: multiplicative, up to ±30 %
+            return (image * (1 + 0.3 * amount * pattern * field)).clamp(0, 1)
+        scale = 3.0 if modality == "sar" else 8.0  # dB or metres
+        return image + scale * amount * pattern * field
 
     def _elevation(self, onehot: Tensor, relief: float, tilt: float, g: torch.Generator) -> Tensor:
         heights = torch.einsum("chw,c->hw", onehot, self.class_height)[None, None]

@@ -158,6 +158,47 @@ class ConvergenceConfig:
         return self
 
 
+@dataclass
+class SplitStudyConfig:
+    """``common_dim: auto`` against the paper's grid search, on synthetic worlds with more or less unique information.
+
+    For every setting of the truth and every seed: one pretraining per share of ``grid`` (the paper's procedure,
+    Fig. 3a / 6) and one with ``method.common_dim=auto``, each evaluated by the built-in probes (multi-label mAP of
+    the joint features, R² of the factors).
+    """
+
+    settings: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "little": ["data.unique_factors=1", "data.unique_strength=0.3"],
+            "medium": [],
+            "much": ["data.unique_factors=4", "data.unique_strength=1.5"],
+        }
+    )
+    """Name -> overrides that set the truth (``data.unique_factors``, ``data.unique_strength``), in order."""
+    grid: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 0.875, 1.0])
+    """The shares of common dimensions the grid search pretrains with."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    pretrain_overrides: list[str] = field(default_factory=list)
+    """Overrides of the built-in default pretraining config shared by every run."""
+    auto_overrides: list[str] = field(default_factory=list)
+    """Further overrides of the ``auto`` runs only (e.g. ``method.auto_warmup=0.25``)."""
+
+    def validate(self, check_paths: bool = True) -> SplitStudyConfig:
+        """Check every field, and every run as a pretraining config; raises ``ConfigError`` naming it."""
+        _need(bool(self.settings), "split", "settings", "name at least one setting of the truth")
+        _need(len(self.grid) >= 1, "split", "grid", "give the shares to search, e.g. [0.25, 0.5, 0.75, 1.0]")
+        _need(all(0 <= v <= 1 for v in self.grid), "split", "grid", f"shares in [0, 1], got {self.grid}")
+        _need(bool(self.seeds), "split", "seeds", "an empty list runs nothing; give e.g. [0]")
+        for name, truth in self.settings.items():
+            for extra in ([f"method.common_share={self.grid[0]}"], ["method.common_dim=auto", *self.auto_overrides]):
+                try:
+                    load_config(None, [*self.pretrain_overrides, *truth, *extra]).validate(check_paths=False)
+                except ConfigError as err:
+                    raise ConfigError(f"split config setting {name!r}: {err}") from None
+        return self
+
+
 register_kind("sweep", SweepConfig)
+register_kind("split", SplitStudyConfig)
 register_kind("experiment", ExperimentConfig)
 register_kind("convergence", ConvergenceConfig)

@@ -279,7 +279,10 @@ class CSVMetrics(L.Callback):
 
 
 def plot_monitors(metrics_csv: Path, out_png: Path) -> None:
-    """Plot the collapse monitors (``emb_std_*``, ``rank_*``, ``align_*``) against the step, one panel each."""
+    """Plot the collapse monitors and the ``common_dim: auto`` estimate against the step, one panel each.
+
+    Panels: ``emb_std_*``, ``rank_*``, ``align_*``, ``split_common_share``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,7 +290,11 @@ def plot_monitors(metrics_csv: Path, out_png: Path) -> None:
 
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    panels = [(p, [k for k in rows[0] if k.startswith(p)]) for p in ("emb_std_", "rank_", "align_")] if rows else []
+    panels = (
+        [(p, [k for k in rows[0] if k.startswith(p)]) for p in ("emb_std_", "rank_", "align_", "split_")]
+        if rows
+        else []
+    )
     panels = [(p, keys) for p, keys in panels if keys]
     if not panels:
         return
@@ -297,6 +304,7 @@ def plot_monitors(metrics_csv: Path, out_png: Path) -> None:
         "emb_std_": "std of L2-normalised embedding",
         "rank_": "effective rank (RankMe)",
         "align_": "cross-modal C_ii: common (→1), |unique| (→0)",
+        "split_": "common_dim=auto: share of common dims",
     }
     for ax, (prefix, keys) in zip(axes[0], panels, strict=True):
         for k in keys:  # sparse monitors (RankMe every rank_every steps): their measured points, joined and marked

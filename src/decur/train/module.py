@@ -22,6 +22,7 @@ from decur.models import MultimodalModel
 from decur.optim import build_optimizer, lr_factor
 from decur.runfiles import checkpoint_path, read_checkpoint
 from decur.train import monitors
+from decur.train.split import SplitSearch, permute_rows
 
 
 def check_finite_gradients(module: nn.Module, step: int) -> None:
@@ -86,6 +87,8 @@ class PretrainModule(L.LightningModule):
             }
         )
         self.objective = Objective(cfg.method, [m.name for m in mods], cfg.common_dim)
+        self.split: SplitSearch | None = None
+        """``method.common_dim: auto``: the warm-up's statistics and the split found (``decur.train.split``)."""
         self._collapse_reported: set[str] = set()
         self.steps_run = 0
         """Training steps taken by this process (not restored from checkpoints: a resumed run counts only its own)."""
@@ -105,6 +108,13 @@ class PretrainModule(L.LightningModule):
                 "point at the folder `decur pretrain` wrote (the transfer's `pretrained` run)"
             )
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+    def on_fit_start(self) -> None:
+        """``common_dim: auto``: the warm-up's length from the run's steps (a checkpoint's own wins on resume)."""
+        if self.cfg.method.common_dim == "auto" and self.split is None:
+            total = int(self.trainer.estimated_stepping_batches)
+            warmup = round(self.cfg.method.auto_warmup * total)
+            self.split = SplitSearch(self.cfg.embed_dim, self.objective.modalities, warmup)
 
     def setup(self, stage: str) -> None:
         """Under multi-GPU DDP, BatchNorm statistics are synchronised over the global batch (trainer.sync_batchnorm).
@@ -154,6 +164,8 @@ class PretrainModule(L.LightningModule):
             views = self.make_views(batch)
         z = {m: [self.model.embed(m, x) for x in xs] for m, xs in views.items()}
         terms = self.objective(z)
+        if self.split is not None:
+            self.split.observe(z, self.global_step)
         if not torch.isfinite(terms["total"]):
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
@@ -204,6 +216,31 @@ class PretrainModule(L.LightningModule):
             if self.objective.common_dim < z[names[0]][0].shape[1]:
                 self.log("align_unique", unique, prog_bar=True, logger=False)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """``common_dim: auto``: log the running estimate; at the warm-up's end decide, reorder and go on with it."""
+        if self.split is None:
+            return
+        steps = self.global_step  # optimiser steps done, this batch's included
+        if self.split.due(steps):
+            k_c, order = self.trainer.strategy.broadcast(self.split.decide(steps), src=0)
+            self.split.found, self.split.order = k_c, order
+            permute_rows(list(self.model.projectors.values()), order, list(self.trainer.optimizers))
+            self.use_common_dim(k_c)
+            if self.trainer.is_global_zero:
+                print(
+                    f"common_dim=auto: {k_c} of {self.cfg.embed_dim} dimensions common ({k_c / self.cfg.embed_dim:.1%})"
+                    f" after {steps} warm-up steps; dimensions reordered, common first"
+                )
+        estimate = self.split.found if self.split.found is not None else (self.split.estimate() or (None, None))[0]
+        if estimate is not None and (steps % self.cfg.trainer.log_every_n_steps == 0 or self.split.found_at == steps):
+            self.log("split_common_share", estimate / self.cfg.embed_dim, logger=False)
+
+    def use_common_dim(self, k_c: int) -> None:
+        """Train on with ``k_c`` common dimensions, and record them where checkpoints and exports read them."""
+        self.objective.common_dim = k_c
+        self.cfg.method.common_dim = k_c
+        self.hparams["config"]["method"]["common_dim"] = k_c
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Stop on NaN/Inf gradients (``check_finite_gradients``); 16-bit loss scaling handles its own."""
         if self.cfg.trainer.precision != "16-mixed":
@@ -242,9 +279,17 @@ class PretrainModule(L.LightningModule):
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        if self.split is not None:
+            checkpoint["common_dim_auto"] = self.split.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the RNG states written by ``on_save_checkpoint``."""
+        """Restore the RNG states written by ``on_save_checkpoint``, and the ``common_dim: auto`` search."""
+        split = checkpoint.get("common_dim_auto")
+        if split is not None and self.cfg.method.common_dim == "auto":  # resuming: the weights are reordered
+            self.split = SplitSearch(self.cfg.embed_dim, self.objective.modalities, int(split["warmup_steps"]))
+            self.split.load_state_dict(split)
+            if self.split.found is not None:
+                self.use_common_dim(int(self.split.found))
         states = checkpoint.get("rng_states")
         if states is None:
             return

@@ -131,6 +131,8 @@ def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> 
         "global_step": trainer.global_step,
         "steps_run": module.steps_run,
     }
+    if module.split is not None:
+        summary["common_dim_auto"] = module.split.summary()
     if not trainer.is_global_zero:
         return {**summary, "rank": trainer.global_rank}
     return {**_finish(output, summary, trainer), "rank": 0}

@@ -58,6 +58,8 @@ def read_run(path: Path) -> Pretrained:
         transforms[m] = run_transform(config["data"]["dataset"], m, bands[m], (mean, std))
     k = config["model"]["projector"][-1] if config["model"]["projector"] else None
     common = config["method"]["common_dim"]
+    if common == "auto":  # a checkpoint from the warm-up of common_dim=auto: every dimension is common so far
+        common = k
     if common is None and k is not None:
         common = round(config["method"]["common_share"] * k)
     card = {
@@ -69,6 +71,13 @@ def read_run(path: Path) -> Pretrained:
         "global_step": ckpt.get("global_step"),
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
     }
+    if ckpt.get("common_dim_auto") is not None:
+        found = ckpt["common_dim_auto"]
+        card["common_dim_found_by"] = {
+            "rule": "auto",
+            "found_at_step": found["found_at"],
+            "warmup_steps": found["warmup_steps"],
+        }
     if vit_patch(config["model"]["arch"]) is not None:
         card["vit_pool"] = config["model"].get("vit_pool", "token")
         card["crop_size"] = config["data"]["crop_size"]

@@ -1,0 +1,130 @@
+"""``method.common_dim: auto``: the rule on hand-built correlations, the reordering, and a run that finds a split."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from decur.config import ConfigError, load_config
+from decur.losses import split_dimensions
+from decur.train.split import SplitSearch, permute_rows
+
+from .conftest import REPO
+
+SMOKE = REPO / "configs" / "smoke.yaml"
+
+
+def test_the_shared_share_of_the_invariant_signal_sets_k_c_and_the_corrected_correlation_picks_the_dimensions():
+    # by hand: ceilings sqrt(intra_a * intra_b) = [0.8, 0.2, 0.6, 0.7] (sum 2.3); cross sums to 1.42
+    # share = 1.42 / 2.3 = 0.6174 -> K_c = round(4 * 0.6174) = round(2.47) = 2
+    # rho = cross / ceiling = [0.5, 0.9, 0.4833, 0.7857] -> the two largest: dims 1 and 3 (the raw correlations
+    # would pick 3 and 0; the mean of rho, 0.667, would give K_c = 3; the mean raw correlation, 0.355, K_c = 1)
+    cross = torch.tensor([[0.4, 0.18, 0.29, 0.55]], dtype=torch.float64)
+    intra = torch.tensor([[0.64, 0.0625, 0.36, 1.0], [1.0, 0.64, 1.0, 0.49]], dtype=torch.float64)
+    k_c, order = split_dimensions(cross, intra, [(0, 1)])
+    assert k_c == 2
+    assert order.tolist() == [1, 3, 0, 2]  # common first, each block in its original order
+
+
+def test_nothing_shared_gives_no_common_block_and_everything_shared_gives_all():
+    intra = torch.full((2, 5), 0.8)
+    assert split_dimensions(torch.zeros(1, 5), intra, [(0, 1)])[0] == 0
+    assert split_dimensions(torch.full((1, 5), 0.8), intra, [(0, 1)])[0] == 5
+    assert split_dimensions(torch.full((1, 5), 0.95), intra, [(0, 1)])[0] == 5  # clipped to K
+
+
+def test_three_modalities_average_the_pairs_shares():
+    # ceilings 1: pair shares (0.9 + 0.9) / 2 = 0.9, (0.9 + 0.1) / 2 = 0.5, (0.0 + 0.1) / 2 = 0.05 -> mean 0.4833
+    # -> K_c = round(2 * 0.4833) = 1 (the least shared pair alone would give 0); rho per dim: 0.6, 0.367 -> dim 0
+    cross = torch.tensor([[0.9, 0.9], [0.9, 0.1], [0.0, 0.1]])
+    intra = torch.ones(3, 2)
+    k_c, order = split_dimensions(cross, intra, [(0, 1), (0, 2), (1, 2)])
+    assert (k_c, order.tolist()) == (1, [0, 1])
+
+
+def test_split_refuses_shapes_that_do_not_match():
+    with pytest.raises(ValueError, match="P x K"):
+        split_dimensions(torch.zeros(2, 4), torch.ones(2, 4), [(0, 1)])
+
+
+def test_reordering_permutes_the_projector_output_and_the_momentum_alike():
+    torch.manual_seed(0)
+    shared = nn.Sequential(nn.Linear(3, 5, bias=False), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 4, bias=False))
+    other = nn.Sequential(nn.Linear(3, 4))
+    opt = torch.optim.SGD([*shared.parameters(), *other.parameters()], lr=0.1, momentum=0.9)
+    x = torch.randn(6, 3)
+    (shared(x).sum() * 3 + other(x).pow(2).sum()).backward()
+    opt.step()
+    shared.eval()
+    before_a, before_b = shared(x).detach(), other(x).detach()
+    momentum = opt.state[shared[3].weight]["momentum_buffer"].clone()
+    bias_momentum = opt.state[other[0].bias]["momentum_buffer"].clone()
+    order = [2, 0, 3, 1]
+    permute_rows([shared, shared, other], order, [opt])  # a shared projector is reordered once, not twice
+    assert torch.equal(shared(x).detach(), before_a[:, order])
+    assert torch.equal(other(x).detach(), before_b[:, order])
+    assert torch.equal(opt.state[shared[3].weight]["momentum_buffer"], momentum[order])
+    assert torch.equal(opt.state[other[0].bias]["momentum_buffer"], bias_momentum[order])
+
+
+def test_the_search_uses_only_the_second_half_of_the_warm_up_and_keeps_its_state():
+    search = SplitSearch(embed_dim=3, modalities=["a", "b"], warmup_steps=4)
+    torch.manual_seed(0)
+    base = torch.randn(64, 3)
+    noise = [torch.randn(64, 3) * 0.05 for _ in range(4)]
+    # dims 0, 1 shared by a and b; dim 2 of b is independent noise
+    b = base.clone()
+    b[:, 2] = torch.randn(64)
+    z = {"a": [base + noise[0], base + noise[1]], "b": [b + noise[2], b + noise[3]]}
+    for step in range(5):
+        search.observe(z, step)
+    assert search.count == 2  # steps 2 and 3 of a 4-step warm-up
+    assert not search.due(3) and search.due(4)
+    assert search.decide(4) == (2, [0, 1, 2])
+    copy = SplitSearch(3, ["a", "b"], 99)
+    copy.load_state_dict(search.state_dict())
+    assert (copy.warmup_steps, copy.found, copy.order, copy.found_at) == (4, 2, [0, 1, 2], 4)
+    assert copy.summary()["common_share"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (["method.common_dim=some"], "method.common_dim"),
+        (["method.common_dim=auto", "method.name=barlow_twins_cross"], "method.common_dim"),
+        (["method.common_dim=auto", "model.projector=[]"], "method.common_dim"),
+        (["method.common_dim=auto", "method.auto_warmup=1.0"], "method.auto_warmup"),
+    ],
+)
+def test_auto_is_refused_where_there_is_nothing_to_split(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(SMOKE, overrides).validate(check_paths=False)
+
+
+def test_a_run_with_auto_records_the_split_and_trains_on_with_it(tmp_path):
+    from decur.train.module import PretrainModule
+    from decur.train.run import pretrain
+    from decur.weights.export import read_run
+
+    out = tmp_path / "run"
+    cfg = load_config(SMOKE, ["method.common_dim=auto", "method.auto_warmup=0.5", "eval.enabled=false"])
+    summary = pretrain(cfg, out)
+    split = summary["common_dim_auto"]
+    k = cfg.embed_dim
+    assert split["found_at_step"] == 4 and split["window_steps"] == 2 and split["warmup_steps"] == 4  # 8 steps
+    assert 0 <= split["common_dim"] <= k and split["common_share"] == pytest.approx(split["common_dim"] / k, abs=1e-4)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["config"]["method"]["common_dim"] == split["common_dim"]
+    assert ckpt["common_dim_auto"]["found"] == split["common_dim"]
+    module = PretrainModule.from_run(out)  # what explain and transfer load: the found split, not "auto"
+    assert module.objective.common_dim == split["common_dim"]
+    assert read_run(out).common_dim == split["common_dim"]
+    with open(out / "metrics.csv", newline="") as f:
+        shares = [float(r["split_common_share"]) for r in csv.DictReader(f) if r.get("split_common_share")]
+    assert shares and shares[-1] == pytest.approx(split["common_share"], abs=1e-4)
+    assert json.loads((out / "summary.json").read_text())["common_dim_auto"] == split
+    assert "auto" in (out / "config.yaml").read_text()  # the run's config keeps what the user asked
