@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench experiment clean convergence mutants mutation-score docs
+.PHONY: demo test test-slow lint bench experiment clean convergence split mutants mutation-score docs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ convergence: $(STAMP)
 	$(BIN)/decur convergence --config configs/convergence.yaml --output docs/results/convergence
 
 ## the miniature of the paper's tables on the synthetic data (about an hour on 2 CPU cores)
+## method.common_dim=auto against the grid search over common shares, 3 truths x 3 seeds (issue 37; ~50 min, 2 cores)
+split: $(STAMP)
+	$(BIN)/decur split --config configs/split_study.yaml --output docs/results/split
+
 experiment: $(STAMP)
 	$(BIN)/decur experiment --config configs/experiment.yaml --output docs/results/experiment
 	$(BIN)/decur sweep --config configs/sweep_common_share.yaml --output docs/results/sweep-common-share

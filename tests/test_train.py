@@ -191,13 +191,16 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # ~30 s of two process starts; make test keeps the 2-process loss/gradient test (test_distributed)
-def test_lightning_ddp_two_cpu_processes_on_the_real_training_path(tmp_path):
+@pytest.mark.parametrize("auto", [False, True], ids=["fixed", "common_dim_auto"])
+def test_lightning_ddp_two_cpu_processes_on_the_real_training_path(tmp_path, auto):
     """`decur pretrain` itself under DDP (2 gloo processes launched by Lightning): the real module, sampler, gather and
     optimiser. Both ranks end with identical weights, their shards of each epoch are disjoint and cover the
     dataset, both log the same global loss, and `data.batch_size` is the global batch."""
     out, probe = tmp_path / "ddp", tmp_path / "probe"
     probe.mkdir()
     cmd = _cli(out, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=2")
+    if auto:  # the split is found from the gathered batch and broadcast: both ranks reorder alike (weights below)
+        cmd += ["method.common_dim=auto", "method.auto_warmup=0.5"]
     cmd[1:3] = ["-m", "tests.ddp_probe"]  # the same CLI, recording what each rank does
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DECUR_PROBE": str(probe), "PYTHONPATH": str(REPO)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -206,6 +209,10 @@ def test_lightning_ddp_two_cpu_processes_on_the_real_training_path(tmp_path):
     # 64 samples, global batch 16 split over 2 processes (8 each): 4 steps per epoch, as with one process
     assert ckpt["global_step"] == 8
     assert (out / "metrics.csv").exists() and (out / "summary.json").exists()
+    if auto:
+        split = ckpt["common_dim_auto"]
+        assert split["found_at"] == 4 and split["count"] == 2 and split["found"] is not None
+        assert ckpt["hyper_parameters"]["config"]["method"]["common_dim"] == split["found"]
     for epoch in (0, 1):
         shards = [set(map(int, (probe / f"indices-r{r}-e{epoch}.txt").read_text().split())) for r in (0, 1)]
         assert len(shards[0]) == len(shards[1]) == 32 and not shards[0] & shards[1]

@@ -53,7 +53,8 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"{path}: FAILED: {err}")
             continue
         what = (
-            f", {cfg.method.name}, {cfg.model.arch}, K={cfg.embed_dim}, K_c={cfg.common_dim}"
+            f", {cfg.method.name}, {cfg.model.arch}, K={cfg.embed_dim}, "
+            f"K_c={'auto' if cfg.method.common_dim == 'auto' else cfg.common_dim}"
             if kind == "pretrain"
             else ""
         )

@@ -30,6 +30,8 @@ from decur.catalog import (
 from decur.errors import DecurError
 
 METHOD_NAMES = tuple(METHODS)
+AUTO_MIN_BATCH = 16
+"""The smallest global batch ``common_dim: auto`` accepts (a batch correlation's noise is about 1/sqrt(N))."""
 AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
 DATASETS = datasets("pretrain")
 
@@ -270,6 +272,12 @@ class Config:
         names = _check_data(d, check_paths)
         _check_method(m, names)
         _check_model(self.model, d.crop_size, check_paths)
+        _require(
+            m.common_dim != "auto" or d.batch_size >= AUTO_MIN_BATCH,
+            "data.batch_size",
+            f"common_dim=auto reads per-dimension correlations off each global batch; {d.batch_size} samples give "
+            f"noise (two samples always correlate ±1): use a batch of at least {AUTO_MIN_BATCH}, or a fixed common_dim",
+        )
         _require(
             m.common_dim != "auto" or bool(self.model.projector),
             "method.common_dim",

@@ -46,9 +46,36 @@ def run_split_study(cfg: SplitStudyConfig, output: Path) -> list[dict[str, Any]]
             print(f"[{elapsed:6.0f} s] run {i + 1}/{len(runs)}: {name}, seed {seed}, share {share}", flush=True)
             pretrain(load_config(None, [*overrides, *extra]), run_dir)
             evaluate_run(run_dir)
-        rows.append(_row(name, seed, share, json.loads(summary_path.read_text())))
+        row = _row(name, seed, share, json.loads(summary_path.read_text()))
+        if share == "auto":
+            row |= alternative_shares(run_dir / "checkpoints" / "last.ckpt")
+        rows.append(row)
     _write(cfg, rows, output, (time.perf_counter() - started) / 60)
     return rows
+
+
+ALTERNATIVES = {
+    "alt_per_dim_half": "dimensions whose corrected correlation ρ_i exceeds ½ (each dimension to its nearer target)",
+    "alt_mean_rho": "the mean over dimensions of ρ_i",
+    "alt_raw_cross": "the mean cross-modal correlation C^ab_ii, uncorrected for the augmentations",
+}
+"""Other rules, computed on the same warm-up statistics as Eq. 7 (``decur.losses.split_dimensions``), for the record."""
+
+
+def alternative_shares(checkpoint: Path) -> dict[str, float]:
+    """The share of common dimensions each rule of ``ALTERNATIVES`` gives on an ``auto`` run's warm-up statistics."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["common_dim_auto"]
+    cross, intra = state["cross"] / state["count"], state["intra"] / state["count"]
+    pairs = [(a, b) for a in range(intra.shape[0]) for b in range(a + 1, intra.shape[0])]
+    ceiling = torch.stack([torch.sqrt(intra[a].clamp_min(0) * intra[b].clamp_min(0)) for a, b in pairs])
+    rho = (cross / ceiling.clamp_min(1e-6)).mean(dim=0)
+    return {
+        "alt_per_dim_half": float((rho > 0.5).double().mean()),
+        "alt_mean_rho": float(rho.clamp(0, 1).mean()),
+        "alt_raw_cross": float(cross.mean(dim=0).clamp(0, 1).mean()),
+    }
 
 
 def _row(setting: str, seed: int, share: float | str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +123,7 @@ def aggregate(rows: list[dict[str, Any]], settings: list[str]) -> list[dict[str,
                 "auto_unique_r2": stats(auto, "unique_r2"),
                 "map_gap_points": 100 * (stats(auto, "map_micro")[0] - stats(curve[best], "map_micro")[0]),
                 "compute_ratio": sum(r["fit_seconds"] for r in auto) / grid_seconds if grid_seconds else float("nan"),
+                "alternatives": {k: stats(auto, k) for k in ALTERNATIVES if all(k in r for r in auto)},
                 "curve": {s: (stats(curve[s], "map_micro"), stats(curve[s], "unique_r2")) for s in shares},
             }
         )
@@ -128,6 +156,12 @@ def _write(cfg: SplitStudyConfig, rows: list[dict[str, Any]], output: Path, minu
             f"| {pm(s['best_map'])} | {pm(s['best_unique_r2'])} | {pm(s['auto_share'])} | {pm(s['auto_map'])} "
             f"| {pm(s['auto_unique_r2'])} | {s['map_gap_points']:+.2f} | {s['compute_ratio']:.2f} |"
         )
+    lines += ["", "Other rules on the same warm-up statistics (share of common dimensions, mean ± std over seeds):", ""]
+    lines += ["| rule | " + " | ".join(s["setting"] for s in summary) + " |", "|---|" + "---|" * len(summary)]
+    lines.append("| Eq. 7 (decur's) | " + " | ".join(pm(s["auto_share"]) for s in summary) + " |")
+    for key, text in ALTERNATIVES.items():
+        if all(key in s["alternatives"] for s in summary):
+            lines.append(f"| {text} | " + " | ".join(pm(s["alternatives"][key]) for s in summary) + " |")
     lines += ["", "Grid curves (seed means): share → mAP / unique-factor R²", ""]
     for s in summary:
         cells = ", ".join(f"{k}: {m[0]:.3f} / {u[0]:.3f}" for k, (m, u) in s["curve"].items())
