@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from decur import __version__
 from decur.augment import ViewPipeline
 from decur.evaluate.module import TransferModule
-from decur.evaluate.transfer.config import OptimSettings
+from decur.evaluate.transfer.config import TransferOptimConfig
 from decur.models import CMX, create_mit
 from decur.train.host import tune_host
 
@@ -49,7 +49,9 @@ def measure(args: argparse.Namespace) -> dict:
     tune_host()
     model = CMX({m: create_mit(args.arch, 3) for m in ("rgb", "hha")}, CLASSES, args.decoder_dim)
     views = {m: ViewPipeline("none", 3, 8, (1.0, 1.0), [0.5] * 3, [0.25] * 3) for m in ("rgb", "hha")}
-    module = TransferModule(model, views, False, OptimSettings("adamw", 6e-5, 0.01, "poly"), CLASSES, 0).to(device)
+    module = TransferModule(model, views, False, TransferOptimConfig("adamw", 6e-5, 0.01, "poly"), CLASSES, 0).to(
+        device
+    )
     module.train()
     opt = torch.optim.AdamW(module.model.parameters(), lr=6e-5, weight_decay=0.01)
     n, h, w = args.batch, args.height, args.width

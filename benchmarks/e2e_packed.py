@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from decur import __version__
-from decur.config import Config, load_config
+from decur.config import PretrainConfig, load_config
 from decur.data.pack import FORMAT, PAIRING, SEASONS
 from decur.optim import build_optimizer
 from decur.train.module import PretrainModule
@@ -66,7 +66,7 @@ def write_store(root: Path, locations: int, size: int, seasons: int = 2) -> None
     (root / "index.json").write_text(json.dumps(index))
 
 
-def flops_per_sample(cfg: Config, device: torch.device, batch: int = 8) -> float:
+def flops_per_sample(cfg: PretrainConfig, device: torch.device, batch: int = 8) -> float:
     """FLOPs of one full training step (views, forward, backward, optimiser) divided by its samples."""
     bands = {m.name: m.bands for m in cfg.data.modalities}
     module = PretrainModule(cfg, {m: ([0.5] * c, [0.25] * c) for m, c in bands.items()}).to(device)

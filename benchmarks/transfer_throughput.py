@@ -29,7 +29,7 @@ import torch
 from decur import __version__
 from decur.augment import ViewPipeline
 from decur.evaluate.module import TransferModule
-from decur.evaluate.transfer.config import OptimSettings
+from decur.evaluate.transfer.config import TransferOptimConfig
 from decur.models import LateFusionClassifier, create_encoder, encoder_width
 from decur.train.host import tune_host
 
@@ -48,7 +48,7 @@ def measure(args: argparse.Namespace) -> dict:
     encoders = {m: create_encoder(args.arch, c) for m, c in BANDS.items()}
     model = LateFusionClassifier(encoders, encoder_width(args.arch), 19)
     views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), [0.5] * c, [0.25] * c) for m, c in BANDS.items()}
-    module = TransferModule(model, views, False, OptimSettings("sgd", 0.05, 0.0, "step"), 19).to(device)
+    module = TransferModule(model, views, False, TransferOptimConfig("sgd", 0.05, 0.0, "step"), 19).to(device)
     if args.channels_last:
         module = module.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(module.model.parameters(), lr=0.05, momentum=0.9)

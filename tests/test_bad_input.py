@@ -247,7 +247,7 @@ def test_validate_checks_every_shipped_config_of_every_kind(capsys):
     assert main(["validate", *map(str, configs)]) == 0
     out = capsys.readouterr().out
     kinds = {line.split("(")[1].split(",")[0].rstrip(")") for line in out.splitlines() if ": ok (" in line}
-    assert kinds == {"pretrain", "transfer", "experiment", "sweep", "convergence"}
+    assert kinds == {"pretrain", "transfer", "experiment", "sweep", "convergence", "split"}
     assert out.count(": ok (") == len(configs)
 
 
@@ -296,7 +296,7 @@ def test_empty_seed_lists_are_refused(command, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("kind", ["safetensors", "foreign", "missing", "run_without_checkpoint"])
 def test_pretrained_is_validated_before_any_data_are_read(kind, tmp_path, monkeypatch):
     import decur.evaluate.transfer.run as transfer
-    from decur.evaluate.transfer import TransferRun
+    from decur.evaluate.transfer import TransferConfig
 
     path = tmp_path / {"safetensors": "enc.safetensors", "foreign": "x.ckpt"}.get(kind, "run")
     if kind == "safetensors":
@@ -309,7 +309,7 @@ def test_pretrained_is_validated_before_any_data_are_read(kind, tmp_path, monkey
         path.mkdir()
     monkeypatch.setattr(transfer, "load_data", lambda run: pytest.fail("data read before pretrained was checked"))
     with pytest.raises(ConfigError, match=r"`pretrained`") as err:
-        transfer.run_transfer(TransferRun(pretrained=str(path)), tmp_path / "out")
+        transfer.run_transfer(TransferConfig(pretrained=str(path)), tmp_path / "out")
     assert "weights_only" not in str(err.value)
 
 
@@ -362,19 +362,19 @@ def test_plausible_depth_gives_no_warning(tmp_path):
 def test_geonrw_city_subsets_from_the_config_and_small_tiles(tmp_path, capsys):
     from decur.data.errors import DatasetError
     from decur.data.geonrw import GeoNRW
-    from decur.evaluate.transfer import TransferRun, load_data
+    from decur.evaluate.transfer import TransferConfig, load_data
 
     from .data.geonrw.data import generate
 
     root = generate(tmp_path / "geonrw", tile=250)  # one 250 px patch per tile, the transfer protocol's size
     cities = sorted(p.name for p in root.iterdir() if p.is_dir())
-    run = TransferRun(task="segmentation", dataset="geonrw", root=str(root), train_cities=cities[:1],
+    run = TransferConfig(task="segmentation", dataset="geonrw", root=str(root), train_cities=cities[:1],
                       test_cities=cities[-1:])  # fmt: skip
     data = load_data(run.validate())
     assert {t.parent.name for t in data.train.tiles} == {cities[0]}  # type: ignore[attr-defined]
     assert {t.parent.name for t in data.test.tiles} == {cities[-1]}  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="train_cities"):
-        TransferRun(dataset="synthetic", train_cities=["x"]).validate()
+        TransferConfig(dataset="synthetic", train_cities=["x"]).validate()
     with pytest.raises(DatasetError, match=r"rgb\.jp2.*patch_size 500 does not divide"):
         GeoNRW(root, "train", patch_size=500, cities=tuple(cities[:1]))  # larger than the tiles
 
@@ -401,12 +401,12 @@ def test_a_stale_bigearthnet_pairing_cache_is_rebuilt(tmp_path):
 
 def test_a_raw_bigearthnet_v2_tree_transfers_directly(tmp_path):
     from decur.data.bigearthnet import BigEarthNetV2
-    from decur.evaluate.transfer import TransferRun, load_data
+    from decur.evaluate.transfer import TransferConfig, load_data
 
     from .data.bigearthnet.data import make_v2
 
     root = make_v2(tmp_path / "v2")
-    data = load_data(TransferRun(dataset="bigearthnet", root=str(root), test_split="validation").validate())
+    data = load_data(TransferConfig(dataset="bigearthnet", root=str(root), test_split="validation").validate())
     assert isinstance(data.train, BigEarthNetV2) and set(data.train[0]) == {"s1", "s2", "label"}
 
 

@@ -191,13 +191,13 @@ def _hand_built(bands: dict[str, int]):
 
 
 def test_gradcam_explains_the_dims_it_is_asked_about():
-    from decur.explain import ExplainOptions, Parts, saliency_over_set
+    from decur.explain import ExplainConfig, Parts, saliency_over_set
 
     module = _hand_built({"a": 2, "b": 1})
     g = torch.Generator().manual_seed(0)
     data = [{"a": torch.rand(2, 16, 16, generator=g) + 0.5, "b": torch.rand(1, 16, 16, generator=g) + 0.5}
             for _ in range(6)]  # fmt: skip
-    options = ExplainOptions(batch_size=3, standardize=False)  # raw outputs: a linear map, the answer is exact
+    options = ExplainConfig(batch_size=3, standardize=False)  # raw outputs: a linear map, the answer is exact
     sal = saliency_over_set(module, data, 6, Parts(kc=1, k=2), options, torch.device("cpu"))
     for m in ("a", "b"):
         common, unique = sal.shown["common"][m].abs(), sal.shown["unique"][m].abs()

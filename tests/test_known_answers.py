@@ -429,9 +429,9 @@ def test_v11_s2_digital_numbers_become_the_papers_8_bit_after_the_offset():
 @pytest.mark.parametrize(("decay", "ok"), [(0.0, False), (-0.5, False), (1.5, False), (0.65, True), (1.0, True)])
 def test_layer_decay_is_a_factor_in_0_1(decay, ok):
     from decur.config import ConfigError
-    from decur.evaluate.transfer import TransferRun
+    from decur.evaluate.transfer import TransferConfig
 
-    run = TransferRun(arch="vit_tiny_patch16_224", protocol="finetune", layer_decay=decay, crop_size=32)
+    run = TransferConfig(arch="vit_tiny_patch16_224", protocol="finetune", layer_decay=decay, crop_size=32)
     if ok:
         run.validate(check_paths=False)
     else:

@@ -12,7 +12,7 @@ import torch
 from decur.cli import main
 from decur.config import ConfigError, load_config
 from decur.data.crops import ScaleCrop
-from decur.evaluate.transfer import TransferRun
+from decur.evaluate.transfer import TransferConfig
 from decur.models import CMX, create_encoder, create_mit, encoder_width
 from decur.models.cmx import CrossAttention, Rectification
 from decur.models.mit import load_segformer_weights, read_segformer_weights
@@ -212,12 +212,12 @@ def test_scale_crop_pads_images_with_the_mean_and_masks_with_the_ignore_index():
 def test_cmx_transfer_fields_are_validated_before_anything_is_read():
     def bad(match, **fields):
         with pytest.raises(ConfigError, match=match):
-            TransferRun(task="segmentation", **fields).validate()
+            TransferConfig(task="segmentation", **fields).validate()
 
     bad("fuses two modalities", model="cmx", arch="mit_b0", modalities=["optical"])
     bad("CMX is built on MiT", model="cmx", arch="resnet18")
     with pytest.raises(ConfigError, match="`model`: 'cmx' is not one of"):
-        TransferRun(task="classification", model="cmx").validate()
+        TransferConfig(task="classification", model="cmx").validate()
     bad("segformer_weights", model="cmx", arch="mit_b0", segformer_weights="nowhere.pth")
     bad("crop_size", crop_size=[1, 2, 3])
     bad("train_scales", train_scales=[0.5, 0.0])

@@ -181,9 +181,9 @@ def test_three_modality_decur_on_the_built_in_data(tmp_path):
     assert set(saved["retrieval"]["optical->elevation"]) == {"common", "embedding", "features"}
     assert saved["retrieval"]["sar->optical"]["common"]["random_median_rank"] == 12.5
     # decur explain: alignment per pair, saliency over the three modalities
-    from decur.explain import ExplainOptions, explain
+    from decur.explain import ExplainConfig, explain
 
-    numbers = explain(tmp_path / "run", tmp_path / "explain", options=ExplainOptions(samples=16, batch_size=8,
+    numbers = explain(tmp_path / "run", tmp_path / "explain", options=ExplainConfig(samples=16, batch_size=8,
                       alignment_batches=1, ig_steps=2))  # fmt: skip
     assert set(numbers["alignment"]["pairs"]) == {"optical-sar", "optical-elevation", "sar-elevation"}
     assert numbers["saliency_pairs"] == 16 and numbers["spectral_bands"]["elevation"] == ["band 1"]

@@ -86,7 +86,14 @@ def test_an_extra_unique_factor_is_a_texture_whose_amplitude_is_the_factor_with_
     every band b, scaled by the world's band pattern p_b; invisible at strength 0."""
     two = SyntheticMultimodal(4, 32, unique_factors=2)
     three = SyntheticMultimodal(4, 32, unique_factors=3)
-    assert three.factor_names[8:] == ["haze", "phenology", "optical_extra_1", "soil_moisture", "roughness", "sar_extra_1"]
+    assert three.factor_names[8:] == [
+        "haze",
+        "phenology",
+        "optical_extra_1",
+        "soil_moisture",
+        "roughness",
+        "sar_extra_1",
+    ]
     pattern = three._extra_patterns["optical"][0]
     for i in range(4):
         a, b = three[i], two[i]

@@ -14,7 +14,7 @@ from decur.data.synthetic import SyntheticMultimodal
 from decur.evaluate import label_subset, segmentation_scores
 from decur.evaluate.metrics import SegmentationScores, predict_classes
 from decur.evaluate.module import TransferModule
-from decur.evaluate.transfer import TransferRun, run_transfer
+from decur.evaluate.transfer import TransferConfig, run_transfer
 from decur.models import create_encoder
 from decur.train.run import pretrain
 
@@ -72,7 +72,7 @@ def test_the_ignore_class_is_never_predicted():
 def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
     from torch import nn
 
-    from decur.evaluate.transfer.config import OptimSettings
+    from decur.evaluate.transfer.config import TransferOptimConfig
     from decur.models import LateFusionClassifier
 
     scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.1, 0.3]])
@@ -82,7 +82,7 @@ def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
     model.head.bias.data.zero_()
     view = ViewPipeline("none", 2, 8, (1.0, 1.0), [0.0, 0.0], [1.0, 1.0])
     view.normalize = lambda x: x  # the fixed scores are the logits
-    module = TransferModule(model, {"m": view}, True, OptimSettings("sgd", 0.1, 0.0, "step"), 2)
+    module = TransferModule(model, {"m": view}, True, TransferOptimConfig("sgd", 0.1, 0.0, "step"), 2)
     for i in range(4):  # batch size 1: no per-batch averaging
         module.test_step({"m": scores[i : i + 1], "label": labels[i : i + 1]}, i)
     module.on_test_epoch_end()
@@ -95,7 +95,7 @@ def test_classification_metrics_are_dataset_level_and_hand_computed(tmp_path):
 def test_macro_map_leaves_out_classes_without_positives():
     from torch import nn
 
-    from decur.evaluate.transfer.config import OptimSettings
+    from decur.evaluate.transfer.config import TransferOptimConfig
     from decur.models import LateFusionClassifier
 
     # class 2 has no positive in this test set: its AP is undefined and must not count as 0 in the macro mean
@@ -106,7 +106,7 @@ def test_macro_map_leaves_out_classes_without_positives():
     model.head.bias.data.zero_()
     view = ViewPipeline("none", 3, 8, (1.0, 1.0), [0.0] * 3, [1.0] * 3)
     view.normalize = lambda x: x
-    module = TransferModule(model, {"m": view}, True, OptimSettings("sgd", 0.1, 0.0, "step"), 3)
+    module = TransferModule(model, {"m": view}, True, TransferOptimConfig("sgd", 0.1, 0.0, "step"), 3)
     module.test_step({"m": scores, "label": labels}, 0)
     module.on_test_epoch_end()
     r = module.results
@@ -131,7 +131,7 @@ def _encoder_state(ckpt_or_run, prefix="model.encoders."):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_linear_probe_leaves_encoders_and_batchnorm_statistics_unchanged(pretrained, tmp_path, cache):
-    run = TransferRun(pretrained=str(pretrained), epochs=2, cache_features=cache, seeds=[0], **_tiny())
+    run = TransferConfig(pretrained=str(pretrained), epochs=2, cache_features=cache, seeds=[0], **_tiny())
     summary = run_transfer(run, tmp_path, progress=False)
     before, after = _encoder_state(pretrained), _encoder_state(tmp_path / "seed0", "model.encoders.")
     assert before.keys() == after.keys() and any("running_mean" in k for k in before)
@@ -142,7 +142,7 @@ def test_linear_probe_leaves_encoders_and_batchnorm_statistics_unchanged(pretrai
 
 
 def test_finetune_moves_encoders_and_missing_modality_works(pretrained, tmp_path):
-    run = TransferRun(pretrained=str(pretrained), protocol="finetune", epochs=1, label_fraction=0.5,
+    run = TransferConfig(pretrained=str(pretrained), protocol="finetune", epochs=1, label_fraction=0.5,
                       modalities=["sar"], **_tiny())  # fmt: skip
     summary = run_transfer(run, tmp_path, progress=False)
     before, after = _encoder_state(pretrained), _encoder_state(tmp_path / "seed0")
@@ -156,9 +156,9 @@ def _tiny():
 
 
 def test_random_init_finetuned_on_all_labels_is_the_supervised_row():
-    assert TransferRun(protocol="finetune").setting() == "supervised"
-    assert TransferRun(protocol="finetune", label_fraction=0.1).setting() == "random_init"
-    assert TransferRun(protocol="linear").setting() == "random_init"
+    assert TransferConfig(protocol="finetune").setting() == "supervised"
+    assert TransferConfig(protocol="finetune", label_fraction=0.1).setting() == "random_init"
+    assert TransferConfig(protocol="linear").setting() == "random_init"
 
 
 def _metric_rows(path):
@@ -174,7 +174,7 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
 
     engine = EngineConfig(log_every_n_steps=1)  # a metrics row every step: rows past the checkpoint must go
     args = {"task": "segmentation", "epochs": 3, "image_size": 32, "seeds": [0], "trainer": engine, **_tiny()}
-    whole = run_transfer(TransferRun(**args), tmp_path / "whole", progress=False)["runs"][0]
+    whole = run_transfer(TransferConfig(**args), tmp_path / "whole", progress=False)["runs"][0]
 
     original = TransferModule.on_train_batch_start
 
@@ -185,11 +185,11 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
 
     monkeypatch.setattr(TransferModule, "on_train_batch_start", killed)
     with pytest.raises(BaseException):  # noqa: B017 - Lightning turns the interrupt into its own exit
-        run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)
+        run_transfer(TransferConfig(**args), tmp_path / "killed", progress=False)
     assert (tmp_path / "killed" / "seed0" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "killed" / "seed0" / "results.json").exists()
     monkeypatch.setattr(TransferModule, "on_train_batch_start", original)
-    resumed = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
+    resumed = run_transfer(TransferConfig(**args), tmp_path / "killed", progress=False)["runs"][0]
     assert resumed["resumed_from"] == {"epoch": 2, "step": 4} and whole["resumed_from"] is None
     assert resumed["steps"] == whole["steps"] == 6
     assert resumed["steps_run"] == 2 and whole["steps_run"] == 6  # the second process ran only epoch 3
@@ -200,7 +200,7 @@ def test_killed_fine_tuning_resumes_at_its_checkpoint_and_ends_as_an_uninterrupt
     assert [r["step"] for r in rows["killed"]] == steps == sorted(set(steps), key=int)
     assert rows["killed"] == rows["whole"]
     # a finished seed is skipped: its results are read back, nothing trains
-    again = run_transfer(TransferRun(**args), tmp_path / "killed", progress=False)["runs"][0]
+    again = run_transfer(TransferConfig(**args), tmp_path / "killed", progress=False)["runs"][0]
     assert again["test"] == whole["test"]
 
 
@@ -250,10 +250,10 @@ def test_every_transfer_field_is_validated_before_anything_is_built(tmp_path, ca
 
 def test_a_seed_folder_with_another_config_is_refused(tmp_path):
     args = {"task": "segmentation", "epochs": 1, "image_size": 32, **_tiny()}
-    run_transfer(TransferRun(**args), tmp_path, progress=False)
+    run_transfer(TransferConfig(**args), tmp_path, progress=False)
     (tmp_path / "seed0" / "results.json").unlink()
     with pytest.raises(ConfigError, match=r"lr: None -> 0\.5"):
-        run_transfer(TransferRun(**args, lr=0.5), tmp_path, progress=False)
+        run_transfer(TransferConfig(**args, lr=0.5), tmp_path, progress=False)
 
 
 def test_transfer_cli_on_a_pretrained_run(pretrained, tmp_path, capsys):
@@ -288,7 +288,8 @@ def test_segmentation_sgd_poly_schedule_runs_the_given_iterations(tmp_path, caps
     assert run["final_lr"] == pytest.approx(0.0)  # poly decays to zero at the last step
     config = json.loads((out / "results.json").read_text())["config"]
     assert (
-        config["optimizer"] == "sgd" and TransferRun(task="segmentation", optimizer="sgd").optim().weight_decay == 1e-5
+        config["optimizer"] == "sgd"
+        and TransferConfig(task="segmentation", optimizer="sgd").optim().weight_decay == 1e-5
     )
 
 

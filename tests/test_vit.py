@@ -118,7 +118,7 @@ def test_vit_pool_avg_is_the_mean_of_the_normed_patch_tokens_with_the_keys_of_to
 
 def test_layer_decay_scales_each_vit_block_and_leaves_the_head_at_the_base_rate():
     from decur.evaluate.module import TransferModule
-    from decur.evaluate.transfer.config import OptimSettings
+    from decur.evaluate.transfer.config import TransferOptimConfig
     from decur.models import LateFusionClassifier
     from decur.optim import layer_decay_scales
 
@@ -128,7 +128,7 @@ def test_layer_decay_scales_each_vit_block_and_leaves_the_head_at_the_base_rate(
     assert scales["blocks.0.attn.qkv.weight"] == 0.5**12 and scales["blocks.11.mlp.fc2.bias"] == 0.5
     assert scales["norm.weight"] == 1.0 and len(scales) == len(list(vit.parameters()))
     model = LateFusionClassifier({"a": vit, "b": create_encoder(ARCH, 2)}, 192, 5)
-    module = TransferModule(model, {}, False, OptimSettings("adamw", 0.01, 0.05, "constant", 0, 0.5), 5)
+    module = TransferModule(model, {}, False, TransferOptimConfig("adamw", 0.01, 0.05, "constant", 0, 0.5), 5)
     lr = {id(p): (g["lr"], g["weight_decay"]) for g in module.param_groups() for p in g["params"]}
     assert len(lr) == len([p for p in model.parameters()])
     assert lr[id(model.encoders["b"].blocks[3].attn.proj.weight)] == (pytest.approx(0.01 * 0.5**9), 0.05)
@@ -138,12 +138,12 @@ def test_layer_decay_scales_each_vit_block_and_leaves_the_head_at_the_base_rate(
 
 
 def test_layer_decay_is_refused_for_linear_probes_and_convolutional_encoders():
-    from decur.evaluate.transfer import TransferRun
+    from decur.evaluate.transfer import TransferConfig
 
     with pytest.raises(ConfigError, match="layer_decay"):
-        TransferRun(layer_decay=0.75).validate()  # synthetic classification: linear by default
+        TransferConfig(layer_decay=0.75).validate()  # synthetic classification: linear by default
     with pytest.raises(ConfigError, match="layer_decay"):
-        TransferRun(layer_decay=1.5, protocol="finetune").validate()
+        TransferConfig(layer_decay=1.5, protocol="finetune").validate()
     args = ["protocol=finetune", "layer_decay=0.75", "epochs=1", "train_samples=16", "test_samples=8",
             "image_size=32", "num_workers=0", "seeds=[0]"]  # fmt: skip
     assert main(["transfer", "--output", "/nonexistent/never-written", *args]) == 2  # resnet18 from random

@@ -248,10 +248,10 @@ def test_transfer_starts_from_the_release_checkpoint_with_its_transform(ben, rel
 
 def test_a_release_transform_on_a_packed_store_is_refused_before_training(ben, release_file, tmp_path):
     from decur.config import ConfigError
-    from decur.evaluate.transfer import TransferRun, run_transfer
+    from decur.evaluate.transfer import TransferConfig, run_transfer
 
     assert main(["data", "pack", str(ben), str(tmp_path / "store"), "--dataset", "bigearthnet", "--workers", "1"]) == 0
-    run = TransferRun(dataset="bigearthnet", root=str(tmp_path / "store"), pretrained=str(release_file), epochs=1,
+    run = TransferConfig(dataset="bigearthnet", root=str(tmp_path / "store"), pretrained=str(release_file), epochs=1,
                       batch_size=4, num_workers=0)  # fmt: skip
     with pytest.raises(ConfigError, match="use the raw release tree, or input_transform: decur"):
         run_transfer(run, tmp_path / "out")
@@ -327,9 +327,9 @@ def test_the_transfer_start_transforms_raw_pixels_by_the_weights_rule(ben, relea
 
     from decur.data import BigEarthNetMM
     from decur.evaluate.start import Transformed, starting_point
-    from decur.evaluate.transfer import TransferRun, load_data
+    from decur.evaluate.transfer import TransferConfig, load_data
 
-    run = TransferRun(dataset="bigearthnet", root=str(ben), pretrained=str(release_file)).validate()
+    run = TransferConfig(dataset="bigearthnet", root=str(ben), pretrained=str(release_file)).validate()
     data = load_data(run)
     start = starting_point(run, data)
     sample = Transformed(data.test, start.transforms)[1]
@@ -364,18 +364,18 @@ def test_a_12_band_l2a_encoder_transfers_to_bigearthnet_without_the_inserted_b10
     from safetensors.torch import save_file
 
     from decur.config import ConfigError
-    from decur.evaluate.transfer import TransferRun, load_data
+    from decur.evaluate.transfer import TransferConfig, load_data
 
     encoder = timm.create_model("resnet18", in_chans=12, num_classes=0)
     path = tmp_path / "s2_l2a.safetensors"
     save_file(encoder.state_dict(), path)
-    run = TransferRun(dataset="bigearthnet", root=str(ben), pretrained=str(path), pretrained_modalities=["s2"],
+    run = TransferConfig(dataset="bigearthnet", root=str(ben), pretrained=str(path), pretrained_modalities=["s2"],
                       modalities=["s2"], epochs=1, batch_size=4, num_workers=0)  # fmt: skip
     run.validate()
     assert run.s2_bands == 12 and run.dataset_bands()["s2"] == 12
     data = load_data(run)
     assert data.train[0]["s2"].shape[0] == 12  # B1..B9, B8A, B11, B12 as stored
     with pytest.raises(ConfigError, match=r"`s2_bands`: 12 or 13, for dataset bigearthnet only"):
-        TransferRun(dataset="bigearthnet", root=str(ben), s2_bands=11).validate(check_paths=False)
-    thirteen = TransferRun(dataset="bigearthnet", root=str(ben), modalities=["s2"])
+        TransferConfig(dataset="bigearthnet", root=str(ben), s2_bands=11).validate(check_paths=False)
+    thirteen = TransferConfig(dataset="bigearthnet", root=str(ben), modalities=["s2"])
     assert load_data(thirteen.validate()).train[0]["s2"].shape[0] == 13  # the paper's: B10 inserted as zeros

@@ -180,9 +180,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from decur.evaluate.transfer import TransferRun, run_transfer
+    from decur.evaluate.transfer import TransferConfig, run_transfer
 
-    run = load_dataclass(TransferRun, args.config, args.overrides).validate()
+    run = load_dataclass(TransferConfig, args.config, args.overrides).validate()
     output = Path(args.output) if args.output else Path("runs") / "transfer"
     summary = run_transfer(run, output)
     if summary["runs"][0].get("rank", 0) != 0:
@@ -226,9 +226,9 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from decur.explain import ExplainOptions, explain
+    from decur.explain import ExplainConfig, explain
 
-    options = ExplainOptions(
+    options = ExplainConfig(
         samples=args.samples,
         batch_size=args.batch_size,
         alignment_batches=args.alignment_batches,
@@ -331,7 +331,7 @@ CONFIG_COMMANDS = {  # name: (help, config fields, --output help (None: required
     ),
     "transfer": (
         "classification (late fusion) or segmentation (FCN, CMX) on frozen or fine-tuned encoders",
-        "decur.evaluate.transfer.TransferRun",
+        "decur.evaluate.transfer.TransferConfig",
         "folder for seed<k>/ run folders and results.json (default runs/transfer)",
         "field=value, e.g. protocol=finetune trainer.devices=2",
         "Transfer on the training engine; re-running with the same --output resumes unfinished seeds.",

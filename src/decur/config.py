@@ -1,6 +1,6 @@
 """Typed, validated run configuration.
 
-A run is described by one ``Config``. YAML files and ``key.path=value`` command-line overrides are merged
+A run is described by one ``PretrainConfig``. YAML files and ``key.path=value`` command-line overrides are merged
 onto the defaults, which are the built-in synthetic demo (ResNet-18, small images). Unknown keys and bad values
 fail at start with the dotted name of the field and what to do about it.
 """
@@ -233,7 +233,7 @@ class EvalConfig:
 
 
 @dataclass
-class Config:
+class PretrainConfig:
     """A whole pretraining run."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -266,7 +266,7 @@ class Config:
         """Plain nested dict (YAML-serialisable)."""
         return _plain(dataclasses.asdict(self))
 
-    def validate(self, check_paths: bool = True) -> Config:
+    def validate(self, check_paths: bool = True) -> PretrainConfig:
         """Check every field that can be checked before anything is built; returns ``self``."""
         d, m, t = self.data, self.method, self.trainer
         names = _check_data(d, check_paths)
@@ -300,6 +300,10 @@ class Config:
         _require(t.precision in precisions, "trainer.precision", f"{t.precision!r} not in {precisions}")
         _check_numbers(self)
         return self
+
+
+Config = PretrainConfig
+"""The name of ``PretrainConfig`` before 2026-12-07, kept for scripts that import it."""
 
 
 def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
@@ -482,7 +486,7 @@ MAX_SAMPLES = 10**9
 """More samples than any dataset of the field holds (SSL4EO-S12: 251,079 locations x 4 seasons)."""
 
 
-def _check_numbers(cfg: Config) -> None:
+def _check_numbers(cfg: PretrainConfig) -> None:
     """Every number's range, before any work: a negative rate, a zero interval or an absurd length fails here."""
     o, t, d = cfg.optim, cfg.trainer, cfg.data
     ranges: list[tuple[str, float, bool, str]] = [
@@ -528,17 +532,17 @@ def _plain(x: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Building a Config from YAML and overrides
+# Building a PretrainConfig from YAML and overrides
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
     """Defaults, then the YAML file, then ``a.b=value`` overrides (values parsed as YAML).
 
     Raises:
         ConfigError: On unknown keys, wrong types, bad override syntax or invalid values.
 
     """
-    return load_dataclass(Config, path, overrides)
+    return load_dataclass(PretrainConfig, path, overrides)
 
 
 def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
@@ -666,7 +670,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 # Every kind of config decur reads
 
 
-_KINDS: dict[str, type] = {"pretrain": Config}
+_KINDS: dict[str, type] = {"pretrain": PretrainConfig}
 
 
 def register_kind(kind: str, cls: type) -> None:

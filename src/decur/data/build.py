@@ -10,13 +10,15 @@ from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
 from decur.catalog import DATASETS as CATALOG
-from decur.config import Config, ConfigError
+from decur.config import ConfigError, PretrainConfig
 from decur.data.errors import DatasetError
 from decur.data.synthetic import SyntheticMultimodal
 from decur.geometry import as_float
 
 
-def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = None) -> Dataset[dict[str, Tensor]]:
+def build_dataset(
+    cfg: PretrainConfig, *, seed_offset: int = 0, length: int | None = None
+) -> Dataset[dict[str, Tensor]]:
     """The pretraining dataset named by ``cfg.data.dataset``.
 
     Args:
@@ -105,7 +107,7 @@ def build_dataset(cfg: Config, *, seed_offset: int = 0, length: int | None = Non
     )
 
 
-def check_bands(cfg: Config, dataset: Any) -> None:
+def check_bands(cfg: PretrainConfig, dataset: Any) -> None:
     """The band count of every modality in the data's first sample against the config's, before any training.
 
     Raises:

@@ -12,7 +12,7 @@ from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets
 from decur.config import ConfigError, EngineConfig, register_kind
 
 if TYPE_CHECKING:
-    from decur.evaluate.transfer import TransferRun
+    from decur.evaluate.transfer import TransferConfig
 
 T = TypeVar("T")
 DATASETS = datasets("embed")
@@ -103,12 +103,12 @@ class EmbedConfig:
             raise ConfigError("embed config field `modalities`: give at least one modality, or leave it out")
         return self
 
-    def transfer_run(self) -> TransferRun:
+    def transfer_run(self) -> TransferConfig:
         """The transfer config whose data and starting point are this embedding's (the transfer datasets)."""
-        from decur.evaluate.transfer import TransferRun
+        from decur.evaluate.transfer import TransferConfig
 
         task = "segmentation" if CATALOG[self.dataset].segmentation else "classification"  # one the dataset has
-        run = TransferRun(
+        run = TransferConfig(
             task=task,
             dataset=self.dataset,
             root=self.root,

@@ -477,11 +477,11 @@ def _transfer_run(cfg: EmbedConfig) -> Any:
     For data no transfer reads (SSL4EO-S12, paired folders): only the fields the starting point uses (not validated
     as a transfer).
     """
-    from decur.evaluate.transfer import TransferRun
+    from decur.evaluate.transfer import TransferConfig
 
     if cfg.dataset not in ("ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders"):
         return cfg.transfer_run()
-    return TransferRun(dataset=cfg.dataset, root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
+    return TransferConfig(dataset=cfg.dataset, root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
                        pretrained_modalities=cfg.pretrained_modalities, input_transform=cfg.input_transform,
                        task="classification")  # fmt: skip
 

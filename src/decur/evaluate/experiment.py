@@ -19,7 +19,7 @@ import numpy as np
 from decur.catalog import UNIQUE_FACTORS
 from decur.config import load_config
 from decur.evaluate.studies import ExperimentConfig, SweepConfig
-from decur.evaluate.transfer.config import TransferRun
+from decur.evaluate.transfer.config import TransferConfig
 from decur.evaluate.transfer.run import run_transfer
 
 
@@ -50,7 +50,7 @@ def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) 
                 for mods in cfg.modalities:
                     if single and mods != [single]:
                         continue
-                    run = TransferRun(
+                    run = TransferConfig(
                         pretrained=str(run_dir) if run_dir else None,
                         modalities=mods,
                         protocol=protocol,
@@ -181,7 +181,7 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
         pretrain(load_config(None, overrides), run_dir)
         for mods in cfg.modalities:
             result = run_transfer(
-                TransferRun(
+                TransferConfig(
                     pretrained=str(run_dir),
                     modalities=mods,
                     protocol="linear",

@@ -17,7 +17,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from decur.augment import ViewPipeline
 from decur.errors import NonFiniteLossError
 from decur.evaluate.metrics import PositiveCounts, SegmentationScores, macro_average_precision, predict_classes
-from decur.evaluate.transfer.config import OptimSettings
+from decur.evaluate.transfer.config import TransferOptimConfig
 from decur.models import CMX, FCN, LateFusionClassifier, MultimodalModel
 from decur.optim import decays, layer_decay_scales
 
@@ -52,7 +52,7 @@ class TransferModule(L.LightningModule):
         model: LateFusionClassifier | FCN | CMX,
         views: dict[str, ViewPipeline],
         linear: bool,
-        optim: OptimSettings,
+        optim: TransferOptimConfig,
         num_classes: int,
         ignore_index: int | None = None,
     ) -> None:

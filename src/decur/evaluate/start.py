@@ -20,7 +20,7 @@ from decur.weights import Pretrained, WeightsError, read_pretrained
 from decur.weights.inputs import after_reader, default_transforms
 
 if TYPE_CHECKING:
-    from decur.evaluate.transfer import TransferData, TransferRun
+    from decur.evaluate.transfer import TransferConfig, TransferData
 
 FIELD = "transfer config field `input_transform`"
 
@@ -56,7 +56,7 @@ class Start:
         return "\n".join(lines + self.notes)
 
 
-def starting_point(run: TransferRun, data: TransferData) -> Start:
+def starting_point(run: TransferConfig, data: TransferData) -> Start:
     """The encoders and input transforms of ``run`` on ``data`` (validated; one-line errors).
 
     Raises:
@@ -121,7 +121,7 @@ def _check_patch(arch: str, crop: int | list[int] | None) -> None:
         )
 
 
-def _random_init_transform(run: TransferRun, data: TransferData, m: str, imagenet: bool) -> InputTransform:
+def _random_init_transform(run: TransferConfig, data: TransferData, m: str, imagenet: bool) -> InputTransform:
     rule = run.input_transform or "decur"
     try:
         if data.raw:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decur.config import METHOD_NAMES, ConfigError, load_config, register_kind
-from decur.evaluate.transfer.config import TransferRun
+from decur.evaluate.transfer.config import TransferConfig
 
 ALL_METHODS = [
     "decur",
@@ -31,7 +31,7 @@ statistics re-estimated on the training images (the fair floor, see ``decur.eval
 
 
 @dataclass
-class ProbeSettings:
+class ProbeStudyConfig:
     """Settings shared by the experiment grid and the sweeps: pretraining overrides, inputs, seeds, transfer data."""
 
     pretrain_overrides: list[str] = field(default_factory=list)
@@ -50,7 +50,7 @@ class ProbeSettings:
             _need(getattr(self, name) >= 1, kind, name, f"must be >= 1, got {getattr(self, name)}")
         _need(bool(self.modalities) and all(self.modalities), kind, "modalities", "non-empty lists of modalities")
         for mods in self.modalities:
-            TransferRun(modalities=mods).validate(check_paths=False)
+            TransferConfig(modalities=mods).validate(check_paths=False)
         load_config(None, self.pretrain_overrides).validate(check_paths=False)
 
 
@@ -60,7 +60,7 @@ def _need(ok: bool, kind: str, name: str, why: str) -> None:
 
 
 @dataclass
-class ExperimentConfig(ProbeSettings):
+class ExperimentConfig(ProbeStudyConfig):
     """The grid. ``methods`` entries are method names; ``barlow_twins_single:<modality>`` trains one modality."""
 
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
@@ -101,7 +101,7 @@ class ExperimentConfig(ProbeSettings):
 
 
 @dataclass
-class SweepConfig(ProbeSettings):
+class SweepConfig(ProbeStudyConfig):
     """One pretraining parameter varied, everything else fixed; linear-probe mAP per value (Figures 3, 6, 7).
 
     ``parameter`` is a dotted config field, e.g. ``method.common_share`` (the common-dimension share sweep) or

@@ -1,7 +1,7 @@
 """``decur explain``: what the common and the unique embedding dimensions look at — the paper's Algorithm 2.
 
 For a pretrained run of M >= 2 modalities, every step as the paper's appendix (Algorithm 2) by default, each
-deviation a documented switch (``ExplainOptions``):
+deviation a documented switch (``ExplainConfig``):
 
 1. cross-modal alignment (Fig. 4a / 8): on ``alignment_batches`` training-style batches (the run's batch size, the
    training augmentations' first views), the per-dimension loss ``(1 − C_ii)^2`` of the standardised embeddings
@@ -31,7 +31,7 @@ from __future__ import annotations
 from decur.evaluate.metrics import alignment
 from decur.explain.compute import (
     S2_BAND_NAMES,
-    ExplainOptions,
+    ExplainConfig,
     Parts,
     Saliency,
     _Slice,
@@ -56,7 +56,7 @@ from decur.explain.run import explain
 
 __all__ = [
     "S2_BAND_NAMES",
-    "ExplainOptions",
+    "ExplainConfig",
     "Parts",
     "Saliency",
     "_Slice",

@@ -42,7 +42,7 @@ def band_names(modality: str, bands: int) -> list[str]:
 
 
 @dataclass
-class ExplainOptions:
+class ExplainConfig:
     """How ``decur explain`` computes; the defaults follow the paper's Algorithm 2."""
 
     samples: int = 256
@@ -63,7 +63,7 @@ class ExplainOptions:
     """Fewer images make every batch correlation meaningless (over 2 samples each one is ±1); below 16 the report
     says the correlations are noisy."""
 
-    def validate(self) -> ExplainOptions:
+    def validate(self) -> ExplainConfig:
         """Every option's range, named as the command line spells it.
 
         Raises:
@@ -357,7 +357,7 @@ class Saliency:
 
 
 def saliency_over_set(
-    module: Any, dataset: Dataset, n_samples: int, parts: Parts, o: ExplainOptions, device: torch.device
+    module: Any, dataset: Dataset, n_samples: int, parts: Parts, o: ExplainConfig, device: torch.device
 ) -> Saliency:
     """Algorithm 2, steps 3-5 on the first ``n_samples`` samples, in batches of ``o.batch_size``."""
     mods = module.model.modalities

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from decur.data.synthetic import SyntheticMultimodal
 from decur.explain.compute import (
-    ExplainOptions,
+    ExplainConfig,
     Parts,
     alignment_per_batch,
     alignment_summary,
@@ -30,7 +30,7 @@ def explain(
     run: str | Path,
     out: str | Path,
     compare: str | Path | None = None,
-    options: ExplainOptions | None = None,
+    options: ExplainConfig | None = None,
 ) -> dict:
     """Write every plot, ``explain.json`` and ``report.md`` for ``run`` into ``out``; returns the numbers.
 
@@ -39,7 +39,7 @@ def explain(
     """
     from decur.train.module import PretrainModule
 
-    o = (options or ExplainOptions()).validate()
+    o = (options or ExplainConfig()).validate()
     started = time.perf_counter()
     out = Path(out)
     device = resolve_device(o.accelerator)

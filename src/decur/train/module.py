@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from decur.augment import ViewPipeline
-from decur.config import Config, from_dict
+from decur.config import PretrainConfig, from_dict
 from decur.errors import NonFiniteGradientError, NonFiniteLossError
 from decur.methods import Objective
 from decur.models import MultimodalModel
@@ -53,14 +53,14 @@ class PretrainModule(L.LightningModule):
     """Self-supervised pretraining of one encoder and one projector per modality.
 
     Args:
-        config: The run configuration (a ``Config`` or its dict form, as stored in checkpoints).
+        config: The run configuration (a ``PretrainConfig`` or its dict form, as stored in checkpoints).
         stats: Per-modality ``(mean, std)`` lists used by the view pipelines where the config gives none.
 
     """
 
-    def __init__(self, config: Config | dict[str, Any], stats: BandStats) -> None:
+    def __init__(self, config: PretrainConfig | dict[str, Any], stats: BandStats) -> None:
         super().__init__()
-        cfg = config if isinstance(config, Config) else from_dict(Config, config, "")
+        cfg = config if isinstance(config, PretrainConfig) else from_dict(PretrainConfig, config, "")
         self.cfg = cfg
         self.save_hyperparameters({"config": cfg.to_dict(), "stats": stats})
         self._last_step: int | None = None

@@ -11,7 +11,7 @@ import lightning as L
 import yaml
 from torch.utils.data import IterableDataset
 
-from decur.config import Config, ConfigError
+from decur.config import ConfigError, PretrainConfig
 from decur.data.build import build_dataset, check_bands, data_fingerprint, dataset_stats
 from decur.data.sampling import seeded_loader, shard_loader
 from decur.train.callbacks import plot_loss_curves, plot_monitors
@@ -43,7 +43,7 @@ RESUMABLE_CHANGES = (
 )
 
 
-def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
+def pretrain(cfg: PretrainConfig, output: Path, callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
     """Pretrain (or resume pretraining) into ``output``.
 
     Re-running with the same ``output`` continues from ``output/checkpoints/last.ckpt`` with weights, optimiser,
@@ -70,7 +70,7 @@ def pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None = Non
         return _pretrain(cfg, output, callbacks)
 
 
-def _pretrain(cfg: Config, output: Path, callbacks: list[L.Callback] | None) -> dict[str, Any]:
+def _pretrain(cfg: PretrainConfig, output: Path, callbacks: list[L.Callback] | None) -> dict[str, Any]:
     _check_same_run(cfg, output / "config.yaml")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
@@ -154,15 +154,15 @@ def _finish(output: Path, summary: dict[str, Any], trainer: L.Trainer) -> dict[s
     return summary
 
 
-def _check_same_data(cfg: Config, dataset: Any, output: Path) -> None:
+def _check_same_data(cfg: PretrainConfig, dataset: Any, output: Path) -> None:
     """A resumed run continues on the data it started on (moved or not), never on other data (``data.json``)."""
     started = (output / "checkpoints" / "last.ckpt").exists()
     other = f"config field `data.root`: {cfg.data.root} holds other data than the run in {output} started on"
     check_same_data(data_fingerprint(dataset), output, started, other)
 
 
-def _check_same_run(cfg: Config, saved: Path) -> None:
-    changed = check_same_run(cfg.to_dict(), saved, RESUMABLE_CHANGES, defaults=Config().to_dict())
+def _check_same_run(cfg: PretrainConfig, saved: Path) -> None:
+    changed = check_same_run(cfg.to_dict(), saved, RESUMABLE_CHANGES, defaults=PretrainConfig().to_dict())
     if "data.root" in changed and is_launcher():
         old = (yaml.safe_load(saved.read_text()) or {}).get("data", {}).get("root")
         note = f"data.root changed from {old} to {cfg.data.root} (allowed: the data's location is not the run)"

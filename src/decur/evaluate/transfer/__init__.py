@@ -33,7 +33,7 @@ from decur.evaluate.transfer.config import (
     RESUMABLE_CHANGES,
     SEGMENTATION_DATASETS,
     TASKS,
-    TransferRun,
+    TransferConfig,
     check_pretrained,
 )
 
@@ -44,8 +44,8 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "SEGMENTATION_DATASETS",
     "TASKS",
+    "TransferConfig",
     "TransferData",
-    "TransferRun",
     "check_pretrained",
     "load_data",
     "run_transfer",

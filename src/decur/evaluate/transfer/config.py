@@ -1,4 +1,4 @@
-"""The transfer config (``TransferRun``): every field, its defaults by task, and its validation."""
+"""The transfer config (``TransferConfig``): every field, its defaults by task, and its validation."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ RESUMABLE_CHANGES = (
 
 
 @dataclass
-class OptimSettings:
-    """Optimiser and schedule of one transfer run (resolved defaults, see ``TransferRun``)."""
+class TransferOptimConfig:
+    """Optimiser and schedule of one transfer run (resolved defaults, see ``TransferConfig``)."""
 
     name: str
     """``sgd`` (momentum 0.9) or ``adamw``."""
@@ -48,7 +48,7 @@ class OptimSettings:
 
 
 @dataclass
-class TransferRun:
+class TransferConfig:
     """A ``decur transfer`` config: which encoders, which data, which task and protocol (YAML keys = fields)."""
 
     task: str = "classification"
@@ -148,7 +148,7 @@ class TransferRun:
         """The protocol, defaulted by task."""
         return self.protocol or ("linear" if self.task == "classification" else "finetune")
 
-    def optim(self) -> OptimSettings:
+    def optim(self) -> TransferOptimConfig:
         """The optimiser settings with every default resolved."""
         classification = self.task == "classification"
         name = self.optimizer or ("sgd" if classification else "adamw")
@@ -157,7 +157,7 @@ class TransferRun:
             wd = 0.0
         else:
             lr, wd = (0.01, 1e-5) if name == "sgd" else (1e-4, 0.01)
-        return OptimSettings(
+        return TransferOptimConfig(
             name,
             self.lr if self.lr is not None else lr,
             self.weight_decay if self.weight_decay is not None else wd,
@@ -171,7 +171,7 @@ class TransferRun:
         """The transfer model, defaulted by task."""
         return self.model or MODELS[self.task][0]
 
-    def validate(self, check_paths: bool = True) -> TransferRun:
+    def validate(self, check_paths: bool = True) -> TransferConfig:
         """Check every field before any data is read or model built; raises ``ConfigError`` naming it."""
         self._validate_task(check_paths)
         self._validate_training()
@@ -353,9 +353,13 @@ def _pretrained_s2_bands(pretrained: str, names: list[str] | None) -> int | None
     return 12 if bands.get("s2") == 12 else None
 
 
-register_kind("transfer", TransferRun)
+register_kind("transfer", TransferConfig)
 
 
 def _allowed(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"transfer config field `{name}`: {value!r} is not one of {list(allowed)}")
+
+
+TransferRun = TransferConfig
+"""The name of ``TransferConfig`` before 2026-12-07, kept for scripts that import it."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from decur.evaluate.transfer.config import TransferRun
+from decur.evaluate.transfer.config import TransferConfig
 
 
 @dataclass
@@ -25,7 +25,7 @@ class TransferData:
     """The readers return stored values (S2 DN, S1 dB) rather than decur's preprocessed ones."""
 
 
-def load_data(run: TransferRun) -> TransferData:
+def load_data(run: TransferConfig) -> TransferData:
     """The datasets named by ``run`` (validated), band statistics, ignore index and class count."""
     from decur.data import BigEarthNetMM, BigEarthNetV2, GeoNRW, RGBDSegmentation
     from decur.data.bigearthnet import is_bigearthnet_v2

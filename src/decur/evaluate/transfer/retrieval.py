@@ -9,12 +9,12 @@ from typing import Any, cast
 
 from decur.augment import ViewPipeline
 from decur.config import ConfigError
-from decur.evaluate.transfer.config import TransferRun
+from decur.evaluate.transfer.config import TransferConfig
 from decur.evaluate.transfer.data import TransferData
 from decur.evaluate.transfer.features import predict_all
 
 
-def run_retrieval(run: TransferRun, data: TransferData, output: Path, progress: bool) -> dict[str, Any]:
+def run_retrieval(run: TransferConfig, data: TransferData, output: Path, progress: bool) -> dict[str, Any]:
     """Cross-modal retrieval of the pretrained run's test-set embeddings (features extracted on the engine)."""
     from decur.evaluate.module import EmbeddingModule
     from decur.evaluate.retrieval import pairwise_retrieval

@@ -9,14 +9,14 @@ from typing import Any
 
 import torch
 
-from decur.evaluate.transfer.config import TransferRun
+from decur.evaluate.transfer.config import TransferConfig
 from decur.evaluate.transfer.data import load_data
 from decur.evaluate.transfer.retrieval import run_retrieval
 from decur.evaluate.transfer.seed import run_seed
 from decur.train.engine import run_lock
 
 
-def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) -> dict[str, Any]:
+def run_transfer(run: TransferConfig, output: str | Path, progress: bool = True) -> dict[str, Any]:
     """Train and evaluate once per seed (each in ``output/seed<k>``); mean and std over seeds.
 
     Args:
@@ -37,7 +37,7 @@ def run_transfer(run: TransferRun, output: str | Path, progress: bool = True) ->
         return _run_all(run, output, progress)
 
 
-def _run_all(run: TransferRun, output: Path, progress: bool) -> dict[str, Any]:
+def _run_all(run: TransferConfig, output: Path, progress: bool) -> dict[str, Any]:
     from decur.evaluate.start import Transformed, starting_point
     from decur.train.engine import is_launcher
 

@@ -18,7 +18,7 @@ from decur.augment import ViewPipeline
 from decur.config import ConfigError
 from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import TransferModule
-from decur.evaluate.transfer.config import RESUMABLE_CHANGES, TransferRun
+from decur.evaluate.transfer.config import RESUMABLE_CHANGES, TransferConfig
 from decur.evaluate.transfer.data import TransferData
 from decur.evaluate.transfer.features import cached_features, shard_loader
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def run_seed(
-    run: TransferRun, seed: int, data: TransferData, start: Start, folder: Path, progress: bool
+    run: TransferConfig, seed: int, data: TransferData, start: Start, folder: Path, progress: bool
 ) -> dict[str, Any]:
     """Train and test one seed in ``folder`` (resumed from its ``last.ckpt``; a finished seed is read back).
 
@@ -45,7 +45,7 @@ def run_seed(
     )
 
     config = {**dataclasses.asdict(run), "seed": seed}
-    defaults = {f.name: f.default for f in dataclasses.fields(TransferRun) if f.default is not dataclasses.MISSING}
+    defaults = {f.name: f.default for f in dataclasses.fields(TransferConfig) if f.default is not dataclasses.MISSING}
     check_same_run(config, folder / "config.yaml", RESUMABLE_CHANGES, defaults=defaults)
     _check_same_data(run, data, folder)
     done = folder / "results.json"
@@ -109,7 +109,7 @@ def run_seed(
 
 
 def training_set(
-    run: TransferRun,
+    run: TransferConfig,
     data: TransferData,
     start: Start,
     module: TransferModule,
@@ -141,7 +141,7 @@ def training_set(
     return ScaleCrop(labelled, keys, run.train_scales, size, fill, ignore), False
 
 
-def _check_same_data(run: TransferRun, data: TransferData, folder: Path) -> None:
+def _check_same_data(run: TransferConfig, data: TransferData, folder: Path) -> None:
     """A seed's results and checkpoint belong to its data: reused when the data moved, refused when they changed."""
     from decur.data.build import data_fingerprint
     from decur.train.engine import check_same_data
@@ -152,7 +152,7 @@ def _check_same_data(run: TransferRun, data: TransferData, folder: Path) -> None
     check_same_data(now, folder, started, other)
 
 
-def build_module(run: TransferRun, data: TransferData, seed: int, start: Start) -> TransferModule:
+def build_module(run: TransferConfig, data: TransferData, seed: int, start: Start) -> TransferModule:
     """The transfer model on pretrained (or random) encoders, wrapped in a ``TransferModule``.
 
     The data arrive transformed (``decur.evaluate.start.Transformed``), so the module's views only cast.
