@@ -123,7 +123,9 @@ def test_a_run_with_auto_records_the_split_and_trains_on_with_it(tmp_path):
     assert ckpt["common_dim_auto"]["found"] == split["common_dim"]
     module = PretrainModule.from_run(out)  # what explain and transfer load: the found split, not "auto"
     assert module.objective.common_dim == split["common_dim"]
-    assert read_run(out).common_dim == split["common_dim"]
+    exported = read_run(out)
+    assert exported.common_dim == split["common_dim"]
+    assert exported.card["common_dim_found_by"] == {"rule": "auto", "found_at_step": 4, "warmup_steps": 4}
     with open(out / "metrics.csv", newline="") as f:
         shares = [float(r["split_common_share"]) for r in csv.DictReader(f) if r.get("split_common_share")]
     assert shares and shares[-1] == pytest.approx(split["common_share"], abs=1e-4)

@@ -132,7 +132,7 @@ def aggregate(rows: list[dict[str, Any]], settings: list[str]) -> list[dict[str,
 
 def _write(cfg: SplitStudyConfig, rows: list[dict[str, Any]], output: Path, minutes: float) -> None:
     with open(output / "split.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     summary = aggregate(rows, list(cfg.settings))
@@ -143,7 +143,8 @@ def _write(cfg: SplitStudyConfig, rows: list[dict[str, Any]], output: Path, minu
     lines = [
         "# `common_dim: auto` against the grid search",
         "",
-        f"`decur split` · {len(cfg.seeds)} seed(s) · grid {cfg.grid} · wall time {minutes:.1f} min (this run).",
+        f"`decur split` · {len(cfg.seeds)} seed(s) · grid {cfg.grid} · pretraining time of all runs "
+        f"{sum(r['fit_seconds'] for r in rows) / 60:.1f} min · wall time of this invocation {minutes:.1f} min.",
         f"Shared overrides: {cfg.pretrain_overrides}; auto: {cfg.auto_overrides or 'defaults'}.",
         "",
         "| truth | overrides | grid best share | its mAP | its unique R² | auto share | auto mAP | auto unique R² "
