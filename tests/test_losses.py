@@ -509,3 +509,39 @@ def test_baselines_name_their_terms_and_keep_their_defaults():
     clip = losses.clip_loss(z1, None, z2, None, logit_scale=scale)
     assert set(clip) == {"total", "info_nce", "temperature"}
     assert float(clip["temperature"]) == pytest.approx(0.07)
+
+
+# ---- the split of common_dim: auto (Eq. 7, decur.losses.split_dimensions) ----
+
+
+def test_the_shared_share_of_the_invariant_signal_sets_k_c_and_the_corrected_correlation_picks_the_dimensions():
+    # by hand: ceilings sqrt(intra_a * intra_b) = [0.8, 0.2, 0.6, 0.7] (sum 2.3); cross sums to 1.42
+    # share = 1.42 / 2.3 = 0.6174 -> K_c = round(4 * 0.6174) = round(2.47) = 2
+    # rho = cross / ceiling = [0.5, 0.9, 0.4833, 0.7857] -> the two largest: dims 1 and 3 (the raw correlations
+    # would pick 3 and 0; the mean of rho, 0.667, would give K_c = 3; the mean raw correlation, 0.355, K_c = 1)
+    cross = torch.tensor([[0.4, 0.18, 0.29, 0.55]], dtype=torch.float64)
+    intra = torch.tensor([[0.64, 0.0625, 0.36, 1.0], [1.0, 0.64, 1.0, 0.49]], dtype=torch.float64)
+    k_c, order = losses.split_dimensions(cross, intra, [(0, 1)])
+    assert k_c == 2
+    assert order.tolist() == [1, 3, 0, 2]  # common first, each block in its original order
+
+
+def test_nothing_shared_gives_no_common_block_and_everything_shared_gives_all():
+    intra = torch.full((2, 5), 0.8)
+    assert losses.split_dimensions(torch.zeros(1, 5), intra, [(0, 1)])[0] == 0
+    assert losses.split_dimensions(torch.full((1, 5), 0.8), intra, [(0, 1)])[0] == 5
+    assert losses.split_dimensions(torch.full((1, 5), 0.95), intra, [(0, 1)])[0] == 5  # clipped to K
+
+
+def test_three_modalities_average_the_pairs_shares():
+    # ceilings 1: pair shares (0.9 + 0.9) / 2 = 0.9, (0.9 + 0.1) / 2 = 0.5, (0.0 + 0.1) / 2 = 0.05 -> mean 0.4833
+    # -> K_c = round(2 * 0.4833) = 1 (the least shared pair alone would give 0); rho per dim: 0.6, 0.367 -> dim 0
+    cross = torch.tensor([[0.9, 0.9], [0.9, 0.1], [0.0, 0.1]])
+    intra = torch.ones(3, 2)
+    k_c, order = losses.split_dimensions(cross, intra, [(0, 1), (0, 2), (1, 2)])
+    assert (k_c, order.tolist()) == (1, [0, 1])
+
+
+def test_split_refuses_shapes_that_do_not_match():
+    with pytest.raises(ValueError, match="P x K"):
+        losses.split_dimensions(torch.zeros(2, 4), torch.ones(2, 4), [(0, 1)])
