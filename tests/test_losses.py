@@ -545,3 +545,21 @@ def test_three_modalities_average_the_pairs_shares():
 def test_split_refuses_shapes_that_do_not_match():
     with pytest.raises(ValueError, match="P x K"):
         losses.split_dimensions(torch.zeros(2, 4), torch.ones(2, 4), [(0, 1)])
+
+
+def test_split_works_on_small_ceilings_clips_negative_shares_and_breaks_ties_by_index():
+    # ceilings 0.04 per dimension (sum 0.2 over 5), cross 0.02 each (sum 0.1): share 0.5 -> K_c = round(2.5) = 2
+    # (banker's rounding); every rho is 0.5, a tie: the first two dimensions by index are common
+    intra = torch.full((2, 5), 0.04, dtype=torch.float64)
+    k_c, order = losses.split_dimensions(torch.full((1, 5), 0.02, dtype=torch.float64), intra, [(0, 1)])
+    assert (k_c, order.tolist()) == (2, [0, 1, 2, 3, 4])
+    k_c, order = losses.split_dimensions(torch.full((1, 5), 0.03, dtype=torch.float64), intra, [(0, 1)])
+    assert k_c == 4 and order.tolist() == [0, 1, 2, 3, 4]  # 0.15 / 0.2 = 0.75 -> round(3.75) = 4
+    # anti-correlated modalities share nothing: K_c = 0, not a negative count
+    k_c, order = losses.split_dimensions(torch.full((1, 5), -0.3), torch.ones(2, 5), [(0, 1)])
+    assert (k_c, order.tolist()) == (0, [0, 1, 2, 3, 4])
+
+
+def test_split_refuses_a_vector_of_correlations():
+    with pytest.raises(ValueError, match="P x K"):
+        losses.split_dimensions(torch.zeros(4), torch.ones(2, 4), [(0, 1)])

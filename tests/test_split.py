@@ -47,3 +47,52 @@ def test_the_search_uses_only_the_second_half_of_the_warm_up_and_keeps_its_state
     copy.load_state_dict(search.state_dict())
     assert (copy.warmup_steps, copy.found, copy.order, copy.found_at) == (4, 2, [0, 1, 2], 4)
     assert copy.summary()["common_share"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_the_statistics_are_cross_view_correlations_across_modalities_and_view_to_view_within():
+    # exactly orthogonal +-1 columns over 4 samples: each standardises to itself / sqrt(1 + 1e-5)
+    x = torch.tensor([1.0, 1, -1, -1], dtype=torch.float64)
+    y = torch.tensor([1.0, -1, 1, -1], dtype=torch.float64)
+    # dim 0: everything x; dim 1: view 1 = x, view 2 = y in both; dim 2: a = (x, x), b = (y, x)
+    a0, a1 = torch.stack([x, x, x], 1), torch.stack([x, y, x], 1)
+    b0, b1 = torch.stack([x, x, y], 1), torch.stack([x, y, x], 1)
+    search = SplitSearch(embed_dim=3, modalities=["a", "b"], warmup_steps=2)  # window: step 1 only
+    search.observe({"a": [a0, a1], "b": [b0, b1]}, 0)
+    assert search.count == 0
+    search.observe({"a": [a0, a1], "b": [b0, b1]}, 1)
+    c = 1 / (1 + 1e-5)
+    # cross: (a0.b1 + a1.b0) / 2 -- never the same view's pair a0.b0 (which shares the crop)
+    assert torch.allclose(search.cross, torch.tensor([[c, 0.0, c / 2]], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(search.intra, torch.tensor([[c, 0.0, c], [c, 0.0, 0.0]], dtype=torch.float64), atol=1e-12)
+    assert search.cross.dtype == torch.float64  # sums over many steps
+    assert search.summary() == {
+        "common_dim": None, "embed_dim": 3, "common_share": None, "found_at_step": None, "warmup_steps": 2,
+        "window_steps": 1, "rule": "decur.losses.split_dimensions",
+    }  # fmt: skip
+
+
+def test_a_warm_up_is_at_least_two_steps_and_a_window_without_steps_keeps_every_dimension_common():
+    search = SplitSearch(embed_dim=4, modalities=["a", "b"], warmup_steps=1)
+    assert search.warmup_steps == 2 and search.window_start == 1
+    assert search.estimate() is None and search.decide(2) == (4, [0, 1, 2, 3])
+    assert search.summary()["common_share"] == 1.0 and search.summary()["found_at_step"] == 2
+
+
+def test_reordering_with_adam_moves_both_moments_and_leaves_its_step_count_and_stateless_parameters():
+    from decur.train.split import last_linear
+
+    torch.manual_seed(1)
+    head = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3))
+    unused = nn.Linear(2, 3)  # no gradient, so no optimiser state
+    opt = torch.optim.Adam([*head.parameters(), *unused.parameters()], lr=0.01)
+    head(torch.randn(5, 3)).pow(2).sum().backward()
+    opt.step()
+    state = {k: v.clone() for k, v in opt.state[head[2].weight].items()}
+    bias = head[2].bias.detach().clone()
+    permute_rows([head, unused], [2, 0, 1], [opt])
+    assert torch.equal(opt.state[head[2].weight]["exp_avg"], state["exp_avg"][[2, 0, 1]])
+    assert torch.equal(opt.state[head[2].weight]["exp_avg_sq"], state["exp_avg_sq"][[2, 0, 1]])
+    assert torch.equal(opt.state[head[2].weight]["step"], state["step"])
+    assert torch.equal(head[2].bias, bias[[2, 0, 1]])
+    with pytest.raises(ValueError, match="needs a projector"):
+        last_linear(nn.Identity())
