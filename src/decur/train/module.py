@@ -231,8 +231,10 @@ class PretrainModule(L.LightningModule):
                     f"common_dim=auto: {k_c} of {self.cfg.embed_dim} dimensions common ({k_c / self.cfg.embed_dim:.1%})"
                     f" after {steps} warm-up steps; dimensions reordered, common first"
                 )
+        if steps % self.cfg.trainer.log_every_n_steps and self.split.found_at != steps:
+            return
         estimate = self.split.found if self.split.found is not None else (self.split.estimate() or (None, None))[0]
-        if estimate is not None and (steps % self.cfg.trainer.log_every_n_steps == 0 or self.split.found_at == steps):
+        if estimate is not None:
             self.log("split_common_share", estimate / self.cfg.embed_dim, logger=False)
 
     def use_common_dim(self, k_c: int) -> None:
