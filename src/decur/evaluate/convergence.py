@@ -226,20 +226,52 @@ def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]
     return rows
 
 
+PANELS = [
+    ("misalignment (1 − C_ii)²", ["align_common", "align_unique"]),
+    ("R² shared factors", ["r2/common/optical/shared", "r2/unique/optical/shared"]),
+    (
+        "R² optical-only factors",
+        [
+            "r2/common/optical/optical",
+            "r2/unique/optical/optical",
+            "r2/features/optical/optical",
+            "r2m/common/optical/optical",
+            "r2m/unique/optical/optical",
+        ],
+    ),
+    (
+        "R² SAR-only factors",
+        ["r2/common/sar/sar", "r2/unique/sar/sar", "r2/features/sar/sar", "r2m/common/sar/sar", "r2m/unique/sar/sar"],
+    ),
+    ("probe mAP", ["map/optical+sar", "map/optical", "map/sar"]),
+]
+"""The figure's panels: title and the trajectory keys drawn in it."""
+
+
 def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, seconds: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``trajectories.csv``, ``summary.md`` (the last evaluation per method) and ``trajectories.png``."""
     rows = sorted(rows, key=lambda r: (r["method"], r["seed"], r["step"]))  # a resumed run evaluates out of order
+    methods = [m for m in run_names(cfg) if any(r["method"] == m for r in rows)]
+    columns = _write_csv(rows, output / "trajectories.csv")
+    (output / "summary.md").write_text(_summary_table(rows, cfg, methods, columns, seconds))
+    _plot_trajectories(rows, cfg, methods, output / "trajectories.png")
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> list[str]:
+    """Every evaluation as a row; returns the metric columns (after method, seed, step)."""
     keys = sorted({k for r in rows for k in r})
     order = ["method", "seed", "step"] + [k for k in keys if k not in ("method", "seed", "step")]
-    with open(output / "trajectories.csv", "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=order)
         writer.writeheader()
         writer.writerows(rows)
-    methods = [m for m in run_names(cfg) if any(r["method"] == m for r in rows)]
+    return order[3:]
+
+
+def _summary_table(
+    rows: list[dict[str, Any]], cfg: ConvergenceConfig, methods: list[str], columns: list[str], seconds: float
+) -> str:
+    """Markdown: every metric's mean ± std over the seeds at each method's last evaluation."""
     last = {
         m: [
             max(rs, key=lambda r: r["step"])
@@ -249,7 +281,6 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         for m in methods
     }
     short = {m: [r["seed"] for r in last[m]] for m in methods if len(last[m]) < len(cfg.seeds)}
-    columns = [k for k in order[3:]]
 
     def cell(m: str, k: str) -> str:
         v = np.array([r.get(k, np.nan) for r in last[m]], dtype=float)
@@ -265,36 +296,19 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
         lines += ["Fewer seeds finished for: " + ", ".join(f"{m} {v}" for m, v in short.items()), ""]
     lines += ["| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(cell(m, k) for m in methods) + " |" for k in columns]
-    (output / "summary.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
-    panels = [
-        ("misalignment (1 − C_ii)²", ["align_common", "align_unique"]),
-        ("R² shared factors", ["r2/common/optical/shared", "r2/unique/optical/shared"]),
-        (
-            "R² optical-only factors",
-            [
-                "r2/common/optical/optical",
-                "r2/unique/optical/optical",
-                "r2/features/optical/optical",
-                "r2m/common/optical/optical",
-                "r2m/unique/optical/optical",
-            ],
-        ),
-        (
-            "R² SAR-only factors",
-            [
-                "r2/common/sar/sar",
-                "r2/unique/sar/sar",
-                "r2/features/sar/sar",
-                "r2m/common/sar/sar",
-                "r2m/unique/sar/sar",
-            ],
-        ),
-        ("probe mAP", ["map/optical+sar", "map/optical", "map/sar"]),
-    ]
-    fig, axes = plt.subplots(len(methods), len(panels), figsize=(4 * len(panels), 2.8 * len(methods)), squeeze=False)
+
+def _plot_trajectories(rows: list[dict[str, Any]], cfg: ConvergenceConfig, methods: list[str], path: Path) -> None:
+    """One row of ``PANELS`` per method, one line per key and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(methods), len(PANELS), figsize=(4 * len(PANELS), 2.8 * len(methods)), squeeze=False)
     for i, m in enumerate(methods):
-        for j, (title, ks) in enumerate(panels):
+        for j, (title, ks) in enumerate(PANELS):
             ax = axes[i, j]
             for c, k in enumerate(ks):
                 for s in cfg.seeds:
@@ -316,7 +330,7 @@ def _write(rows: list[dict[str, Any]], cfg: ConvergenceConfig, output: Path, sec
             ax.set_xlabel("step", fontsize=8)
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(output / "trajectories.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
