@@ -563,3 +563,5 @@ def test_split_works_on_small_ceilings_clips_negative_shares_and_breaks_ties_by_
 def test_split_refuses_a_vector_of_correlations():
     with pytest.raises(ValueError, match="P x K"):
         losses.split_dimensions(torch.zeros(4), torch.ones(2, 4), [(0, 1)])
+    with pytest.raises(ValueError, match="P x K"):  # one pair, one value: a vector still, not a 1 x 1 matrix
+        losses.split_dimensions(torch.zeros(1), torch.ones(2, 1), [(0, 1)])
