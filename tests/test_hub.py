@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from decur.cli import main
-from decur.models.joint import MultimodalEncoder
 from decur.weights import hub
+from decur.weights.joint import MultimodalEncoder
 
 from .data import release_joint_state
 

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
-from decur.models.joint import MultimodalEncoder
 from decur.models.mit import create_mit, mit_widths
 from decur.weights import WeightsError, infer_arch, load_backbone, read_pretrained
+from decur.weights.joint import MultimodalEncoder
 
 # ---- the DeCUR release's statistics (src/pretrain/datasets/SSL4EO/ssl4eo_dataset*.py), copied literally -------
 S2C_MEAN = [1605.57504906, 1390.78157673, 1314.8729939, 1363.52445545, 1549.44374991, 2091.74883118, 2371.7172463,

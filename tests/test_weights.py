@@ -261,7 +261,7 @@ def test_a_release_transform_on_a_packed_store_is_refused_before_training(ben, r
 
 
 def test_joint_encoder_from_a_stacked_input_with_a_band_map(release_file):
-    from decur.models.joint import MultimodalEncoder
+    from decur.weights.joint import MultimodalEncoder
 
     pre = read_pretrained(release_file, ["s1", "s2"], None)
     encs = {}

@@ -1,6 +1,6 @@
 """One ``nn.Module`` holding every modality's encoder: DeCUR's joint representation as a backbone for other tools.
 
-``MultimodalEncoder`` takes a dict of modalities, or the stacked channels of a multimodal dataset (TerraTorch /
+``JointEncoder`` takes a dict of modalities, or the stacked channels of a multimodal dataset (TerraTorch /
 GEO-Bench-2's S1 + S2 stacks, torchgeo's BigEarthNet ``bands='all'``) split by band names, and returns one of
 
 - ``pooled``: late fusion, the pooled features of the present modalities concatenated (``N x M·D``);
@@ -18,7 +18,6 @@ A stacked input missing Sentinel-2's B10 (L2A products, BigEarthNet) gets it as 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -50,7 +49,7 @@ def take_bands(x: Tensor, index: list[int | None]) -> Tensor:
     return torch.cat([x[:, i : i + 1] if i is not None else zeros for i in index], dim=1)
 
 
-class MultimodalEncoder(nn.Module):
+class JointEncoder(nn.Module):
     """Every modality's encoder (and projector, for ``common``) of a DeCUR model.
 
     Args:
@@ -94,35 +93,6 @@ class MultimodalEncoder(nn.Module):
         self.transforms = transforms or {}
         self.band_map = self._band_map(stack_bands) if stack_bands is not None else None
         self.levels = levels
-
-    @classmethod
-    def from_export(
-        cls, source: str | Path, output: str = "pooled", modalities: list[str] | None = None, **kwargs: Any
-    ) -> MultimodalEncoder:
-        """The joint encoder of any weights decur reads (export folder, run, the release's joint checkpoint ...).
-
-        The reading is the weights layer's (``decur.weights.joint.joint_encoder``, which takes the same arguments):
-        this class knows no files and no formats.
-
-        Args:
-            source: The weights (``decur.weights.read_pretrained``).
-            output: One of ``OUTPUTS``.
-            modalities: Names of the encoders in file order (release files: e.g. ``["s1", "s2"]``).
-            **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's), ``levels`` of ``MultimodalEncoder``.
-
-        """
-        from decur.weights.joint import joint_encoder  # the one import upwards (import-linter's declared exception)
-
-        return joint_encoder(source, output, modalities, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, source: str | Path, output: str = "pooled", **kwargs: Any) -> MultimodalEncoder:
-        """``from_export`` for any weights decur reads, by path or by name, loaded strictly.
-
-        Names: ``hf:ORG/REPO`` (e.g. a folder ``decur export --hub`` wrote and pushed), a release short name,
-        ``torchgeo:...`` (``decur.weights.hub``).
-        """
-        return cls.from_export(source, output, **kwargs)
 
     def _band_map(self, stack: list[str]) -> dict[str, list[int | None]]:
         out: dict[str, list[int | None]] = {}

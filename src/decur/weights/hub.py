@@ -322,7 +322,7 @@ def model_card(config: dict[str, Any]) -> str:
         "## Load",
         "",
         "```python",
-        "from decur.models.joint import MultimodalEncoder",
+        "from decur.weights.joint import MultimodalEncoder",
         "",
         'encoder = MultimodalEncoder.from_pretrained("hf:ORG/REPO")   # or this folder; output="common" too',
         "```",

@@ -1,4 +1,8 @@
-"""The joint encoder (``decur.models.joint.MultimodalEncoder``) built from any weights decur reads."""
+"""``MultimodalEncoder``: the joint encoder (``decur.models.joint.JointEncoder``) built from any weights decur reads.
+
+The module itself lives in the models layer and knows no files or formats; this subclass adds the constructors that
+read weights (``from_export``, ``from_pretrained``), so no import goes up a layer.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,37 @@ from typing import Any
 
 from torch import nn
 
-from decur.models.joint import MultimodalEncoder, projector_from_state
+from decur.models.joint import JointEncoder, projector_from_state
 from decur.weights.formats import WeightsError, read_pretrained
 from decur.weights.inputs import default_transforms
+
+
+class MultimodalEncoder(JointEncoder):
+    """``decur.models.joint.JointEncoder`` with constructors from weights (the class users import)."""
+
+    @classmethod
+    def from_export(
+        cls, source: str | Path, output: str = "pooled", modalities: list[str] | None = None, **kwargs: Any
+    ) -> MultimodalEncoder:
+        """The joint encoder of any weights decur reads (export folder, run, the release's joint checkpoint ...).
+
+        Args:
+            source: The weights (``decur.weights.read_pretrained``).
+            output: One of ``decur.models.joint.OUTPUTS``.
+            modalities: Names of the encoders in file order (release files: e.g. ``["s1", "s2"]``).
+            **kwargs: ``stack_bands``, ``transforms`` (``True``: the card's), ``levels`` of ``JointEncoder``.
+
+        """
+        return joint_encoder(source, output, modalities, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, output: str = "pooled", **kwargs: Any) -> MultimodalEncoder:
+        """``from_export`` for any weights decur reads, by path or by name, loaded strictly.
+
+        Names: ``hf:ORG/REPO`` (e.g. a folder ``decur export --hub`` wrote and pushed), a release short name,
+        ``torchgeo:...`` (``decur.weights.hub``).
+        """
+        return cls.from_export(source, output, **kwargs)
 
 
 def joint_encoder(

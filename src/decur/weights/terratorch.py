@@ -27,8 +27,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from decur.models.joint import MultimodalEncoder, band_index, band_key, take_bands
+from decur.models.joint import band_index, band_key, take_bands
 from decur.weights.formats import WeightsError
+from decur.weights.joint import MultimodalEncoder
 
 SOURCE = "decur"
 """Prefix of decur's names in TerraTorch's backbone registry."""
