@@ -82,6 +82,10 @@ def test_a_run_stopped_inside_the_warm_up_resumes_to_the_uninterrupted_split_and
         and state["common_dim_auto"]["count"] == 1
         and state["common_dim_auto"]["found"] is None
     )
+    from decur.weights.export import read_run
+
+    mid = read_run(cut)  # a checkpoint of the warm-up: every dimension is common so far, no split recorded
+    assert mid.common_dim == 64 and "common_dim_found_by" not in mid.card
     resumed = pretrain(load_config(SMOKE, overrides), cut)
     first = json.loads((full / "summary.json").read_text())
     assert resumed["resumed_from"]["step"] == 3 and resumed["common_dim_auto"] == first["common_dim_auto"]

@@ -71,8 +71,8 @@ def read_run(path: Path) -> Pretrained:
         "global_step": ckpt.get("global_step"),
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
     }
-    if ckpt.get("common_dim_auto") is not None:
-        found = ckpt["common_dim_auto"]
+    found = ckpt.get("common_dim_auto")
+    if found is not None and found["found"] is not None:  # (during the warm-up every dimension is common)
         card["common_dim_found_by"] = {
             "rule": "auto",
             "found_at_step": found["found_at"],
