@@ -143,3 +143,38 @@ def test_every_transfer_number_out_of_its_range_is_refused_naming_its_field(fiel
     with pytest.raises(ConfigError, match=rf"^transfer config field `{field}`: must be"):
         TransferConfig(**{field: value}).validate(check_paths=False)
     TransferConfig(lr=0.01, weight_decay=0.0, num_workers=0, warmup_epochs=0.0).validate(check_paths=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "choices"),
+    [
+        ("optim.name", "sgd", "['lars', 'adamw']"),
+        ("trainer.precision", "bf16", "['32-true', '32', 'bf16-mixed', '16-mixed']"),
+        ("method.pairs", "max", "['sum', 'mean']"),
+        ("trainer.sync_batchnorm", "some", "['all', 'projector', 'none']"),
+    ],
+)
+def test_every_enumeration_is_refused_the_same_way_from_yaml_and_from_python(field, bad, choices):
+    """One rule for every ``Literal`` field: the loader refuses a value read from YAML / overrides, and
+    ``validate()`` refuses one set in Python, both naming the field and the choices."""
+    from decur.config import ConfigError, load_config
+
+    expected = f"config field `{field}`: '{bad}' is not one of {choices}"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"{field}={bad}"])
+    assert str(err.value) == expected
+    cfg = load_config(None)
+    section, name = field.split(".")
+    setattr(getattr(cfg, section), name, bad)
+    with pytest.raises(ConfigError) as err:
+        cfg.validate(check_paths=False)
+    assert str(err.value) == expected
+
+
+def test_a_modality_augment_preset_outside_the_list_is_named_with_its_index():
+    from decur.config import ConfigError, load_config
+
+    cfg = load_config(None)
+    cfg.data.modalities[1].augment = "radar"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"`data\.modalities\[1\]\.augment`: 'radar' is not one of \['optical'"):
+        cfg.validate(check_paths=False)

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -32,7 +32,8 @@ from decur.errors import DecurError
 METHOD_NAMES = tuple(METHODS)
 AUTO_MIN_BATCH = 16
 """The smallest global batch ``common_dim: auto`` accepts (a batch correlation's noise is about 1/sqrt(N))."""
-AUGMENT_PRESETS = ("optical", "rgb", "sar", "dem", "hha", "none")
+Augment = Literal["optical", "rgb", "sar", "dem", "hha", "none"]
+AUGMENT_PRESETS: tuple[str, ...] = typing.get_args(Augment)
 DATASETS = datasets("pretrain")
 
 
@@ -46,7 +47,7 @@ class ModalityConfig:
 
     name: str
     bands: int
-    augment: str = "none"
+    augment: Augment = "none"
     """View pipeline preset: optical (BYOL, multispectral-safe), rgb (BYOL), sar, dem, hha, none."""
     mean: list[float] | None = None
     """Per-band mean for normalisation after augmentation; ``None`` takes the dataset's statistics."""
@@ -77,7 +78,7 @@ class DataConfig:
     """SUN-RGBD: the pairs to pretrain on, ``train``, ``test`` or ``all`` (the paper uses all 10,335)."""
     pair_seasons: bool = True
     """SSL4EO-S12: the modalities of one view share the season (the paper); false draws them independently."""
-    s2_product: str = "s2c"
+    s2_product: Literal["s2c", "s2a"] = "s2c"
     """SSL4EO-S12 v1.0: the Sentinel-2 product read for ``s2``, by its release folder: ``s2c`` (L1C, 13 bands, the
     paper) or ``s2a`` (L2A, 12 bands); the ``s2`` modality's band count must match it."""
     max_cloud_fraction: float | None = None
@@ -155,7 +156,7 @@ class MethodConfig:
     lambda_intra_2: float = 0.0051
     reference_weighting: bool = False
     """Reference-code behaviour: total = (L_M1 + L_M2 + (L_common + L_unique)/2)/3."""
-    pairs: str = "sum"
+    pairs: Literal["sum", "mean"] = "sum"
     """More than two modalities: the cross-modal terms of every pair of modalities are summed (``sum``: each pair at
     the paper's weight) or averaged (``mean``: one pair's weight in total). Two modalities: one pair, no effect.
     Modalities after the second use ``lambda_intra_2``."""
@@ -172,7 +173,7 @@ class MethodConfig:
 class OptimConfig:
     """LARS as in the paper (learning rates for a batch of 256, scaled linearly with the global batch)."""
 
-    name: str = "lars"
+    name: Literal["lars", "adamw"] = "lars"
     lr_weights: float = 6.0
     """LARS rate of the weights for a global batch of 256. 6.0 is the built-in demo's (96 steps on the synthetic
     data); the paper's 0.2, tuned for 100+ epochs, is set in every paper config and the paired-folders example."""
@@ -196,7 +197,7 @@ class EngineConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     """``auto``, ``ddp``, ``ddp_spawn``, ... (Lightning's names)."""
-    precision: str = "32-true"
+    precision: Literal["32-true", "32", "bf16-mixed", "16-mixed"] = "32-true"
     """``32-true``, ``bf16-mixed`` or ``16-mixed``."""
     log_every_n_steps: int = 5
     tensorboard: bool = False
@@ -209,7 +210,7 @@ class TrainerConfig(EngineConfig):
 
     max_epochs: int = 3
     seed: int = 0
-    sync_batchnorm: str = "all"
+    sync_batchnorm: Literal["all", "projector", "none"] = "all"
     """Under multi-GPU DDP, which BatchNorm layers compute their statistics over the global batch: ``all`` (every
     layer, as Barlow Twins and the reference DeCUR code do), ``projector`` (the projectors only) or ``none``.
     PyTorch has no CPU SyncBatchNorm: CPU processes always keep per-process statistics."""
@@ -269,6 +270,7 @@ class PretrainConfig:
     def validate(self, check_paths: bool = True) -> PretrainConfig:
         """Check every field that can be checked before anything is built; returns ``self``."""
         d, m, t = self.data, self.method, self.trainer
+        check_choices(self)
         names = _check_data(d, check_paths)
         _check_method(m, names)
         _check_model(self.model, d.crop_size, check_paths)
@@ -289,15 +291,7 @@ class PretrainConfig:
             "method.common_dim",
             f"must lie in 0..{self.embed_dim} (model.projector[-1]), got {self.common_dim}",
         )
-        _require(self.optim.name in ("lars", "adamw"), "optim.name", f"{self.optim.name!r} not in (lars, adamw)")
         _require(t.max_epochs >= 1, "trainer.max_epochs", f"must be >= 1, got {t.max_epochs}")
-        _require(
-            t.sync_batchnorm in ("all", "projector", "none"),
-            "trainer.sync_batchnorm",
-            f"{t.sync_batchnorm!r} not in ('all', 'projector', 'none')",
-        )
-        precisions = ("32-true", "32", "bf16-mixed", "16-mixed")
-        _require(t.precision in precisions, "trainer.precision", f"{t.precision!r} not in {precisions}")
         _check_numbers(self)
         return self
 
@@ -319,11 +313,6 @@ def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
     for i, mod in enumerate(d.modalities):
         where = f"data.modalities[{i}]"
         _require(mod.bands >= 1, f"{where}.bands", f"must be >= 1, got {mod.bands}")
-        _require(
-            mod.augment in AUGMENT_PRESETS,
-            f"{where}.augment",
-            f"{mod.augment!r} not in {AUGMENT_PRESETS}",
-        )
         for key in ("mean", "std"):
             values = getattr(mod, key)
             _require(
@@ -345,7 +334,6 @@ def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
         bands = {mod.name: mod.bands for mod in d.modalities}
         _require(set(bands) <= {"s1", "s2"}, "data.modalities", f"SSL4EO-S12 has s1 and s2, got {names}")
         _require(bands.get("s1", 2) == 2, "data.modalities", "s1 has 2 bands (VV, VH)")
-        _require(d.s2_product in ("s2c", "s2a"), "data.s2_product", f"s2c (L1C) or s2a (L2A), got {d.s2_product!r}")
         want = 13 if d.s2_product == "s2c" else 12
         _require(
             bands.get("s2", want) == want,
@@ -431,7 +419,6 @@ def _check_method(m: MethodConfig, names: list[str]) -> None:
         "data.modalities",
         f"method {m.name!r} trains {wanted} modalit{'y' if wanted == '1' else 'ies'}, got {names}",
     )
-    _require(m.pairs in ("sum", "mean"), "method.pairs", f"sum or mean, got {m.pairs!r}")
     _require(
         not isinstance(m.common_dim, str) or m.common_dim == "auto",
         "method.common_dim",
@@ -516,6 +503,26 @@ def _check_numbers(cfg: PretrainConfig) -> None:
         )
     for name, value, ok, rule in ranges:
         _require(ok, name, f"must be {rule}, got {value}")
+
+
+def check_choices(obj: Any, where: str = "") -> None:
+    """Every ``Literal[...]`` field of dataclass ``obj``, nested ones included, holds one of its values.
+
+    The one check of every enumeration of every config kind (the loader applies the same rule while reading YAML;
+    this catches values set in Python). Raises ``ConfigError`` naming the field and the choices.
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        name = f"{where}.{f.name}" if where else f.name
+        if typing.get_origin(hint) is typing.Literal:
+            _require(value in typing.get_args(hint), name, f"{value!r} is not one of {list(typing.get_args(hint))}")
+        elif dataclasses.is_dataclass(value):
+            check_choices(value, name)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    check_choices(item, f"{name}[{i}]")
 
 
 def _require(ok: bool, name: str, why: str) -> None:
@@ -643,6 +650,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0])
+    if origin is typing.Literal:
+        _require(value in args, where, f"{value!r} is not one of {list(args)}")
+        return value
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)  # type: ignore[arg-type]
     if origin is list:

@@ -181,7 +181,7 @@ def _trainer(
         devices=engine.devices,
         num_nodes=engine.num_nodes,
         strategy=engine.strategy,
-        precision=engine.precision,  # type: ignore[arg-type]
+        precision=engine.precision,
         logger=loggers or False,
         log_every_n_steps=engine.log_every_n_steps,
         callbacks=callbacks,

@@ -8,7 +8,7 @@ from typing import Any
 
 from decur.catalog import DATASETS as CATALOG
 from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets, is_mit
-from decur.config import ConfigError, EngineConfig, register_kind
+from decur.config import ConfigError, EngineConfig, check_choices, register_kind
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
@@ -173,6 +173,7 @@ class TransferConfig:
 
     def validate(self, check_paths: bool = True) -> TransferConfig:
         """Check every field before any data is read or model built; raises ``ConfigError`` naming it."""
+        check_choices(self)
         self._validate_task(check_paths)
         self._validate_training()
         available = DATASETS[self.dataset]
