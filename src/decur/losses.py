@@ -225,14 +225,23 @@ def split_dimensions(cross: Tensor, intra: Tensor, pairs: list[tuple[int, int]])
             f"{tuple(intra.shape)} and {len(pairs)} pairs"
         )
     k = cross.shape[1]
-    ceiling = torch.stack([torch.sqrt(intra[a].clamp_min(0) * intra[b].clamp_min(0)) for a, b in pairs])
+    ceiling, rho = corrected_correlation(cross, intra, pairs)
     share = torch.stack([cross[p].sum() / ceiling[p].sum().clamp_min(1e-12) for p in range(len(pairs))]).mean()
     k_c = int(torch.round(share.clamp(0, 1) * k))
-    rho = (cross / ceiling.clamp_min(1e-6)).mean(dim=0)
     common = torch.zeros(k, dtype=torch.bool)
     common[torch.argsort(rho, descending=True, stable=True)[:k_c]] = True
     order = torch.cat([torch.nonzero(common).flatten(), torch.nonzero(~common).flatten()])
     return k_c, order
+
+
+def corrected_correlation(cross: Tensor, intra: Tensor, pairs: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+    """Eq. 7's pieces: per pair the ceiling ``sqrt(C^aa'_ii C^bb'_ii)`` (``P x K``), and ``ρ_i`` averaged over pairs.
+
+    ``ρ_i = mean_(a,b) C^ab_ii / sqrt(C^aa'_ii C^bb'_ii)`` is Spearman's correction for attenuation: the share of
+    dimension ``i``'s augmentation-invariant signal that the modalities share (see ``split_dimensions``).
+    """
+    ceiling = torch.stack([torch.sqrt(intra[a].clamp_min(0) * intra[b].clamp_min(0)) for a, b in pairs])
+    return ceiling, (cross / ceiling.clamp_min(1e-6)).mean(dim=0)
 
 
 PAIR_WEIGHTINGS = ("sum", "mean")

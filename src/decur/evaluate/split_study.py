@@ -64,13 +64,15 @@ ALTERNATIVES = {
 
 def alternative_shares(checkpoint: Path) -> dict[str, float]:
     """The share of common dimensions each rule of ``ALTERNATIVES`` gives on an ``auto`` run's warm-up statistics."""
+    import itertools
+
     import torch
+
+    from decur.losses import corrected_correlation
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["common_dim_auto"]
     cross, intra = state["cross"] / state["count"], state["intra"] / state["count"]
-    pairs = [(a, b) for a in range(intra.shape[0]) for b in range(a + 1, intra.shape[0])]
-    ceiling = torch.stack([torch.sqrt(intra[a].clamp_min(0) * intra[b].clamp_min(0)) for a, b in pairs])
-    rho = (cross / ceiling.clamp_min(1e-6)).mean(dim=0)
+    _, rho = corrected_correlation(cross, intra, list(itertools.combinations(range(intra.shape[0]), 2)))
     return {
         "alt_per_dim_half": float((rho > 0.5).double().mean()),
         "alt_mean_rho": float(rho.clamp(0, 1).mean()),
