@@ -64,39 +64,3 @@ def _imported_after(*args: str) -> set[str]:
 def test_help_and_validate_import_no_torch(args: list[str]) -> None:
     """``decur --help`` and ``decur validate`` answer in well under 2 s: nothing heavy before a check needs it."""
     assert _imported_after(*args) == set()
-
-
-def test_every_command_s_dataset_choices_come_from_the_one_table():
-    """The choices each command offers are the catalog's, so adding a dataset there adds it everywhere."""
-    from decur.catalog import DATASETS, datasets
-    from decur.cli import build_parser
-    from decur.config import DATASETS as PRETRAIN
-    from decur.data.check import DATASETS as CHECK
-    from decur.data.check import SPLITS
-    from decur.data.download import SOURCES
-    from decur.embed.config import DATASETS as EMBED
-    from decur.evaluate.transfer.config import DATASETS as TRANSFER
-    from decur.evaluate.transfer.config import SEGMENTATION_DATASETS
-
-    assert PRETRAIN == ("synthetic", "ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders", "geonrw", "sunrgbd")
-    assert list(TRANSFER) == ["synthetic", "bigearthnet", "geonrw", "sunrgbd", "nyuv2"]
-    assert TRANSFER["bigearthnet"] == {"s1": 2, "s2": 13} and SEGMENTATION_DATASETS == ("geonrw", "sunrgbd", "nyuv2")
-    assert set(EMBED) == {
-        "synthetic",
-        "bigearthnet",
-        "ssl4eo_s12",
-        "ssl4eo_s12_v11",
-        "paired_folders",
-        "geonrw",
-        "sunrgbd",
-        "nyuv2",
-    }
-    assert set(SOURCES) == set(datasets("download")) and CHECK == datasets("check")
-    assert SPLITS["bigearthnet_v2"] == ("train", "val", "validation", "test") and "ssl4eo_s12" not in SPLITS
-    assert (DATASETS["sunrgbd"].classes, DATASETS["nyuv2"].classes) == (37, 40)  # the RGB-D benchmarks' classes
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices
-    data = next(a for a in sub["data"]._actions if a.dest == "data_command").choices
-    check = next(a for a in data["check"]._actions if a.dest == "dataset")
-    download = next(a for a in data["download"]._actions if a.dest == "dataset")
-    assert tuple(check.choices) == datasets("check") and tuple(download.choices) == datasets("download")

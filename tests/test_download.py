@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from decur.cli import main
-from decur.data.download import SOURCES, V11_REPO
+from decur.data.download import V11_REPO
+from decur.datasets import DATASETS
 
 from .data.ssl4eo_v11.data import make_v11
 
@@ -53,11 +54,11 @@ def test_offline_is_one_line_naming_the_repository_and_the_fix(tmp_path, capsys,
     assert f"huggingface.co/datasets/{V11_REPO}" in err and "--source" in err
 
 
-@pytest.mark.parametrize("name", [n for n in SOURCES if n != "ssl4eo_s12_v11"])
+@pytest.mark.parametrize("name", [n for n, spec in DATASETS.items() if spec.source and not spec.fetch])
 def test_the_other_datasets_say_where_they_are_and_the_layout(name, tmp_path, capsys):
     assert main(["data", "download", name, str(tmp_path / "d")]) == 2
     out = capsys.readouterr().out.strip()
-    assert out.startswith(f"{name}: get it from {SOURCES[name].url}") and str(tmp_path / "d") in out
+    assert out.startswith(f"{name}: get it from {DATASETS[name].source.url}") and str(tmp_path / "d") in out
 
 
 def test_every_dataset_page_has_a_get_the_data_section_naming_its_command():

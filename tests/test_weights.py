@@ -375,7 +375,9 @@ def test_a_12_band_l2a_encoder_transfers_to_bigearthnet_without_the_inserted_b10
     assert run.s2_bands == 12 and run.dataset_bands()["s2"] == 12
     data = load_data(run)
     assert data.train[0]["s2"].shape[0] == 12  # B1..B9, B8A, B11, B12 as stored
-    with pytest.raises(ConfigError, match=r"`s2_bands`: 12 or 13, for dataset bigearthnet only"):
+    with pytest.raises(ConfigError, match=r"`s2_bands`: 12 or 13, got 11"):
         TransferConfig(dataset="bigearthnet", root=str(ben), s2_bands=11).validate(check_paths=False)
+    with pytest.raises(ConfigError, match=r"`s2_bands`: only bigearthnet reads it \(dataset is 'geonrw'\)"):
+        TransferConfig(task="segmentation", dataset="geonrw", root=str(ben), s2_bands=12).validate(check_paths=False)
     thirteen = TransferConfig(dataset="bigearthnet", root=str(ben), modalities=["s2"])
     assert load_data(thirteen.validate()).train[0]["s2"].shape[0] == 13  # the paper's: B10 inserted as zeros

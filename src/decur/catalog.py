@@ -2,7 +2,7 @@
 
 Configs are checked against these names before anything heavy is imported (``decur validate`` and ``decur --help``
 start in about a second); the modules that implement a choice import its name from here. Adding a method, an
-encoder width or a precision starts in this file.
+encoder width or a precision starts in this file; datasets have their own registry, ``decur.datasets``.
 """
 
 from __future__ import annotations
@@ -101,74 +101,8 @@ def is_mit(arch: str) -> bool:
     return arch in MIT_ARCHS
 
 
-# ---- data --------------------------------------------------------------------------------------------------------
+# ---- inputs --------------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Dataset:
-    """What decur does with a dataset: its modalities and which commands read it.
-
-    ``modalities``: modality → band count as the transfer, embedding and check commands read it (pretraining
-    configs name their own); ``uses``: the commands that read it (``pretrain``, ``transfer``, ``embed``, ``check``,
-    ``download``: ``decur data download`` fetches it or says where it is); ``splits``: what ``decur data check
-    --split`` can walk (``()``: one tree); ``classes``: label classes (segmentation: without the ignored one).
-    """
-
-    modalities: dict[str, int]
-    uses: tuple[str, ...]
-    splits: tuple[str, ...] = ()
-    classes: int | None = None
-    segmentation: bool = False
-
-
-DATASETS: dict[str, Dataset] = {
-    "synthetic": Dataset({"optical": 13, "sar": 2, "elevation": 1}, ("pretrain", "transfer", "embed")),
-    "ssl4eo_s12": Dataset({"s1": 2, "s2": 13}, ("pretrain", "embed", "check", "download")),
-    "ssl4eo_s12_v11": Dataset(
-        {"s1grd": 2, "s2l1c": 13, "s2l2a": 12, "s2rgb": 3}, ("pretrain", "embed", "check", "download")
-    ),
-    "paired_folders": Dataset({}, ("pretrain", "embed")),
-    "bigearthnet": Dataset(
-        {"s1": 2, "s2": 13}, ("transfer", "embed", "check", "download"), ("train", "val", "test"), 19
-    ),
-    "bigearthnet_v2": Dataset({"s1": 2, "s2": 13}, ("check", "download"), ("train", "val", "validation", "test"), 19),
-    "geonrw": Dataset(
-        {"rgb": 3, "dem": 3},
-        ("pretrain", "transfer", "embed", "check", "download"),
-        ("train", "test"),
-        10,
-        segmentation=True,
-    ),
-    "sunrgbd": Dataset(
-        {"rgb": 3, "hha": 3},
-        ("pretrain", "transfer", "embed", "check", "download"),
-        ("train", "test"),
-        37,
-        segmentation=True,
-    ),
-    "nyuv2": Dataset(
-        {"rgb": 3, "hha": 3}, ("transfer", "embed", "check", "download"), ("train", "test"), 40, segmentation=True
-    ),
-}
-"""Every dataset decur reads, declared once: each command's choices, the transfer datasets' modalities, the
-splits ``decur data check`` walks and the class counts come from here (the readers live in ``decur.data``)."""
-
-
-def datasets(use: str) -> tuple[str, ...]:
-    """The names of the datasets command ``use`` reads, in the table's order."""
-    return tuple(name for name, d in DATASETS.items() if use in d.uses)
-
-
-SYNTHETIC_MODALITIES = ("optical", "sar", "elevation")
-"""Modalities of the built-in synthetic scenes."""
-UNIQUE_FACTORS = {
-    "optical": ("haze", "phenology"),
-    "sar": ("soil_moisture", "roughness"),
-    "elevation": ("relief", "tilt"),
-}
-"""The synthetic generator's factors that only one modality sees."""
-SSL4EO_V11_PRODUCTS = {"s1grd": ("S1GRD", 2), "s2l1c": ("S2L1C", 13), "s2l2a": ("S2L2A", 12), "s2rgb": ("S2RGB", 3)}
-"""SSL4EO-S12 v1.1: decur name → (release folder, bands)."""
 TRANSFORM_RULES = ("decur", "ssl4eo_release", "torchgeo")
 """Named input-transform rules of weights (``decur.data.transforms``)."""
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import decur.embed
 import decur.evaluate  # noqa: F401  (registers the config kinds of transfer and the studies; imports no torch)
-from decur.catalog import DATASETS as CATALOG
-from decur.catalog import datasets
 from decur.config import ConfigError, load_config, load_dataclass
+from decur.datasets import dataset_spec, datasets
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -73,18 +72,12 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _data_pack(args: argparse.Namespace) -> int:
-    if args.dataset in ("bigearthnet", "bigearthnet_v2"):
-        from decur.data.pack_bigearthnet import pack_bigearthnet
+    from decur.datasets import resolve
 
-        version = "v2" if args.dataset == "bigearthnet_v2" else "v1"
-        out = pack_bigearthnet(args.root, args.out, version, args.workers, overwrite=args.overwrite)
-        print(f"packed store: {out}  (use it as `root` of decur transfer dataset=bigearthnet)")
-        return 0
-    from decur.data.pack import pack_ssl4eo_s12
-
-    void = Path(args.void_ids).read_text().split() if args.void_ids else None
-    out = pack_ssl4eo_s12(args.root, args.out, args.s2_product, args.size, args.workers, void, overwrite=args.overwrite)
-    print(f"packed store: {out}  (use it as data.root with data.dataset=ssl4eo_s12)")
+    pack = dataset_spec(args.dataset).pack
+    assert pack is not None  # the parser offers datasets("pack") only
+    out, usage = resolve(pack)(args.root, args.out, {"dataset": args.dataset, **vars(args)})
+    print(f"packed store: {out}  ({usage})")
     return 0
 
 
@@ -104,21 +97,14 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _data_download(args: argparse.Namespace) -> int:
-    from decur.data.download import describe, download_v11
+    from decur.data.download import describe
+    from decur.datasets import resolve
 
-    root = Path(args.root)
-    if args.dataset != "ssl4eo_s12_v11":
-        print(describe(args.dataset, root))
+    fetch = dataset_spec(args.dataset).fetch
+    if fetch is None:
+        print(describe(args.dataset, Path(args.root)))
         return 2
-    products = args.products.split(",") if args.products else None
-    split = download_v11(root, args.split, products, args.files, Path(args.source) if args.source else None)
-    print(f"downloaded {args.files} shard(s) per product into {split}; checking them (decur data check --quick)")
-    from decur.data.check import check_ssl4eo_s12_v11
-
-    report = check_ssl4eo_s12_v11(split, quick=True)
-    print(report.format())
-    print(f"train on it with data.dataset=ssl4eo_s12_v11 data.root={split}")
-    return 1 if report.problems else 0
+    return int(resolve(fetch)(Path(args.root), vars(args)))
 
 
 def _data_hha(args: argparse.Namespace) -> int:
@@ -494,7 +480,7 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument(
         "--split",
         default="train",
-        choices=sorted({s for name in datasets("check") for s in CATALOG[name].splits}),
+        choices=sorted({s for name in datasets("check") for s in dataset_spec(name).splits}),
         help="split to walk (BigEarthNet, GeoNRW, SUN-RGBD, NYUv2; SSL4EO-S12 v1.1: ROOT is the split folder)",
     )
     c.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
@@ -504,7 +490,7 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = data.add_parser("pack", help="convert raw SSL4EO-S12 or BigEarthNet into a packed store (memory-mapped arrays)")
     k.add_argument("root")
     k.add_argument("out")
-    k.add_argument("--dataset", default="ssl4eo_s12", choices=["ssl4eo_s12", "bigearthnet", "bigearthnet_v2"])
+    k.add_argument("--dataset", default="ssl4eo_s12", choices=datasets("pack"))
     k.add_argument("--s2-product", default="s2c", choices=["s2c", "s2a"])
     k.add_argument("--size", type=_at_least(8), default=264)
     k.add_argument("--workers", type=_at_least(0), default=2, help="reading processes (0: this process)")

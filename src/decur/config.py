@@ -16,17 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from decur.catalog import (
-    METHODS,
-    SSL4EO_V11_PRODUCTS,
-    SYNTHETIC_MODALITIES,
-    check_arch,
-    check_vit_pool,
-    datasets,
-    encoder_width,
-    is_mit,
-    vit_patch,
-)
+from decur.catalog import METHODS, check_arch, check_vit_pool, encoder_width, is_mit, vit_patch
+from decur.datasets import DATASETS, PLUGINS_HINT, datasets, unread_fields
 from decur.errors import DecurError
 
 METHOD_NAMES = tuple(METHODS)
@@ -34,7 +25,6 @@ AUTO_MIN_BATCH = 16
 """The smallest global batch ``common_dim: auto`` accepts (a batch correlation's noise is about 1/sqrt(N))."""
 Augment = Literal["optical", "rgb", "sar", "dem", "hha", "none"]
 AUGMENT_PRESETS: tuple[str, ...] = typing.get_args(Augment)
-DATASETS = datasets("pretrain")
 
 
 class ConfigError(DecurError, ValueError):
@@ -302,8 +292,9 @@ Config = PretrainConfig
 
 def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
     """The ``data`` section (the dataset's own modality rules: ``_check_dataset``); returns the modality names."""
-    _require(d.dataset in DATASETS, "data.dataset", f"{d.dataset!r} is not one of {DATASETS}")
-    if d.dataset != "synthetic":
+    pretrain = datasets("pretrain")
+    _require(d.dataset in pretrain, "data.dataset", f"{d.dataset!r} is not one of {list(pretrain)}{PLUGINS_HINT}")
+    if DATASETS[d.dataset].needs_root:
         _require(d.root is not None, "data.root", f"dataset {d.dataset!r} needs the folder it lives in")
         if check_paths:
             _require(Path(str(d.root)).is_dir(), "data.root", f"{d.root} does not exist or is no folder")
@@ -320,7 +311,7 @@ def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
                 f"{where}.{key}",
                 f"needs one value per band ({mod.bands}), got {values}",
             )
-    _check_dataset(d, names, check_paths)
+    _check_dataset(d, check_paths)
     _require(d.batch_size >= 2, "data.batch_size", f"correlations need >= 2 samples, got {d.batch_size}")
     _require(d.crop_size >= 8, "data.crop_size", f"must be >= 8 pixels, got {d.crop_size}")
     lo, hi = d.crop_scale
@@ -328,85 +319,13 @@ def _check_data(d: DataConfig, check_paths: bool) -> list[str]:
     return names
 
 
-def _check_dataset(d: DataConfig, names: list[str], check_paths: bool) -> None:
-    """What one dataset allows: its modality names and band counts, and its own fields."""
-    if d.dataset == "ssl4eo_s12":
-        bands = {mod.name: mod.bands for mod in d.modalities}
-        _require(set(bands) <= {"s1", "s2"}, "data.modalities", f"SSL4EO-S12 has s1 and s2, got {names}")
-        _require(bands.get("s1", 2) == 2, "data.modalities", "s1 has 2 bands (VV, VH)")
-        want = 13 if d.s2_product == "s2c" else 12
-        _require(
-            bands.get("s2", want) == want,
-            "data.modalities",
-            f"s2 has {bands.get('s2')} bands but data.s2_product={d.s2_product} has {want}: set bands: {want}, or "
-            f"data.s2_product={'s2a' if want == 13 else 's2c'} for the {'L2A (12' if want == 13 else 'L1C (13'}-band) "
-            "product",
-        )
-        if d.void_ids is not None and check_paths:
-            _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
-    if d.dataset == "ssl4eo_s12_v11":
-        _check_ssl4eo_v11(d, names)
-    _require(
-        d.cities is None or (d.dataset == "geonrw" and len(d.cities) > 0),
-        "data.cities",
-        f"a non-empty list of GeoNRW city folders (dataset is {d.dataset!r})",
-    )
-    _require(
-        d.max_cloud_fraction is None or d.dataset == "ssl4eo_s12_v11",
-        "data.max_cloud_fraction",
-        f"only ssl4eo_s12_v11 carries cloud masks (dataset is {d.dataset!r}): set it to null",
-    )
-    if d.dataset == "geonrw":
-        bands = {mod.name: mod.bands for mod in d.modalities}
-        _require(set(bands) <= {"rgb", "dem"}, "data.modalities", f"GeoNRW has rgb and dem, got {names}")
-        _require(bands.get("rgb", 3) == 3, "data.modalities", "rgb has 3 bands")
-        _require(bands.get("dem", 3) in (1, 3), "data.modalities", "dem has 1 band, or 3 when duplicated")
-    if d.dataset == "sunrgbd":
-        bands = {mod.name: mod.bands for mod in d.modalities}
-        _require(set(bands) <= {"rgb", "hha"}, "data.modalities", f"SUN-RGBD pretraining uses rgb and hha, got {names}")
-        _require(all(b == 3 for b in bands.values()), "data.modalities", "rgb and hha have 3 bands")
-        _require(d.split in ("train", "test", "all"), "data.split", f"train, test or all, got {d.split!r}")
-    if d.dataset == "synthetic":
-        for name in names:
-            _require(
-                name in SYNTHETIC_MODALITIES,
-                "data.modalities",
-                f"unknown modality {name!r}: the synthetic dataset has {list(SYNTHETIC_MODALITIES)}",
-            )
-        bands = {mod.name: mod.bands for mod in d.modalities}
-        _require(bands.get("elevation", 1) == 1, "data.modalities", "synthetic elevation has 1 band")
-        _require(d.unique_factors >= 0, "data.unique_factors", f"must be >= 0, got {d.unique_factors}")
-        _require(d.unique_strength >= 0, "data.unique_strength", f"must be >= 0, got {d.unique_strength}")
-
-
-def _check_ssl4eo_v11(d: DataConfig, names: list[str]) -> None:
-    """SSL4EO-S12 v1.1: the release's products and band counts, cloud-mask filter, timestamp draw."""
-    V11 = SSL4EO_V11_PRODUCTS
-    for mod in d.modalities:
-        _require(
-            mod.name in V11,
-            "data.modalities",
-            f"SSL4EO-S12 v1.1 modalities are {list(V11)} (the release's folders in lower case), got {mod.name!r}",
-        )
-        _require(
-            mod.bands == V11[mod.name][1],
-            "data.modalities",
-            f"{mod.name} has {V11[mod.name][1]} bands, got {mod.bands}",
-        )
-    mcf = d.max_cloud_fraction
-    _require(mcf is None or 0 <= mcf <= 1, "data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}")
-    masked = [n for n in names if n in ("s2l1c", "s2l2a")]
-    _require(
-        mcf is None or bool(masked),
-        "data.max_cloud_fraction",
-        f"needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got {names}: "
-        "add one or set it to null",
-    )
-    _require(
-        d.timestamp_draw in ("sample", "file"),
-        "data.timestamp_draw",
-        f"must be sample or file, got {d.timestamp_draw!r}",
-    )
+def _check_dataset(d: DataConfig, check_paths: bool) -> None:
+    """What the dataset's spec allows (``decur.datasets``): its own rules, and no field of another dataset."""
+    spec = DATASETS[d.dataset]
+    for name, why in (spec.rules(d) if spec.rules else []) + unread_fields(d, spec, d.dataset):
+        _require(False, name, why)
+    if d.void_ids is not None and check_paths:
+        _require(Path(d.void_ids).is_file(), "data.void_ids", f"{d.void_ids} is not a file")
 
 
 def _check_method(m: MethodConfig, names: list[str]) -> None:
@@ -467,8 +386,6 @@ def _check_model(model: ModelConfig, crop_size: int, check_paths: bool) -> None:
             _require(Path(model.init_weights).is_file(), "model.init_weights", "file not found")
 
 
-SIZED_DATASETS = ("synthetic", "ssl4eo_s12", "geonrw")
-"""Datasets whose tiles are ``data.image_size`` pixels wide."""
 MAX_SAMPLES = 10**9
 """More samples than any dataset of the field holds (SSL4EO-S12: 251,079 locations x 4 seasons)."""
 
@@ -497,7 +414,7 @@ def _check_numbers(cfg: PretrainConfig) -> None:
         ("data.length", d.length, 1 <= d.length <= MAX_SAMPLES, f"in 1..{MAX_SAMPLES:,}"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0 (0: load in the training process)"),
     ]
-    if d.dataset in SIZED_DATASETS:  # their readers cut tiles of image_size: a larger crop would upsample them
+    if DATASETS[d.dataset].sized:  # their readers cut tiles of image_size: a larger crop would upsample them
         ranges.append(
             ("data.image_size", d.image_size, d.image_size >= d.crop_size, f">= data.crop_size ({d.crop_size})")
         )

@@ -29,6 +29,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from decur.config import ConfigError
 from decur.data.errors import DatasetError, read_band
 from decur.data.preprocess import cut_outliers, s2_to_unit
 from decur.data.ssl4eo_s12 import STATS
@@ -421,3 +423,39 @@ class BigEarthNetV2(Dataset[dict[str, Tensor]]):
                 raise DatasetError(self.root / "metadata.parquet", f"unknown 19-class label {name!r} ({s2})", "fix it")
             target[list(LABELS_19).index(name)] = 1
         return {**read_pair(self.modalities, s1_folder, s2_folder, self.insert_b10, self.raw), "label": target}
+
+
+def transfer_dataset(run: Any, role: str, modalities: list[str]) -> Dataset[dict[str, Tensor]]:
+    """The ``role`` (train/test) split of a transfer run: a packed store, the v2.0 (reBEN) tree or the v1 tree.
+
+    Raw trees give stored values (S2 DN, S1 dB) unless the task is retrieval (decur's units); 12-band (L2A)
+    encoders (``s2_bands: 12``) read the stored bands without the empty B10.
+
+    Raises:
+        ConfigError: A packed store of another S2 band count than the run needs.
+
+    """
+    from decur.data.pack_bigearthnet import PackedBigEarthNet, is_packed_bigearthnet  # (it builds on this module)
+
+    root, split = str(run.root), run.train_split if role == "train" else run.test_split
+    b10 = (run.s2_bands or 13) == 13
+    if is_packed_bigearthnet(root):  # `decur data pack --dataset bigearthnet[_v2]`
+        packed = PackedBigEarthNet(root, split, modalities)
+        if "s2" in modalities and packed.insert_b10 != b10:
+            raise ConfigError(
+                f"transfer config field `s2_bands`: the packed store {root} holds {13 if packed.insert_b10 else 12} "
+                f"S2 bands, the run needs {12 + b10}: give the raw tree as root, or pack it again to match"
+            )
+        return packed
+    reader = BigEarthNetV2 if is_bigearthnet_v2(root) else BigEarthNetMM
+    return reader(root, split, modalities=modalities, raw=run.task != "retrieval", insert_b10=b10)
+
+
+def check_dataset(root: Path, split: str, options: dict[str, Any]) -> BigEarthNetMM:
+    """Every patch of ``split`` of the v1 tree, for ``decur data check``."""
+    return BigEarthNetMM(root, split)
+
+
+def check_dataset_v2(root: Path, split: str, options: dict[str, Any]) -> BigEarthNetV2:
+    """Every patch of ``split`` of the v2.0 (reBEN) tree, for ``decur data check``."""
+    return BigEarthNetV2(root, split)

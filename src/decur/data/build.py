@@ -9,17 +9,16 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
-from decur.catalog import DATASETS as CATALOG
 from decur.config import ConfigError, PretrainConfig
 from decur.data.errors import DatasetError
-from decur.data.synthetic import SyntheticMultimodal
+from decur.datasets import dataset_spec, datasets, resolve
 from decur.geometry import as_float
 
 
 def build_dataset(
     cfg: PretrainConfig, *, seed_offset: int = 0, length: int | None = None
 ) -> Dataset[dict[str, Tensor]]:
-    """The pretraining dataset named by ``cfg.data.dataset``.
+    """The pretraining dataset named by ``cfg.data.dataset``: its spec's ``pretrain`` factory (``decur.datasets``).
 
     Args:
         cfg: A validated config.
@@ -27,84 +26,16 @@ def build_dataset(
         length: Overrides ``cfg.data.length`` (synthetic only).
 
     Raises:
-        ConfigError: For datasets whose readers are not part of this release yet.
+        ConfigError: A dataset no pretraining reads.
 
     """
-    # One branch per dataset, each one constructor call that maps config fields to the reader's arguments (why it
-    # is long): a table of factories would hide exactly that mapping, which is what a reader of this function wants.
-    d = cfg.data
-    if d.dataset == "synthetic":
-        bands = {m.name: m.bands for m in d.modalities}
-        return SyntheticMultimodal(
-            length=length if length is not None else d.length,
-            image_size=d.image_size,
-            num_classes=d.num_classes,
-            optical_bands=bands.get("optical", 13),
-            sar_bands=bands.get("sar", 2),
-            seed=cfg.trainer.seed + seed_offset,
-            elevation="elevation" in bands,
-            unique_factors=d.unique_factors,
-            unique_strength=d.unique_strength,
+    spec = dataset_spec(cfg.data.dataset)
+    if spec.pretrain is None:
+        raise ConfigError(
+            f"config field `data.dataset`: {cfg.data.dataset!r} is not read for pretraining; use one of "
+            f"{list(datasets('pretrain'))}"
         )
-    if d.dataset == "geonrw":
-        from decur.data.geonrw import GeoNRW
-
-        dem = next((m.bands for m in d.modalities if m.name == "dem"), 3)
-        cities = tuple(d.cities) if d.cities is not None else None
-        names = [m.name for m in d.modalities]
-        return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem, cities=cities, modalities=names)
-    if d.dataset == "sunrgbd":
-        from decur.data.crops import CroppedViews
-        from decur.data.rgbd import RGBDSegmentation
-
-        # mixed image sizes: each view is cropped at its image's own size before batching
-        return CroppedViews(
-            RGBDSegmentation(str(d.root), d.split, num_classes=CATALOG["sunrgbd"].classes or 0, with_mask=False),
-            {m.name: m.augment for m in d.modalities},
-            d.crop_size,
-            d.crop_scale,
-            d.share_crop,
-        )
-    if d.dataset == "paired_folders":
-        from decur.data.paired import PairedFolders
-
-        return PairedFolders(
-            str(d.root),
-            {m.name: m.folder or m.name for m in d.modalities},
-            {m.name: m.scale for m in d.modalities},
-            skip_unpaired=d.skip_bad,
-        )
-    if d.dataset == "ssl4eo_s12_v11":
-        from decur.data.ssl4eo_v11 import SSL4EOS12v11
-
-        return SSL4EOS12v11(
-            str(d.root),
-            [m.name for m in d.modalities],
-            views=2,
-            max_cloud_fraction=d.max_cloud_fraction,
-            timestamp_draw=d.timestamp_draw,
-        )
-    if d.dataset == "ssl4eo_s12" and (Path(str(d.root)) / "index.json").is_file():
-        from decur.data.pack import PackedSSL4EOS12
-
-        return PackedSSL4EOS12(str(d.root), views=2, pair_seasons=d.pair_seasons)
-    if d.dataset == "ssl4eo_s12":
-        from decur.data.ssl4eo_s12 import SSL4EOS12
-
-        bands = {m.name: m.bands for m in d.modalities}
-        void = Path(d.void_ids).read_text().split() if d.void_ids else []
-        return SSL4EOS12(
-            str(d.root),
-            s2_product=d.s2_product,
-            size=d.image_size,
-            views=2,
-            pair_seasons=d.pair_seasons,
-            void_ids=void,
-        )
-    raise ConfigError(
-        f"config field `data.dataset`: the {d.dataset!r} reader is not available in this version of decur yet; "
-        "the config validates, and it will run once the reader lands. Use data.dataset=synthetic meanwhile."
-    )
+    return resolve(spec.pretrain)(cfg, seed_offset=seed_offset, length=length)
 
 
 def check_bands(cfg: PretrainConfig, dataset: Any) -> None:
@@ -116,8 +47,8 @@ def check_bands(cfg: PretrainConfig, dataset: Any) -> None:
 
     """
     d = cfg.data
-    packed = getattr(dataset, "s2_product", d.s2_product)
-    if d.dataset == "ssl4eo_s12" and packed != d.s2_product:
+    packed = getattr(dataset, "s2_product", d.s2_product)  # a reader of one Sentinel-2 product says which
+    if packed != d.s2_product:
         raise ConfigError(
             f"config field `data.s2_product`: {d.root} is a packed store of {packed}, the config asks for "
             f"{d.s2_product}: set data.s2_product={packed} (and the s2 bands to match), or pack the other product"

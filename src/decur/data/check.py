@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from decur.catalog import DATASETS as CATALOG
-from decur.catalog import datasets
 from decur.data.errors import DatasetError
+from decur.datasets import dataset_spec, datasets, resolve
 
 MAX_PAIR_DAYS = 92
 """Season pairs further apart than this (about one season) are reported by ``decur data check``."""
@@ -190,34 +189,33 @@ def _decode_all(report: CheckReport, m: str, path: Path, ds: Any, quick: bool) -
 def check(
     name: str, root: Path, split: str = "train", s2_product: str = "s2c", size: int = 264, quick: bool = False
 ) -> CheckReport:
-    """Walk dataset ``name`` at ``root`` (see ``DATASETS``) and report what was found.
+    """Walk dataset ``name`` at ``root`` with its spec's ``check`` (``decur.datasets``) and report what was found.
 
-    ``quick`` (SSL4EO-S12 v1.1): decode one timestamp per file instead of every chunk.
+    ``s2_product``, ``size`` (SSL4EO-S12 v1.0) and ``quick`` (v1.1: decode one timestamp per file instead of every
+    chunk) reach the dataset's walk as options.
+
+    Raises:
+        DatasetError: A split the dataset does not have (naming the ones it has).
+
     """
-    if name == "ssl4eo_s12" and (root / "index.json").is_file():
-        return check_packed_ssl4eo_s12(root)
-    if name == "ssl4eo_s12":
-        return check_ssl4eo_s12(root, s2_product, size)
-    if name == "ssl4eo_s12_v11":
-        return check_ssl4eo_s12_v11(root, quick)
-    from decur.data import BigEarthNetMM, BigEarthNetV2, GeoNRW, RGBDSegmentation
-
-    builders = {
-        "bigearthnet": lambda: BigEarthNetMM(root, split),
-        "bigearthnet_v2": lambda: BigEarthNetV2(root, split),
-        "geonrw": lambda: GeoNRW(root, split, patch_size=None),  # whole tiles: every pixel read once
-        "sunrgbd": lambda: RGBDSegmentation(root, split, num_classes=CATALOG["sunrgbd"].classes or 0),
-        "nyuv2": lambda: RGBDSegmentation(root, split, num_classes=CATALOG["nyuv2"].classes or 0),
-    }
+    spec = dataset_spec(name)
+    if spec.check is None:
+        raise DatasetError(root, f"`decur data check` has no walk for {name}", f"one of {list(datasets('check'))}")
+    options = {"dataset": name, "s2_product": s2_product, "size": size, "quick": quick}
     try:
-        dataset = builders[name]()
+        walked = resolve(spec.check)(root, split, options)
     except ValueError as err:  # an argument the reader refuses (a split it does not have)
-        raise DatasetError(root, str(err), f"choose --split among {list(SPLITS[name])}") from None
-    return check_samples(dataset, name, root)
+        raise DatasetError(root, str(err), f"choose --split among {list(spec.splits)}") from None
+    return walked if isinstance(walked, CheckReport) else check_samples(walked, name, root)
 
 
-SPLITS = {name: CATALOG[name].splits for name in datasets("check") if CATALOG[name].splits}
-"""The splits ``decur data check --split`` can walk, per dataset (the SSL4EO-S12 releases have one)."""
+def walk_ssl4eo_s12(root: Path, split: str, options: dict[str, Any]) -> CheckReport:
+    """SSL4EO-S12 v1.0: a ``decur data pack`` store, else the raw tree (``check_ssl4eo_s12``)."""
+    if (root / "index.json").is_file():
+        return check_packed_ssl4eo_s12(root)
+    return check_ssl4eo_s12(root, options.get("s2_product", "s2c"), options.get("size", 264))
 
 
-DATASETS = datasets("check")
+def walk_ssl4eo_s12_v11(root: Path, split: str, options: dict[str, Any]) -> CheckReport:
+    """SSL4EO-S12 v1.1: ``check_ssl4eo_s12_v11`` of the split folder at ``root``."""
+    return check_ssl4eo_s12_v11(root, bool(options.get("quick", False)))

@@ -4,64 +4,20 @@ SSL4EO-S12 v1.1 comes from its Hugging Face Hub repository (``huggingface_hub``:
 against the hash the Hub records), shard by shard, so ``--files 2`` fetches 2 x 64 locations per product. A
 local mirror of the repository (``--source DIR``, e.g. a copy on a cluster's shared storage) works the same way
 without the network. The other datasets have no source decur can fetch unattended (registration, licence
-acceptance or multi-part archives): :data:`SOURCES` names where each is, its licence, size and the layout decur
-reads, and the command prints that in one line.
+acceptance or multi-part archives): their ``source`` (``decur.datasets``) names where each is, its licence, size
+and the layout decur reads, and the command prints that in one line.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from decur.catalog import SSL4EO_V11_PRODUCTS
 from decur.data.errors import DatasetError
+from decur.datasets import SSL4EO_V11_PRODUCTS, V11_REPO, dataset_spec
 
-V11_REPO = "embed2scale/SSL4EO-S12-v1.1"
-"""The Hugging Face Hub dataset repository of SSL4EO-S12 v1.1 (CC-BY-4.0)."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a dataset is published and how decur wants it laid out."""
-
-    url: str
-    licence: str
-    size: str
-    layout: str
-
-
-SOURCES: dict[str, Source] = {
-    "ssl4eo_s12_v11": Source(
-        f"https://huggingface.co/datasets/{V11_REPO}", "CC-BY-4.0", "about 1.5 TB (3,846 files x 4 products)",
-        "ROOT/<split>/{S1GRD,S2L1C,S2L2A,S2RGB}/ssl4eos12_<split>_seasonal_data_<NNNNNN>.zarr.zip",
-    ),
-    "ssl4eo_s12": Source(
-        "https://mediatum.ub.tum.de/1660427", "CC-BY-4.0", "about 1.5 TB (500 GB per product); 100-patch example",
-        "ROOT/{s1,s2c,s2a}/<location id>/<season>/<BAND>.tif (the release's raw tree)",
-    ),
-    "bigearthnet": Source(
-        "https://bigearth.net", "CDLA-Permissive-1.0", "about 121 GB (S1 + S2)",
-        "ROOT/BigEarthNet-S1-v1.0/<patch>/ and ROOT/BigEarthNet-v1.0/<patch>/, plus the split CSVs",
-    ),
-    "bigearthnet_v2": Source(
-        "https://bigearth.net", "CDLA-Permissive-1.0", "about 60 GB (reBEN)",
-        "ROOT/BigEarthNet-S1/, ROOT/BigEarthNet-S2/, ROOT/Reference_Maps/ and ROOT/metadata.parquet",
-    ),
-    "geonrw": Source(
-        "https://ieee-dataport.org/open-access/geonrw", "CC-BY-4.0", "about 25 GB",
-        "ROOT/<city>/<tile>_{rgb.jp2,dem.tif,seg.tif}",
-    ),
-    "sunrgbd": Source(
-        "https://rgbd.cs.princeton.edu", "research use (see the site)", "about 7 GB with HHA",
-        "ROOT/{RGB,HHA,Label}/<split>/ (HHA made by decur data hha)",
-    ),
-    "nyuv2": Source(
-        "https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html", "research use (see the site)", "about 3 GB labelled",
-        "ROOT/{RGB,HHA,Label}/<split>/ (HHA made by decur data hha)",
-    ),
-}  # fmt: skip
-"""Every dataset decur reads: its publisher's page, licence, size and the layout ``data.root`` must have."""
+V11_URL = f"https://huggingface.co/datasets/{V11_REPO}"
 
 
 def download_v11(
@@ -96,7 +52,7 @@ def download_v11(
     folders = [SSL4EO_V11_PRODUCTS[p][0] for p in products]
     names = _listing(source, split, folders)
     common = sorted(set.intersection(*(set(names[f]) for f in folders)))[:files]
-    where = source or SOURCES["ssl4eo_s12_v11"].url
+    where = source or V11_URL
     if not common:
         raise DatasetError(root, f"{where} has no {split} shards for {folders}", "check --split and --products")
     for folder in folders:
@@ -119,7 +75,7 @@ def _listing(source: Path | None, split: str, folders: list[str]) -> dict[str, l
         paths = HfApi().list_repo_files(V11_REPO, repo_type="dataset")
     except Exception as err:  # offline, a proxy, the Hub down: one line naming where and what
         raise DatasetError(
-            Path(SOURCES["ssl4eo_s12_v11"].url),
+            Path(V11_URL),
             f"cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})",
             "go online, or copy the repository's files to a folder and pass it as --source",
         ) from None
@@ -143,7 +99,7 @@ def _fetch(source: Path | None, path: str, target: Path, root: Path) -> None:
             cached = hf_hub_download(V11_REPO, path, repo_type="dataset")
         except Exception as err:
             raise DatasetError(
-                Path(f"{SOURCES['ssl4eo_s12_v11'].url}/blob/main/{path}"),
+                Path(f"{V11_URL}/blob/main/{path}"),
                 f"cannot be downloaded into {target} ({type(err).__name__})",
                 "retry (finished files are kept), or fetch it by hand into that folder",
             ) from None
@@ -153,5 +109,27 @@ def _fetch(source: Path | None, path: str, target: Path, root: Path) -> None:
 
 def describe(name: str, root: Path) -> str:
     """One line: where ``name`` is published, its licence and size, and the layout to unpack it into ``root``."""
-    s = SOURCES[name]
+    s = dataset_spec(name).source
+    if s is None:
+        return f"{name}: no published source is declared; see its documentation"
     return f"{name}: get it from {s.url} ({s.licence}, {s.size}) and unpack it into {root} as {s.layout}"
+
+
+def fetch_v11(root: Path, options: dict[str, Any]) -> int:
+    """``decur data download ssl4eo_s12_v11``: ``download_v11``, then a quick ``decur data check`` of the shards.
+
+    Returns:
+        The command's exit status: 0, or 1 when the check names a problem.
+
+    """
+    from decur.data.check import check_ssl4eo_s12_v11
+
+    products = options["products"].split(",") if options.get("products") else None
+    source = Path(options["source"]) if options.get("source") else None
+    files = int(options.get("files", 1))
+    split = download_v11(root, options.get("split", "train"), products, files, source)
+    print(f"downloaded {files} shard(s) per product into {split}; checking them (decur data check --quick)")
+    report = check_ssl4eo_s12_v11(split, quick=True)
+    print(report.format())
+    print(f"train on it with data.dataset=ssl4eo_s12_v11 data.root={split}")
+    return 1 if report.problems else 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -204,3 +205,23 @@ class GeoNRW(Dataset[dict[str, Tensor]]):
                 return src.read(window=Window(offset[1], offset[0], self.patch, self.patch))
         except RasterioError as err:
             raise DatasetError(path, f"cannot be read ({err})", "re-download the tile") from None
+
+
+def pretrain_dataset(cfg: Any, **_: Any) -> GeoNRW:
+    """The pretraining patches of ``cfg`` (a ``PretrainConfig``): the train cities (or ``data.cities``)."""
+    d = cfg.data
+    dem = next((m.bands for m in d.modalities if m.name == "dem"), 3)
+    cities = tuple(d.cities) if d.cities is not None else None
+    names = [m.name for m in d.modalities]
+    return GeoNRW(str(d.root), "train", patch_size=d.image_size, dem_channels=dem, cities=cities, modalities=names)
+
+
+def transfer_dataset(run: Any, role: str, modalities: list[str]) -> GeoNRW:
+    """The ``role`` (train/test) patches of a transfer run: the official city split or ``train_``/``test_cities``."""
+    cities = run.train_cities if role == "train" else run.test_cities
+    return GeoNRW(str(run.root), role, cities=tuple(cities) if cities is not None else None, modalities=modalities)
+
+
+def check_dataset(root: Path, split: str, options: dict[str, Any]) -> GeoNRW:
+    """Whole tiles of ``split`` for ``decur data check``: every pixel read once."""
+    return GeoNRW(root, split, patch_size=None)

@@ -191,3 +191,13 @@ class PackedSSL4EOS12(Dataset[dict[str, Tensor]]):
         s1 = torch.from_numpy(np.stack([self._arrays["s1"][index, k] for k in pick_s1]))
         s2 = torch.from_numpy(np.stack([self._arrays["s2"][index, k] for k in pick_s2]))
         return {"s1": s1, "s2": s2}
+
+
+def pack_command(root: str, out: str, options: dict[str, Any]) -> tuple[Path, str]:
+    """``decur data pack --dataset ssl4eo_s12``: the store, and how a config reads it."""
+    void = Path(options["void_ids"]).read_text().split() if options.get("void_ids") else None
+    store = pack_ssl4eo_s12(
+        root, out, options.get("s2_product", "s2c"), options.get("size", 264), options.get("workers", 2), void,
+        overwrite=bool(options.get("overwrite")),
+    )  # fmt: skip
+    return store, "use it as data.root with data.dataset=ssl4eo_s12"

@@ -181,3 +181,10 @@ class PackedBigEarthNet(Dataset[dict[str, Tensor]]):
         a = self._arrays
         out = {m: torch.from_numpy(np.array(a[m][k])) for m in self.modalities}
         return {**out, "label": torch.from_numpy(np.array(a["labels"][k])).float()}
+
+
+def pack_command(root: str, out: str, options: dict[str, Any]) -> tuple[Path, str]:
+    """``decur data pack --dataset bigearthnet[_v2]``: the store (every split), and how a transfer config reads it."""
+    version = "v2" if options["dataset"] == "bigearthnet_v2" else "v1"
+    store = pack_bigearthnet(root, out, version, options.get("workers", 2), overwrite=bool(options.get("overwrite")))
+    return store, "use it as `root` of decur transfer dataset=bigearthnet"

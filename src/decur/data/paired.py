@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,3 +159,14 @@ def compute_stats(dataset: PairedFolders) -> dict[str, dict[str, list[float]]]:
         stats[m] = {"mean": mean.tolist(), "std": std.tolist()}
     (dataset.root / STATS_FILE).write_text(json.dumps(stats, indent=2))
     return stats
+
+
+def pretrain_dataset(cfg: Any, **_: Any) -> PairedFolders:
+    """The pairs of ``cfg`` (a ``PretrainConfig``): one folder per modality (``folder`` or its name)."""
+    d = cfg.data
+    return PairedFolders(
+        str(d.root),
+        {m.name: m.folder or m.name for m in d.modalities},
+        {m.name: m.scale for m in d.modalities},
+        skip_unpaired=d.skip_bad,
+    )

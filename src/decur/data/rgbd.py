@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,9 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from decur.data.crops import CroppedViews
 from decur.data.errors import DatasetError
+from decur.datasets import dataset_spec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
 
@@ -305,3 +308,30 @@ class RGBDSegmentation(Dataset[dict[str, Tensor]]):
                 size, expected = tuple(sample[key].shape[-2:]), tuple(sample[first].shape[-2:])
                 raise DatasetError(path, f"{key} size {size} differs from the {first} image's {expected}", "align them")
         return sample
+
+
+def pretrain_dataset(cfg: Any, **_: Any) -> Dataset[dict[str, Tensor]]:
+    """SUN-RGBD pretraining pairs of ``cfg`` (a ``PretrainConfig``), views cropped per image.
+
+    Images come in several sizes, so each view is cropped at its image's own size before batching.
+    """
+    d = cfg.data
+    classes = dataset_spec(d.dataset).classes or 0
+    return CroppedViews(
+        RGBDSegmentation(str(d.root), d.split, num_classes=classes, with_mask=False),
+        {m.name: m.augment for m in d.modalities},
+        d.crop_size,
+        d.crop_scale,
+        d.share_crop,
+    )
+
+
+def transfer_dataset(run: Any, role: str, modalities: list[str]) -> RGBDSegmentation:
+    """The ``role`` (train/test) split of a transfer run on SUN-RGBD or NYUv2, with masks."""
+    split = run.train_split if role == "train" else run.test_split
+    return RGBDSegmentation(str(run.root), split, dataset_spec(run.dataset).classes or 0, modalities=modalities)
+
+
+def check_dataset(root: Path, split: str, options: dict[str, Any]) -> RGBDSegmentation:
+    """Every pair and mask of ``split`` for ``decur data check``."""
+    return RGBDSegmentation(root, split, num_classes=dataset_spec(options["dataset"]).classes or 0)

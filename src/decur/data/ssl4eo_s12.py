@@ -36,6 +36,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -279,3 +280,16 @@ class SSL4EOS12(Dataset[dict[str, Tensor]]):
                 band = F.interpolate(band[None, None], size=(self.size, self.size), mode="bilinear")[0, 0]
             out.append(band)
         return torch.stack(out) if self.raw else s2_to_unit(torch.stack(out))
+
+
+def pretrain_dataset(cfg: Any, **_: Any) -> Dataset[dict[str, Tensor]]:
+    """The season pairs of ``cfg`` (a ``PretrainConfig``): a ``decur data pack`` store, else the raw tree."""
+    d = cfg.data
+    if (Path(str(d.root)) / "index.json").is_file():
+        from decur.data.pack import PackedSSL4EOS12  # (pack builds on this module)
+
+        return PackedSSL4EOS12(str(d.root), views=2, pair_seasons=d.pair_seasons)
+    void = Path(d.void_ids).read_text().split() if d.void_ids else []
+    return SSL4EOS12(
+        str(d.root), s2_product=d.s2_product, size=d.image_size, views=2, pair_seasons=d.pair_seasons, void_ids=void
+    )

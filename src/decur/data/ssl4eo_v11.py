@@ -54,12 +54,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from decur.catalog import SSL4EO_V11_PRODUCTS
 from decur.data.errors import DatasetError
 from decur.data.preprocess import cut_outliers, cut_outliers_half
+from decur.datasets import SSL4EO_V11_PRODUCTS
 
 MODALITIES = SSL4EO_V11_PRODUCTS
-"""decur name → (release folder, bands) (``decur.catalog.SSL4EO_V11_PRODUCTS``)."""
+"""decur name → (release folder, bands) (``decur.datasets.SSL4EO_V11_PRODUCTS``)."""
 SAMPLES_PER_FILE = 64
 # the release README's standardisation values, in the release's units (DN, dB, 8-bit)
 _L1C_MEAN = [
@@ -594,3 +594,15 @@ class SSL4EOS12v11Locations(Dataset[dict[str, Tensor]]):
         xs, ys = [x - h, x + h, x + h, x - h], [y - h, y - h, y + h, y + h]  # lower left, counter-clockwise
         lons, lats = transform(crs, "EPSG:4326", xs, ys)
         return name, (np.column_stack([lons, lats]), crs)
+
+
+def pretrain_dataset(cfg: Any, **_: Any) -> SSL4EOS12v11:
+    """The shards of ``cfg`` (a ``PretrainConfig``) as timestamp pairs of its products."""
+    d = cfg.data
+    return SSL4EOS12v11(
+        str(d.root),
+        [m.name for m in d.modalities],
+        views=2,
+        max_cloud_fraction=d.max_cloud_fraction,
+        timestamp_draw=d.timestamp_draw,
+    )

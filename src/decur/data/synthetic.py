@@ -42,13 +42,14 @@ truth in the order of ``FACTOR_GROUPS``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from decur.catalog import UNIQUE_FACTORS
+from decur.datasets import UNIQUE_FACTORS
 
 S2_WAVELENGTHS_NM = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
 
@@ -268,3 +269,34 @@ def _smooth_noise(channels: int, size: int, cells: int, g: torch.Generator) -> T
     """Zero-mean smooth random field: ``cells x cells`` Gaussian noise upsampled bicubically."""
     coarse = torch.randn(1, channels, cells + 1, cells + 1, generator=g)
     return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)[0]
+
+
+def pretrain_dataset(cfg: Any, *, seed_offset: int = 0, length: int | None = None) -> SyntheticMultimodal:
+    """The pretraining scenes of ``cfg`` (a ``PretrainConfig``): its modalities, sizes, seed and truth knobs.
+
+    ``seed_offset`` is added to ``trainer.seed`` (evaluation draws fresh scenes of the same world); ``length``
+    overrides ``data.length``.
+    """
+    d = cfg.data
+    bands = {m.name: m.bands for m in d.modalities}
+    return SyntheticMultimodal(
+        length=length if length is not None else d.length,
+        image_size=d.image_size,
+        num_classes=d.num_classes,
+        optical_bands=bands.get("optical", 13),
+        sar_bands=bands.get("sar", 2),
+        seed=cfg.trainer.seed + seed_offset,
+        elevation="elevation" in bands,
+        unique_factors=d.unique_factors,
+        unique_strength=d.unique_strength,
+    )
+
+
+TRANSFER_SEEDS = {"train": 10_000, "test": 20_000}
+"""Scene seeds of the transfer sets: other scenes than any pretraining run's (seeds < 10,000) draws."""
+
+
+def transfer_dataset(run: Any, role: str, modalities: list[str]) -> SyntheticMultimodal:
+    """The ``role`` (train/test) scenes of a transfer run (``train_samples``/``test_samples`` at ``image_size``)."""
+    samples = run.train_samples if role == "train" else run.test_samples
+    return SyntheticMultimodal(samples, run.image_size, seed=TRANSFER_SEEDS[role], elevation="elevation" in modalities)

@@ -7,15 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from decur.catalog import DATASETS as CATALOG
-from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets
+from decur.catalog import PRECISIONS, TRANSFORM_RULES
 from decur.config import ConfigError, EngineConfig, register_kind
+from decur.datasets import dataset_spec, datasets
 
 if TYPE_CHECKING:
     from decur.evaluate.transfer import TransferConfig
 
 T = TypeVar("T")
-DATASETS = datasets("embed")
 """Datasets ``decur embed`` reads: the transfer datasets, SSL4EO-S12's raw release tree (one season each), its v1.1
 shards (one timestamp each) and folders of paired files (every stem, with the modalities it has)."""
 FORMATS = ("parquet", "zarr")
@@ -29,7 +28,7 @@ class EmbedConfig:
     source: str | None = None
     """The weights: a decur run folder or checkpoint, an export folder, or imported weights (``decur import``)."""
     dataset: str = "synthetic"
-    """One of ``DATASETS``."""
+    """One of ``decur.datasets.datasets("embed")``."""
     root: str | None = None
     """The dataset's folder (not for ``synthetic``)."""
     split: str = "test"
@@ -71,7 +70,7 @@ class EmbedConfig:
     def validate(self, check_paths: bool = True) -> EmbedConfig:
         """Check every field; raises ``ConfigError`` naming it and the fix."""
         for name, value, allowed in (
-            ("dataset", self.dataset, DATASETS),
+            ("dataset", self.dataset, datasets("embed")),
             ("format", self.format, FORMATS),
             ("dtype", self.dtype, DTYPES),
             ("s2_product", self.s2_product, ("s2c", "s2a")),
@@ -94,7 +93,7 @@ class EmbedConfig:
             raise ConfigError("embed: name the weights (a run folder, checkpoint, export or imported weights)")
         if check_paths and not Path(self.source).exists():
             raise ConfigError(f"embed: the weights {self.source} do not exist")
-        if self.dataset != "synthetic":
+        if dataset_spec(self.dataset).needs_root:
             if self.root is None:
                 raise ConfigError(f"embed config field `root`: dataset {self.dataset!r} needs its folder")
             if check_paths and not Path(self.root).is_dir():
@@ -107,7 +106,7 @@ class EmbedConfig:
         """The transfer config whose data and starting point are this embedding's (the transfer datasets)."""
         from decur.evaluate.transfer import TransferConfig
 
-        task = "segmentation" if CATALOG[self.dataset].segmentation else "classification"  # one the dataset has
+        task = dataset_spec(self.dataset).transfer_tasks[0]  # one the dataset has
         run = TransferConfig(
             task=task,
             dataset=self.dataset,

@@ -446,8 +446,8 @@ def _open_data(cfg: EmbedConfig, run: Any) -> Any:
         bands = {m: pre.bands[m] for m in used if m in pre.bands}
         return TransferData(pairs, pairs, bands, {}, None, 0, 0, raw=True)
     if cfg.dataset == "ssl4eo_s12_v11":
-        from decur.catalog import SSL4EO_V11_PRODUCTS
         from decur.data.ssl4eo_v11 import SSL4EOS12v11Locations
+        from decur.datasets import SSL4EO_V11_PRODUCTS
         from decur.weights import read_pretrained
 
         pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)

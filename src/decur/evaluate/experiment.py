@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from decur.catalog import UNIQUE_FACTORS
 from decur.config import load_config
+from decur.datasets import UNIQUE_FACTORS
 from decur.evaluate.studies import ExperimentConfig, SweepConfig
 from decur.evaluate.transfer.config import TransferConfig
 from decur.evaluate.transfer.run import run_transfer

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from decur.config import ConfigError
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
+from decur.datasets import dataset_spec
 from decur.errors import DecurError
 from decur.weights import Pretrained, WeightsError, read_pretrained
 from decur.weights.inputs import after_reader, default_transforms
@@ -65,7 +66,7 @@ def starting_point(run: TransferConfig, data: TransferData) -> Start:
 
     """
     use = run.modalities or list(data.bands)
-    imagenet = run.dataset in ("sunrgbd", "nyuv2")
+    imagenet = dataset_spec(run.dataset).imagenet
     if run.pretrained:
         try:
             pre = read_pretrained(run.pretrained, run.pretrained_modalities, data.bands)

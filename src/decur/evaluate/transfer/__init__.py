@@ -27,22 +27,18 @@ from __future__ import annotations
 from typing import Any
 
 from decur.evaluate.transfer.config import (
-    DATASETS,
     MODELS,
     PROTOCOLS,
     RESUMABLE_CHANGES,
-    SEGMENTATION_DATASETS,
     TASKS,
     TransferConfig,
     check_pretrained,
 )
 
 __all__ = [
-    "DATASETS",
     "MODELS",
     "PROTOCOLS",
     "RESUMABLE_CHANGES",
-    "SEGMENTATION_DATASETS",
     "TASKS",
     "TransferConfig",
     "TransferData",

@@ -6,16 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decur.catalog import DATASETS as CATALOG
-from decur.catalog import PRECISIONS, TRANSFORM_RULES, datasets, is_mit
+from decur.catalog import PRECISIONS, TRANSFORM_RULES, is_mit
 from decur.config import ConfigError, EngineConfig, check_choices, register_kind
+from decur.datasets import DATASETS as SPECS
+from decur.datasets import PLUGINS_HINT, datasets, unread_fields
 
 TASKS = ("classification", "segmentation", "retrieval")
 MODELS = {"classification": ("late_fusion",), "segmentation": ("fcn", "cmx"), "retrieval": ("embedding",)}
 """Transfer models per task; the first is the default."""
-DATASETS = {name: dict(CATALOG[name].modalities) for name in datasets("transfer")}
-"""Transfer datasets and the modalities (band counts) they provide (``decur.catalog.DATASETS``)."""
-SEGMENTATION_DATASETS = tuple(name for name in DATASETS if CATALOG[name].segmentation)
 PROTOCOLS = ("linear", "finetune")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "poly", "constant")
@@ -176,14 +174,14 @@ class TransferConfig:
         check_choices(self)
         self._validate_task(check_paths)
         self._validate_training()
-        available = DATASETS[self.dataset]
+        available = SPECS[self.dataset].modalities
         unknown = sorted(set(self.modalities or []) - set(available))
         if unknown or self.modalities == []:
             raise ConfigError(
                 f"transfer config field `modalities`: {unknown or '[]'} not among the dataset's "
                 f"modalities {list(available)}"
             )
-        if self.dataset != "synthetic":
+        if SPECS[self.dataset].needs_root:
             if self.root is None:
                 raise ConfigError(f"transfer config field `root`: dataset {self.dataset!r} needs its folder")
             if check_paths and not Path(self.root).is_dir():
@@ -196,13 +194,12 @@ class TransferConfig:
                     "transfer config field `pretrained_modalities`: names the encoders of "
                     "`pretrained` in file order; give a non-empty list with `pretrained`"
                 )
-        if self.s2_bands is not None and (self.s2_bands not in (12, 13) or self.dataset != "bigearthnet"):
-            raise ConfigError(
-                f"transfer config field `s2_bands`: 12 or 13, for dataset bigearthnet only, got {self.s2_bands} "
-                f"for {self.dataset}"
-            )
+        for name, why in unread_fields(self, SPECS[self.dataset], self.dataset, prefix=""):
+            raise ConfigError(f"transfer config field `{name}`: {why}")
+        if self.s2_bands is not None and self.s2_bands not in (12, 13):
+            raise ConfigError(f"transfer config field `s2_bands`: 12 or 13, got {self.s2_bands}")
         if self.pretrained is not None and check_paths:
-            if self.dataset == "bigearthnet" and self.s2_bands is None:
+            if "s2_bands" in SPECS[self.dataset].fields and self.s2_bands is None:
                 self.s2_bands = _pretrained_s2_bands(self.pretrained, self.pretrained_modalities)
             check_pretrained(self.pretrained, self.pretrained_modalities, self.task, self.dataset_bands())
         _allowed("trainer.precision", self.trainer.precision, PRECISIONS)
@@ -211,21 +208,22 @@ class TransferConfig:
     def _validate_task(self, check_paths: bool) -> None:
         """Task, dataset and model fit together."""
         _allowed("task", self.task, TASKS)
-        _allowed("dataset", self.dataset, tuple(DATASETS))
-        if self.task == "segmentation" and self.dataset not in (*SEGMENTATION_DATASETS, "synthetic"):
+        names = datasets("transfer")
+        if self.dataset not in names:
             raise ConfigError(
-                f"transfer config field `dataset`: {self.dataset!r} has no masks; use one of "
-                f"{['synthetic', *SEGMENTATION_DATASETS]} for segmentation"
+                f"transfer config field `dataset`: {self.dataset!r} is not one of {list(names)}{PLUGINS_HINT}"
+            )
+        tasks = SPECS[self.dataset].transfer_tasks
+        if self.task not in tasks:
+            fit = [n for n in names if self.task in SPECS[n].transfer_tasks]
+            what = "masks" if self.task == "segmentation" else "multi-labels"
+            raise ConfigError(
+                f"transfer config field `dataset`: {self.dataset!r} has no {what}; use one of {fit} for {self.task}"
             )
         if self.task == "retrieval" and self.pretrained is None:
             raise ConfigError(
                 "transfer config field `pretrained`: retrieval compares a pretrained run's embeddings; "
                 "give a run folder or checkpoint"
-            )
-        if self.task == "classification" and self.dataset not in ("synthetic", "bigearthnet"):
-            raise ConfigError(
-                f"transfer config field `dataset`: {self.dataset!r} has no multi-labels; use "
-                "synthetic or bigearthnet for classification"
             )
         if self.model is not None:
             _allowed("model", self.model, MODELS[self.task])
@@ -254,10 +252,9 @@ class TransferConfig:
         if self.train_scales is not None and (not self.train_scales or min(self.train_scales) <= 0):
             raise ConfigError(f"transfer config field `train_scales`: positive factors, got {self.train_scales}")
         for name in ("train_cities", "test_cities"):
-            if getattr(self, name) is not None and (self.dataset != "geonrw" or not getattr(self, name)):
+            if getattr(self, name) == []:
                 raise ConfigError(
-                    f"transfer config field `{name}`: a non-empty list of GeoNRW city folders "
-                    f"(dataset is {self.dataset!r})"
+                    f"transfer config field `{name}`: a non-empty list of city folders, or null for the release's"
                 )
         if self.seeds is not None and not self.seeds:
             raise ConfigError(
@@ -284,15 +281,15 @@ class TransferConfig:
 
     def dataset_bands(self) -> dict[str, int]:
         """The modalities this run reads and their band counts (synthetic's elevation only when asked for)."""
-        bands = dict(DATASETS[self.dataset])
-        if self.dataset == "synthetic" and "elevation" not in (self.modalities or []):
+        bands = dict(SPECS[self.dataset].modalities)
+        if self.dataset == "synthetic" and "elevation" not in (self.modalities or []):  # its optional third
             bands = {m: c for m, c in bands.items() if m != "elevation"}
-        if self.dataset == "bigearthnet" and self.s2_bands is not None:
+        if self.s2_bands is not None:  # (only datasets reading it accept it)
             bands["s2"] = self.s2_bands
         return bands
 
     def _validate_cmx(self, check_paths: bool) -> None:
-        used = self.modalities or [m for m in DATASETS[self.dataset] if m != "elevation"]  # synthetic's optional third
+        used = self.modalities or list(self.dataset_bands())
         if len(used) != 2:
             raise ConfigError(
                 f"transfer config field `modalities`: CMX fuses two modalities (RGB first), got {used}; "

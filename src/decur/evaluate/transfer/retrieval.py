@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from decur.augment import ViewPipeline
 from decur.config import ConfigError
+from decur.datasets import dataset_spec
 from decur.evaluate.transfer.config import TransferConfig
 from decur.evaluate.transfer.data import TransferData
 from decur.evaluate.transfer.features import predict_all
@@ -31,7 +32,7 @@ def run_retrieval(run: TransferConfig, data: TransferData, output: Path, progres
         )
     module = EmbeddingModule(pretrained.model, {m: cast(ViewPipeline, pretrained.views[m]) for m in use})
     trainer = build_trainer(output, run.trainer, global_batch=run.batch_size, max_epochs=1, progress=progress)
-    batch = run.eval_batch_size or (1 if run.dataset in ("sunrgbd", "nyuv2") else run.batch_size)
+    batch = run.eval_batch_size or (1 if dataset_spec(run.dataset).mixed_sizes else run.batch_size)
     got = predict_all(trainer, module, data.test, batch, run.num_workers)
     feats = {m: got[f"feat/{m}"] for m in use}
     embs = {m: got[f"emb/{m}"] for m in use}
