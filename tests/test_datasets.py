@@ -45,6 +45,10 @@ class Tiles(Dataset[dict[str, Tensor]]):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def locate(self, index: int) -> tuple[str, Path | None]:
+        """Sample ``index``'s id, and no georeferenced file (``decur embed`` names rows with it)."""
+        return self.ids[index], None
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         out = {}
         for m in [*self.modalities, "mask"]:
@@ -166,6 +170,17 @@ def test_a_dataset_defined_in_a_test_file_validates_pretrains_and_transfers(tile
 
     with pytest.raises(ConfigError, match="has no multi-labels; use one of"):
         TransferConfig(task="classification", dataset="tiles", root=str(tiles)).validate()
+
+    from decur.cli import main
+
+    out = tmp_path / "tiles.parquet"
+    assert main(["embed", str(tmp_path / "run"), "--out", str(out), "dataset=tiles", f"root={tiles}", "split=test",
+                 "batch_size=8", "num_workers=0"]) == 0  # fmt: skip
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table["id"].to_pylist() == [f"t{i:03d}" for i in range(16)]  # every test tile, in order, by its name
+    assert len(table["feature_b"][0]) == 512  # resnet18 features of the 1-band modality
 
 
 def test_data_check_walks_the_new_dataset_and_names_a_broken_file(tiles):

@@ -21,7 +21,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from decur.train.run import pretrain
 
     summary = pretrain(cfg, output)
-    if summary["rank"] == 0 and cfg.eval.enabled and cfg.data.dataset == "synthetic":
+    if summary["rank"] == 0 and cfg.eval.enabled and dataset_spec(cfg.data.dataset).generated:
         from decur.evaluate.probe import evaluate_run, format_summary
 
         summary = evaluate_run(output)

@@ -17,6 +17,9 @@ Factory signatures (each optional; a missing one means the command does not read
 - ``transfer(run, role, modalities)``: the ``role`` (``"train"`` or ``"test"``) set of a ``TransferConfig``,
   samples with the ``modalities`` asked for and ``label`` (multi-hot) or ``mask`` (0 = ignored).
 - ``check(root, split, options)``: a ``decur.data.check.CheckReport``, or a dataset whose every sample is read.
+
+``decur embed`` reads a transfer dataset's test split and names each row by the reader's ``locate(index) -> (id,
+georeferenced file or None)``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 Factory = str | Callable[..., Any]
 """A function, or where it lives (``"package.module:function"``, imported when first called)."""
@@ -68,7 +71,14 @@ class DatasetSpec:
         mixed_sizes: Images of several sizes: evaluated one at a time.
         stats_samples: Samples the transfer's band statistics are computed on when the reader publishes none.
         needs_root: The config names the folder the data live in (``data.root``, ``root``).
-        embed: ``decur embed`` reads it although no transfer does (``decur.embed`` opens it itself).
+        optional: Modalities a transfer reads only when ``modalities`` names them.
+        pixels: The units of a pretraining run's inputs, recorded in its export card: ``sentinel`` (decur's
+            Sentinel-1/-2 preprocessing for 2-, 12- and 13-band modalities), ``image`` (8-bit/255, DEM relative to
+            the patch mean) or ``reader`` (as the reader returns them).
+        generated: Samples come from a generator with known labels and factors: pretraining ends with the
+            built-in probe evaluation, ``decur explain`` draws fresh scenes.
+        embed: ``decur embed`` opens it with this ``(config, transfer config) -> TransferData`` (default: the
+            transfer factory's test split).
         source: Where it is published; ``decur data download`` prints it.
         fetch: ``decur data download`` fetches it instead: ``(root, options) -> exit status``.
         pack: ``decur data pack``: ``(root, out, options) -> (store, how to use it)``.
@@ -92,7 +102,10 @@ class DatasetSpec:
     mixed_sizes: bool = False
     stats_samples: int = 256
     needs_root: bool = True
-    embed: bool = False
+    optional: tuple[str, ...] = ()
+    pixels: Literal["sentinel", "image", "reader"] = "reader"
+    generated: bool = False
+    embed: Factory | None = None
     source: Source | None = None
     fetch: Factory | None = None
     pack: Factory | None = None
@@ -104,7 +117,7 @@ class DatasetSpec:
         has = {
             "pretrain": self.pretrain is not None,
             "transfer": self.transfer is not None,
-            "embed": self.embed or self.transfer is not None,
+            "embed": self.embed is not None or self.transfer is not None,
             "check": self.check is not None,
             "download": self.source is not None or self.fetch is not None,
             "pack": self.pack is not None,
@@ -334,6 +347,8 @@ register_dataset(
         tasks=("classification", "segmentation"),
         rules=_synthetic_rules,
         needs_root=False,
+        optional=("elevation",),
+        generated=True,
         fields=("length", "num_classes", "unique_factors", "unique_strength"),
         sized=True,
         docs="the built-in synthetic optical/SAR/elevation scenes with known labels",
@@ -345,11 +360,12 @@ register_dataset(
         {"s1": 2, "s2": 13},
         pretrain="decur.data.ssl4eo_s12:pretrain_dataset",
         check="decur.data.check:walk_ssl4eo_s12",
+        embed="decur.embed.run:open_ssl4eo_s12",
         pack="decur.data.pack:pack_command",
+        pixels="sentinel",
         rules=_ssl4eo_rules,
         fields=("pair_seasons", "s2_product", "void_ids"),
         sized=True,
-        embed=True,
         source=Source(
             "https://mediatum.ub.tum.de/1660427",
             "CC-BY-4.0",
@@ -365,10 +381,11 @@ register_dataset(
         {name: bands for name, (_, bands) in SSL4EO_V11_PRODUCTS.items()},
         pretrain="decur.data.ssl4eo_v11:pretrain_dataset",
         check="decur.data.check:walk_ssl4eo_s12_v11",
+        embed="decur.embed.run:open_ssl4eo_s12_v11",
         fetch="decur.data.download:fetch_v11",
+        pixels="sentinel",
         rules=_ssl4eo_v11_rules,
         fields=("max_cloud_fraction", "timestamp_draw"),
-        embed=True,
         source=Source(
             f"https://huggingface.co/datasets/{V11_REPO}",
             "CC-BY-4.0",
@@ -383,7 +400,7 @@ register_dataset(
     DatasetSpec(
         {},
         pretrain="decur.data.paired:pretrain_dataset",
-        embed=True,
+        embed="decur.embed.run:open_paired_folders",
         docs="your own co-registered images: one folder per modality, files paired by name",
     ),
 )
@@ -394,6 +411,7 @@ register_dataset(
         transfer="decur.data.bigearthnet:transfer_dataset",
         check="decur.data.bigearthnet:check_dataset",
         pack="decur.data.pack_bigearthnet:pack_command",
+        pixels="sentinel",
         fields=("s2_bands",),
         splits=("train", "val", "test"),
         classes=19,
@@ -413,6 +431,7 @@ register_dataset(
         {"s1": 2, "s2": 13},
         check="decur.data.bigearthnet:check_dataset_v2",
         pack="decur.data.pack_bigearthnet:pack_command",
+        pixels="sentinel",
         splits=("train", "val", "validation", "test"),
         classes=19,
         source=Source(
@@ -438,6 +457,7 @@ register_dataset(
         segmentation=True,
         sized=True,
         crop=250,
+        pixels="image",
         source=Source(
             "https://ieee-dataport.org/open-access/geonrw",
             "CC-BY-4.0",
@@ -460,6 +480,7 @@ register_dataset(
         classes=37,
         segmentation=True,
         crop=480,
+        pixels="image",
         imagenet=True,
         mixed_sizes=True,
         stats_samples=64,
@@ -479,6 +500,7 @@ register_dataset(
         classes=40,
         segmentation=True,
         crop=480,
+        pixels="image",
         imagenet=True,
         mixed_sizes=True,
         stats_samples=64,

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from decur.config import ConfigError
+from decur.datasets import SSL4EO_V11_PRODUCTS, dataset_spec, resolve
 from decur.embed.config import EmbedConfig, as_embed_error
 from decur.embed.geo import bbox, corners_or_nan, geo_metadata, polygon_wkb
 
@@ -432,37 +433,49 @@ def _projector(state: dict[str, Tensor]) -> nn.Module:
 
 
 def _open_data(cfg: EmbedConfig, run: Any) -> Any:
-    """The dataset to embed as a ``TransferData`` (its ``test`` set): a transfer reader, SSL4EO-S12, paired folders."""
-    from decur.evaluate.transfer import TransferData, load_data
+    """The dataset to embed as a ``TransferData`` (its ``test`` set): its ``embed`` opener, else its transfer reader."""
+    from decur.evaluate.transfer import load_data
 
-    if cfg.dataset == "paired_folders":
-        from decur.data.paired import PairedFolders
-        from decur.weights import read_pretrained
+    spec = dataset_spec(cfg.dataset)
+    return resolve(spec.embed)(cfg, run) if spec.embed is not None else load_data(run)
 
-        pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
-        used = cfg.modalities or pre.modalities
-        folders = cfg.folders or {m: m for m in used}
-        pairs = PairedFolders(str(cfg.root), {m: folders.get(m, m) for m in used}, keep_unpaired=True)
-        bands = {m: pre.bands[m] for m in used if m in pre.bands}
-        return TransferData(pairs, pairs, bands, {}, None, 0, 0, raw=True)
-    if cfg.dataset == "ssl4eo_s12_v11":
-        from decur.data.ssl4eo_v11 import SSL4EOS12v11Locations
-        from decur.datasets import SSL4EO_V11_PRODUCTS
-        from decur.weights import read_pretrained
 
-        pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
-        used = [m for m in (cfg.modalities or pre.modalities) if m in SSL4EO_V11_PRODUCTS]
-        if not used:
-            raise ConfigError(
-                f"embed config field `modalities`: the weights' {pre.modalities} are none of the v1.1 products "
-                f"{list(SSL4EO_V11_PRODUCTS)}; name them with pretrained_modalities"
-            )
-        shards = SSL4EOS12v11Locations(str(cfg.root), used, cfg.season)
-        bands = {m: SSL4EO_V11_PRODUCTS[m][1] for m in used}
-        return TransferData(shards, shards, bands, {}, None, 0, 264)  # decur's units: the reader's steps are done
-    if cfg.dataset != "ssl4eo_s12":
-        return load_data(run)
+def open_paired_folders(cfg: EmbedConfig, run: Any) -> Any:
+    """Paired folders for ``decur embed``: every stem, a modality it lacks left empty (``_shapes``)."""
+    from decur.data.paired import PairedFolders
+    from decur.evaluate.transfer import TransferData
+    from decur.weights import read_pretrained
+
+    pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
+    used = cfg.modalities or pre.modalities
+    folders = cfg.folders or {m: m for m in used}
+    pairs = PairedFolders(str(cfg.root), {m: folders.get(m, m) for m in used}, keep_unpaired=True)
+    bands = {m: pre.bands[m] for m in used if m in pre.bands}
+    return TransferData(pairs, pairs, bands, {}, None, 0, 0, raw=True)
+
+
+def open_ssl4eo_s12_v11(cfg: EmbedConfig, run: Any) -> Any:
+    """SSL4EO-S12 v1.1 shards for ``decur embed``: one timestamp (``season``) of each location."""
+    from decur.data.ssl4eo_v11 import SSL4EOS12v11Locations
+    from decur.evaluate.transfer import TransferData
+    from decur.weights import read_pretrained
+
+    pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
+    used = [m for m in (cfg.modalities or pre.modalities) if m in SSL4EO_V11_PRODUCTS]
+    if not used:
+        raise ConfigError(
+            f"embed config field `modalities`: the weights' {pre.modalities} are none of the v1.1 products "
+            f"{list(SSL4EO_V11_PRODUCTS)}; name them with pretrained_modalities"
+        )
+    shards = SSL4EOS12v11Locations(str(cfg.root), used, cfg.season)
+    bands = {m: SSL4EO_V11_PRODUCTS[m][1] for m in used}
+    return TransferData(shards, shards, bands, {}, None, 0, 264)  # decur's units: the reader's steps are done
+
+
+def open_ssl4eo_s12(cfg: EmbedConfig, run: Any) -> Any:
+    """SSL4EO-S12 v1.0 locations for ``decur embed``, each as one season pair (``season``), stored values."""
     from decur.data.ssl4eo_s12 import SSL4EOS12
+    from decur.evaluate.transfer import TransferData
 
     reader = SSL4EOS12(str(cfg.root), s2_product=cfg.s2_product, size=cfg.image_size, views=1, raw=True)
     seasons = _Season(reader, cfg.season)
@@ -474,12 +487,12 @@ def _open_data(cfg: EmbedConfig, run: Any) -> Any:
 def _transfer_run(cfg: EmbedConfig) -> Any:
     """The transfer config of ``cfg``'s data and weights.
 
-    For data no transfer reads (SSL4EO-S12, paired folders): only the fields the starting point uses (not validated
-    as a transfer).
+    For data no transfer reads (those with an ``embed`` opener): only the fields the starting point uses (not
+    validated as a transfer).
     """
     from decur.evaluate.transfer import TransferConfig
 
-    if cfg.dataset not in ("ssl4eo_s12", "ssl4eo_s12_v11", "paired_folders"):
+    if dataset_spec(cfg.dataset).embed is None:
         return cfg.transfer_run()
     return TransferConfig(dataset=cfg.dataset, root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
                        pretrained_modalities=cfg.pretrained_modalities, input_transform=cfg.input_transform,

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from decur.data.synthetic import SyntheticMultimodal
+from decur.datasets import dataset_spec
 from decur.explain.compute import (
     ExplainConfig,
     Parts,
@@ -133,8 +134,8 @@ def _run_and_data(run: str | Path, samples: int, device: torch.device) -> tuple[
             f"{run}: a one-modality run ({cfg.method.name} on {mods}) has no cross-modal common and unique "
             "dimensions to explain; explain a run of two or more modalities (decur, barlow_twins_cross, ...)"
         )
-    synthetic = cfg.data.dataset == "synthetic"
-    dataset = build_dataset(cfg, seed_offset=3_000, length=samples) if synthetic else build_dataset(cfg)
+    generated = dataset_spec(cfg.data.dataset).generated  # fresh scenes of the same world, else the data
+    dataset = build_dataset(cfg, seed_offset=3_000, length=samples) if generated else build_dataset(cfg)
     if isinstance(dataset, torch.utils.data.IterableDataset):
         raise ValueError(f"{run}: explain reads samples by index; point it at a map-style copy of the data")
     return module, dataset

@@ -26,16 +26,18 @@ import torch
 
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
 from decur.data.workers import PartialFiles
+from decur.datasets import dataset_spec
 from decur.models.encoder import vit_patch
 from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256, strip_prefix
 
 
 def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[float], list[float]]) -> InputTransform:
-    """The ``decur`` input transform of one modality of a pretraining run on ``dataset``."""
-    if dataset.startswith(("ssl4eo", "bigearthnet")) and bands in (2, 12, 13):
+    """The ``decur`` input transform of one modality of a pretraining run on ``dataset`` (its spec's ``pixels``)."""
+    pixels = dataset_spec(dataset).pixels
+    if pixels == "sentinel" and bands in (2, 12, 13):
         return sentinel_transform("decur", modality, bands, stats)
     transform = image_transform("decur", modality, bands, stats)
-    if dataset not in ("sunrgbd", "nyuv2", "geonrw"):
+    if pixels != "image":
         transform.units = f"as decur's {dataset} reader returns them"
     return transform
 

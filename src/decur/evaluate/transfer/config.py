@@ -280,10 +280,9 @@ class TransferConfig:
             )
 
     def dataset_bands(self) -> dict[str, int]:
-        """The modalities this run reads and their band counts (synthetic's elevation only when asked for)."""
-        bands = dict(SPECS[self.dataset].modalities)
-        if self.dataset == "synthetic" and "elevation" not in (self.modalities or []):  # its optional third
-            bands = {m: c for m, c in bands.items() if m != "elevation"}
+        """The modalities this run reads and their band counts (a dataset's optional ones only when asked for)."""
+        spec, asked = SPECS[self.dataset], self.modalities or []
+        bands = {m: c for m, c in spec.modalities.items() if m not in spec.optional or m in asked}
         if self.s2_bands is not None:  # (only datasets reading it accept it)
             bands["s2"] = self.s2_bands
         return bands
