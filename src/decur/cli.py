@@ -1,4 +1,8 @@
-"""The ``decur`` command line."""
+"""The ``decur`` command line.
+
+Each command imports what it runs inside its function: ``decur --help`` and ``decur validate`` start without torch,
+Lightning or the readers (``tests/test_catalog.py``), and a command pays only for its own stack.
+"""
 
 from __future__ import annotations
 

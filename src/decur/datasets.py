@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 Factory = str | Callable[..., Any]
@@ -490,20 +490,14 @@ register_dataset(
         docs="SUN RGB-D, RGB + HHA, 37 classes",
     ),
 )
-register_dataset(
+register_dataset(  # the same layout and reader as SUN-RGBD; a benchmark only (no pretraining), 40 classes
     "nyuv2",
-    DatasetSpec(
-        {"rgb": 3, "hha": 3},
-        transfer="decur.data.rgbd:transfer_dataset",
-        check="decur.data.rgbd:check_dataset",
-        splits=("train", "test"),
+    replace(
+        DATASETS["sunrgbd"],
+        pretrain=None,
+        rules=None,
+        fields=(),
         classes=40,
-        segmentation=True,
-        crop=480,
-        pixels="image",
-        imagenet=True,
-        mixed_sizes=True,
-        stats_samples=64,
         source=Source(
             "https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html",
             "research use (see the site)",

@@ -10,6 +10,9 @@ import numpy as np
 import torch
 
 from decur.data.errors import DatasetError
+from decur.data.pack import PackedSSL4EOS12
+from decur.data.ssl4eo_s12 import SSL4EOS12, acquisition_date, pair_by_date
+from decur.data.ssl4eo_v11 import MODALITIES, open_shards, read_timestamps
 from decur.datasets import dataset_spec, datasets, resolve
 
 MAX_PAIR_DAYS = 92
@@ -60,8 +63,6 @@ def check_ssl4eo_s12(root: Path, s2_product: str = "s2c", size: int = 264) -> Ch
     Also names every season folder whose name carries no acquisition date, locations whose modalities have
     different season counts, and date-paired seasons more than ``MAX_PAIR_DAYS`` apart.
     """
-    from decur.data.ssl4eo_s12 import SSL4EOS12, acquisition_date, pair_by_date
-
     report = CheckReport("ssl4eo_s12", root)
     ds = SSL4EOS12(root, s2_product=s2_product, size=size, skip_bad=True)
     report.problems += [f"{root}/s1|{s2_product}/{s}" for s in ds.skipped]
@@ -98,8 +99,6 @@ def check_ssl4eo_s12(root: Path, s2_product: str = "s2c", size: int = 264) -> Ch
 
 def check_packed_ssl4eo_s12(root: Path) -> CheckReport:
     """A ``decur data pack`` store: its index (format and season pairing rule), then every sample."""
-    from decur.data.pack import PackedSSL4EOS12
-
     try:
         store = PackedSSL4EOS12(root)
     except DatasetError as err:
@@ -133,8 +132,6 @@ def check_ssl4eo_s12_v11(root: Path, quick: bool = False) -> CheckReport:
     fallback), so a chunk that pretraining could not read is named here; ``quick`` decodes only timestamp 0 of
     ``bands`` (4x faster, and blind to damage in the other chunks).
     """
-    from decur.data.ssl4eo_v11 import MODALITIES, open_shards
-
     report = CheckReport("ssl4eo_s12_v11", root)
     present = [m for m, (folder, _) in MODALITIES.items() if (root / folder).is_dir()]
     if not present:
@@ -161,8 +158,6 @@ def check_ssl4eo_s12_v11(root: Path, quick: bool = False) -> CheckReport:
 
 def _decode_all(report: CheckReport, m: str, path: Path, ds: Any, quick: bool) -> None:
     """Decode every timestamp of ``bands`` (and ``cloud_mask``) of one shard as the loader would."""
-    from decur.data.ssl4eo_v11 import read_timestamps
-
     times = [0] if quick else list(range(int(ds.sizes["time"])))
     variables = ["bands"] if quick else [v for v in ("bands", "cloud_mask") if v in ds]
     for variable in variables:

@@ -122,7 +122,7 @@ def fetch_v11(root: Path, options: dict[str, Any]) -> int:
         The command's exit status: 0, or 1 when the check names a problem.
 
     """
-    from decur.data.check import check_ssl4eo_s12_v11
+    from decur.data.check import check_ssl4eo_s12_v11  # (torch: `download` of the other datasets stays light)
 
     products = options["products"].split(",") if options.get("products") else None
     source = Path(options["source"]) if options.get("source") else None

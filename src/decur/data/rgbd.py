@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from decur.data.crops import CroppedViews
 from decur.data.errors import DatasetError
+from decur.data.hha import NYU_CAMERA, depth_to_hha
 from decur.datasets import dataset_spec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm")
@@ -112,8 +113,6 @@ def camera_for(depth_path: Path, camera: np.ndarray | None, intrinsics: Path | N
     ``intrinsics.txt`` of SUN-RGBD's original layout (``<scene>/depth/<name>.png`` next to
     ``<scene>/intrinsics.txt``); else NYU Depth v2's camera.
     """
-    from decur.data.hha import NYU_CAMERA
-
     if camera is not None:
         return camera
     if intrinsics is not None:
@@ -152,8 +151,6 @@ def convert_folder_to_hha(
             (indoor scenes lie at 0.5-8 m; a wrong ``encoding`` is the usual cause).
 
     """
-    from decur.data.hha import depth_to_hha
-
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DatasetError(src, "depth folder does not exist", "give the folder of depth images")

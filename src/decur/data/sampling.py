@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from decur.data.errors import DatasetError
+from decur.data.ssl4eo_v11 import full_batches
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -135,8 +136,6 @@ def shard_loader(
     Workers persist across epochs: each worker counts its passes from ``start_epoch``, which is how the epoch
     advances inside worker processes.
     """
-    from decur.data.ssl4eo_v11 import full_batches
-
     dataset.seed = seed
     dataset.shard(rank, num_replicas, start_epoch, start_batch)
     batches = full_batches(dataset.files_per_process, num_workers, batch_size, dataset.samples_per_file)

@@ -57,6 +57,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from decur.data.errors import DatasetError
 from decur.data.preprocess import cut_outliers, cut_outliers_half
 from decur.datasets import SSL4EO_V11_PRODUCTS
+from decur.geometry import as_float
 
 MODALITIES = SSL4EO_V11_PRODUCTS
 """decur name → (release folder, bands) (``decur.datasets.SSL4EO_V11_PRODUCTS``)."""
@@ -572,7 +573,6 @@ class SSL4EOS12v11Locations(Dataset[dict[str, Tensor]]):
         return self._open[1], index % self.per_file
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        from decur.geometry import as_float
 
         shards, i = self._shards(index)
         t = min(self.timestamp, int(next(iter(shards.values())).sizes["time"]) - 1)

@@ -12,7 +12,7 @@ from decur.config import ConfigError, EngineConfig, register_kind
 from decur.datasets import dataset_spec, datasets
 
 if TYPE_CHECKING:
-    from decur.evaluate.transfer import TransferConfig
+    from decur.evaluate.transfer import TransferConfig  # (embed configs validate without the transfer stack)
 
 T = TypeVar("T")
 """Datasets ``decur embed`` reads: the transfer datasets, SSL4EO-S12's raw release tree (one season each), its v1.1
@@ -104,7 +104,7 @@ class EmbedConfig:
 
     def transfer_run(self) -> TransferConfig:
         """The transfer config whose data and starting point are this embedding's (the transfer datasets)."""
-        from decur.evaluate.transfer import TransferConfig
+        from decur.evaluate.transfer import TransferConfig  # (embed configs validate without the transfer stack)
 
         task = dataset_spec(self.dataset).transfer_tasks[0]  # one the dataset has
         run = TransferConfig(

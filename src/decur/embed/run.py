@@ -44,9 +44,17 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from decur.config import ConfigError
+from decur.data.paired import PairedFolders, read_image
+from decur.data.ssl4eo_s12 import SSL4EOS12
+from decur.data.ssl4eo_v11 import SSL4EOS12v11Locations
 from decur.datasets import SSL4EO_V11_PRODUCTS, dataset_spec, resolve
 from decur.embed.config import EmbedConfig, as_embed_error
 from decur.embed.geo import bbox, corners_or_nan, geo_metadata, polygon_wkb
+from decur.evaluate.start import Transformed, starting_point
+from decur.evaluate.transfer import TransferConfig, TransferData, load_data
+from decur.models.joint import projector_from_state
+from decur.train.engine import build_trainer
+from decur.weights import read_pretrained
 
 FORMAT = "decur-embeddings"
 VERSION = 1
@@ -72,9 +80,6 @@ def embed(cfg: EmbedConfig, out: str | Path, overwrite: bool = False, progress: 
             weights do not fit the data.
 
     """
-    from decur.evaluate.start import Transformed, starting_point
-    from decur.train.engine import build_trainer
-
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
     if out.exists() and not overwrite:
@@ -427,25 +432,18 @@ def _resume(parts: Path, identity: dict[str, Any], fresh: bool) -> set[int]:
 
 
 def _projector(state: dict[str, Tensor]) -> nn.Module:
-    from decur.models.joint import projector_from_state
 
     return projector_from_state(state)
 
 
 def _open_data(cfg: EmbedConfig, run: Any) -> Any:
     """The dataset to embed as a ``TransferData`` (its ``test`` set): its ``embed`` opener, else its transfer reader."""
-    from decur.evaluate.transfer import load_data
-
     spec = dataset_spec(cfg.dataset)
     return resolve(spec.embed)(cfg, run) if spec.embed is not None else load_data(run)
 
 
 def open_paired_folders(cfg: EmbedConfig, run: Any) -> Any:
     """Paired folders for ``decur embed``: every stem, a modality it lacks left empty (``_shapes``)."""
-    from decur.data.paired import PairedFolders
-    from decur.evaluate.transfer import TransferData
-    from decur.weights import read_pretrained
-
     pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
     used = cfg.modalities or pre.modalities
     folders = cfg.folders or {m: m for m in used}
@@ -456,10 +454,6 @@ def open_paired_folders(cfg: EmbedConfig, run: Any) -> Any:
 
 def open_ssl4eo_s12_v11(cfg: EmbedConfig, run: Any) -> Any:
     """SSL4EO-S12 v1.1 shards for ``decur embed``: one timestamp (``season``) of each location."""
-    from decur.data.ssl4eo_v11 import SSL4EOS12v11Locations
-    from decur.evaluate.transfer import TransferData
-    from decur.weights import read_pretrained
-
     pre = read_pretrained(str(cfg.source), cfg.pretrained_modalities, None)
     used = [m for m in (cfg.modalities or pre.modalities) if m in SSL4EO_V11_PRODUCTS]
     if not used:
@@ -474,9 +468,6 @@ def open_ssl4eo_s12_v11(cfg: EmbedConfig, run: Any) -> Any:
 
 def open_ssl4eo_s12(cfg: EmbedConfig, run: Any) -> Any:
     """SSL4EO-S12 v1.0 locations for ``decur embed``, each as one season pair (``season``), stored values."""
-    from decur.data.ssl4eo_s12 import SSL4EOS12
-    from decur.evaluate.transfer import TransferData
-
     reader = SSL4EOS12(str(cfg.root), s2_product=cfg.s2_product, size=cfg.image_size, views=1, raw=True)
     seasons = _Season(reader, cfg.season)
     bands = {"s1": 2, "s2": len(reader.s2_bands)}
@@ -490,8 +481,6 @@ def _transfer_run(cfg: EmbedConfig) -> Any:
     For data no transfer reads (those with an ``embed`` opener): only the fields the starting point uses (not
     validated as a transfer).
     """
-    from decur.evaluate.transfer import TransferConfig
-
     if dataset_spec(cfg.dataset).embed is None:
         return cfg.transfer_run()
     return TransferConfig(dataset=cfg.dataset, root=cfg.root, pretrained=cfg.source, modalities=cfg.modalities,
@@ -504,7 +493,6 @@ def _shapes(reader: Any) -> dict[str, tuple[int, ...]]:
     files = getattr(reader, "files", None)
     if not isinstance(files, dict):
         return {}
-    from decur.data.paired import read_image
 
     return {m: tuple(read_image(next(iter(f.values()))).shape) for m, f in files.items() if f}
 

@@ -28,6 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from decur.config import ConfigError
+from decur.data.paired import read_image
+from decur.data.transforms import InputTransform
+from decur.embed.config import EmbedConfig
+from decur.errors import DecurError
+from decur.explain import render
+from decur.models.joint import projector_from_state
+from decur.weights import read_pretrained
 
 SPACES = ("common", "unique", "feature", "fused")
 TIE = 1e-12
@@ -188,12 +195,6 @@ def image_query(emb: Embeddings, image: Path, column: str, modality: str, raw: b
         ConfigError: The weights the file was written with cannot be read here, or the image has other bands.
 
     """
-    from decur.data.paired import read_image
-    from decur.data.transforms import InputTransform
-    from decur.errors import DecurError
-    from decur.models.joint import projector_from_state
-    from decur.weights import read_pretrained
-
     card = emb.meta["card"]
     try:
         pre = read_pretrained(str(emb.meta.get("source")), None, None)
@@ -289,8 +290,6 @@ def quicklook(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from decur.explain import render
-
     images: list[Any] = []
     note = None
     try:
@@ -326,8 +325,7 @@ def quicklook(
 
 def _dataset(meta: dict[str, Any]) -> Any:
     """The raw reader of the embedded data (the file's ``data`` record), before any input transform."""
-    from decur.embed.config import EmbedConfig
-    from decur.embed.run import _open_data, _transfer_run
+    from decur.embed.run import _open_data, _transfer_run  # (Lightning: only `--data` opens a dataset)
 
     fields = dict(meta["data"])
     cfg = EmbedConfig(**{k: v for k, v in fields.items() if k in EmbedConfig.__dataclass_fields__})

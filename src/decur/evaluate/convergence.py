@@ -25,8 +25,14 @@ import lightning as L
 import numpy as np
 import torch
 
+from decur.config import load_config
+from decur.data.build import build_dataset
 from decur.data.synthetic import SyntheticMultimodal
+from decur.evaluate.metrics import alignment
+from decur.evaluate.probe import extract, grouped_r2, probe_map, probe_r2
 from decur.evaluate.studies import ConvergenceConfig
+from decur.train.module import PretrainModule
+from decur.train.run import pretrain
 
 METRICS = ("align_common", "align_unique")
 GROUPS = ("shared", "optical", "sar")
@@ -59,8 +65,6 @@ class TrajectoryProbe(L.Callback):
 
     def rescore_last(self, run: Path) -> None:
         """Evaluate the run's final checkpoint again and replace the last row (a row written by an older decur)."""
-        from decur.train.module import PretrainModule
-
         module = PretrainModule.from_run(run)
         with torch.random.fork_rng(devices=[]):
             row = {"step": self.rows[-1]["step"], **evaluate_state(module, self.train, self.test, self.common_dim)}
@@ -86,9 +90,6 @@ def evaluate_state(
     module: Any, train: SyntheticMultimodal, test: SyntheticMultimodal, common_dim: int
 ) -> dict[str, float]:
     """The study's numbers for the module's current weights (the module is put back in training mode)."""
-    from decur.evaluate.metrics import alignment
-    from decur.evaluate.probe import extract, probe_map
-
     model = module.model
     was_training = model.training
     views = dict(module.views.items())
@@ -122,8 +123,6 @@ def slice_r2(
     ``r2/<common|unique|features>/<m>/<group>``: ridge probes fitted on ``tr``, scored on ``te`` (the embeddings
     ``emb/<m>``, features ``feat/<m>`` and ``factors`` of the train and test scenes).
     """
-    from decur.evaluate.probe import grouped_r2, probe_r2
-
     k = tr[f"emb/{mods[0]}"].shape[1]
     slices = {"common": slice(0, common_dim), "unique": slice(common_dim, k)}
     factor_names = test.factor_names
@@ -158,8 +157,6 @@ def matched_slice_r2(
     slice holds a factor" is only answered at equal width: the wider slice is scored on ``draws`` random subsets of
     the narrower one's width (seeded), the mean taken; the narrower slice is scored whole.
     """
-    from decur.evaluate.probe import grouped_r2, probe_r2
-
     k = tr[f"emb/{mods[0]}"].shape[1]
     width = min(common_dim, k - common_dim)
     if width < 1:
@@ -197,10 +194,6 @@ def run_names(cfg: ConvergenceConfig) -> dict[str, list[str]]:
 
 def run_convergence(cfg: ConvergenceConfig, output: Path) -> list[dict[str, Any]]:
     """Run (or reuse) every method x seed; write ``trajectories.csv``, ``summary.md``, ``trajectories.png``."""
-    from decur.config import load_config
-    from decur.data.build import build_dataset
-    from decur.train.run import pretrain
-
     cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

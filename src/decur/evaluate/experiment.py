@@ -25,8 +25,8 @@ from decur.evaluate.transfer.run import run_transfer
 
 def run_experiment(cfg: ExperimentConfig, output: Path, progress: bool = False) -> list[dict[str, Any]]:
     """Run the grid into ``output``; returns the rows of ``results.csv``."""
-    from decur.evaluate.probe import evaluate_run
-    from decur.train.run import pretrain
+    from decur.evaluate.probe import evaluate_run  # (torch)
+    from decur.train.run import pretrain  # (Lightning: imported when a run starts)
 
     cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def run_sweep(cfg: SweepConfig, output: Path) -> list[dict[str, Any]]:
     """Pretrain once per value, probe every modality combination; writes ``sweep.{csv,md,png}``."""
     import yaml
 
-    from decur.train.run import pretrain
+    from decur.train.run import pretrain  # (Lightning: imported when a run starts)
 
     cfg.validate()
     output.mkdir(parents=True, exist_ok=True)

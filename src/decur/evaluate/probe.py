@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import multilabel_average_precision
 
 from decur.augment import ViewPipeline
+from decur.data.build import build_dataset
 from decur.data.synthetic import SyntheticMultimodal
 from decur.evaluate.retrieval import format_retrieval, pairwise_retrieval
 from decur.models import MultimodalModel
@@ -254,8 +255,7 @@ def evaluate_run(run: str | Path) -> dict[str, Any]:
     import json
     import time
 
-    from decur.data.build import build_dataset
-    from decur.train.module import PretrainModule
+    from decur.train.module import PretrainModule  # (Lightning: probes of features need none)
 
     started = time.perf_counter()
     module = PretrainModule.from_run(run)

@@ -26,8 +26,8 @@ __all__ = ["SplitStudyConfig", "run_split_study"]
 
 def run_split_study(cfg: SplitStudyConfig, output: Path) -> list[dict[str, Any]]:
     """Run (or finish) the study into ``output``; returns the rows of ``split.csv``."""
-    from decur.evaluate.probe import evaluate_run
-    from decur.train.run import pretrain
+    from decur.evaluate.probe import evaluate_run  # (torch)
+    from decur.train.run import pretrain  # (Lightning: imported when a run starts)
 
     cfg.validate()
     output.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def alternative_shares(checkpoint: Path) -> dict[str, float]:
 
     import torch
 
-    from decur.losses import corrected_correlation
+    from decur.losses import corrected_correlation  # (torch: the report's reader needs none)
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["common_dim_auto"]
     cross, intra = state["cross"] / state["count"], state["intra"] / state["count"]

@@ -17,6 +17,8 @@ from decur.config import ConfigError
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
 from decur.datasets import dataset_spec
 from decur.errors import DecurError
+from decur.models import create_encoder
+from decur.models.encoder import vit_patch
 from decur.weights import Pretrained, WeightsError, read_pretrained
 from decur.weights.inputs import after_reader, default_transforms
 
@@ -39,8 +41,6 @@ class Start:
 
     def encoders(self) -> dict[str, nn.Module]:
         """Fresh encoders (one per used modality), loaded with the pretrained weights strictly, or random."""
-        from decur.models import create_encoder
-
         if self.pretrained is None:
             return {m: create_encoder(self.arch, c) for m, c in self.bands.items()}
         try:
@@ -108,8 +108,6 @@ def starting_point(run: TransferConfig, data: TransferData) -> Start:
 
 def _check_patch(arch: str, crop: int | list[int] | None) -> None:
     """A ViT sees whole patches only: every side of the training crop must be a multiple of its patch."""
-    from decur.models.encoder import vit_patch
-
     patch = vit_patch(arch)
     sides = [crop] if isinstance(crop, int) else list(crop or [])
     if patch is None:

@@ -19,8 +19,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from decur.augment import ViewPipeline
+from decur.config import ConfigError
 from decur.data.synthetic import SyntheticMultimodal
 from decur.evaluate.metrics import alignment
+from decur.evaluate.probe import grouped_r2, probe_r2
 
 S2_BAND_NAMES = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 """Sentinel-2 L1C band order of decur's readers (SSL4EO-S12, BigEarthNet with B10 inserted, the synthetic data)."""
@@ -70,8 +72,6 @@ class ExplainConfig:
             ConfigError: An option outside its range.
 
         """
-        from decur.config import ConfigError
-
         rules = [
             ("--samples", self.samples, self.samples >= self.MIN_BATCH, f">= {self.MIN_BATCH}"),
             ("--batch-size", self.batch_size, self.batch_size >= self.MIN_BATCH, f">= {self.MIN_BATCH}"),
@@ -433,8 +433,6 @@ def ground_truth_check(
       the share of the optical attribution on the bands where the optical-only factors act, weighted by how
       strongly they act there; the unique dims are expected to put more weight there than the common dims.
     """
-    from decur.evaluate.probe import grouped_r2, probe_r2
-
     align = alignment(z)
     out: dict[str, Any] = {
         "alignment_ratio": float(align[common_dim:].mean() / max(float(align[:common_dim].mean()), 1e-12))

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from decur.config import ConfigError
+from decur.data.build import build_dataset
 from decur.data.synthetic import SyntheticMultimodal
 from decur.datasets import dataset_spec
 from decur.explain.compute import (
@@ -38,7 +40,7 @@ def explain(
     Each step of Algorithm 2 is computed by its own function (numbers first); the plots and the report read them.
     Forward passes, GradCAM and Integrated Gradients run on ``options.accelerator`` (the GPU when there is one).
     """
-    from decur.train.module import PretrainModule
+    from decur.train.module import PretrainModule  # (Lightning: the figures' readers need none)
 
     o = (options or ExplainConfig()).validate()
     started = time.perf_counter()
@@ -68,8 +70,6 @@ def explain(
 
     batch = min(cfg.data.batch_size, n_samples)
     if batch < o.MIN_BATCH:
-        from decur.config import ConfigError
-
         raise ConfigError(
             f"{run}: its batches hold {batch} samples; correlations over fewer than {o.MIN_BATCH} are meaningless "
             "(over 2 each one is ±1). Give --samples of at least 4, or explain a run trained with larger batches"
@@ -92,8 +92,6 @@ def explain(
     if compare is not None:
         other = PretrainModule.from_run(compare).to(device)
         if other.model.modalities != mods:
-            from decur.config import ConfigError
-
             raise ConfigError(
                 f"--compare {compare}: a run of the modalities {other.model.modalities}, this run has {mods}; "
                 "compare runs of the same modalities"
@@ -122,14 +120,11 @@ def explain(
 
 def _run_and_data(run: str | Path, samples: int, device: torch.device) -> tuple[Any, Dataset]:
     """The run's module on ``device`` and the samples to explain (the synthetic data drawn fresh; else the run's)."""
-    from decur.data.build import build_dataset
-    from decur.train.module import PretrainModule
+    from decur.train.module import PretrainModule  # (Lightning: the figures' readers need none)
 
     module = PretrainModule.from_run(run).to(device)
     cfg, mods = module.cfg, module.model.modalities
     if len(mods) < 2:
-        from decur.config import ConfigError
-
         raise ConfigError(
             f"{run}: a one-modality run ({cfg.method.name} on {mods}) has no cross-modal common and unique "
             "dimensions to explain; explain a run of two or more modalities (decur, barlow_twins_cross, ...)"

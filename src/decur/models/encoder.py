@@ -38,7 +38,7 @@ def create_encoder(arch: str, in_chans: int, vit_pool: str = "token") -> nn.Modu
         ValueError: If neither timm nor ``decur.models.mit.MIT_ARCHS`` knows ``arch``, or an unknown pooling.
 
     """
-    from decur.models.mit import create_mit, is_mit
+    from decur.models.mit import create_mit, is_mit  # (mit builds on this module)
 
     if is_mit(arch):
         return create_mit(arch, in_chans)

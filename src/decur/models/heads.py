@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from decur.models.encoder import VIT, create_encoder
+
 LEVELS = (2, 3, 4)
 """Feature levels of the FCN: strides 8, 16 and 32."""
 
@@ -96,8 +98,6 @@ class ViTFeatures(nn.Module):
 
 def feature_encoder(arch: str, in_chans: int, state: dict[str, Tensor] | None = None) -> nn.Module:
     """Timm backbone returning the feature maps of ``LEVELS``; ``state`` is a plain encoder state dict."""
-    from decur.models.encoder import VIT, create_encoder
-
     if VIT.match(arch):
         vit = create_encoder(arch, in_chans)
         if state is not None:

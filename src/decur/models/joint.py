@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from decur.data.transforms import InputTransform
+from decur.models.heads import pyramid
+from decur.models.multimodal import projector
 
 OUTPUTS = ("pooled", "common", "maps")
 ZERO_FILLED = ("B10",)
@@ -130,7 +132,6 @@ class JointEncoder(nn.Module):
         return torch.stack(common).mean(dim=0)
 
     def _maps(self, m: str, x: Tensor, every: bool = False) -> list[Tensor]:
-        from decur.models.heads import pyramid
 
         maps = pyramid(self.encoders[m], x)
         if every:
@@ -162,8 +163,6 @@ class JointEncoder(nn.Module):
 
 def projector_from_state(state: dict[str, Tensor]) -> nn.Module:
     """A projector of the widths stored in ``state``, loaded from it strictly (decur's layout, or the release's)."""
-    from decur.models.multimodal import projector
-
     net = _projector_from_state(state, projector)
     net.load_state_dict(state, strict=True)
     return net

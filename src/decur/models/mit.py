@@ -92,7 +92,7 @@ def read_segformer_weights(path: str | Path) -> dict[str, Tensor]:
         FileNotFoundError: If ``path`` does not exist.
 
     """
-    from decur.models.encoder import read_weights_file
+    from decur.models.encoder import read_weights_file  # (encoder imports this module)
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: SegFormer weights file not found (give the mit_bX.pth you downloaded)")

@@ -16,6 +16,8 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from decur.errors import RunError
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to ``<path>.tmp``, syncs it to disk, then renames it over ``<path>``.
@@ -31,8 +33,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 is left as it was.
 
         """
-        from decur.errors import RunError
-
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         try:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from decur.augment import ViewPipeline
 from decur.config import PretrainConfig, from_dict
-from decur.errors import NonFiniteGradientError, NonFiniteLossError
+from decur.errors import NonFiniteGradientError, NonFiniteLossError, RunError
 from decur.methods import Objective
 from decur.models import MultimodalModel
 from decur.optim import build_optimizer, lr_factor
@@ -98,8 +98,6 @@ class PretrainModule(L.LightningModule):
     @classmethod
     def from_run(cls, run_or_ckpt: str | Path) -> PretrainModule:
         """The module of a run folder (its ``checkpoints/last.ckpt``) or of a checkpoint file, on the CPU."""
-        from decur.errors import RunError
-
         path = checkpoint_path(run_or_ckpt)
         state = read_checkpoint(path, "loading the model")  # a clear error for a truncated or foreign file
         if set(state.get("hyper_parameters") or {}) != {"config", "stats"}:

@@ -14,6 +14,7 @@ from torch.utils.data import IterableDataset
 from decur.config import ConfigError, PretrainConfig
 from decur.data.build import build_dataset, check_bands, data_fingerprint, dataset_stats
 from decur.data.sampling import seeded_loader, shard_loader
+from decur.models.mit import load_segformer_weights
 from decur.train.callbacks import plot_loss_curves, plot_monitors
 from decur.train.engine import (
     build_trainer,
@@ -94,8 +95,6 @@ def _pretrain(cfg: PretrainConfig, output: Path, callbacks: list[L.Callback] | N
     last = output / "checkpoints" / "last.ckpt"
     resumed = resume_point(last)
     if resumed is None and cfg.model.init_weights is not None:  # a fresh run starts from SegFormer's weights
-        from decur.models.mit import load_segformer_weights
-
         for encoder in module.model.encoders.values():
             load_segformer_weights(encoder, cfg.model.init_weights)
     common: dict[str, Any] = {

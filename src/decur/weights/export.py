@@ -24,11 +24,15 @@ from typing import Any
 
 import torch
 
+from decur.config import ConfigError
 from decur.data.transforms import InputTransform, image_transform, sentinel_transform
 from decur.data.workers import PartialFiles
 from decur.datasets import dataset_spec
 from decur.models.encoder import vit_patch
-from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, sha256, strip_prefix
+from decur.models.mit import is_mit
+from decur.runfiles import checkpoint_path, read_checkpoint
+from decur.weights.formats import CARD, Pretrained, WeightsError, card_json, read_pretrained, sha256, strip_prefix
+from decur.weights.inputs import default_transforms
 
 
 def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[float], list[float]]) -> InputTransform:
@@ -44,8 +48,6 @@ def run_transform(dataset: str, modality: str, bands: int, stats: tuple[list[flo
 
 def read_run(path: Path) -> Pretrained:
     """The encoders, projectors and input transforms of a decur run folder or checkpoint."""
-    from decur.runfiles import checkpoint_path, read_checkpoint
-
     ckpt = read_checkpoint(checkpoint_path(path), "loading its encoders")
     config, stats = ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["stats"]
     state = ckpt["state_dict"]
@@ -99,8 +101,6 @@ def read_run(path: Path) -> Pretrained:
 
 def load_with(arch: str, in_chans: int, vit_pool: str = "token") -> str:
     """How other code loads one exported encoder (said in the card)."""
-    from decur.models.mit import is_mit
-
     if is_mit(arch):
         return (
             f"SegFormer's original {arch} backbone (SegFormer / CMX code: load_state_dict(weights, strict=True));"
@@ -241,8 +241,6 @@ def export_backbone(
     """
     from safetensors.torch import save_file
 
-    from decur.config import ConfigError
-
     out = Path(out)
     if out.suffix != ".safetensors":
         raise WeightsError(
@@ -344,12 +342,9 @@ def import_weights(
         The written ``card.json`` and the weights as written (with their input transforms).
 
     """
-    from decur.weights.formats import read_pretrained
-    from decur.weights.inputs import default_transforms
-
     path, name = Path(source), None
     if not path.exists():
-        from decur.weights.hub import is_name, resolve
+        from decur.weights.hub import is_name, resolve  # (hub builds on this module)
 
         if is_name(str(source)):  # a release short name, torchgeo:..., hf:...: its file, and its modality names
             name = str(source)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from decur.data.transforms import InputTransform
 from decur.errors import DecurError
+from decur.models import create_encoder
 
 CARD = "card.json"
 """The card of an export folder (``decur.weights.export``)."""
@@ -115,8 +116,6 @@ class Pretrained:
             WeightsError: No such modality, or weights that do not fit the architecture.
 
         """
-        from decur.models import create_encoder
-
         if modality not in self.encoders:
             raise WeightsError(f"{self.source}: has no encoder {modality!r}; it has {self.modalities}")
         encoder = create_encoder(self.arch, self.bands[modality], self.vit_pool)
@@ -256,7 +255,7 @@ def read_pretrained(
     """
     path = Path(source)
     if not path.exists() and _is_name(str(source)):  # weights by name: the release's, torchgeo's, hf:...
-        from decur.weights.hub import resolve
+        from decur.weights.hub import resolve  # (hub and export build on this module)
 
         path, named = resolve(str(source))
         modalities = modalities or (named if named and len(named) > 1 else None)
@@ -268,7 +267,7 @@ def read_pretrained(
             "checkpoint or a backbone state dict"
         )
     if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-        from decur.weights.hub import read_hub
+        from decur.weights.hub import read_hub  # (hub builds on this module)
 
         return _rename(read_hub(path), modalities, field)
     if (
@@ -276,18 +275,18 @@ def read_pretrained(
         or path.suffix == ".json"
         or (path.suffix == ".safetensors" and path.with_suffix(".json").is_file())
     ):
-        from decur.weights.export import read_export
+        from decur.weights.export import read_export  # (export builds on this module)
 
         return _rename(read_export(path), modalities, field)
     if path.is_dir() or path.suffix == ".ckpt":
-        from decur.weights.export import read_run
+        from decur.weights.export import read_run  # (export builds on this module)
 
         return _rename(read_run(path), modalities, field)
     state = _load(path)
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
     if "state_dict" in state and "pytorch-lightning_version" in state:
-        from decur.weights.export import read_run
+        from decur.weights.export import read_run  # (export builds on this module)
 
         return _rename(read_run(path), modalities, field)
     if "model" in state and isinstance(state["model"], dict):
@@ -426,7 +425,7 @@ def _rename(pre: Pretrained, modalities: list[str] | None, field: str) -> Pretra
 
 
 def _is_name(text: str) -> bool:
-    from decur.weights.hub import is_name
+    from decur.weights.hub import is_name  # (hub builds on this module)
 
     return is_name(text)
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from decur.data.transforms import InputTransform
+from decur.weights.export import vit_card
 from decur.weights.formats import Pretrained, WeightsError
 
 RELEASE_REPO = "wangyi111/DeCUR"
@@ -216,8 +218,6 @@ def write_hub(pre: Pretrained, out: str | Path, overwrite: bool = False) -> Path
     import torch
     from safetensors.torch import save_file
 
-    from decur.weights.export import vit_card
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise WeightsError(f"--hub {out}: exists; pass --overwrite to replace it")
@@ -265,8 +265,6 @@ def read_hub(folder: Path) -> Pretrained:
 
     """
     from safetensors.torch import load_file
-
-    from decur.data.transforms import InputTransform
 
     try:
         config = json.loads((folder / "config.json").read_text())

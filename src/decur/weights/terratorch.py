@@ -27,7 +27,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from decur.models import create_encoder
 from decur.models.joint import band_index, band_key, take_bands
+from decur.weights import read_pretrained
 from decur.weights.formats import WeightsError
 from decur.weights.joint import MultimodalEncoder
 
@@ -184,9 +186,6 @@ def build(
     if unknown:
         raise WeightsError(f"{ckpt_data}: has no modality {unknown}; it has {list(joint.encoders)}")
     if not pretrained:
-        from decur.models import create_encoder
-        from decur.weights import read_pretrained
-
         arch = read_pretrained(ckpt_data, names, None).arch  # the read of from_export, cached
         for m in keep:
             joint.encoders[m] = create_encoder(arch, len(joint.band_names[m])).eval()

@@ -324,8 +324,8 @@ def check_pretrained(
         ConfigError: Naming the path, what it is, and what is accepted.
 
     """
-    from decur.errors import DecurError
-    from decur.weights import read_pretrained
+    from decur.errors import DecurError  # (with the weights reader below)
+    from decur.weights import read_pretrained  # (torch: validate stays light without weights)
 
     try:
         pre = read_pretrained(pretrained, names, bands)
@@ -340,8 +340,8 @@ def check_pretrained(
 
 def _pretrained_s2_bands(pretrained: str, names: list[str] | None) -> int | None:
     """The band count of the pretrained ``s2`` encoder when it has 12 (L2A), else ``None`` (13, the default)."""
-    from decur.errors import DecurError
-    from decur.weights import read_pretrained
+    from decur.errors import DecurError  # (with the weights reader below)
+    from decur.weights import read_pretrained  # (torch: validate stays light without weights)
 
     try:
         bands = read_pretrained(pretrained, names).bands

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from decur.data.build import band_stats
 from decur.datasets import dataset_spec, resolve
 from decur.evaluate.transfer.config import TransferConfig
 
@@ -33,8 +34,6 @@ def load_data(run: TransferConfig) -> TransferData:
     computed on the training set; segmentation masks of a dataset with classes keep 0 as the ignored class. A
     dataset that declares no class count (synthetic) has its count read from the data.
     """
-    from decur.data.build import band_stats
-
     spec = dataset_spec(run.dataset)
     assert spec.transfer is not None  # validate() refuses other datasets
     factory = resolve(spec.transfer)

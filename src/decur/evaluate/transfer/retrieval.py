@@ -17,6 +17,7 @@ from decur.evaluate.transfer.features import predict_all
 
 def run_retrieval(run: TransferConfig, data: TransferData, output: Path, progress: bool) -> dict[str, Any]:
     """Cross-modal retrieval of the pretrained run's test-set embeddings (features extracted on the engine)."""
+    # Lightning and the training module: only retrieval runs pay for them (transfer/__init__ imports this module)
     from decur.evaluate.module import EmbeddingModule
     from decur.evaluate.retrieval import pairwise_retrieval
     from decur.train.engine import build_trainer

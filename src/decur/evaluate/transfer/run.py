@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 
+from decur.evaluate.start import Transformed, starting_point
 from decur.evaluate.transfer.config import TransferConfig
 from decur.evaluate.transfer.data import load_data
 from decur.evaluate.transfer.retrieval import run_retrieval
 from decur.evaluate.transfer.seed import run_seed
-from decur.train.engine import run_lock
+from decur.train.engine import is_launcher, run_lock
 
 
 def run_transfer(run: TransferConfig, output: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -38,8 +39,6 @@ def run_transfer(run: TransferConfig, output: str | Path, progress: bool = True)
 
 
 def _run_all(run: TransferConfig, output: Path, progress: bool) -> dict[str, Any]:
-    from decur.evaluate.start import Transformed, starting_point
-    from decur.train.engine import is_launcher
 
     data = load_data(run)
     if run.task == "retrieval":

@@ -16,11 +16,26 @@ from torch.utils.data import Dataset, Subset
 
 from decur.augment import ViewPipeline
 from decur.config import ConfigError
+from decur.data.build import data_fingerprint
+from decur.data.crops import ScaleCrop, TrainCrop
+from decur.data.sampling import seeded_loader
 from decur.evaluate.metrics import label_subset
 from decur.evaluate.module import TransferModule
+from decur.evaluate.probe import adapt_batchnorm
 from decur.evaluate.transfer.config import RESUMABLE_CHANGES, TransferConfig
 from decur.evaluate.transfer.data import TransferData
 from decur.evaluate.transfer.features import cached_features, shard_loader
+from decur.models import CMX, FCN, LateFusionClassifier, encoder_width, feature_encoder, is_mit
+from decur.models.encoder import VIT
+from decur.models.mit import load_segformer_weights
+from decur.train.engine import (
+    build_trainer,
+    check_checkpoint_fits,
+    check_same_data,
+    check_same_run,
+    per_process_batch,
+    resume_point,
+)
 
 if TYPE_CHECKING:
     from decur.evaluate.start import Start
@@ -35,15 +50,6 @@ def run_seed(
         ConfigError: ``folder`` holds a run of another config (beyond ``RESUMABLE_CHANGES``).
 
     """
-    from decur.data.sampling import seeded_loader
-    from decur.train.engine import (
-        build_trainer,
-        check_checkpoint_fits,
-        check_same_run,
-        per_process_batch,
-        resume_point,
-    )
-
     config = {**dataclasses.asdict(run), "seed": seed}
     defaults = {f.name: f.default for f in dataclasses.fields(TransferConfig) if f.default is not dataclasses.MISSING}
     check_same_run(config, folder / "config.yaml", RESUMABLE_CHANGES, defaults=defaults)
@@ -123,8 +129,6 @@ def training_set(
     otherwise: random resized crops (scale 0.8-1) + flips; segmentation: crops of ``crop_size`` (scale 0.2-1), or
     SegFormer/CMX's rescale + padded crop with ``train_scales``; ``augment: false``: the labelled samples as they are.
     """
-    from decur.data.crops import ScaleCrop, TrainCrop
-
     keys = list(module.model.encoders)
     if run.task == "classification" and run.resolved_protocol == "linear" and run.cache_features:
         return cached_features(trainer, module, labelled, per_process, run.num_workers), True
@@ -143,9 +147,6 @@ def training_set(
 
 def _check_same_data(run: TransferConfig, data: TransferData, folder: Path) -> None:
     """A seed's results and checkpoint belong to its data: reused when the data moved, refused when they changed."""
-    from decur.data.build import data_fingerprint
-    from decur.train.engine import check_same_data
-
     now = {split: data_fingerprint(getattr(data, split)) for split in ("train", "test")}
     started = (folder / "results.json").is_file() or (folder / "checkpoints" / "last.ckpt").is_file()
     other = f"transfer config field `root`: {run.root} holds other data than seed folder {folder} was trained on"
@@ -157,17 +158,11 @@ def build_module(run: TransferConfig, data: TransferData, seed: int, start: Star
 
     The data arrive transformed (``decur.evaluate.start.Transformed``), so the module's views only cast.
     """
-    from decur.evaluate.probe import adapt_batchnorm
-    from decur.models import CMX, FCN, LateFusionClassifier, encoder_width, feature_encoder, is_mit
-    from decur.models.encoder import VIT
-
     torch.manual_seed(seed)
     arch, encoders = start.arch, start.encoders()
     views = {m: ViewPipeline("none", c, 8, (1.0, 1.0), [0.0] * c, [1.0] * c) for m, c in start.bands.items()}
     if not run.pretrained:
         if run.segformer_weights is not None:
-            from decur.models.mit import load_segformer_weights
-
             for encoder in encoders.values():
                 load_segformer_weights(encoder, run.segformer_weights)
         if run.adapt_bn:
