@@ -9,10 +9,9 @@ Store layout (one folder)::
 
 Why ``.npy`` memory maps: every (location, season) slab is contiguous, so a sample reads exactly the seasons it
 draws with plain memory copies and no decoding; the OS page cache does the rest, and any number of loader workers
-share it. Measured on this project's 2-core machine (``benchmarks/loader_throughput.py``, 264 px, 2 seasons per
-sample, one process): raw GeoTIFFs 35 samples/s, HDF5 with one chunk per (location, season) 412 (291 with lzf),
-this store 1,200. The paper's preprocessing is applied once, when packing. The cost is no compression: S2 at
-8 bit is 3.6 MB per location (4 seasons), S1 at float16 1.1 MB, ~1.2 TB for the full 251,079 locations.
+share it: the fastest of the read paths ``benchmarks/loader_throughput.py`` compares (raw GeoTIFF, HDF5, this
+store; ``benchmarks/results/loader-cpu.md``). The paper's preprocessing is applied once, when packing. The cost is
+no compression: S2 at 8 bit is 3.6 MB per location (4 seasons), S1 at float16 1.1 MB.
 """
 
 from __future__ import annotations
