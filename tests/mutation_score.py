@@ -53,6 +53,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "joint": ("src/decur/models/joint.py", [KNOWN]),
     "heads": ("src/decur/models/heads.py", [KNOWN, "tests/test_heads.py"]),
     "losses": ("src/decur/losses.py", ["tests/test_losses.py"]),
+    "datasets": (
+        "src/decur/datasets.py",
+        ["tests/test_datasets.py", "tests/test_config.py", "tests/test_bad_input.py", "tests/test_download.py"],
+    ),
     "split": ("src/decur/train/split.py", ["tests/test_split.py"]),
     "methods": ("src/decur/methods.py", ["tests/test_methods.py"]),
     "metrics": (
