@@ -56,7 +56,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "datasets": (
         "src/decur/datasets.py",
         [
-            "tests/test_datasets.py", "tests/test_config.py", "tests/test_bad_input.py", "tests/test_download.py",
+            "tests/test_datasets.py",
+            "tests/test_config.py",
+            "tests/test_bad_input.py",
+            "tests/test_download.py",
             "--deselect=tests/test_download.py::test_every_dataset_page_has_a_get_the_data_section_naming_its_command",
         ],  # (the docs are not in the mutants' tree)
     ),
