@@ -269,3 +269,67 @@ def test_every_command_s_choices_come_from_the_registry():
         for command in ("check", "download", "pack")
     }
     assert {command: tuple(c) for command, c in chosen.items()} == {c: registry.datasets(c) for c in chosen}
+
+
+def _mods(*pairs: tuple[str, int]) -> str:
+    return "data.modalities=[" + ", ".join(f"{{name: {n}, bands: {b}}}" for n, b in pairs) + "]"
+
+
+V11_ALL = "s1grd, s2l1c, s2l2a and s2rgb"
+BUILT_IN_RULES = [  # (dataset, overrides, the whole message): the releases' modalities and band counts
+    ("synthetic", [_mods(("optical", 13), ("lidar", 1))],
+     "`data.modalities`: unknown modality 'lidar': the synthetic dataset has ['optical', 'sar', 'elevation']"),
+    ("synthetic", [_mods(("optical", 13), ("elevation", 2))], "`data.modalities`: synthetic elevation has 1 band"),
+    ("synthetic", ["data.unique_factors=-1"], "`data.unique_factors`: must be >= 0, got -1"),
+    ("synthetic", ["data.unique_strength=-0.5"], "`data.unique_strength`: must be >= 0, got -0.5"),
+    ("ssl4eo_s12", [_mods(("s1", 2), ("s3", 13))], "`data.modalities`: SSL4EO-S12 has s1 and s2, got ['s1', 's3']"),
+    ("ssl4eo_s12", [_mods(("s1", 3), ("s2", 13))], "`data.modalities`: s1 has 2 bands, got 3"),
+    ("ssl4eo_s12", [_mods(("s1", 2), ("s2", 4))], "`data.modalities`: s2 has 12 or 13 bands, got 4"),
+    ("ssl4eo_s12", [_mods(("s1", 2), ("s2", 13)), "data.s2_product=s2a"],
+     "`data.modalities`: s2 has 13 bands but data.s2_product=s2a has 12: set bands: 12, or data.s2_product=s2c for "
+     "the L1C (13-band) product"),
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2", 13))],
+     f"`data.modalities`: SSL4EO-S12 v1.1 (its folders in lower case) has {V11_ALL}, got ['s1grd', 's2']"),
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l2a", 13))], "`data.modalities`: s2l2a has 12 bands, got 13"),
+    ("ssl4eo_s12_v11", [_mods(("s2rgb", 4), ("s2l1c", 13))], "`data.modalities`: s2rgb has 3 bands, got 4"),
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l1c", 13)), "data.max_cloud_fraction=1.5"],
+     "`data.max_cloud_fraction`: must lie in [0, 1], got 1.5"),
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2rgb", 3)), "data.max_cloud_fraction=0.2"],
+     "`data.max_cloud_fraction`: needs a product with a cloud_mask (s2l1c or s2l2a) among the modalities, got "
+     "['s1grd', 's2rgb']: add one or set it to null"),
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l1c", 13)), "data.timestamp_draw=month"],
+     "`data.timestamp_draw`: must be sample or file, got 'month'"),
+    ("geonrw", [_mods(("rgb", 3), ("nir", 1))], "`data.modalities`: GeoNRW has rgb and dem, got ['rgb', 'nir']"),
+    ("geonrw", [_mods(("rgb", 3), ("dem", 2))], "`data.modalities`: dem has 1 or 3 bands, got 2"),
+    ("geonrw", [_mods(("rgb", 4), ("dem", 1))], "`data.modalities`: rgb has 3 bands, got 4"),
+    ("geonrw", [_mods(("rgb", 3), ("dem", 1)), "data.cities=[]"],
+     "`data.cities`: a non-empty list of GeoNRW city folders, or null for the train cities"),
+    ("sunrgbd", [_mods(("rgb", 3), ("depth", 1))],
+     "`data.modalities`: SUN-RGBD pretraining has rgb and hha, got ['rgb', 'depth']"),
+    ("sunrgbd", [_mods(("rgb", 3), ("hha", 1))], "`data.modalities`: hha has 3 bands, got 1"),
+    ("sunrgbd", [_mods(("rgb", 3), ("hha", 3)), "data.split=val"], "`data.split`: train, test or all, got 'val'"),
+    ("geonrw", [_mods(("rgb", 3), ("dem", 1)), "data.void_ids=ids.txt"],
+     "`data.void_ids`: only ssl4eo_s12 reads it (dataset is 'geonrw'): remove it or set it to null"),
+    ("sunrgbd", [_mods(("rgb", 3), ("hha", 3)), "data.max_cloud_fraction=0.1"],
+     "`data.max_cloud_fraction`: only ssl4eo_s12_v11 reads it (dataset is 'sunrgbd'): remove it or set it to null"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("dataset", "overrides", "message"), BUILT_IN_RULES)
+def test_each_built_in_dataset_refuses_what_its_release_does_not_hold_in_one_line(dataset, overrides, message):
+    from decur.config import ConfigError, load_config
+
+    root = [] if dataset == "synthetic" else ["data.root=/data"]
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"data.dataset={dataset}", *root, *overrides]).validate(check_paths=False)
+    assert str(caught.value) == f"config field {message}"
+
+
+def test_a_new_name_registers_without_replace_and_unregistering_removes_it():
+    register_dataset("tiles_once", TILES)
+    try:
+        assert registry.dataset_spec("tiles_once") is TILES and "tiles_once" in registry.datasets("transfer")
+    finally:
+        unregister_dataset("tiles_once")
+    assert "tiles_once" not in registry.DATASETS
+    unregister_dataset("tiles_once")  # a name that is not there: nothing to do

@@ -255,20 +255,24 @@ V11_REPO = "embed2scale/SSL4EO-S12-v1.1"
 """The Hugging Face Hub dataset repository of SSL4EO-S12 v1.1 (CC-BY-4.0)."""
 
 
+def _listed(items: Any, last: str = "and") -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    words = [str(i) for i in items]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
 def _modalities(data: Any, allowed: Mapping[str, tuple[int, ...]], what: str) -> list[tuple[str, str]]:
     """Modality names among ``allowed`` and band counts among each one's allowed counts."""
     names = [m.name for m in data.modalities]
     if not set(names) <= set(allowed):
-        return [("data.modalities", f"{what} has {' and '.join(allowed)}, got {names}")]
-    return [
-        (
-            "data.modalities",
-            f"{m.name} has {' or '.join(map(str, allowed[m.name]))} "
-            f"band{'' if allowed[m.name] == (1,) else 's'}, got {m.bands}",
-        )
-        for m in data.modalities
-        if m.bands not in allowed[m.name]
-    ]
+        return [("data.modalities", f"{what} has {_listed(allowed)}, got {names}")]
+    problems = []
+    for m in data.modalities:
+        counts = allowed[m.name]
+        if m.bands not in counts:
+            bands = f"{_listed(counts, 'or')} band{'' if counts == (1,) else 's'}"
+            problems.append(("data.modalities", f"{m.name} has {bands}, got {m.bands}"))
+    return problems
 
 
 def _synthetic_rules(data: Any) -> list[tuple[str, str]]:
@@ -289,7 +293,7 @@ def _synthetic_rules(data: Any) -> list[tuple[str, str]]:
 def _ssl4eo_rules(data: Any) -> list[tuple[str, str]]:
     want = 13 if data.s2_product == "s2c" else 12
     bands = {m.name: m.bands for m in data.modalities}
-    problems = _modalities(data, {"s1": (2,), "s2": tuple(range(1, 14))}, "SSL4EO-S12")
+    problems = _modalities(data, {"s1": (2,), "s2": (12, 13)}, "SSL4EO-S12")
     if not problems and bands.get("s2", want) != want:
         other = "s2a" if want == 13 else "s2c"
         problems.append(
@@ -304,7 +308,7 @@ def _ssl4eo_rules(data: Any) -> list[tuple[str, str]]:
 
 def _ssl4eo_v11_rules(data: Any) -> list[tuple[str, str]]:
     products = {name: (bands,) for name, (_, bands) in SSL4EO_V11_PRODUCTS.items()}
-    problems = _modalities(data, products, "SSL4EO-S12 v1.1 (the release's folders in lower case)")
+    problems = _modalities(data, products, "SSL4EO-S12 v1.1 (its folders in lower case)")
     mcf = data.max_cloud_fraction
     if mcf is not None and not 0 <= mcf <= 1:
         problems.append(("data.max_cloud_fraction", f"must lie in [0, 1], got {mcf}"))
