@@ -109,6 +109,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 EQUIVALENT: dict[str, str] = {
     # losses: the Gram and the K x K forms of the correlation moments give the same numbers (a test checks both);
     # the size rule only picks the faster one
+    "decur.datasets.x_resolve__mutmut_4": "a factory path holds one ':', partition and rpartition agree",
     "decur.losses.x_correlation_moments__mutmut_5": "the size rule picks the faster of two equal forms",
     "decur.losses.x_correlation_moments__mutmut_6": "the size rule picks the faster of two equal forms",
     "decur.losses.x_correlation_moments__mutmut_7": "the size rule picks the faster of two equal forms",

@@ -218,8 +218,10 @@ def test_names_are_identifiers_and_taken_ones_are_refused():
         register_dataset("geonrw", TILES)
     with pytest.raises(ValueError, match="letters, digits"):
         register_dataset("my-data", TILES)
-    with pytest.raises(KeyError, match="DECUR_PLUGINS"):
+    with pytest.raises(KeyError) as caught:
         registry.dataset_spec("no_such_dataset")
+    assert str(caught.value).startswith("dataset 'no_such_dataset' is not one of ['synthetic', 'ssl4eo_s12', ")
+    assert str(caught.value).endswith("registered by a module named in DECUR_PLUGINS (docs/development.md)")
 
 
 # ---- the built-in declarations against their sources ------------------------------------------------------------
@@ -333,3 +335,71 @@ def test_a_new_name_registers_without_replace_and_unregistering_removes_it():
         unregister_dataset("tiles_once")
     assert "tiles_once" not in registry.DATASETS
     unregister_dataset("tiles_once")  # a name that is not there: nothing to do
+
+
+ACCEPTED = [  # the edges each rule must let through
+    ("synthetic", ["data.unique_factors=0", "data.unique_strength=0"]),  # the sensors share everything they show
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l1c", 13)), "data.max_cloud_fraction=0"]),
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l1c", 13)), "data.max_cloud_fraction=1"]),  # L1C's mask alone
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l2a", 12)), "data.max_cloud_fraction=0.3"]),  # L2A's alone
+    ("ssl4eo_s12_v11", [_mods(("s1grd", 2), ("s2l2a", 12)), "data.timestamp_draw=file"]),
+    ("sunrgbd", [_mods(("rgb", 3), ("hha", 3)), "data.split=test"]),
+    ("sunrgbd", [_mods(("rgb", 3), ("hha", 3)), "data.split=all"]),
+    ("ssl4eo_s12", [_mods(("s1", 2)), "method.name=barlow_twins_single"]),  # no s2: no product to match
+    ("ssl4eo_s12", [_mods(("s1", 2), ("s2", 12)), "data.s2_product=s2a"]),
+    ("geonrw", [_mods(("rgb", 3), ("dem", 1)), "data.cities=[aachen]"]),
+]
+
+
+@pytest.mark.parametrize(("dataset", "overrides"), ACCEPTED)
+def test_each_built_in_rule_accepts_its_edges(dataset, overrides):
+    from decur.config import load_config
+
+    load_config(None, [f"data.dataset={dataset}", "data.root=/data", *overrides]).validate(check_paths=False)
+
+
+def test_a_one_band_modality_is_named_in_the_singular():
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(modalities=[SimpleNamespace(name="dem", bands=2)])
+    assert registry._modalities(data, {"dem": (1,)}, "X") == [("data.modalities", "dem has 1 band, got 2")]
+
+
+def test_a_field_two_datasets_read_names_both_when_a_third_is_given_it():
+    from dataclasses import replace
+
+    from decur.config import ConfigError, load_config
+
+    register_dataset("tiles_cities", replace(TILES, fields=("cities",)))
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load_config(None, ["data.dataset=sunrgbd", "data.root=/d", _mods(("rgb", 3), ("hha", 3)),
+                               "data.cities=[a]"]).validate(check_paths=False)  # fmt: skip
+    finally:
+        unregister_dataset("tiles_cities")
+    assert str(caught.value) == (
+        "config field `data.cities`: only geonrw and tiles_cities read it (dataset is 'sunrgbd'): remove it or set it "
+        "to null"
+    )
+
+
+def test_decur_plugins_imports_each_named_module_once(monkeypatch):
+    import importlib
+
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(importlib, "import_module", lambda name: imported.append(name) or real(name))
+    monkeypatch.setenv("DECUR_PLUGINS", " json , ,string")
+    registry.datasets("pretrain")
+    registry.dataset_spec("geonrw")
+    assert imported == ["json", "string"]  # stripped, empty names skipped, and only on the first call
+
+
+def test_a_plugin_that_cannot_be_imported_is_named_with_the_variable(monkeypatch):
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setenv("DECUR_PLUGINS", "no_such_module_here")
+    with pytest.raises(ImportError) as caught:
+        registry.datasets("pretrain")
+    assert str(caught.value).startswith("DECUR_PLUGINS names 'no_such_module_here', which cannot be imported (")
+    assert str(caught.value).endswith("); put its folder on PYTHONPATH or remove it from the variable")

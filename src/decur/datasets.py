@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from decur.errors import UnknownDatasetError
+
 Factory = str | Callable[..., Any]
 """A function, or where it lives (``"package.module:function"``, imported when first called)."""
 Rules = Callable[[Any], list[tuple[str, str]]]
@@ -197,12 +199,12 @@ def dataset_spec(name: str) -> DatasetSpec:
     """The spec of dataset ``name``.
 
     Raises:
-        KeyError: An unknown name, with the registered ones and how to add one.
+        UnknownDatasetError: An unknown name (a ``KeyError``), with the registered ones and how to add one.
 
     """
     load_plugins()
     if name not in DATASETS:
-        raise KeyError(f"{name!r} is not one of {list(DATASETS)}{PLUGINS_HINT}")
+        raise UnknownDatasetError(f"dataset {name!r} is not one of {list(DATASETS)}{PLUGINS_HINT}")
     return DATASETS[name]
 
 
@@ -231,7 +233,7 @@ def unread_fields(config: Any, spec: DatasetSpec, name: str, prefix: str = "data
             problems.append(
                 (
                     f"{prefix}{field_name}",
-                    f"only {', '.join(readers)} read{'s' if len(readers) == 1 else ''} it (dataset is {name!r}): "
+                    f"only {_listed(readers)} read{'s' if len(readers) == 1 else ''} it (dataset is {name!r}): "
                     "remove it or set it to null",
                 )
             )

@@ -15,6 +15,13 @@ class RunError(DecurError, RuntimeError):
     """A run folder or checkpoint cannot be used (locked, unreadable, foreign, disk full); the message says why."""
 
 
+class UnknownDatasetError(DecurError, KeyError):
+    """A dataset name no spec is registered under (``decur.datasets``); the message lists the names and the fix."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or Inf; training stopped before the optimiser step."""
 
