@@ -234,6 +234,11 @@ def test_built_in_class_counts_and_splits_are_the_releases():
     assert (specs["sunrgbd"].classes, specs["nyuv2"].classes) == (37, 40)
     assert specs["bigearthnet"].classes == specs["bigearthnet_v2"].classes == 19
     assert specs["geonrw"].classes == 10
+    # transfer crops: BigEarthNet's S2 patches are 120 x 120 px at 10 m (its release); GeoNRW's 1000 px tiles are
+    # cut into 250 px patches, 16 per tile (the DeCUR paper's setting); RGB-D trains on 480 px crops (NYUv2's
+    # 640 x 480 frames, SUN-RGBD's smallest side)
+    assert (specs["bigearthnet"].crop, specs["geonrw"].crop, specs["sunrgbd"].crop, specs["nyuv2"].crop) == (
+        120, 250, 480, 480)  # fmt: skip
     assert specs["bigearthnet"].splits == ("train", "val", "test")
     assert specs["bigearthnet_v2"].splits == ("train", "val", "validation", "test")
     assert {name: dict(s.modalities) for name, s in specs.items() if name.startswith("bigearthnet")} == {
@@ -403,3 +408,33 @@ def test_a_plugin_that_cannot_be_imported_is_named_with_the_variable(monkeypatch
         registry.datasets("pretrain")
     assert str(caught.value).startswith("DECUR_PLUGINS names 'no_such_module_here', which cannot be imported (")
     assert str(caught.value).endswith("); put its folder on PYTHONPATH or remove it from the variable")
+
+
+@pytest.mark.parametrize(("name", "imagenet"), [("sunrgbd", True), ("nyuv2", True), ("geonrw", False)])
+def test_the_release_rule_standardises_rgbd_rgb_with_imagenet_statistics(name, imagenet):
+    """The DeCUR release's RGB-D loaders standardise BGR images with ImageNet's mean and std (torchvision's
+    0.485/0.456/0.406, 0.229/0.224/0.225); its GeoNRW loader does not. ``evaluate.start`` passes the spec's flag."""
+    from decur.data.transforms import image_transform
+
+    steps = image_transform("ssl4eo_release", "rgb", 3, ([0.0] * 3, [1.0] * 3), registry.dataset_spec(name).imagenet)
+    expected = [{"op": "reverse_bands"}]
+    if imagenet:
+        expected.append({"op": "standardize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    assert steps.steps == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "modality", "bands", "units"),
+    [
+        ("geonrw", "rgb", 3, "8-bit/255"),  # GeoNRW's orthophotos are 8-bit; its reader divides by 255
+        ("geonrw", "dem", 3, "m minus the patch mean"),  # the reader's DEM, relative to the patch mean
+        ("sunrgbd", "hha", 3, "8-bit/255"),
+        ("ssl4eo_s12", "s1", 2, "dB"),  # Sentinel-1 GRD backscatter
+        ("synthetic", "optical", 13, "as decur's synthetic reader returns them"),
+        ("paired_folders", "rgb", 3, "as decur's paired_folders reader returns them"),
+    ],
+)
+def test_an_export_card_records_the_units_of_the_dataset_s_reader(name, modality, bands, units):
+    from decur.weights.export import run_transform
+
+    assert run_transform(name, modality, bands, ([0.0] * bands, [1.0] * bands)).units == units
