@@ -464,15 +464,19 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     dl = data.add_parser(
         "download",
-        help="SSL4EO-S12 v1.1 shards from the Hugging Face Hub (any number of files), then data check; for the "
-        "other datasets, where to get them and the layout decur reads",
+        help="a dataset into the layout decur reads, then data check: SSL4EO-S12 v1.1 shards from the Hugging Face "
+        "Hub (any number of files); SSL4EO-S12 v1.0, BigEarthNet and GeoNRW through torchgeo's downloaders "
+        "(whole archives, hashes checked); for the others, where to get them and the layout",
     )
     dl.add_argument("dataset", choices=datasets("download"))
     dl.add_argument("root", help="target folder")
-    dl.add_argument("--split", default="train", choices=["train", "val"])
-    dl.add_argument("--files", type=_at_least(1), default=1, help="shards per product, 64 locations each (default 1)")
-    dl.add_argument("--products", help="comma-separated, of s1grd,s2l1c,s2l2a,s2rgb (default: all four)")
-    dl.add_argument("--source", help="a local mirror of the Hub repository instead of the network")
+    dl.add_argument("--split", default="train", choices=["train", "val"], help="the split to fetch (v1.1) or check")
+    dl.add_argument("--files", type=_at_least(1), default=1, help="v1.1: shards per product, 64 locations each")
+    dl.add_argument(
+        "--products",
+        help="v1.1: of s1grd,s2l1c,s2l2a,s2rgb (default all four); v1.0: of s1,s2c,s2a (default s1,s2c)",
+    )
+    dl.add_argument("--source", help="v1.1: a local mirror of the Hub repository instead of the network")
     dl.set_defaults(func=_data_download)
     c = data.add_parser("check", help="read every file of a dataset, summarise it, name every bad file")
     c.add_argument("root")

@@ -3,14 +3,22 @@
 SSL4EO-S12 v1.1 comes from its Hugging Face Hub repository (``huggingface_hub``: resumable, every file checked
 against the hash the Hub records), shard by shard, so ``--files 2`` fetches 2 x 64 locations per product. A
 local mirror of the repository (``--source DIR``, e.g. a copy on a cluster's shared storage) works the same way
-without the network. The other datasets have no source decur can fetch unattended (registration, licence
-acceptance or multi-part archives): their ``source`` (``decur.datasets``) names where each is, its licence, size
-and the layout decur reads, and the command prints that in one line.
+without the network.
+
+SSL4EO-S12 v1.0, BigEarthNet (v1) and GeoNRW come through torchgeo's own downloaders (``download=True,
+checksum=True``: its URLs and MD5 sums, its extraction), whose layouts are the ones decur reads; archives already
+in the target folder are not fetched again. A failed download is one line naming the URL and the target folder.
+The datasets torchgeo cannot fetch (SUN-RGBD and NYUv2: research-use sites; BigEarthNet v2.0, whose torchgeo 0.8
+downloader names its parts by their MD5 sums) have a ``source`` (``decur.datasets``): the command prints where each
+is, its licence, size and the layout decur reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,4 +140,91 @@ def fetch_v11(root: Path, options: dict[str, Any]) -> int:
     report = check_ssl4eo_s12_v11(split, quick=True)
     print(report.format())
     print(f"train on it with data.dataset=ssl4eo_s12_v11 data.root={split}")
+    return 1 if report.problems else 0
+
+
+def fetch_ssl4eo_s12(root: Path, options: dict[str, Any]) -> int:
+    """``decur data download ssl4eo_s12``: torchgeo's ``SSL4EOS12`` per product (default ``s1,s2c``, the paper's).
+
+    Each product is about 500 GB in 10-12 parts, concatenated and extracted into ``root/<product>/`` by torchgeo.
+    """
+    products = options["products"].split(",") if options.get("products") else ["s1", "s2c"]
+    unknown = sorted(set(products) - {"s1", "s2c", "s2a"})
+    if unknown:
+        raise DatasetError(root, f"--products {unknown} unknown for ssl4eo_s12", "products among s1,s2c,s2a")
+    for product in products:
+        _torchgeo("ssl4eo_s12", "SSL4EOS12", root, split=product)
+    s2_product = "s2c" if "s2c" in products else "s2a"
+    return _check_after("ssl4eo_s12", root, options, s2_product=s2_product)
+
+
+def fetch_bigearthnet(root: Path, options: dict[str, Any]) -> int:
+    """``decur data download bigearthnet``: torchgeo's ``BigEarthNet`` (v1: S1 + S2 archives and the split lists)."""
+    _torchgeo("bigearthnet", "BigEarthNet", root, split="train", bands="all")
+    return _check_after("bigearthnet", root, options)
+
+
+def fetch_geonrw(root: Path, options: dict[str, Any]) -> int:
+    """``decur data download geonrw``: torchgeo's ``GeoNRW`` (one archive holding every city)."""
+    _torchgeo("geonrw", "GeoNRW", root, split="train")
+    return _check_after("geonrw", root, options)
+
+
+def _torchgeo(name: str, dataset: str, root: Path, **kwargs: Any) -> None:
+    """Fetch ``dataset`` with torchgeo (``download=True, checksum=True``) into ``root``; a failure is one line."""
+    try:
+        import torchgeo.datasets
+    except ImportError:
+        raise DatasetError(
+            root,
+            f"downloading {name} goes through torchgeo's downloader, and torchgeo is not installed",
+            f"pip install 'decur[torchgeo]' and run this again, or {describe(name, root).split(': ', 1)[1]}",
+        ) from None
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {name} ({dataset} {kwargs}) with torchgeo into {root}; files already there are kept")
+    with _requested_urls() as urls:
+        try:
+            getattr(torchgeo.datasets, dataset)(root=str(root), download=True, checksum=True, **kwargs)
+        except Exception as err:  # offline, HTTP errors, a hash that differs, a cut archive: one line
+            where = urls[-1] if urls else f"torchgeo's {dataset} source"
+            why = "its MD5 differs from torchgeo's record" if "corrupted" in str(err) else type(err).__name__
+            detail = str(err).splitlines()[0][:160] if str(err) else ""
+            raise DatasetError(
+                where,
+                f"cannot be downloaded into {root} ({why}: {detail})",
+                "go online and run this again (finished archives are kept); a file left cut or corrupt by "
+                f"this attempt: delete it in {root} first",
+            ) from None
+
+
+@contextlib.contextmanager
+def _requested_urls() -> Iterator[list[str]]:
+    """The URLs opened while the block runs (torchgeo's downloaders open each file's URL with urllib first)."""
+    seen: list[str] = []
+    opener = urllib.request.urlopen
+
+    def recording(url: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(url.full_url if isinstance(url, urllib.request.Request) else str(url))
+        return opener(url, *args, **kwargs)
+
+    urllib.request.urlopen = recording
+    try:
+        yield seen
+    finally:
+        urllib.request.urlopen = opener
+
+
+def _check_after(name: str, root: Path, options: dict[str, Any], s2_product: str = "s2c") -> int:
+    """``decur data check`` of what arrived; the exit status of the command (1 when it names a problem)."""
+    from decur.data.check import check  # (torch: `download` of the other datasets stays light)
+
+    split = options.get("split") or "train"
+    print(f"checking {root} (decur data check {root} --dataset {name} --split {split})")
+    report = check(name, root, split, s2_product=s2_product)
+    print(report.format())
+    uses = dataset_spec(name).uses
+    if "pretrain" in uses:
+        print(f"pretrain on it with data.dataset={name} data.root={root}")
+    if "transfer" in uses:
+        print(f"transfer to it with dataset={name} root={root}")
     return 1 if report.problems else 0
