@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 ## DeCUR pretraining on the built-in synthetic data (the built-in config: 96 steps, LARS at 6.0), then the
-## evaluation summary; about 4 minutes on 2 CPU cores (docs/results/demo-synthetic-cpu.md)
+## evaluation summary; 4 minutes on a 2-core Intel Xeon, 10.5 on a 2-core AMD EPYC without AVX-512
+## (docs/results/demo-synthetic-cpu.md)
 demo: $(STAMP)
 	$(BIN)/decur pretrain --output runs/demo
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -88,6 +89,7 @@ def test_torchgeo_names_download_once_and_check_the_sha256_prefix(tmp_path, monk
     served.parent.mkdir()
     shutil.copy(plain, served)
     monkeypatch.setitem(hub.TORCHGEO, "ResNet50_Weights.SENTINEL2_ALL_DECUR", (served.as_uri(), "s2"))
+    monkeypatch.setitem(sys.modules, "torchgeo.models", None)  # else torchgeo's own URL (the network) wins
     monkeypatch.setenv("DECUR_CACHE", str(tmp_path / "cache"))
     name = "torchgeo:ResNet50_Weights.SENTINEL2_ALL_DECUR"
     assert main(["import", name, "--out", str(tmp_path / "a")]) == 0
@@ -174,3 +176,13 @@ def test_a_weights_file_replaced_in_place_is_read_again(tmp_path):
     torch.save({"a": torch.zeros(1000)}, path)
     os.utime(path, ns=(stamp, stamp))
     assert _load(path)["a"].shape == (1000,)
+
+
+def test_the_torchgeo_table_holds_torchgeos_own_urls():
+    """decur's fallback table (used without torchgeo) against torchgeo's weights enum: same URL per name."""
+    tgm = pytest.importorskip("torchgeo.models", reason="torchgeo is an optional extra: pip install decur[torchgeo]")
+    for key, (url, modality) in hub.TORCHGEO.items():
+        enum_name, member = key.split(".")
+        weights = getattr(getattr(tgm, enum_name), member)
+        assert weights.url == url, key
+        assert weights.meta["in_chans"] == {"s1": 2, "s2": 13}[modality], key

@@ -375,6 +375,25 @@ MID_EPOCH = ("data.num_workers=2", "trainer.max_epochs=2", "data.length=64", "tr
 """2 epochs x 4 steps of 16 samples; the loaders' workers make the resumed epoch's order the harder case."""
 
 
+def test_every_step_checkpoint_finds_its_metrics_row_already_written(tmp_path, monkeypatch):
+    """A SIGKILL right after a step checkpoint must not lose that step's metrics row (seen as a flake of the test
+    below: the checkpoint was written before the row, the kill fell between them, the resumed history lacked it)."""
+    from decur.train.callbacks import AtomicCheckpointIO
+
+    seen: list[tuple[int, int]] = []
+    save = AtomicCheckpointIO.save_checkpoint
+
+    def recording(self, checkpoint, path, storage_options=None):
+        seen.append((checkpoint["global_step"], _metrics_steps(Path(path).parent.parent)))
+        save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
+    out = tmp_path / "run"
+    assert main(_cli(out, *MID_EPOCH, "data.num_workers=0", "trainer.checkpoint_every=1")[3:]) == 0
+    assert [step for step, _ in seen] == list(range(1, 9))
+    assert all(rows == step for step, rows in seen), seen
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_or_stopped_mid_epoch_resumes_at_its_step_with_the_batches_the_epoch_had_left(tmp_path, capsys, sig):
     """SIGKILL after a step checkpoint (``trainer.checkpoint_every=1``) or SIGTERM (saved at once): the re-run

@@ -97,9 +97,11 @@ def build_trainer(
             loggers,
             [
                 *callbacks,
-                LastCheckpoint(output / "checkpoints" / "last.ckpt", every_n_steps),
                 Throughput(global_batch),
+                # the step's metrics row is on disk before the checkpoint that claims the step: a process killed
+                # between the two resumes from the earlier checkpoint and trims the row, never loses one
                 CSVMetrics(output / "metrics.csv", engine.log_every_n_steps, sparse_metrics),
+                LastCheckpoint(output / "checkpoints" / "last.ckpt", every_n_steps),
                 *extra_callbacks,
             ],
         )
