@@ -63,6 +63,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "--deselect=tests/test_download.py::test_every_dataset_page_has_a_get_the_data_section_naming_its_command",
         ],  # (the docs are not in the mutants' tree)
     ),
+    "download": (
+        "src/decur/data/download.py",
+        [
+            "tests/test_download_torchgeo.py",
+            "tests/test_download.py",
+            "--deselect=tests/test_download.py::test_every_dataset_page_has_a_get_the_data_section_naming_its_command",
+        ],
+    ),
     "split": ("src/decur/train/split.py", ["tests/test_split.py"]),
     "methods": ("src/decur/methods.py", ["tests/test_methods.py"]),
     "metrics": (
