@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from decur.cli import main
+from decur.datasets import DATASETS
 
 from .data.bigearthnet.data import make_v1
 from .data.geonrw.data import generate as make_geonrw
@@ -84,10 +85,25 @@ def test_geonrw_arrives_through_torchgeo_hash_checked_extracted_and_checked(
     # the release layout decur reads: <city>/<E>_<N>_{rgb.jp2,dem.tif,seg.tif}, 40 train + 3 test cities
     assert len([p for p in root.iterdir() if p.is_dir()]) == 43
     assert sorted(p.name.split("_", 2)[2] for p in (root / "aachen").iterdir()) == ["dem.tif", "rgb.jp2", "seg.tif"]
+    assert f"downloading geonrw (GeoNRW) with torchgeo into {root}" in out
     assert f"geonrw at {root}: 40 sample(s)" in out and "no problems found" in out  # data check, train split
     assert f"data.dataset=geonrw data.root={root}" in out and f"dataset=geonrw root={root}" in out
     # the archive torchgeo kept is the served one, byte for byte
     assert (root / "nrw_dataset.tar.gz").read_bytes() == geonrw_archive.read_bytes()
+
+
+def test_a_bad_tile_in_the_archive_is_named_by_the_check_and_the_exit_status_is_1(
+    served, module_tmp, monkeypatch, tmp_path, capsys
+):
+    tree = make_geonrw(module_tmp("geonrw-bad"), tile=24)
+    bad = sorted((tree / "aachen").glob("*_dem.tif"))[0]
+    bad.write_bytes(bad.read_bytes()[:200])  # cut, as an interrupted copy leaves it
+    archive = _tar(served[1] / "geonrw-bad" / "nrw_dataset.tar.gz", tree, *sorted(p.name for p in tree.iterdir()))
+    monkeypatch.setattr(tgd.GeoNRW, "url", f"{served[0]}/geonrw-bad/{{}}")
+    monkeypatch.setattr(tgd.GeoNRW, "md5", _md5(archive))
+    assert main(["data", "download", "geonrw", str(tmp_path / "g")]) == 1
+    out = capsys.readouterr().out
+    assert "1 problem(s):" in out and bad.name in out
 
 
 def test_a_hash_that_differs_is_one_line_naming_the_url_and_the_target(
@@ -124,6 +140,10 @@ def test_without_torchgeo_one_line_says_how_to_install_it_and_where_the_data_are
     assert main(["data", "download", "bigearthnet", str(tmp_path / "ben")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'decur[torchgeo]'" in err and "https://bigearth.net" in err
+    source = DATASETS["bigearthnet"].source
+    root = tmp_path / "ben"
+    assert err.startswith(f"decur: error: {root}: downloading bigearthnet goes through torchgeo's downloader")
+    assert f"or get it from {source.url} ({source.licence}, {source.size}) and unpack it into {root} as" in err
 
 
 def test_bigearthnet_v1_arrives_with_torchgeos_split_lists_and_is_read_by_decur(
@@ -173,6 +193,11 @@ def test_bigearthnet_v1_arrives_with_torchgeos_split_lists_and_is_read_by_decur(
     from decur.data.bigearthnet import BigEarthNetMM
 
     assert len(BigEarthNetMM(root, "test")) == 4  # torchgeo's test list, 4 "s2,s1" rows
+    # again with --split val: nothing fetched again (the archives are there), the check walks the 2 val patches
+    assert main(["data", "download", "bigearthnet", str(root), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert f"checking {root} (decur data check {root} --dataset bigearthnet --split val)" in out
+    assert f"bigearthnet at {root}: 2 sample(s)" in out
 
 
 def test_ssl4eo_s12_products_arrive_in_parts_concatenated_and_extracted(
@@ -181,7 +206,7 @@ def test_ssl4eo_s12_products_arrive_in_parts_concatenated_and_extracted(
     tree = make_ssl4eo(module_tmp("ssl4eo-tree"), size=264, locations=("0000000", "0000001"))
     sources = served[1] / "ssl4eo"
     checksums: dict[str, dict[str, str]] = {}
-    for product, stem in (("s1", "s1_grd"), ("s2c", "s2_l1c")):
+    for product, stem in (("s1", "s1_grd"), ("s2c", "s2_l1c"), ("s2a", "s2_l2a")):
         whole = _tar(module_tmp(f"whole-{product}") / f"{stem}.tar.gz", tree, product).read_bytes()
         half = len(whole) // 2
         checksums[product] = {}
@@ -199,9 +224,14 @@ def test_ssl4eo_s12_products_arrive_in_parts_concatenated_and_extracted(
     assert sorted(p.name for p in (root / "s1").iterdir()) == ["0000000", "0000001"]
     assert f"ssl4eo_s12 at {root}: 2 sample(s)" in out and "no problems found" in out
     assert f"data.dataset=ssl4eo_s12 data.root={root}" in out
+    # the L2A product instead: the check reads s2a (12 bands), not the absent s2c
+    l2a = tmp_path / "l2a"
+    assert main(["data", "download", "ssl4eo_s12", str(l2a), "--products", "s1,s2a"]) == 0
+    assert sorted(p.name for p in l2a.iterdir() if p.is_dir()) == ["s1", "s2a"]
+    assert f"ssl4eo_s12 at {l2a}: 2 sample(s)" in capsys.readouterr().out
 
 
 def test_ssl4eo_s12_refuses_a_product_torchgeo_does_not_have(tmp_path, capsys):
     assert main(["data", "download", "ssl4eo_s12", str(tmp_path / "x"), "--products", "s1,s2l1c"]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "s2l1c" in err and "s1,s2c,s2a" in err
+    assert len(err.splitlines()) == 1 and "--products ['s2l1c'] unknown" in err and "s1,s2c,s2a" in err

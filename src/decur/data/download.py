@@ -69,7 +69,7 @@ def download_v11(
             if target.is_file():
                 continue  # a finished file of an earlier, interrupted download
             target.parent.mkdir(parents=True, exist_ok=True)
-            _fetch(source, f"{split}/{folder}/{name}", target, root)
+            _fetch(source, f"{split}/{folder}/{name}", target)
     return root / split
 
 
@@ -83,7 +83,7 @@ def _listing(source: Path | None, split: str, folders: list[str]) -> dict[str, l
         paths = HfApi().list_repo_files(V11_REPO, repo_type="dataset")
     except Exception as err:  # offline, a proxy, the Hub down: one line naming where and what
         raise DatasetError(
-            Path(V11_URL),
+            V11_URL,
             f"cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})",
             "go online, or copy the repository's files to a folder and pass it as --source",
         ) from None
@@ -95,7 +95,7 @@ def _listing(source: Path | None, split: str, folders: list[str]) -> dict[str, l
     return out
 
 
-def _fetch(source: Path | None, path: str, target: Path, root: Path) -> None:
+def _fetch(source: Path | None, path: str, target: Path) -> None:
     """One file into ``target`` through a ``.partial`` name: an interrupted download never looks finished."""
     partial = target.with_name(target.name + ".partial")
     if source is not None:
@@ -107,7 +107,7 @@ def _fetch(source: Path | None, path: str, target: Path, root: Path) -> None:
             cached = hf_hub_download(V11_REPO, path, repo_type="dataset")
         except Exception as err:
             raise DatasetError(
-                Path(f"{V11_URL}/blob/main/{path}"),
+                f"{V11_URL}/blob/main/{path}",  # a str: Path() would fold the URL's // into /
                 f"cannot be downloaded into {target} ({type(err).__name__})",
                 "retry (finished files are kept), or fetch it by hand into that folder",
             ) from None
@@ -126,21 +126,20 @@ def describe(name: str, root: Path) -> str:
 def fetch_v11(root: Path, options: dict[str, Any]) -> int:
     """``decur data download ssl4eo_s12_v11``: ``download_v11``, then a quick ``decur data check`` of the shards.
 
+    Args:
+        root: The target folder.
+        options: The command's options (``split``, ``products``, ``files``, ``source``).
+
     Returns:
         The command's exit status: 0, or 1 when the check names a problem.
 
     """
-    from decur.data.check import check_ssl4eo_s12_v11  # (torch: `download` of the other datasets stays light)
-
-    products = options["products"].split(",") if options.get("products") else None
-    source = Path(options["source"]) if options.get("source") else None
-    files = int(options.get("files", 1))
-    split = download_v11(root, options.get("split", "train"), products, files, source)
-    print(f"downloaded {files} shard(s) per product into {split}; checking them (decur data check --quick)")
-    report = check_ssl4eo_s12_v11(split, quick=True)
-    print(report.format())
-    print(f"train on it with data.dataset=ssl4eo_s12_v11 data.root={split}")
-    return 1 if report.problems else 0
+    products = options["products"].split(",") if options["products"] else None
+    source = Path(options["source"]) if options["source"] else None
+    files = options["files"]
+    split = download_v11(root, options["split"], products, files, source)
+    print(f"downloaded {files} shard(s) per product into {split}")
+    return _check_after("ssl4eo_s12_v11", split, options, quick=True)
 
 
 def fetch_ssl4eo_s12(root: Path, options: dict[str, Any]) -> int:
@@ -148,7 +147,7 @@ def fetch_ssl4eo_s12(root: Path, options: dict[str, Any]) -> int:
 
     Each product is about 500 GB in 10-12 parts, concatenated and extracted into ``root/<product>/`` by torchgeo.
     """
-    products = options["products"].split(",") if options.get("products") else ["s1", "s2c"]
+    products = options["products"].split(",") if options["products"] else ["s1", "s2c"]
     unknown = sorted(set(products) - {"s1", "s2c", "s2a"})
     if unknown:
         raise DatasetError(root, f"--products {unknown} unknown for ssl4eo_s12", "products among s1,s2c,s2a")
@@ -160,13 +159,13 @@ def fetch_ssl4eo_s12(root: Path, options: dict[str, Any]) -> int:
 
 def fetch_bigearthnet(root: Path, options: dict[str, Any]) -> int:
     """``decur data download bigearthnet``: torchgeo's ``BigEarthNet`` (v1: S1 + S2 archives and the split lists)."""
-    _torchgeo("bigearthnet", "BigEarthNet", root, split="train", bands="all")
+    _torchgeo("bigearthnet", "BigEarthNet", root)  # torchgeo's defaults: both sensors, 19 classes
     return _check_after("bigearthnet", root, options)
 
 
 def fetch_geonrw(root: Path, options: dict[str, Any]) -> int:
     """``decur data download geonrw``: torchgeo's ``GeoNRW`` (one archive holding every city)."""
-    _torchgeo("geonrw", "GeoNRW", root, split="train")
+    _torchgeo("geonrw", "GeoNRW", root)  # every city is in the one archive, whatever the split
     return _check_after("geonrw", root, options)
 
 
@@ -181,7 +180,8 @@ def _torchgeo(name: str, dataset: str, root: Path, **kwargs: Any) -> None:
             f"pip install 'decur[torchgeo]' and run this again, or {describe(name, root).split(': ', 1)[1]}",
         ) from None
     root.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {name} ({dataset} {kwargs}) with torchgeo into {root}; files already there are kept")
+    what = " ".join([dataset, *map(str, kwargs.values())])  # e.g. "SSL4EOS12 s1"
+    print(f"downloading {name} ({what}) with torchgeo into {root}; archives already there are kept")
     with _requested_urls() as urls:
         try:
             getattr(torchgeo.datasets, dataset)(root=str(root), download=True, checksum=True, **kwargs)
@@ -214,13 +214,13 @@ def _requested_urls() -> Iterator[list[str]]:
         urllib.request.urlopen = opener
 
 
-def _check_after(name: str, root: Path, options: dict[str, Any], s2_product: str = "s2c") -> int:
+def _check_after(name: str, root: Path, options: dict[str, Any], s2_product: str = "s2c", quick: bool = False) -> int:
     """``decur data check`` of what arrived; the exit status of the command (1 when it names a problem)."""
     from decur.data.check import check  # (torch: `download` of the other datasets stays light)
 
-    split = options.get("split") or "train"
-    print(f"checking {root} (decur data check {root} --dataset {name} --split {split})")
-    report = check(name, root, split, s2_product=s2_product)
+    split = options["split"]
+    print(f"checking {root} (decur data check {root} --dataset {name} --split {split}{' --quick' * quick})")
+    report = check(name, root, split, s2_product=s2_product, quick=quick)
     print(report.format())
     uses = dataset_spec(name).uses
     if "pretrain" in uses:
