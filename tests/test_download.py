@@ -33,7 +33,8 @@ def test_the_first_files_of_the_chosen_products_arrive_in_the_release_layout_and
         ]
     assert not (out / "train" / "S2L2A").exists()
     text = capsys.readouterr().out
-    assert f"data.root={out / 'train'}" in text and "problems" not in text.lower().replace("no problems", "")
+    assert f"data.root={out / 'train'}" in text and "--split train --quick)" in text
+    assert "problems" not in text.lower().replace("no problems", "")
     # re-run with more files: finished ones are kept, a leftover .partial is never taken for a finished file
     (out / "train" / "S1GRD" / "ssl4eos12_train_seasonal_data_000003.zarr.zip.partial").write_bytes(b"cut")
     kept = (out / "train" / "S1GRD" / "ssl4eos12_train_seasonal_data_000001.zarr.zip").stat().st_mtime_ns

@@ -79,7 +79,7 @@ def test_geonrw_arrives_through_torchgeo_hash_checked_extracted_and_checked(
     served, geonrw_archive, monkeypatch, tmp_path, capsys
 ):
     _point_geonrw(monkeypatch, served, geonrw_archive)
-    root = tmp_path / "geonrw"
+    root = tmp_path / "new" / "geonrw"  # folders that do not exist yet
     assert main(["data", "download", "geonrw", str(root)]) == 0
     out = capsys.readouterr().out
     # the release layout decur reads: <city>/<E>_<N>_{rgb.jp2,dem.tif,seg.tif}, 40 train + 3 test cities
@@ -221,6 +221,7 @@ def test_ssl4eo_s12_products_arrive_in_parts_concatenated_and_extracted(
     assert main(["data", "download", "ssl4eo_s12", str(root)]) == 0  # default products: s1,s2c (the paper's)
     out = capsys.readouterr().out
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["s1", "s2c"]
+    assert f"downloading ssl4eo_s12 (SSL4EOS12 s1) with torchgeo into {root}" in out
     assert sorted(p.name for p in (root / "s1").iterdir()) == ["0000000", "0000001"]
     assert f"ssl4eo_s12 at {root}: 2 sample(s)" in out and "no problems found" in out
     assert f"data.dataset=ssl4eo_s12 data.root={root}" in out

@@ -179,7 +179,6 @@ def _torchgeo(name: str, dataset: str, root: Path, **kwargs: Any) -> None:
             f"downloading {name} goes through torchgeo's downloader, and torchgeo is not installed",
             f"pip install 'decur[torchgeo]' and run this again, or {describe(name, root).split(': ', 1)[1]}",
         ) from None
-    root.mkdir(parents=True, exist_ok=True)
     what = " ".join([dataset, *map(str, kwargs.values())])  # e.g. "SSL4EOS12 s1"
     print(f"downloading {name} ({what}) with torchgeo into {root}; archives already there are kept")
     with _requested_urls() as urls:
