@@ -117,10 +117,14 @@ def _fetch(source: Path | None, path: str, target: Path) -> None:
 
 def describe(name: str, root: Path) -> str:
     """One line: where ``name`` is published, its licence and size, and the layout to unpack it into ``root``."""
+    return f"{name}: {_where(name, root)}"
+
+
+def _where(name: str, root: Path) -> str:
     s = dataset_spec(name).source
     if s is None:
-        return f"{name}: no published source is declared; see its documentation"
-    return f"{name}: get it from {s.url} ({s.licence}, {s.size}) and unpack it into {root} as {s.layout}"
+        return "no published source is declared; see its documentation"
+    return f"get it from {s.url} ({s.licence}, {s.size}) and unpack it into {root} as {s.layout}"
 
 
 def fetch_v11(root: Path, options: dict[str, Any]) -> int:
@@ -177,7 +181,7 @@ def _torchgeo(name: str, dataset: str, root: Path, **kwargs: Any) -> None:
         raise DatasetError(
             root,
             f"downloading {name} goes through torchgeo's downloader, and torchgeo is not installed",
-            f"pip install 'decur[torchgeo]' and run this again, or {describe(name, root).split(': ', 1)[1]}",
+            f"pip install 'decur[torchgeo]' and run this again, or {_where(name, root)}",
         ) from None
     what = " ".join([dataset, *map(str, kwargs.values())])  # e.g. "SSL4EOS12 s1"
     print(f"downloading {name} ({what}) with torchgeo into {root}; archives already there are kept")
